@@ -1,0 +1,28 @@
+// Where tests find things: the source tree, the shared fixtures (../shared beside the checkout, as in
+// CI; tests that need them QSKIP with a reason when they are absent) and the built CLI.
+#pragma once
+
+#include <QtTest/QtTest>
+
+#include <filesystem>
+
+namespace lorafleet::test {
+
+inline std::filesystem::path source_dir() {
+    return LORAFLEET_SOURCE_DIR;
+}
+inline std::filesystem::path fixtures_dir() {
+    return LORAFLEET_FIXTURES_DIR;
+}
+inline std::filesystem::path cli_path() {
+    return LORAFLEET_CLI_PATH;
+}
+
+} // namespace lorafleet::test
+
+// Skips the current test function when ../shared/fixtures is not beside the checkout.
+#define LORAFLEET_REQUIRE_FIXTURES()                                                                         \
+    do {                                                                                                     \
+        if (!std::filesystem::exists(lorafleet::test::fixtures_dir() / "README.md"))                         \
+            QSKIP("../shared/fixtures is not beside this checkout");                                         \
+    } while (0)
