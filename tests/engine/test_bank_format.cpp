@@ -4,6 +4,7 @@
 #include "engine/core/error.hpp"
 #include "engine/core/float16.hpp"
 #include "engine/core/sha256.hpp"
+#include "tests/support/random_bank.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -21,54 +22,6 @@ using bank::compressed_bank;
 namespace fs = std::filesystem;
 
 namespace {
-
-// 3 modules (one GQA-shaped), 3 clusters, 6 adapters; adapter 5 lacks module 2 and cluster 2 has no
-// member with module 2, so its basis there is empty.
-compressed_bank make_bank(bank::method kind, unsigned seed) {
-    std::mt19937 gen(seed);
-    std::normal_distribution<float> normal;
-    compressed_bank b;
-    b.kind = kind;
-    b.rank = 4;
-    b.clusters = 3;
-    b.parameters = {{"seed", seed}};
-    b.modules = {{"model.layers.0.self_attn.q_proj", 0, "q_proj", 16, 16},
-                 {"model.layers.0.self_attn.k_proj", 0, "k_proj", 8, 16},
-                 {"model.layers.1.self_attn.q_proj", 1, "q_proj", 16, 16}};
-    const int clusters[] = {0, 1, 0, 1, 1, 2};
-    for (int i = 0; i < 6; ++i) {
-        bank::bank_adapter a;
-        a.name = "adapter-" + std::to_string(i);
-        a.source = "/fleet/" + a.name;
-        a.base_model = "test/base";
-        a.cluster = clusters[i];
-        a.source_rank = 8;
-        a.errors = {0.01 * i, 0.02, i == 5 ? std::nan("") : 0.5};
-        b.adapters.push_back(a);
-    }
-    b.bases.resize(3);
-    b.cores.resize(3);
-    for (std::size_t m = 0; m < 3; ++m) {
-        for (int c = 0; c < 3; ++c) {
-            bank::cluster_basis basis;
-            if (!(m == 2 && c == 2)) {
-                basis.u.resize(std::size_t(b.modules[m].d_out * b.rank));
-                basis.vt.resize(std::size_t(b.rank * b.modules[m].d_in));
-                for (auto& x : basis.u)
-                    x = normal(gen);
-                for (auto& x : basis.vt)
-                    x = normal(gen);
-            }
-            b.bases[m].push_back(basis);
-        }
-        b.cores[m].resize(b.adapters.size() * std::size_t(b.core_size()));
-        for (std::size_t i = 0; i < b.adapters.size(); ++i)
-            if (b.adapters[i].has_module(m))
-                for (std::int64_t k = 0; k < b.core_size(); ++k)
-                    b.core(m, i)[k] = normal(gen);
-    }
-    return b;
-}
 
 float round_trip(float x, io::dtype t) {
     if (t == io::dtype::F16) return f16_to_f32(f32_to_f16(x));
@@ -149,7 +102,7 @@ private slots:
         QFETCH(int, storage);
         QTemporaryDir tmp;
         const fs::path dir = tmp.filePath("bank").toStdString();
-        const auto want = make_bank(bank::method(kind), 7);
+        const auto want = lorafleet::test::make_random_bank(bank::method(kind), 7);
         const auto bytes = bank::write_bank(dir, want, {io::dtype(storage), false});
         const auto got = bank::read_bank(dir);
         compare(want, got, io::dtype(storage));
@@ -163,7 +116,7 @@ private slots:
     void manifestListsFilesWithChecksums() {
         QTemporaryDir tmp;
         const fs::path dir = tmp.filePath("bank").toStdString();
-        bank::write_bank(dir, make_bank(bank::method::jd_full, 1));
+        bank::write_bank(dir, lorafleet::test::make_random_bank(bank::method::jd_full, 1));
         const auto j = read_json(dir / "manifest.json");
         QCOMPARE(j["format"].get<std::string>(), std::string("lorafleet-bank"));
         QCOMPARE(j["version"].get<int>(), 1);
@@ -179,7 +132,7 @@ private slots:
     void metadataOnlyRead() {
         QTemporaryDir tmp;
         const fs::path dir = tmp.filePath("bank").toStdString();
-        bank::write_bank(dir, make_bank(bank::method::jd_diag, 2));
+        bank::write_bank(dir, lorafleet::test::make_random_bank(bank::method::jd_diag, 2));
         const auto got = bank::read_bank(dir, {false, false});
         QCOMPARE(got.adapters.size(), std::size_t(6));
         QVERIFY(got.cores.empty());
@@ -187,7 +140,7 @@ private slots:
     void corruptionIsCaught() {
         QTemporaryDir tmp;
         const fs::path good = tmp.filePath("good").toStdString();
-        bank::write_bank(good, make_bank(bank::method::jd_full, 3));
+        bank::write_bank(good, lorafleet::test::make_random_bank(bank::method::jd_full, 3));
         auto fresh = [&](const char* name) {
             const fs::path p = tmp.filePath(name).toStdString();
             fs::copy(good, p, fs::copy_options::recursive);
@@ -244,7 +197,7 @@ private slots:
     void nanInCoresRejected() {
         QTemporaryDir tmp;
         const fs::path dir = tmp.filePath("bank").toStdString();
-        auto b = make_bank(bank::method::jd_full, 4);
+        auto b = lorafleet::test::make_random_bank(bank::method::jd_full, 4);
         b.cores[1][3] = std::nanf("");
         bank::write_bank(dir, b, {io::dtype::F32, false});
         expect_error<validation_error>([&] { bank::read_bank(dir); }, "NaN or Inf");
@@ -252,9 +205,9 @@ private slots:
     void writesAreAllOrNothing() {
         QTemporaryDir tmp;
         const fs::path dir = tmp.filePath("bank").toStdString();
-        const auto first = make_bank(bank::method::jd_full, 5);
+        const auto first = lorafleet::test::make_random_bank(bank::method::jd_full, 5);
         bank::write_bank(dir, first, {io::dtype::F32, false});
-        const auto second = make_bank(bank::method::jd_diag, 6);
+        const auto second = lorafleet::test::make_random_bank(bank::method::jd_diag, 6);
         expect_error<usage_error>([&] { bank::write_bank(dir, second); }, "already exists");
         compare(first, bank::read_bank(dir), io::dtype::F32);
 
@@ -292,11 +245,11 @@ private slots:
     }
     void invalidBankRefused() {
         QTemporaryDir tmp;
-        auto b = make_bank(bank::method::jd_full, 8);
+        auto b = lorafleet::test::make_random_bank(bank::method::jd_full, 8);
         b.adapters[2].cluster = 2; // cluster 2 has no basis for module 2, and adapter 2 has module 2
         expect_error<validation_error>([&] { bank::write_bank(tmp.filePath("x").toStdString(), b); },
                                        "has no basis");
-        b = make_bank(bank::method::jd_full, 8);
+        b = lorafleet::test::make_random_bank(bank::method::jd_full, 8);
         b.adapters[1].name = b.adapters[0].name;
         expect_error<validation_error>([&] { bank::write_bank(tmp.filePath("x").toStdString(), b); },
                                        "repeats");
@@ -304,7 +257,7 @@ private slots:
     }
     void denseUpdateIsUSigmaVt() {
         for (auto kind : {bank::method::jd_full, bank::method::jd_diag}) {
-            const auto b = make_bank(kind, 9);
+            const auto b = lorafleet::test::make_random_bank(kind, 9);
             const std::size_t m = 1, i = 3;
             const auto& mod = b.modules[m];
             const auto& basis = b.bases[m][b.adapters[i].cluster];
