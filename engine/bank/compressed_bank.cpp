@@ -139,8 +139,10 @@ void compressed_bank::validate(const std::string& where) const {
         for (int c = 0; c < clusters; ++c) {
             const auto& b = bases[m][std::size_t(c)];
             if (b.empty()) {
+                // Allowed only when nothing of the adapter's module is represented (error 1): an
+                // incrementally added adapter whose cluster never saw this module.
                 for (const auto& a : adapters)
-                    if (a.cluster == c && a.has_module(m))
+                    if (a.cluster == c && a.has_module(m) && a.errors[m] < 1.0 - 1e-9)
                         throw validation_error(where, "module " + mod.path + ": cluster " +
                                                           std::to_string(c) + " has no basis but adapter '" +
                                                           a.name + "' uses it");

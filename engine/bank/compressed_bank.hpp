@@ -4,7 +4,8 @@
 //     ΔW_i(m) ≈ U_{c(i)}(m) · Σ_i(m) · V_{c(i)}(m)ᵀ.
 // Invariants (checked by validate()): every adapter has a cluster in [0, clusters); a module an adapter
 // lacks has a zero core and a NaN error; a cluster none of whose members has module m has an empty
-// basis there. All matrices are float32, row-major. On disk: see bank_format.hpp.
+// basis there (a member may still list the module with error 1: nothing of it is represented).
+// All matrices are float32, row-major. On disk: see bank_format.hpp.
 #pragma once
 
 #include "engine/io/hf_config.hpp"

@@ -1,0 +1,156 @@
+// `lorafleet-cli compress PATH... --method jd-full|jd-diag --rank R [--clusters K|auto] [--target-error E]
+//  [--device auto|cpu|cuda] [--normalize unit|none] [--seed S] [--dtype f16] [--base CONFIG] --out BANK
+//  [--overwrite] [--json]`: joint compression of a fleet into a bank. Progress on stderr; with --json one
+// JSON object on stdout (adapters with cluster and error, clusters, rank, method, seconds, bytes).
+#include "app/cli/args.hpp"
+#include "app/cli/commands.hpp"
+#include "app/cli/fleet_args.hpp"
+#include "engine/bank/bank_builder.hpp"
+#include "engine/bank/bank_format.hpp"
+#include "engine/compress/backend_registry.hpp"
+#include "engine/core/error.hpp"
+#include "engine/io/hf_config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+namespace lorafleet::cli {
+namespace {
+
+int run_compress(const std::vector<std::string>& args) {
+    arg_parser p({"method", "rank", "clusters", "target-error", "device", "normalize", "seed", "out", "dtype",
+                  "base", "threads", "max-clusters", "init"},
+                 {"json", "overwrite"});
+    p.parse(args);
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::filesystem::path out = p.required("out");
+
+    compress::compress_options options;
+    const std::string method_text = p.get_or("method", "jd-full");
+    const auto kind = bank::parse_method(method_text);
+    options.jd.method = kind == bank::method::jd_full ? compress::jd_method::full : compress::jd_method::diag;
+    options.jd.rank = p.get_int("rank", 16, 1, 4096);
+    const std::string clusters = p.get_or("clusters", "1");
+    options.clusters = clusters == "auto" ? 0 : int(p.get_int("clusters", 1, 1, 100000));
+    options.target_error = p.get_double("target-error", 0.6, 0.0, 1.0);
+    options.max_clusters = int(p.get_int("max-clusters", options.max_clusters, 1, 100000));
+    const std::string normalize = p.get_or("normalize", "unit");
+    if (normalize != "unit" && normalize != "none") throw usage_error("", "--normalize must be unit or none");
+    options.jd.norm = normalize == "unit" ? compress::normalization::unit : compress::normalization::none;
+    const std::string init = p.get_or("init", "hosvd");
+    if (init != "hosvd" && init != "random") throw usage_error("", "--init must be hosvd or random");
+    options.jd.init = init == "hosvd" ? compress::jd_init::hosvd : compress::jd_init::random;
+    if (p.has("seed"))
+        options.jd.seed = std::uint64_t(p.get_int("seed", 0, 0, std::numeric_limits<long long>::max()));
+    const auto storage = parse_storage_dtype(p.get_or("dtype", "f16"));
+    const std::string device = p.get_or("device", "auto");
+    const int threads = int(p.get_int("threads", 0, 0, 1024));
+    std::optional<io::model_geometry> base;
+    if (p.has("base")) base = io::resolve_geometry(p.required("base"));
+
+    auto backend = compress::make_compress_backend(device, threads);
+    const auto adapters = load_fleet_or_fail("compress", p.positionals(), base ? &*base : nullptr);
+    std::set<std::string> names;
+    for (const auto& a : adapters)
+        if (!names.insert(a->name).second)
+            throw validation_error(a->dir.string(), "two adapters are named '" + a->name +
+                                                        "'; names (folder names) must be unique in a bank");
+    compress::PeftModuleSource source(adapters, threads);
+    std::cerr << "compress: " << adapters.size() << " adapters, " << source.module_count() << " modules, "
+              << method_text << " rank " << options.jd.rank << ", clusters " << clusters << ", backend "
+              << backend->name() << "\n";
+
+    auto last = std::chrono::steady_clock::now() - std::chrono::seconds(10);
+    const auto result =
+        compress::compress_fleet(source, *backend, options, [&](const compress::progress_info& info) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now - last >= std::chrono::milliseconds(1000) || info.fraction >= 1.0) {
+                char eta[32] = "";
+                if (info.eta_seconds >= 0) std::snprintf(eta, sizeof eta, ", ETA %.0f s", info.eta_seconds);
+                std::fprintf(stderr, "compress: %5.1f%% %s %s%s\n", 100.0 * info.fraction, info.stage.c_str(),
+                             info.module.c_str(), eta);
+                last = now;
+            }
+            return true;
+        });
+
+    std::vector<bank::adapter_record> records;
+    std::uint64_t bytes_original = 0;
+    for (const auto& a : adapters) {
+        records.push_back({a->dir.string(), a->config.base_model_name_or_path, a->max_rank()});
+        bytes_original += a->weight_bytes();
+    }
+    nlohmann::json parameters{{"normalize", normalize},
+                              {"init", init},
+                              {"seed", options.jd.seed},
+                              {"clusters", clusters},
+                              {"target_error", options.target_error},
+                              {"device", backend->name()},
+                              {"max_sweeps", options.jd.max_sweeps},
+                              {"tol", options.jd.tol}};
+    const auto b = bank::bank_from_result(result, records, base, parameters);
+    const auto bytes_compressed = bank::write_bank(out, b, {storage, p.has("overwrite")});
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    if (p.has("json")) {
+        nlohmann::json j{{"bank", out.string()},
+                         {"method", method_text},
+                         {"rank", options.jd.rank},
+                         {"clusters", result.k},
+                         {"target_met", result.target_met},
+                         {"mean_error", result.mean_error},
+                         {"max_error", result.max_error},
+                         {"seconds", seconds},
+                         {"bytes_original", bytes_original},
+                         {"bytes_compressed", bytes_compressed},
+                         {"device", backend->name()}};
+        j["adapters"] = nlohmann::json::array();
+        for (std::size_t i = 0; i < b.adapters.size(); ++i)
+            j["adapters"].push_back({{"name", b.adapters[i].name},
+                                     {"cluster", b.adapters[i].cluster},
+                                     {"error", b.adapters[i].mean_error()}});
+        j["k_trials"] = nlohmann::json::array();
+        for (const auto& [k, e] : result.k_trials)
+            j["k_trials"].push_back({{"clusters", k}, {"mean_error", e}});
+        std::cout << j.dump(2) << "\n";
+    } else {
+        std::printf(
+            "compressed %zu adapters into %s: %s rank %lld, %d cluster%s, mean error %.4f (max %.4f), "
+            "%.1f MB -> %.1f MB (%.1f%%), %.1f s\n",
+            b.adapters.size(), out.c_str(), method_text.c_str(), (long long)options.jd.rank, result.k,
+            result.k == 1 ? "" : "s", result.mean_error, result.max_error, double(bytes_original) / 1e6,
+            double(bytes_compressed) / 1e6,
+            100.0 * double(bytes_compressed) / double(std::max<std::uint64_t>(1, bytes_original)), seconds);
+        if (options.clusters == 0 && !result.target_met)
+            std::printf("note: target error %.3f not reached with up to %d clusters\n", options.target_error,
+                        result.k);
+    }
+    return 0;
+}
+
+const command_registrar reg{
+    {"compress", "jointly compress a fleet of PEFT adapters into a bank",
+     "usage: lorafleet-cli compress PATH... --out BANK [options]\n"
+     "  PATH                 an adapter folder or a folder searched recursively for adapters\n"
+     "  --method M           jd-full (r x r core per adapter, default) or jd-diag (r numbers per adapter)\n"
+     "  --rank R             joint rank of the shared bases (default 16)\n"
+     "  --clusters K|auto    number of clusters (default 1); auto: smallest K with mean error <= target\n"
+     "  --target-error E     target mean squared relative error for --clusters auto (default 0.6)\n"
+     "  --max-clusters K     cap of the automatic search (default 64)\n"
+     "  --normalize unit|none  fit every adapter with equal weight (default) or by its norm\n"
+     "  --init hosvd|random  initial bases (default hosvd)\n"
+     "  --seed S             seed of random initialisation and clustering\n"
+     "  --device auto|cpu|cuda  compute backend (default auto)\n"
+     "  --threads N          CPU threads (default: all)\n"
+     "  --dtype f32|f16|bf16 storage of the bank's tensors (default f16)\n"
+     "  --base PRESET|config.json  check every adapter against this base model's shapes\n"
+     "  --overwrite          replace an existing bank at BANK\n"
+     "  --json               print a JSON summary on stdout\n",
+     &run_compress}};
+
+} // namespace
+} // namespace lorafleet::cli
