@@ -1,0 +1,229 @@
+// Compression benchmark on Mistral-7B geometry (q_proj 4096x4096, k/v_proj 1024x4096, rank-16 adapters):
+// seconds per module, peak RSS and mean error for JD-Full / JD-Diag with 1 and 25 clusters, fleets of
+// 100 and 1000 adapters, over a few layers (scaled to 32 layers in the table), plus a dense baseline
+// that forms every ΔW_i (small n) to show what the factored algorithm saves.
+//
+// The fleet is generated on the fly per module (planted groups + noise, like `lorafleet-cli synth`), so
+// memory holds one module's factors, as with real adapters streamed from disk; generation time is
+// excluded from the fit time and reported apart.
+//
+// usage: bench_compress [--adapters 100,1000] [--layers 1] [--clusters 1,25] [--methods jd-full,jd-diag]
+//                       [--rank 16] [--dense-adapters 16] [--threads N]
+#include "engine/compress/backend_registry.hpp"
+#include "engine/compress/fleet_compressor.hpp"
+#include "engine/core/random.hpp"
+
+#include <cblas.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <sys/resource.h>
+#include <vector>
+
+using namespace lorafleet;
+using namespace lorafleet::compress;
+
+namespace {
+
+// Planted fleet: adapter i belongs to group i % groups; per module and group, factors live in random
+// rank-r input/output subspaces; noise_rel of relative Frobenius noise per adapter.
+class PlantedStreamSource final : public ModuleSource {
+public:
+    PlantedStreamSource(std::size_t adapters, int groups, int layers, int rank, double noise,
+                        std::uint64_t seed)
+        : m_n(adapters), m_groups(groups), m_rank(rank), m_noise(noise), m_seed(seed) {
+        for (int l = 0; l < layers; ++l) {
+            const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
+            m_shapes.push_back({p + "q_proj", 4096, 4096});
+            m_shapes.push_back({p + "k_proj", 1024, 4096});
+            m_shapes.push_back({p + "v_proj", 1024, 4096});
+        }
+    }
+    std::size_t adapter_count() const override { return m_n; }
+    std::size_t module_count() const override { return m_shapes.size(); }
+    module_shape module(std::size_t m) const override { return m_shapes.at(m); }
+
+    module_batch load(std::size_t m) override {
+        const auto& s = m_shapes.at(m);
+        const int r = m_rank;
+        // Group bases [d_in, r] / [d_out, r], entries N(0, 1/d).
+        std::vector<std::vector<float>> p(m_groups), q(m_groups);
+        for (int g = 0; g < m_groups; ++g) {
+            auto rs = random_stream::derive(m_seed, {m, std::uint64_t(g), 1});
+            p[g].resize(std::size_t(s.d_in) * r);
+            q[g].resize(std::size_t(s.d_out) * r);
+            for (auto& x : p[g])
+                x = float(rs.normal() / std::sqrt(double(s.d_in)));
+            for (auto& x : q[g])
+                x = float(rs.normal() / std::sqrt(double(s.d_out)));
+        }
+        std::vector<owned_factors> factors(m_n);
+        for (std::size_t i = 0; i < m_n; ++i) {
+            const int g = int(i % std::size_t(m_groups));
+            auto rs = random_stream::derive(m_seed, {m, std::uint64_t(i), 2});
+            std::vector<float> c(std::size_t(r) * r), d(std::size_t(r) * r);
+            for (auto& x : c)
+                x = float(rs.normal());
+            for (auto& x : d)
+                x = float(rs.normal() * 0.01);
+            auto& f = factors[i];
+            f.adapter = i;
+            f.rank = r;
+            f.a.assign(std::size_t(r) * s.d_in, 0.0f);
+            f.b.assign(std::size_t(s.d_out) * r, 0.0f);
+            // A = C Pᵀ [r, d_in]; B = Q D [d_out, r] (row-major).
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, int(s.d_in), r, 1.0f, c.data(), r,
+                        p[g].data(), r, 0.0f, f.a.data(), int(s.d_in));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(s.d_out), r, r, 1.0f, q[g].data(), r,
+                        d.data(), r, 0.0f, f.b.data(), r);
+            add_noise(f.a, rs);
+            add_noise(f.b, rs);
+        }
+        return make_owned_module_batch(s.name, s.d_out, s.d_in, std::move(factors));
+    }
+
+private:
+    void add_noise(std::vector<float>& x, random_stream& rs) const {
+        double norm2 = 0;
+        for (float v : x)
+            norm2 += double(v) * v;
+        const double sigma = m_noise * std::sqrt(norm2 / double(x.size()));
+        for (auto& v : x)
+            v += float(sigma * rs.normal());
+    }
+    std::size_t m_n;
+    int m_groups, m_rank;
+    double m_noise;
+    std::uint64_t m_seed;
+    std::vector<module_shape> m_shapes;
+};
+
+double peak_rss_mb() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_maxrss) / 1024.0;
+}
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= s.size()) {
+        const auto comma = s.find(',', start);
+        out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+// The straightforward baseline: form every ΔW_i = B_i A_i densely, then run the same HOOI sweeps with
+// dense products (ΔW_i V and ΔW_iᵀ U per adapter). Returns seconds for `sweeps` sweeps of one module.
+double dense_baseline_seconds(const module_batch& batch, int rank, int sweeps) {
+    const int d_out = int(batch.d_out), d_in = int(batch.d_in);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::vector<float>> dense(batch.size(), std::vector<float>(std::size_t(d_out) * d_in));
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto& f = batch.adapters[i];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d_out, d_in, int(f.rank), 1.0f, f.b.data(),
+                    int(f.rank), f.a.data(), d_in, 0.0f, dense[i].data(), d_in);
+    }
+    std::vector<float> u(std::size_t(d_out) * rank, 1e-3f), v(std::size_t(d_in) * rank, 1e-3f);
+    std::vector<float> xv(std::size_t(d_out) * rank), xu(std::size_t(d_in) * rank);
+    std::vector<float> mu(std::size_t(d_out) * d_out), mv(std::size_t(d_in) * d_in);
+    for (int s = 0; s < sweeps; ++s) {
+        // M_U = Σ (ΔW_i V)(ΔW_i V)ᵀ; the eigen-solve is left out (it favours the baseline).
+        std::fill(mu.begin(), mu.end(), 0.0f);
+        for (const auto& w : dense) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d_out, rank, d_in, 1.0f, w.data(), d_in,
+                        v.data(), rank, 0.0f, xv.data(), rank);
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, d_out, rank, 1.0f, xv.data(), rank, 1.0f,
+                        mu.data(), d_out);
+        }
+        std::fill(mv.begin(), mv.end(), 0.0f);
+        for (const auto& w : dense) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d_in, rank, d_out, 1.0f, w.data(), d_in,
+                        u.data(), rank, 0.0f, xu.data(), rank);
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, d_in, rank, 1.0f, xu.data(), rank, 1.0f,
+                        mv.data(), d_in);
+        }
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::string adapters = "100,1000", clusters = "1,25", methods = "jd-full,jd-diag";
+    int layers = 1, rank = 16, dense_n = 16, threads = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string k = argv[i], v = argv[i + 1];
+        if (k == "--adapters")
+            adapters = v;
+        else if (k == "--clusters")
+            clusters = v;
+        else if (k == "--methods")
+            methods = v;
+        else if (k == "--layers")
+            layers = std::stoi(v);
+        else if (k == "--rank")
+            rank = std::stoi(v);
+        else if (k == "--dense-adapters")
+            dense_n = std::stoi(v);
+        else if (k == "--threads")
+            threads = std::stoi(v);
+        else {
+            std::fprintf(stderr, "unknown option %s\n", k.c_str());
+            return 2;
+        }
+    }
+    auto backend = make_compress_backend("cpu", threads);
+    const int modules = 3 * layers;
+    std::printf(
+        "Mistral-7B geometry (q 4096x4096, k/v 1024x4096), rank-16 adapters in 25 planted groups + 5%% "
+        "noise, %d layer(s) = %d modules measured, backend %s\n\n",
+        layers, modules, backend->name().c_str());
+    std::printf(
+        "| adapters | method  | clusters | s/module | est. 32 layers (96 modules) | passes | mean error | "
+        "peak RSS MB | generation s (excluded) |\n");
+    std::printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const auto& n_text : split(adapters))
+        for (const auto& method : split(methods))
+            for (const auto& k_text : split(clusters)) {
+                const std::size_t n = std::stoul(n_text);
+                const int k = std::stoi(k_text);
+                PlantedStreamSource source(n, 25, layers, 16, 0.05, 7);
+                compress_options opt;
+                opt.jd.method = method == "jd-diag" ? jd_method::diag : jd_method::full;
+                opt.jd.rank = rank;
+                opt.clusters = k;
+                const auto t0 = std::chrono::steady_clock::now();
+                const auto r = compress_fleet(source, *backend, opt);
+                const double total =
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                const double compute = total - r.timing.load_s;
+                std::printf("| %zu | %s | %d | %.2f | %.1f min | %d | %.4f | %.0f | %.1f |\n", n,
+                            method.c_str(), r.k, compute / modules, compute / modules * 96 / 60.0,
+                            r.timing.passes, r.mean_error, peak_rss_mb(), r.timing.load_s);
+                std::fflush(stdout);
+            }
+
+    // Factored vs dense on one q_proj module.
+    PlantedStreamSource small(std::size_t(dense_n), 1, 1, 16, 0.05, 7);
+    auto batch = small.load(0);
+    compress_options opt;
+    opt.jd.rank = rank;
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto fit = backend->fit_jd_full(batch, all_positions(batch), opt.jd);
+    const double factored = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int sweeps = std::max(1, fit.sweeps);
+    const double dense = dense_baseline_seconds(batch, rank, sweeps);
+    std::printf(
+        "\nFactored vs dense (one 4096x4096 module, %d adapters, %d HOOI sweeps): factored %.3f s, dense "
+        "baseline %.3f s (forming ΔW_i + dense products, eigen-solves not even counted): %.0fx faster\n",
+        dense_n, sweeps, factored, dense, dense / factored);
+    return 0;
+}
