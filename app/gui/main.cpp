@@ -1,13 +1,37 @@
 // lorafleet: the desktop console. Options: --demo (a generated demo workspace), --workspace FILE,
-// --screenshot PNG [--tab KEY] (render the main window to a PNG and exit, for docs and tests).
+// --screenshot PNG [--tab KEY] (render the main window to a PNG and exit, for docs and tests; with --demo
+// or --workspace it waits until the fleet is imported).
 #include "ui/main/main_window.hpp"
 
 #include <QApplication>
 #include <QCommandLineParser>
+#include <QElapsedTimer>
+#include <QEventLoop>
+#include <QMessageBox>
 #include <QPixmap>
 #include <QTimer>
 
 #include <cstdio>
+
+namespace {
+
+constexpr int kReadyTimeoutMs = 300'000; // a screenshot waits at most this long for the demo import
+
+// Runs the event loop until the window is ready (or the timeout); false on timeout.
+bool waitUntilReady(lorafleet::ui::MainWindow& window) {
+    if (window.isReady()) return true;
+    QEventLoop loop;
+    QTimer timeout;
+    timeout.setSingleShot(true);
+    QObject::connect(&timeout, &QTimer::timeout, &loop, [&loop] { loop.exit(1); });
+    QObject::connect(&window, &lorafleet::ui::MainWindow::ready, &loop, [&loop, &window] {
+        if (window.isReady()) loop.exit(0);
+    });
+    timeout.start(kReadyTimeoutMs);
+    return loop.exec() == 0;
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
     Q_INIT_RESOURCE(lorafleet); // resources live in the static lorafleet_ui library
@@ -28,14 +52,36 @@ int main(int argc, char** argv) {
     parser.addOptions({demo, workspace, screenshot, tab});
     parser.process(app);
 
-    lorafleet::ui::MainWindow window;
+    if (parser.isSet(demo) && parser.isSet(workspace)) {
+        std::fprintf(stderr, "lorafleet: --demo and --workspace cannot be combined\n");
+        return 2;
+    }
+    const bool shot = parser.isSet(screenshot);
+    lorafleet::ui::MainWindow::Options options;
+    options.persistLayout = !shot; // screenshots are reproducible: default layout, nothing saved
+    lorafleet::ui::MainWindow window(options);
+    if (parser.isSet(demo)) {
+        window.startDemo();
+    } else if (parser.isSet(workspace)) {
+        QString error;
+        if (!window.openWorkspaceFile(parser.value(workspace), &error)) {
+            std::fprintf(stderr, "lorafleet: %s\n", qPrintable(error));
+            if (shot) return 1;
+            QMessageBox::warning(&window, "Open Workspace", "Cannot open the workspace.\n\n" + error);
+        }
+    }
     if (!window.showTab(parser.value(tab))) {
         std::fprintf(stderr, "lorafleet: unknown tab '%s' (one of: %s)\n", qPrintable(parser.value(tab)),
                      qPrintable(lorafleet::ui::MainWindow::tabKeys().join(", ")));
         return 2;
     }
-    if (parser.isSet(screenshot)) {
+    if (shot) {
         window.show();
+        if (!waitUntilReady(window)) {
+            std::fprintf(stderr, "lorafleet: still busy after %d s, not taking the screenshot\n",
+                         kReadyTimeoutMs / 1000);
+            return 1;
+        }
         QApplication::processEvents();
         const QString png = parser.value(screenshot);
         if (!window.grab().save(png, "PNG")) {

@@ -1,15 +1,56 @@
-// The main window offscreen: every tab can be shown by key, unknown keys are refused, and a grab at
-// the default size renders a real 1280x800 image (what `lorafleet --screenshot` saves).
+// The main window offscreen: every tab can be shown by key, unknown keys are refused, a grab at the
+// default size renders a real 1280x800 image (what `lorafleet --screenshot` saves), the status bar names
+// the backend and the memory in use, and the demo (what `lorafleet --demo` shows) fills the Fleet tab
+// with 200 adapters before ready() — its grab is the documented screenshot. Set
+// LORAFLEET_SCREENSHOT_DIR to keep the PNGs.
+#include "tests/ui/ui_test_support.hpp"
+#include "ui/fleet/adapter_details_pane.hpp"
+#include "ui/fleet/fleet_proxy_model.hpp"
+#include "ui/fleet/fleet_store.hpp"
+#include "ui/fleet/fleet_view.hpp"
+#include "ui/fleet/module_table_model.hpp"
+#include "ui/main/main_status_bar.hpp"
 #include "ui/main/main_window.hpp"
+#include "ui/workspace/workspace.hpp"
 
+#include <QAction>
 #include <QLabel>
+#include <QLineEdit>
+#include <QMenuBar>
 #include <QStatusBar>
 #include <QTabWidget>
+#include <QTableView>
 #include <QtTest/QtTest>
+
+namespace {
+
+// Not a blank image: more than a handful of distinct colours on a 7-pixel grid.
+int colourCount(const QImage& img) {
+    QSet<QRgb> colours;
+    for (int y = 0; y < img.height(); y += 7)
+        for (int x = 0; x < img.width(); x += 7)
+            colours.insert(img.pixel(x, y));
+    return int(colours.size());
+}
+
+void keep(const QImage& img, const QString& name) {
+    const QString dir = qEnvironmentVariable("LORAFLEET_SCREENSHOT_DIR");
+    if (!dir.isEmpty()) QVERIFY(img.save(QDir(dir).filePath(name)));
+}
+
+QAction* findAction(QWidget& window, const QString& text) {
+    for (QAction* a : window.findChildren<QAction*>())
+        if (a->text() == text) return a;
+    return nullptr;
+}
+
+} // namespace
 
 class TestMainWindow : public QObject {
     Q_OBJECT
 private slots:
+    void initTestCase() { lorafleet::test::isolateSettings(); }
+
     void tabsByKey() {
         lorafleet::ui::MainWindow w;
         const auto* tabs = w.findChild<QTabWidget*>();
@@ -26,14 +67,12 @@ private slots:
         lorafleet::ui::MainWindow w;
         w.show();
         QVERIFY(QTest::qWaitForWindowExposed(&w));
+        QVERIFY(w.isReady());
         const QImage img = w.grab().toImage();
         QVERIFY(img.width() >= 1280 && img.height() >= 800);
         // Not a blank image: the tab bar and status text draw pixels of more than one colour.
-        QSet<QRgb> colours;
-        for (int y = 0; y < img.height(); y += 7)
-            for (int x = 0; x < img.width(); x += 7)
-                colours.insert(img.pixel(x, y));
-        QVERIFY(colours.size() > 3);
+        QVERIFY(colourCount(img) > 3);
+        keep(img, "empty.png");
     }
     void statusBarNamesBackend() {
         lorafleet::ui::MainWindow w;
@@ -42,6 +81,59 @@ private slots:
         for (const auto* l : labels)
             found |= l->text().startsWith("CPU") || l->text().startsWith("GPU");
         QVERIFY(found);
+        QVERIFY(w.mainStatusBar()->memoryText().startsWith("Memory "));
+        QVERIFY(w.mainStatusBar()->memoryText().contains("iB"));
+    }
+    void standardShortcuts() {
+        lorafleet::ui::MainWindow w;
+        const QList<QKeySequence> wanted = {QKeySequence::New,    QKeySequence::Open, QKeySequence::Save,
+                                            QKeySequence::SaveAs, QKeySequence::Quit, QKeySequence::Find,
+                                            QKeySequence::Delete};
+        QList<QKeySequence> present;
+        for (const QAction* a : w.findChildren<QAction*>())
+            present += a->shortcuts();
+        for (const QKeySequence& k : wanted)
+            QVERIFY2(present.contains(k), qPrintable(k.toString()));
+    }
+
+    void demoFillsFleetTab() {
+        lorafleet::ui::MainWindow w;
+        QSignalSpy ready(&w, &lorafleet::ui::MainWindow::ready);
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        w.startDemo();
+        QVERIFY(!w.isReady());
+        QTRY_VERIFY_WITH_TIMEOUT(w.isReady(), 300000);
+        QVERIFY(ready.count() >= 1);
+        QCOMPARE(w.session()->store()->size(), 200);
+        QVERIFY(w.session()->store()->problems().isEmpty());
+        QCOMPARE(w.session()->workspace()->data().baseModel, QStringLiteral("tinystories-656k"));
+        QVERIFY(!w.isWindowModified()); // a generated demo has nothing to save
+        // The first adapter is selected and its module norms are shown.
+        QCOMPARE(w.fleetView()->selectedStoreRows().size(), 1);
+        QVERIFY(w.fleetView()->details()->moduleModel()->hasNorms());
+
+        QApplication::processEvents();
+        const QImage img = w.grab().toImage();
+        QVERIFY(img.width() >= 1280 && img.height() >= 800);
+        QVERIFY(colourCount(img) > 20);
+        keep(img, "demo_fleet.png");
+
+        // Filter, then remove the selection with the Delete action (Edit > Remove Selected Adapters).
+        w.fleetView()->filterEdit()->setText("adapter-019");
+        QCOMPARE(w.fleetView()->proxy()->rowCount(), 10);
+        keep(w.grab().toImage(), "demo_filtered.png");
+        w.fleetView()->table()->selectAll();
+        QCOMPARE(w.fleetView()->selectedStoreRows().size(), 10);
+        QAction* remove = findAction(w, "&Remove Selected Adapters");
+        QVERIFY(remove);
+        QVERIFY(remove->isEnabled());
+        remove->trigger();
+        QCOMPARE(w.session()->store()->size(), 190);
+        QCOMPARE(w.fleetView()->proxy()->rowCount(), 0);
+        QVERIFY(w.isWindowModified());
+        QCOMPARE(w.session()->workspace()->data().adapterDirs.size(), 190);
+        w.session()->workspace()->markClean(); // the window is closed without asking
     }
 };
 

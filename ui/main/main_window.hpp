@@ -1,30 +1,95 @@
 // The console's main window: one tab per part of the workflow (Fleet, Compress, Clusters, Errors,
-// Serve), a status bar with the compute backend, and the application menus.
+// Serve), the application menus (File: workspace New/Open/Recent/Save/Save As, Import Adapters; Edit:
+// Find, Remove; View: tabs; Help: About), drag and drop of adapter folders, the window title with the
+// workspace name and its unsaved-changes marker, and the MainStatusBar. All work goes through the
+// Session (ui/workspace/session.hpp); this class only adds dialogs and persistence of the window layout.
+// Closing with unsaved changes asks Save / Discard / Cancel.
 // Thread affinity: GUI thread only.
 #pragma once
 
 #include <QMainWindow>
 
+class QAction;
+class QMenu;
 class QTabWidget;
-class QLabel;
 
 namespace lorafleet::ui {
+
+class DemoWorkspace;
+class FleetView;
+class MainStatusBar;
+class RecentFiles;
+class Session;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
 public:
+    struct Options {
+        // Restore the window layout from QSettings and save it on close. Off for screenshots and tests.
+        bool persistLayout = false;
+    };
+
     explicit MainWindow(QWidget* parent = nullptr);
+    explicit MainWindow(Options options, QWidget* parent = nullptr);
+    ~MainWindow() override;
 
     // Tab keys: "fleet", "compress", "clusters", "errors", "serve". Returns false for an unknown key.
     bool showTab(const QString& key);
     static QStringList tabKeys();
 
+    Session* session() const { return m_session; }
+    FleetView* fleetView() const { return m_fleetView; }
+    MainStatusBar* mainStatusBar() const { return m_statusBar; }
+
+    // `--demo`: generate and import the demo fleet (asynchronous; ready() follows).
+    void startDemo();
+    // `--workspace FILE` and File > Open: false (with `error`) when the file cannot be read; otherwise
+    // its adapters are imported asynchronously and ready() follows.
+    bool openWorkspaceFile(const QString& path, QString* error);
+    // No import, demo generation or details computation is running: the window shows its final state.
+    bool isReady() const;
+
+    // File actions without the dialogs' questions where possible; each returns false when the operator
+    // cancelled or saving failed.
+    bool maybeSave(); // asks Save / Discard / Cancel when the workspace has unsaved changes
+    bool save();
+    bool saveAs();
+
+signals:
+    void ready(); // isReady() became true after startDemo() / openWorkspaceFile() / an import
+
+protected:
+    void closeEvent(QCloseEvent* event) override;
+    void dragEnterEvent(QDragEnterEvent* event) override;
+    void dropEvent(QDropEvent* event) override;
+
 private:
     void buildMenus();
+    void rebuildRecentMenu();
+    void updateTitle();
+    void updateActions();
+    void newWorkspace();
+    void openWorkspace();
+    void openPath(const QString& path); // with a message box on failure
+    void importAdapters();
+    void runDemo();
     void showAbout();
+    void checkReady();
+    void restoreLayout();
+    void saveLayout();
 
+    Options m_options;
+    Session* m_session = nullptr;
+    DemoWorkspace* m_demo = nullptr;
     QTabWidget* m_tabs = nullptr;
-    QLabel* m_backendLabel = nullptr;
+    FleetView* m_fleetView = nullptr;
+    MainStatusBar* m_statusBar = nullptr;
+    RecentFiles* m_recent = nullptr;
+    QMenu* m_recentMenu = nullptr;
+    QAction* m_saveAction = nullptr;
+    QAction* m_importAction = nullptr;
+    QAction* m_removeAction = nullptr;
+    QAction* m_findAction = nullptr;
 };
 
 } // namespace lorafleet::ui
