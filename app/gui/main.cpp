@@ -1,6 +1,7 @@
 // lorafleet: the desktop console. Options: --demo (a generated demo workspace), --workspace FILE,
 // --screenshot PNG [--tab KEY] (render the main window to a PNG and exit, for docs and tests; with --demo
 // or --workspace it waits until the fleet is imported).
+#include "ui/common/resources.hpp"
 #include "ui/main/main_window.hpp"
 
 #include <QApplication>
@@ -34,8 +35,8 @@ bool waitUntilReady(lorafleet::ui::MainWindow& window) {
 } // namespace
 
 int main(int argc, char** argv) {
-    Q_INIT_RESOURCE(lorafleet); // resources live in the static lorafleet_ui library
     QApplication app(argc, argv);
+    lorafleet::ui::initResources(); // the icons live in the static lorafleet_ui library
     QApplication::setApplicationName("lorafleet");
     QApplication::setOrganizationName("LoRA Fleet");
     QApplication::setApplicationVersion(LORAFLEET_VERSION);

@@ -2,6 +2,7 @@
 #include "ui/main/main_window.hpp"
 
 #include "kernels/device_probe.hpp"
+#include "ui/common/resources.hpp"
 #include "ui/common/text_format.hpp"
 #include "ui/fleet/adapter_details_pane.hpp"
 #include "ui/fleet/fleet_store.hpp"
@@ -70,6 +71,14 @@ QStringList droppedPaths(const QMimeData* mime) {
     return out;
 }
 
+// The platform's bindings for a standard key, or `fallback` where the platform has none (the offscreen
+// and minimal platforms define no Save As or Quit).
+QList<QKeySequence> shortcutsFor(QKeySequence::StandardKey key, const QKeySequence& fallback) {
+    QList<QKeySequence> keys = QKeySequence::keyBindings(key);
+    if (keys.isEmpty()) keys << fallback;
+    return keys;
+}
+
 constexpr auto kGeometryKey = "window/geometry";
 constexpr auto kStateKey = "window/state";
 constexpr auto kFleetKey = "window/fleetView";
@@ -84,6 +93,7 @@ MainWindow::MainWindow(QWidget* parent) : MainWindow(Options{}, parent) {}
 MainWindow::MainWindow(Options options, QWidget* parent)
     : QMainWindow(parent), m_options(options), m_session(new Session(this)),
       m_demo(new DemoWorkspace(m_session, this)), m_recent(new RecentFiles(this)) {
+    initResources();
     setWindowIcon(QIcon(":/icons/lorafleet.svg"));
     setAcceptDrops(true);
     m_tabs = new QTabWidget(this);
@@ -142,33 +152,42 @@ bool MainWindow::showTab(const QString& key) {
 
 void MainWindow::buildMenus() {
     QMenu* file = menuBar()->addMenu(QStringLiteral("&File"));
-    file->addAction(QIcon::fromTheme("document-new"), QStringLiteral("&New Workspace"), QKeySequence::New,
-                    this, &MainWindow::newWorkspace);
-    file->addAction(QIcon::fromTheme("document-open"), QStringLiteral("&Open Workspace\u2026"),
-                    QKeySequence::Open, this, &MainWindow::openWorkspace);
+    QAction* newAction = file->addAction(QIcon::fromTheme("document-new"), QStringLiteral("&New Workspace"),
+                                         this, &MainWindow::newWorkspace);
+    newAction->setShortcuts(shortcutsFor(QKeySequence::New, Qt::CTRL | Qt::Key_N));
+    QAction* open =
+        file->addAction(QIcon::fromTheme("document-open"), QStringLiteral("&Open Workspace\u2026"), this,
+                        &MainWindow::openWorkspace);
+    open->setShortcuts(shortcutsFor(QKeySequence::Open, Qt::CTRL | Qt::Key_O));
     m_recentMenu = file->addMenu(QStringLiteral("Open &Recent"));
-    m_saveAction = file->addAction(QIcon::fromTheme("document-save"), QStringLiteral("&Save"),
-                                   QKeySequence::Save, this, &MainWindow::save);
-    file->addAction(QIcon::fromTheme("document-save-as"), QStringLiteral("Save &As\u2026"),
-                    QKeySequence::SaveAs, this, &MainWindow::saveAs);
+    m_saveAction =
+        file->addAction(QIcon::fromTheme("document-save"), QStringLiteral("&Save"), this, &MainWindow::save);
+    m_saveAction->setShortcuts(shortcutsFor(QKeySequence::Save, Qt::CTRL | Qt::Key_S));
+    QAction* saveAs = file->addAction(QIcon::fromTheme("document-save-as"), QStringLiteral("Save &As\u2026"),
+                                      this, &MainWindow::saveAs);
+    saveAs->setShortcuts(shortcutsFor(QKeySequence::SaveAs, Qt::CTRL | Qt::SHIFT | Qt::Key_S));
     file->addSeparator();
-    m_importAction = file->addAction(style()->standardIcon(QStyle::SP_DirOpenIcon),
-                                     QStringLiteral("&Import Adapters\u2026"),
-                                     QKeySequence(Qt::CTRL | Qt::Key_I), this, &MainWindow::importAdapters);
+    m_importAction =
+        file->addAction(style()->standardIcon(QStyle::SP_DirOpenIcon),
+                        QStringLiteral("&Import Adapters\u2026"), this, &MainWindow::importAdapters);
+    m_importAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_I));
     m_importAction->setToolTip(QStringLiteral("Import PEFT adapter folders (searched recursively)"));
     file->addAction(QStringLiteral("Generate &Demo Fleet"), this, &MainWindow::runDemo);
     file->addSeparator();
-    QAction* quit = file->addAction(QStringLiteral("&Quit"), QKeySequence::Quit, this, &QWidget::close);
+    QAction* quit = file->addAction(QStringLiteral("&Quit"), this, &QWidget::close);
+    quit->setShortcuts(shortcutsFor(QKeySequence::Quit, Qt::CTRL | Qt::Key_Q));
     quit->setMenuRole(QAction::QuitRole);
 
     QMenu* edit = menuBar()->addMenu(QStringLiteral("&Edit"));
-    m_findAction = edit->addAction(QStringLiteral("&Find Adapters"), QKeySequence::Find, this, [this] {
+    m_findAction = edit->addAction(QStringLiteral("&Find Adapters"), this, [this] {
         showTab(QStringLiteral("fleet"));
         m_fleetView->focusFilter();
     });
+    m_findAction->setShortcuts(shortcutsFor(QKeySequence::Find, Qt::CTRL | Qt::Key_F));
     m_removeAction = edit->addAction(style()->standardIcon(QStyle::SP_TrashIcon),
-                                     QStringLiteral("&Remove Selected Adapters"), QKeySequence::Delete, this,
+                                     QStringLiteral("&Remove Selected Adapters"), this,
                                      [this] { m_fleetView->removeSelected(); });
+    m_removeAction->setShortcuts(shortcutsFor(QKeySequence::Delete, Qt::Key_Delete));
     m_removeAction->setToolTip(
         QStringLiteral("Remove the selected adapters from the fleet (files are not deleted)"));
 
@@ -309,10 +328,7 @@ void MainWindow::runDemo() {
 
 void MainWindow::startDemo() {
     showTab(QStringLiteral("fleet"));
-    m_statusBar->setOperationText(QStringLiteral("Generating a demo fleet of %1 adapters on %2")
-                                      .arg(DemoWorkspace::kAdapters)
-                                      .arg(QLatin1String(DemoWorkspace::kPreset)));
-    m_demo->start();
+    m_demo->start(); // the status bar shows its progress; DemoWorkspace::finished reports the outcome
 }
 
 bool MainWindow::isReady() const {

@@ -1,0 +1,46 @@
+// The adapter seam of the forward pass. Every linear projection of a decoder layer computes the base
+// y = x·Wᵀ (+ bias) for all tokens of a step with one GEMM and then hands (x, y) to an optional
+// AdapterDelta, which adds its low-rank update in place. The layer code knows nothing about how adapters
+// are stored: raw per-adapter LoRA (A_i, B_i), the compressed bank (per cluster x·V_c, per-token Σ_i,
+// ·U_cᵀ), or nothing at all. Invariant: apply() only ever ADDS to y; tokens whose slot is -1 must be left
+// untouched, so a step that mixes base-model and adapter sequences needs no second pass.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace lorafleet::serve {
+
+// The seven linear modules of a Llama-family decoder layer, in the order they run.
+enum class module_kind { q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj };
+constexpr int module_kind_count = 7;
+
+constexpr std::array<std::string_view, module_kind_count> module_kind_names{
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+constexpr std::string_view module_name(module_kind m) {
+    return module_kind_names[static_cast<int>(m)];
+}
+// "q_proj" -> module_kind::q_proj; nullopt for any other name.
+constexpr std::optional<module_kind> parse_module_kind(std::string_view name) {
+    for (int i = 0; i < module_kind_count; ++i)
+        if (module_kind_names[i] == name) return static_cast<module_kind>(i);
+    return std::nullopt;
+}
+
+class AdapterDelta {
+public:
+    virtual ~AdapterDelta() = default;
+
+    // Adds the adapter update of module `m` in layer `layer` to y, token by token:
+    //   x:             [n_tokens, d_in]  row-major, the module's input
+    //   y:             [n_tokens, d_out] row-major, already holds the base output; accumulate into it
+    //   token_adapter: [n_tokens]        adapter slot of each token, -1 = base model (leave y alone)
+    // d_in / d_out are the module's shapes in the base model's geometry. Called from one thread at a time.
+    virtual void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
+                       std::span<const int> token_adapter) = 0;
+};
+
+} // namespace lorafleet::serve

@@ -1,0 +1,163 @@
+// FleetStore (see fleet_store.hpp).
+#include "ui/fleet/fleet_store.hpp"
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace lorafleet::ui {
+
+FleetStore::FleetStore(QObject* parent) : QObject(parent) {}
+
+bool FleetStore::containsKey(const QString& key) const {
+    return m_keys.count(key.toStdString()) != 0;
+}
+
+int FleetStore::rowOfKey(const QString& key) const {
+    for (std::size_t i = 0; i < m_entries.size(); ++i)
+        if (m_entries[i].summary.key == key) return int(i);
+    return -1;
+}
+
+std::unordered_set<std::string> FleetStore::keys() const {
+    return m_keys;
+}
+
+QStringList FleetStore::dirs() const {
+    QStringList out;
+    out.reserve(size());
+    for (const auto& e : m_entries)
+        out << e.summary.dir;
+    return out;
+}
+
+std::vector<std::shared_ptr<const io::peft_adapter>> FleetStore::adapters() const {
+    std::vector<std::shared_ptr<const io::peft_adapter>> out;
+    out.reserve(m_entries.size());
+    for (const auto& e : m_entries)
+        out.push_back(e.adapter);
+    return out;
+}
+
+std::pair<int, int> FleetStore::append(std::vector<FleetEntry> entries) {
+    std::vector<FleetEntry> fresh;
+    fresh.reserve(entries.size());
+    int duplicates = 0;
+    for (auto& e : entries) {
+        if (!e.adapter || !m_keys.insert(e.summary.key.toStdString()).second) {
+            ++duplicates;
+            continue;
+        }
+        fresh.push_back(std::move(e));
+    }
+    if (fresh.empty()) return {0, duplicates};
+    const int first = size();
+    const int last = first + int(fresh.size()) - 1;
+    emit rowsAboutToBeInserted(first, last);
+    m_entries.reserve(m_entries.size() + fresh.size());
+    for (auto& e : fresh) {
+        m_totalBytes += e.summary.fileBytes;
+        m_entries.push_back(std::move(e));
+    }
+    emit rowsInserted(first, last);
+    emit fleetChanged();
+    return {int(fresh.size()), duplicates};
+}
+
+void FleetStore::removeRows(QList<int> rows) {
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    rows.erase(std::remove_if(rows.begin(), rows.end(), [this](int r) { return r < 0 || r >= size(); }),
+               rows.end());
+    if (rows.isEmpty()) return;
+    // Contiguous runs [first, last], back to front so earlier row numbers stay valid.
+    std::vector<std::pair<int, int>> runs;
+    for (int i = int(rows.size()) - 1; i >= 0; --i) {
+        const int last = rows[i];
+        while (i > 0 && rows[i - 1] == rows[i] - 1)
+            --i;
+        runs.emplace_back(rows[i], last);
+    }
+    QStringList dirs;
+    dirs.reserve(rows.size());
+    auto erase = [this, &dirs](int first, int last) {
+        for (int r = first; r <= last; ++r) {
+            const AdapterSummary& s = m_entries[std::size_t(r)].summary;
+            dirs << s.dir;
+            m_keys.erase(s.key.toStdString());
+            m_totalBytes -= s.fileBytes;
+        }
+        m_entries.erase(m_entries.begin() + first, m_entries.begin() + last + 1);
+    };
+    if (runs.size() > kMaxRemovalRuns) {
+        emit aboutToReset();
+        for (const auto& [first, last] : runs)
+            erase(first, last);
+        emit resetDone();
+    } else {
+        for (const auto& [first, last] : runs) {
+            emit rowsAboutToBeRemoved(first, last);
+            erase(first, last);
+            emit rowsRemoved(first, last);
+        }
+    }
+    emit adaptersRemoved(dirs);
+    emit fleetChanged();
+}
+
+void FleetStore::clear() {
+    emit aboutToReset();
+    m_entries.clear();
+    m_keys.clear();
+    m_totalBytes = 0;
+    emit resetDone();
+    emit fleetChanged();
+    clearProblems();
+}
+
+void FleetStore::setResults(std::span<const AdapterResult> results) {
+    if (results.empty() || m_entries.empty()) return;
+    std::unordered_map<const io::peft_adapter*, const AdapterResult*> byAdapter;
+    byAdapter.reserve(results.size());
+    for (const auto& r : results)
+        if (r.adapter) byAdapter[r.adapter] = &r;
+    int first = -1;
+    int last = -1;
+    for (std::size_t i = 0; i < m_entries.size(); ++i) {
+        const auto it = byAdapter.find(m_entries[i].adapter.get());
+        if (it == byAdapter.end()) continue;
+        if (it->second->cluster) m_entries[i].cluster = std::max(-1, *it->second->cluster);
+        if (it->second->error) m_entries[i].error = *it->second->error;
+        if (first < 0) first = int(i);
+        last = int(i);
+    }
+    if (first >= 0) emit resultsChanged(first, last);
+}
+
+void FleetStore::clearResults() {
+    if (m_entries.empty()) return;
+    for (auto& e : m_entries) {
+        e.cluster = -1;
+        e.error = std::numeric_limits<double>::quiet_NaN();
+    }
+    emit resultsChanged(0, size() - 1);
+}
+
+void FleetStore::addProblems(const QList<ImportProblem>& problems) {
+    if (problems.isEmpty()) return;
+    emit problemsAboutToChange();
+    // A folder is listed once, with its latest reason (re-importing a broken folder does not repeat it).
+    for (const ImportProblem& p : problems) {
+        m_problems.removeIf([&p](const ImportProblem& q) { return q.path == p.path; });
+        m_problems.append(p);
+    }
+    emit problemsChanged();
+}
+
+void FleetStore::clearProblems() {
+    if (m_problems.isEmpty()) return;
+    emit problemsAboutToChange();
+    m_problems.clear();
+    emit problemsChanged();
+}
+
+} // namespace lorafleet::ui

@@ -1,0 +1,51 @@
+// MainStatusBar: the console's status line. Left: the last finished operation ("Imported 200 adapters in
+// 1.2 s"). Right: the progress of the visible engine job with a Cancel button (only while one runs),
+// the process's resident memory (refreshed every 2 s) and the compute backend (GPU name, or CPU threads
+// and why no GPU is usable).
+// Thread affinity: GUI thread.
+#pragma once
+
+#include <QPointer>
+#include <QStatusBar>
+#include <QTimer>
+
+class QLabel;
+class QProgressBar;
+class QToolButton;
+
+namespace lorafleet::ui {
+
+class ElidedLabel;
+class EngineHost;
+class EngineJob;
+
+class MainStatusBar : public QStatusBar {
+    Q_OBJECT
+public:
+    explicit MainStatusBar(EngineHost* host, QWidget* parent = nullptr);
+
+    void setOperationText(const QString& text);
+    QString operationText() const;
+    QString memoryText() const;
+    static QString
+    backendSummary(); // "GPU: NVIDIA H100 (81559 MiB)" or "CPU, 2 threads - GPU unavailable: ..."
+
+private:
+    void track(EngineJob* job);
+    void showJob(EngineJob* job);
+    void onJobFinished();
+    void updateMemory();
+
+    EngineHost* m_host;
+    ElidedLabel* m_operation = nullptr;
+    QWidget* m_jobBox = nullptr;
+    QLabel* m_jobLabel = nullptr;
+    QProgressBar* m_jobProgress = nullptr;
+    QToolButton* m_cancel = nullptr;
+    QLabel* m_memory = nullptr;
+    ElidedLabel* m_backend = nullptr;
+    QPointer<EngineJob> m_job;
+    QTimer m_memoryTimer;
+};
+
+} // namespace lorafleet::ui

@@ -1,0 +1,108 @@
+// DemoWorkspace (see demo_workspace.hpp).
+#include "ui/workspace/demo_workspace.hpp"
+
+#include "engine/core/error.hpp"
+#include "engine/io/hf_config.hpp"
+#include "engine/synth/synthetic_fleet.hpp"
+#include "ui/common/engine_host.hpp"
+#include "ui/fleet/fleet_store.hpp"
+#include "ui/fleet/import_controller.hpp"
+#include "ui/workspace/session.hpp"
+#include "ui/workspace/workspace.hpp"
+
+#include <QTemporaryDir>
+
+namespace lorafleet::ui {
+
+DemoWorkspace::DemoWorkspace(Session* session, QObject* parent) : QObject(parent), m_session(session) {}
+
+DemoWorkspace::~DemoWorkspace() {
+    delete m_job.data(); // join the generator before its output folder is removed
+}
+
+QString DemoWorkspace::folder() const {
+    return m_dir ? m_dir->path() + QStringLiteral("/fleet") : QString();
+}
+
+void DemoWorkspace::start(int adapters) {
+    disconnectImporter(); // a previous demo's import, if any, is abandoned below
+    delete m_job.data();
+    m_session->newWorkspace();
+    m_running = true;
+    QString error;
+    m_session->setBaseModel(QString::fromLatin1(kPreset), &error);
+    m_dir = std::make_unique<QTemporaryDir>(QDir::tempPath() + QStringLiteral("/lorafleet-demo-XXXXXX"));
+    if (!m_dir->isValid()) {
+        m_running = false;
+        emit finished(false,
+                      QStringLiteral("cannot create a temporary folder: %1").arg(m_dir->errorString()));
+        return;
+    }
+    synth::synth_options options;
+    options.out_dir = folder().toStdString();
+    options.adapters = adapters;
+    options.geometry = *io::geometry_preset(kPreset);
+    options.modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
+    options.rank = 8;
+    options.alpha = 16.0;
+    options.clusters = 5;
+    options.seed = 2407;
+    options.threads = 1; // leave the other core to the GUI
+    m_job = m_session->host()->start(
+        QStringLiteral("Generating demo fleet"),
+        [options](JobContext& ctx) {
+            ctx.setStage(QStringLiteral("Generating demo fleet"));
+            synth::write_synthetic_fleet(options, [&ctx](int done, int total) {
+                ctx.setProgress(done, total);
+                return !ctx.isCancelled();
+            });
+        },
+        this);
+    connect(m_job, &EngineJob::finished, this, &DemoWorkspace::onGenerated);
+}
+
+void DemoWorkspace::onGenerated() {
+    EngineJob* job = m_job.data();
+    if (!job) return;
+    const auto outcome = job->outcome();
+    const QString message = job->message();
+    m_job = nullptr;
+    job->deleteLater();
+    if (outcome != EngineJob::Outcome::Succeeded) {
+        m_running = false;
+        emit finished(false, outcome == EngineJob::Outcome::Cancelled
+                                 ? QStringLiteral("Demo cancelled")
+                                 : QStringLiteral("Demo fleet generation failed: %1").arg(message));
+        return;
+    }
+    // Done when the import of exactly this folder finished; interrupted when the importer went idle
+    // without it (the operator opened another workspace meanwhile).
+    m_finishedConnection =
+        connect(m_session->importer(), &ImportController::finished, this, &DemoWorkspace::onImportFinished);
+    m_idleConnection =
+        connect(m_session->importer(), &ImportController::idle, this, &DemoWorkspace::onImportIdle);
+    m_session->importPaths({folder()});
+}
+
+void DemoWorkspace::disconnectImporter() {
+    disconnect(m_finishedConnection);
+    disconnect(m_idleConnection);
+}
+
+void DemoWorkspace::onImportFinished(const ImportReport& report) {
+    if (report.paths != QStringList{folder()}) return;
+    disconnectImporter();
+    m_session->workspace()->markClean();
+    m_running = false;
+    emit finished(true, QStringLiteral("Demo fleet: %1 adapters on %2 in %3")
+                            .arg(m_session->store()->size())
+                            .arg(QLatin1String(kPreset), folder()));
+}
+
+void DemoWorkspace::onImportIdle() {
+    disconnectImporter();
+    m_running = false;
+    emit finished(false, QStringLiteral("Demo import interrupted"));
+}
+
+} // namespace lorafleet::ui
