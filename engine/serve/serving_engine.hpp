@@ -1,0 +1,97 @@
+// serving_engine: continuous batching over one base model and an optional AdapterProvider. Requests for
+// any mix of adapters join and leave the running batch every step; prompts are prefilled in chunks
+// alongside other sequences' decode tokens; the paged KV cache has a byte budget, a request that does not
+// fit waits and one that never could is refused at submit(). One engine thread runs the steps; every
+// public method is thread-safe.
+// Invariants: each accepted request gets exactly one on_done; on_text pieces concatenated equal the
+// final text (valid UTF-8, no stop string); a request's tokens do not depend on what else is in the batch
+// (batch-invariant forward, per-request sampler seeded from its params); cancel() frees the request's
+// KV blocks at the next step boundary.
+#pragma once
+
+#include "engine/serve/adapter_provider.hpp"
+#include "engine/serve/generate.hpp"
+#include "engine/serve/metrics.hpp"
+#include "engine/serve/model_weights.hpp"
+#include "engine/serve/tokenizer.hpp"
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lorafleet::serve {
+
+struct engine_options {
+    std::uint64_t kv_cache_bytes = 256ull << 20;
+    int max_batch_tokens = 256;    // tokens per forward step (prefill chunks + decode tokens)
+    int max_running = 64;          // sequences in the running batch
+    int prefill_chunk = 64;        // prompt tokens a sequence contributes to one step at most
+    int threads = 0;               // transformer threads; 0 = hardware threads
+    double metrics_window_s = 10;  // rolling window of rates and percentiles
+};
+
+struct completion_request {
+    std::string adapter;     // adapter name; "" = the base model
+    std::vector<int> prompt; // token ids, not empty
+    generation_params params; // max_tokens, sampling, stop strings, stop_at_eos (adapter/prefill ignored)
+    // Called on the engine thread with each new piece of text; keep it short (queue it, do not block).
+    std::function<void(std::string_view)> on_text;
+    // Called exactly once, on the engine thread (or inside submit()/cancel()/shutdown()).
+    std::function<void(const struct completion_result&)> on_done;
+};
+
+enum class completion_status { finished, cancelled, failed };
+
+struct completion_result {
+    completion_status status = completion_status::finished;
+    std::string error;   // why, when failed or cancelled
+    finish_reason reason = finish_reason::max_tokens;
+    std::string text;
+    std::vector<int> tokens;
+    int prompt_tokens = 0;
+    double queue_s = 0;  // submit -> first scheduled
+    double ttft_s = 0;   // submit -> first generated token
+    double total_s = 0;  // submit -> done
+};
+
+class serving_engine {
+public:
+    // `adapters` may be null (base model only). Starts the engine thread.
+    serving_engine(std::shared_ptr<const model_weights> weights, std::shared_ptr<const Tokenizer> tokenizer,
+                   std::unique_ptr<AdapterProvider> adapters, engine_options options = {});
+    ~serving_engine(); // shutdown(false)
+
+    // Queues a request and returns its id. Throws usage_error (nothing queued, on_done not called) for an
+    // unknown adapter, an empty prompt, a prompt plus max_tokens beyond the model's context, a request
+    // that could never fit the KV budget, invalid sampling params, or after shutdown.
+    std::uint64_t submit(completion_request request);
+    // Cancels a queued or running request (on_done with status cancelled); false if it already finished.
+    bool cancel(std::uint64_t id);
+
+    // Adapter set changes run on the engine thread between steps. add: the info of the new adapter, or
+    // the add's exception. remove: false for an unknown name; requests of the adapter that are queued or
+    // running are cancelled first.
+    std::future<adapter_info> add_adapter(const std::filesystem::path& peft_dir, const std::string& name);
+    std::future<bool> remove_adapter(const std::string& name);
+    std::vector<adapter_info> adapters() const;
+    std::string_view adapter_mode() const; // "compressed", "raw" or "base"
+
+    metrics_snapshot metrics() const;
+    const Tokenizer& tokenizer() const;
+    const model_weights& weights() const;
+
+    // Stops accepting; finish_in_flight: runs until queued and running requests are done, else cancels
+    // them. Joins the engine thread. Idempotent.
+    void shutdown(bool finish_in_flight);
+
+private:
+    struct impl;
+    std::unique_ptr<impl> m_impl;
+};
+
+} // namespace lorafleet::serve
