@@ -5,8 +5,8 @@
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "app/cli/fleet_args.hpp"
-#include "engine/bank/bank_builder.hpp"
 #include "engine/bank/bank_format.hpp"
+#include "engine/bank/fleet_bank.hpp"
 #include "engine/compress/backend_registry.hpp"
 #include "engine/core/error.hpp"
 #include "engine/io/hf_config.hpp"
@@ -16,7 +16,6 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <set>
 
 namespace lorafleet::cli {
 namespace {
@@ -54,19 +53,18 @@ int run_compress(const std::vector<std::string>& args) {
 
     auto backend = compress::make_compress_backend(device, threads);
     const auto adapters = load_fleet_or_fail("compress", p.positionals(), base ? &*base : nullptr);
-    std::set<std::string> names;
-    for (const auto& a : adapters)
-        if (!names.insert(a->name).second)
-            throw validation_error(a->dir.string(), "two adapters are named '" + a->name +
-                                                        "'; names (folder names) must be unique in a bank");
-    compress::PeftModuleSource source(adapters, threads);
-    std::cerr << "compress: " << adapters.size() << " adapters, " << source.module_count() << " modules, "
-              << method_text << " rank " << options.jd.rank << ", clusters " << clusters << ", backend "
-              << backend->name() << "\n";
-
+    // The header line comes with the first progress report, once the fleet is known to be consistent
+    // (unique names, agreeing shapes): a bad fleet prints nothing but its one-line error.
+    bool announced = false;
     auto last = std::chrono::steady_clock::now() - std::chrono::seconds(10);
-    const auto result =
-        compress::compress_fleet(source, *backend, options, [&](const compress::progress_info& info) {
+    const auto compressed = bank::compress_adapters_to_bank(
+        adapters, *backend, options, base, threads, [&](const compress::progress_info& info) {
+            if (!announced) {
+                std::cerr << "compress: " << adapters.size() << " adapters, " << method_text << " rank "
+                          << options.jd.rank << ", clusters " << clusters << ", backend " << backend->name()
+                          << "\n";
+                announced = true;
+            }
             const auto now = std::chrono::steady_clock::now();
             if (now - last >= std::chrono::milliseconds(1000) || info.fraction >= 1.0) {
                 char eta[32] = "";
@@ -77,22 +75,9 @@ int run_compress(const std::vector<std::string>& args) {
             }
             return true;
         });
-
-    std::vector<bank::adapter_record> records;
-    std::uint64_t bytes_original = 0;
-    for (const auto& a : adapters) {
-        records.push_back({a->dir.string(), a->config.base_model_name_or_path, a->max_rank()});
-        bytes_original += a->weight_bytes();
-    }
-    nlohmann::json parameters{{"normalize", normalize},
-                              {"init", init},
-                              {"seed", options.jd.seed},
-                              {"clusters", clusters},
-                              {"target_error", options.target_error},
-                              {"device", backend->name()},
-                              {"max_sweeps", options.jd.max_sweeps},
-                              {"tol", options.jd.tol}};
-    const auto b = bank::bank_from_result(result, records, base, parameters);
+    const auto& result = compressed.result;
+    const auto& b = compressed.bank;
+    const std::uint64_t bytes_original = compressed.bytes_original;
     const auto bytes_compressed = bank::write_bank(out, b, {storage, p.has("overwrite")});
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
