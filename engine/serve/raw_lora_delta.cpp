@@ -7,6 +7,8 @@
 
 #include "engine/serve/gemm.hpp"
 
+#include <limits>
+
 namespace lorafleet::serve {
 
 void RawLoraDelta::set_module(int slot, int layer, module_kind m, lora_module_weights w) {
@@ -21,6 +23,12 @@ void RawLoraDelta::set_module(int slot, int layer, module_kind m, lora_module_we
                                         std::to_string(shape->d_out) +
                                         ", r] with r = " + std::to_string(w.rank));
     m_modules[{slot, layer, static_cast<int>(m)}] = std::move(w);
+}
+
+void RawLoraDelta::erase_slot(int slot) {
+    m_modules.erase(
+        m_modules.lower_bound({slot, std::numeric_limits<int>::min(), std::numeric_limits<int>::min()}),
+        m_modules.upper_bound({slot, std::numeric_limits<int>::max(), std::numeric_limits<int>::max()}));
 }
 
 void RawLoraDelta::apply(int layer, module_kind m, const float* x, float* y, int n_tokens,

@@ -27,6 +27,8 @@ public:
 
     // Sets adapter `slot`'s update on (layer, module); shape_mismatch when A or B disagree with the module.
     void set_module(int slot, int layer, module_kind m, lora_module_weights w);
+    // Forgets every module of `slot` (a no-op for a slot without any).
+    void erase_slot(int slot);
 
     void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
                std::span<const int> token_adapter) override;

@@ -1,0 +1,71 @@
+// CachedLoraDelta: raw PEFT adapters served behind a byte-bounded LRU cache (the vLLM-style baseline the
+// compressed bank is compared with). Registered adapters are kept only as memory-mapped peft_adapter
+// handles; their float32 A and s·B (scale folded into B) are resident only while cached. prepare() makes
+// a step's adapters resident in priority order, evicting least-recently-prepared adapters that the step
+// does not need, and returns the prefix that fits; apply() then adds y += B (A x) per run of consecutive
+// tokens of one adapter (RawLoraDelta, batch-invariant products).
+// Invariants: resident bytes never exceed the capacity; an adapter larger than the whole cache is refused
+// at registration; slots are handed out in increasing order and never reused after remove(); apply() on
+// a token whose adapter is not resident is a usage_error (the caller skipped prepare()).
+// Threading: not thread-safe; the serving engine calls every method from its own thread.
+#pragma once
+
+#include "engine/io/hf_config.hpp"
+#include "engine/io/peft_adapter.hpp"
+#include "engine/serve/adapter_provider.hpp"
+#include "engine/serve/raw_lora_delta.hpp"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lorafleet::serve {
+
+class CachedLoraDelta final : public AdapterProvider {
+public:
+    CachedLoraDelta(io::model_geometry base, std::uint64_t cache_bytes);
+
+    // Float32 bytes adapter `a` occupies when resident: sum over modules of (r·d_in + d_out·r) · 4.
+    static std::uint64_t resident_bytes_of(const io::peft_adapter& a);
+
+    std::string_view mode() const override { return "raw"; }
+    int find(std::string_view name) const override;
+    std::vector<adapter_info> list() const override;
+    std::size_t prepare(std::span<const int> slots) override;
+    // Loads (mmaps and validates against the base geometry) the adapter; validation_error when its
+    // float32 factors would not fit in the whole cache, usage_error when `name` is taken.
+    adapter_info add(const std::filesystem::path& peft_dir, const std::string& name) override;
+    bool remove(std::string_view name) override;
+    adapter_memory_stats memory() const override;
+
+    void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
+               std::span<const int> token_adapter) override;
+
+    bool is_resident(int slot) const;
+
+private:
+    struct entry {
+        std::string name;
+        std::shared_ptr<const io::peft_adapter> adapter; // null once removed
+        std::uint64_t bytes = 0;                         // float32 bytes when resident
+        bool resident = false;
+        std::uint64_t last_use = 0; // prepare() tick of the last time it was asked for
+    };
+    const entry& live(int slot, const char* what) const;
+    void load(int slot);
+    void load_modules(int slot, const io::peft_adapter& adapter);
+    void evict(int slot);
+
+    io::model_geometry m_base;
+    std::uint64_t m_capacity = 0;
+    std::vector<entry> m_slots; // indexed by slot
+    std::map<std::string, int, std::less<>> m_by_name;
+    RawLoraDelta m_resident; // the cached factors, keyed by slot
+    std::uint64_t m_resident_bytes = 0;
+    std::uint64_t m_tick = 0;
+    std::uint64_t m_hits = 0, m_misses = 0, m_evictions = 0;
+};
+
+} // namespace lorafleet::serve
