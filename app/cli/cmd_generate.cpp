@@ -1,9 +1,11 @@
 // `lorafleet-cli generate`: text generation with the base model on the CPU. Prints only the generated text
 // (streamed as it is produced, complete UTF-8 characters only), so the output can be piped; --stats adds
-// one line of timings on stderr. Adapters (--bank / --adapter) come with the serving part that owns them.
+// one line of timings on stderr. An adapter (--adapter NAME) is served from a compressed bank (--bank) or
+// from raw PEFT folders behind the LRU adapter cache (--adapters, --adapter-cache-mb).
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "engine/core/error.hpp"
+#include "engine/serve/adapter_providers.hpp"
 #include "engine/serve/generate.hpp"
 #include "engine/serve/model_weights.hpp"
 #include "engine/serve/tokenizer.hpp"
@@ -12,20 +14,27 @@
 #include <cstdio>
 #include <iostream>
 #include <limits>
+#include <memory>
 #include <unistd.h>
 
 namespace lorafleet::cli {
 namespace {
 
 const char* usage_text =
-    "usage: lorafleet-cli generate --model DIR --prompt TEXT --max-tokens N [--temperature T] [--top-p P]\n"
-    "                              [--top-k K] [--seed S] [--stop TEXT]... [--threads N] [--stats]\n"
+    "usage: lorafleet-cli generate --model DIR [--bank BANK | --adapters DIR...] [--adapter NAME]\n"
+    "                              [--adapter-cache-mb M] --prompt TEXT --max-tokens N [--temperature T]\n"
+    "                              [--top-p P] [--top-k K] [--seed S] [--stop TEXT]... [--threads N] "
+    "[--stats]\n"
     "\n"
     "Generates text with a Llama / Mistral / Qwen2 model in HuggingFace format (config.json,\n"
     "model.safetensors or a sharded index, tokenizer.json or tokenizer.model) on the CPU in float32.\n"
     "Prints only the generated text. An empty --prompt starts from BOS.\n"
     "\n"
     "  --model DIR        the model folder\n"
+    "  --bank BANK        serve adapters from this compressed bank folder\n"
+    "  --adapters DIR     serve raw PEFT adapters: an adapter folder or a folder of them (repeatable)\n"
+    "  --adapter NAME     the adapter to apply, by folder name (default: the base model alone)\n"
+    "  --adapter-cache-mb M  float32 budget of the raw adapter cache in MiB (default 1024)\n"
     "  --prompt TEXT      the prompt (BOS is added as the tokenizer's config says)\n"
     "  --max-tokens N     generate at most N tokens (generation also stops at EOS)\n"
     "  --temperature T    0 (the default) is greedy decoding; > 0 samples\n"
@@ -37,9 +46,9 @@ const char* usage_text =
     "  --stats            print token counts and tokens/s on stderr\n";
 
 int run_generate(const std::vector<std::string>& args) {
-    arg_parser p(
-        {"model", "prompt", "max-tokens", "temperature", "top-p", "top-k", "seed", "stop", "threads"},
-        {"stats"});
+    arg_parser p({"model", "prompt", "max-tokens", "temperature", "top-p", "top-k", "seed", "stop", "threads",
+                  "bank", "adapters", "adapter", "adapter-cache-mb"},
+                 {"stats"});
     p.parse(args);
     if (!p.positionals().empty())
         throw usage_error("generate", "unexpected argument '" + p.positionals()[0] + "'");
@@ -58,10 +67,43 @@ int run_generate(const std::vector<std::string>& args) {
     params.stop = p.all("stop");
     const int threads = static_cast<int>(p.get_int("threads", 0, 0, 1024));
     params.sampling.validate();
+    if (p.has("bank") && p.has("adapters"))
+        throw usage_error("generate", "--bank and --adapters are alternatives; give one");
+    if (p.has("adapter") && !p.has("bank") && !p.has("adapters"))
+        throw usage_error("generate", "--adapter needs --bank or --adapters to find it in");
+    if (p.has("adapter-cache-mb") && !p.has("adapters"))
+        throw usage_error("generate", "--adapter-cache-mb applies to --adapters only");
+    const auto cache_mb = static_cast<std::uint64_t>(p.get_int("adapter-cache-mb", 1024, 1, 1 << 24));
 
     auto weights = serve::model_weights::load(model_dir);
     const auto tokenizer = serve::load_tokenizer(model_dir);
     serve::transformer model(weights, threads);
+
+    std::unique_ptr<serve::AdapterProvider> adapters;
+    if (p.has("bank")) adapters = serve::open_bank_provider(p.required("bank"), weights->geometry());
+    if (p.has("adapters")) {
+        std::vector<std::filesystem::path> paths;
+        for (const auto& a : p.all("adapters"))
+            paths.emplace_back(a);
+        adapters = serve::open_raw_provider(paths, weights->geometry(), cache_mb << 20);
+    }
+    if (p.has("adapter")) {
+        const std::string name = p.required("adapter");
+        params.adapter = adapters->find(name);
+        if (params.adapter < 0) {
+            const auto known = adapters->list();
+            std::string names;
+            for (std::size_t i = 0; i < known.size() && i < 5; ++i)
+                names += (i ? ", " : "") + known[i].name;
+            if (known.size() > 5) names += ", ... (" + std::to_string(known.size()) + " in all)";
+            throw usage_error("generate", "no adapter named '" + name + "'" +
+                                              (known.empty() ? std::string(" (there are none)")
+                                                             : "; known adapters: " + names));
+        }
+        const int slot = params.adapter;
+        if (adapters->prepare(std::span<const int>(&slot, 1)) != 1)
+            throw validation_error(name, "the adapter does not fit in the adapter cache");
+    }
 
     std::vector<int> ids = tokenizer->encode(prompt, true);
     if (ids.empty()) {
@@ -70,10 +112,13 @@ int run_generate(const std::vector<std::string>& args) {
                               "the prompt is empty and the tokenizer has no BOS token to start from");
         ids.push_back(tokenizer->bos_id());
     }
-    const auto result = serve::generate(model, *tokenizer, ids, params, [](std::string_view text) {
-        std::fwrite(text.data(), 1, text.size(), stdout);
-        std::fflush(stdout);
-    });
+    const auto result = serve::generate(
+        model, *tokenizer, ids, params,
+        [](std::string_view text) {
+            std::fwrite(text.data(), 1, text.size(), stdout);
+            std::fflush(stdout);
+        },
+        params.adapter >= 0 ? adapters.get() : nullptr);
     if (isatty(STDOUT_FILENO)) std::fputc('\n', stdout); // a terminal prompt should not follow the text
     std::fflush(stdout);
     if (p.has("stats")) {
