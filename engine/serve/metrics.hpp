@@ -28,6 +28,8 @@ struct memory_split { // bytes
     std::uint64_t kv_cache_used = 0;     // blocks held by running sequences
     std::uint64_t adapters = 0;          // bank (bases + cores) or raw cache residents
     std::uint64_t other = 0;             // process RSS minus the above (never negative)
+    std::uint64_t rss = 0;      // process resident set size (/proc/self/statm), sampled between steps
+    std::uint64_t peak_rss = 0; // the largest rss sampled since the engine started
 };
 
 struct metrics_snapshot {
@@ -38,12 +40,12 @@ struct metrics_snapshot {
     double decode_tokens_per_s = 0;
     double requests_per_s = 0; // completed requests
     // Now.
-    int queue_depth = 0;      // submitted, not yet running
-    int running = 0;          // sequences in the batch
+    int queue_depth = 0; // submitted, not yet running
+    int running = 0;     // sequences in the batch (admitted, holding KV blocks)
     int last_batch_tokens = 0;
+    int peak_running = 0; // most sequences running at once (admitted, holding KV blocks) since start
     // Since start.
-    std::uint64_t requests_submitted = 0, requests_completed = 0, requests_failed = 0,
-                  requests_cancelled = 0;
+    std::uint64_t requests_submitted = 0, requests_completed = 0, requests_failed = 0, requests_cancelled = 0;
     std::uint64_t prompt_tokens = 0, completion_tokens = 0, steps = 0;
     latency_summary ttft, per_token, end_to_end; // over the window's completed requests
     memory_split memory;
