@@ -77,8 +77,13 @@ int BankDelta::take_slot(bank::bank_adapter adapter, std::size_t bank_index) {
             e.cores[m].assign(core, core + cs);
         }
     e.adapter = std::move(adapter);
+    const int slot = int(m_slots.size());
+    if (m_by_name.count(e.adapter.name))
+        throw format_error(e.adapter.source, "adapter name '" + e.adapter.name + "' appears twice");
+    const std::string name = e.adapter.name;
     m_slots.push_back(std::move(e));
-    return int(m_slots.size()) - 1;
+    m_by_name.emplace(name, slot);
+    return slot;
 }
 
 const BankDelta::slot_entry& BankDelta::live(int slot, const char* what) const {
@@ -88,9 +93,8 @@ const BankDelta::slot_entry& BankDelta::live(int slot, const char* what) const {
 }
 
 int BankDelta::find(std::string_view name) const {
-    for (std::size_t s = 0; s < m_slots.size(); ++s)
-        if (m_slots[s].alive && m_slots[s].adapter.name == name) return int(s);
-    return -1;
+    const auto it = m_by_name.find(name);
+    return it == m_by_name.end() ? -1 : it->second;
 }
 
 adapter_info BankDelta::info_of(int slot) const {
@@ -151,6 +155,7 @@ bool BankDelta::remove(std::string_view name) {
     if (slot < 0) return false;
     slot_entry& e = m_slots[std::size_t(slot)];
     e.alive = false;
+    m_by_name.erase(e.adapter.name);
     e.cores.clear();
     e.cores.shrink_to_fit();
     return true;

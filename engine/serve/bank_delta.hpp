@@ -15,6 +15,7 @@
 #include "engine/serve/adapter_provider.hpp"
 
 #include <array>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,6 +60,7 @@ private:
     io::model_geometry m_base;
     std::vector<std::array<int, module_kind_count>> m_module_index; // [layer][kind] -> bank module, -1
     std::vector<slot_entry> m_slots;
+    std::map<std::string, int, std::less<>> m_by_name;    // live adapters only
     std::unique_ptr<compress::CompressBackend> m_backend; // for add(), created on first use
 
     // Scratch for apply(), grown on demand.
