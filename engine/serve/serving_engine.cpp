@@ -241,7 +241,15 @@ struct serving_engine::impl {
                 if (stop && waiting.empty()) break;
                 continue;
             }
-            step();
+            try {
+                step();
+            } catch (const std::exception& e) {
+                // Nothing a step does is expected to throw past its own handlers (bad_alloc, a broken
+                // provider): fail what is running rather than lose the engine thread.
+                const std::string why = std::string("engine step failed: ") + e.what();
+                while (!running.empty())
+                    retire(running.size() - 1, completion_status::failed, why);
+            }
             update_memory();
         }
         update_memory();
