@@ -1,0 +1,462 @@
+// ErrorView (see error_view.hpp).
+#include "ui/errors/error_view.hpp"
+
+#include "engine/compress/backend_registry.hpp"
+#include "engine/compress/module_sample.hpp"
+#include "engine/compress/peft_module_source.hpp"
+#include "engine/compress/rank_sweep.hpp"
+#include "ui/common/engine_host.hpp"
+#include "ui/common/engine_job.hpp"
+#include "ui/errors/error_stats.hpp"
+#include "ui/fleet/fleet_store.hpp"
+#include "ui/workspace/session.hpp"
+
+#include <QGridLayout>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QStackedWidget>
+#include <QVBoxLayout>
+
+#include <qcustomplot.h>
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+namespace lorafleet::ui {
+
+namespace {
+
+constexpr std::uint64_t kSweepSeed = 0x5eedu;
+constexpr int kSweepClusterIterations = 4; // a quick estimate, not the final clustering
+
+QFont plotFont(int pointSizeDelta = 0) {
+    QFont f;
+    f.setPointSize(std::max(8, f.pointSize() + pointSizeDelta));
+    return f;
+}
+
+void styleAxis(QCPAxis* axis, const QString& label) {
+    axis->setLabel(label);
+    axis->setLabelFont(plotFont(1));
+    axis->setTickLabelFont(plotFont());
+    axis->grid()->setPen(QPen(QColor(220, 220, 220), 1, Qt::DotLine));
+}
+
+void addTitle(QCustomPlot* plot, const QString& title) {
+    plot->plotLayout()->insertRow(0);
+    auto* text = new QCPTextElement(plot, title, plotFont(1));
+    text->setObjectName(QStringLiteral("title"));
+    plot->plotLayout()->addElement(0, 0, text);
+}
+
+QString moduleLabel(const std::string& shortName) {
+    QString s = QString::fromStdString(shortName);
+    if (s.endsWith(QLatin1String("_proj"))) s.chop(5);
+    return s;
+}
+
+const QColor kBarColor(0x4e, 0x79, 0xa7);
+const QColor kTargetColor(0xd6, 0x27, 0x28);
+const QColor kMeanColor(0x2c, 0x2c, 0x2c);
+const QColor kSweepColor(0x59, 0xa1, 0x4f);
+
+} // namespace
+
+// The worker's result: written once by the sweep job before its thread ends, read after finished().
+struct SweepOutput {
+    std::vector<compress::rank_sweep_point> points;
+};
+
+ErrorView::ErrorView(Session* session, QWidget* parent) : QWidget(parent), m_session(session) {
+    m_stack = new QStackedWidget(this);
+    m_empty =
+        new QLabel(tr("Compress the fleet to see its compression errors: the distribution over adapters, "
+                      "a layer x module heat map and an error-vs-rank sweep."),
+                   this);
+    m_empty->setAlignment(Qt::AlignCenter);
+    m_empty->setWordWrap(true);
+
+    auto* page = new QWidget(this);
+    auto* grid = new QGridLayout(page);
+    m_histogram = new QCustomPlot(page);
+    m_heat = new QCustomPlot(page);
+    m_sweepPlot = new QCustomPlot(page);
+    for (QCustomPlot* p : {m_histogram, m_heat, m_sweepPlot})
+        p->setMinimumSize(300, 220);
+
+    auto* sweepBox = new QWidget(page);
+    auto* sweepLayout = new QVBoxLayout(sweepBox);
+    sweepLayout->setContentsMargins(0, 0, 0, 0);
+    auto* controls = new QHBoxLayout;
+    m_sweepModules = new QSpinBox(sweepBox);
+    m_sweepModules->setRange(1, 64);
+    m_sweepModules->setValue(6);
+    m_sweepModules->setToolTip(tr("Modules sampled (seeded) from the fleet for the quick sweep"));
+    m_runSweep = new QPushButton(tr("Run rank sweep"), sweepBox);
+    m_runSweep->setToolTip(tr("Compress a sample of modules at ranks 1, 2, 4, ... with the bank's method and "
+                              "cluster count, in the background"));
+    m_cancelSweep = new QPushButton(tr("Cancel"), sweepBox);
+    m_cancelSweep->setEnabled(false);
+    m_sweepProgress = new QProgressBar(sweepBox);
+    m_sweepProgress->setRange(0, 1000);
+    m_sweepProgress->setTextVisible(true);
+    m_sweepProgress->setVisible(false);
+    controls->addWidget(new QLabel(tr("Sample modules:"), sweepBox));
+    controls->addWidget(m_sweepModules);
+    controls->addWidget(m_runSweep);
+    controls->addWidget(m_cancelSweep);
+    controls->addWidget(m_sweepProgress, 1);
+    m_sweepStatus = new QLabel(sweepBox);
+    m_sweepStatus->setWordWrap(true);
+    controls->addWidget(m_sweepStatus, 2);
+    sweepLayout->addLayout(controls);
+    sweepLayout->addWidget(m_sweepPlot, 1);
+
+    grid->addWidget(m_histogram, 0, 0);
+    grid->addWidget(m_heat, 0, 1);
+    grid->addWidget(sweepBox, 1, 0, 1, 2);
+    grid->setRowStretch(0, 3);
+    grid->setRowStretch(1, 2);
+    m_stack->addWidget(m_empty);
+    m_stack->addWidget(page);
+    auto* layout = new QVBoxLayout(this);
+    layout->setContentsMargins(0, 0, 0, 0);
+    layout->addWidget(m_stack);
+
+    styleAxis(m_histogram->xAxis, tr("Mean relative squared error per adapter"));
+    styleAxis(m_histogram->yAxis, tr("Adapters"));
+    addTitle(m_histogram, tr("Error distribution"));
+    m_histogram->legend->setFont(plotFont(-1));
+    m_histogram->legend->setBrush(QColor(255, 255, 255, 220));
+
+    styleAxis(m_heat->xAxis, tr("Module"));
+    styleAxis(m_heat->yAxis, tr("Layer"));
+    m_heat->xAxis->grid()->setVisible(false);
+    m_heat->yAxis->grid()->setVisible(false);
+    addTitle(m_heat, tr("Mean error by layer and module"));
+
+    styleAxis(m_sweepPlot->xAxis, tr("Rank (log scale)"));
+    styleAxis(m_sweepPlot->yAxis, tr("Mean relative squared error"));
+    addTitle(m_sweepPlot, tr("Error vs rank (module sample)"));
+    m_sweepPlot->legend->setFont(plotFont(-1));
+    m_sweepPlot->legend->setBrush(QColor(255, 255, 255, 220));
+
+    connect(m_runSweep, &QPushButton::clicked, this, &ErrorView::startRankSweep);
+    connect(m_cancelSweep, &QPushButton::clicked, this, &ErrorView::cancelRankSweep);
+    setBank(nullptr);
+}
+
+ErrorView::~ErrorView() = default; // m_job is a child: destroying it cancels and joins its worker
+
+bool ErrorView::showsEmptyState() const {
+    return m_stack->currentWidget() == m_empty;
+}
+QString ErrorView::sweepStatus() const {
+    return m_sweepStatus->text();
+}
+void ErrorView::setSweepStatus(const QString& text) {
+    m_sweepStatus->setText(text);
+}
+bool ErrorView::isSweepRunning() const {
+    return m_job && m_job->isRunning();
+}
+
+void ErrorView::setBank(std::shared_ptr<const lorafleet::bank::compressed_bank> bank) {
+    if (m_job) {
+        m_job->disconnect(this);
+        m_job->cancel();
+        m_job->deleteLater();
+        m_job = nullptr;
+    }
+    m_sweepProgress->setVisible(false);
+    m_cancelSweep->setEnabled(false);
+    m_bank = std::move(bank);
+    m_sweep.clear();
+    m_runSweep->setEnabled(bool(m_bank));
+    setSweepStatus(m_bank ? tr("Run a sweep to see how the error falls with the rank.") : QString());
+    m_stack->setCurrentWidget(m_bank && !m_bank->adapters.empty() ? m_stack->widget(1) : m_empty);
+    rebuildHistogram();
+    rebuildHeatMap();
+    rebuildSweepPlot();
+}
+
+void ErrorView::setTargetError(double target) {
+    if (!std::isfinite(target) || target < 0) return;
+    m_target = target;
+    rebuildHistogram();
+    rebuildSweepPlot();
+}
+
+void ErrorView::updateTargetLine() {
+    rebuildHistogram();
+}
+
+void ErrorView::rebuildHistogram() {
+    m_histogram->clearPlottables();
+    m_histogram->clearItems();
+    if (!m_bank || m_bank->adapters.empty()) {
+        m_histogram->replot();
+        return;
+    }
+    const auto errors = adapter_mean_errors(*m_bank);
+    double maxError = 0, sum = 0;
+    int counted = 0;
+    for (double e : errors)
+        if (std::isfinite(e)) {
+            maxError = std::max(maxError, e);
+            sum += e;
+            ++counted;
+        }
+    const double mean = counted ? sum / counted : 0.0;
+    const double hi = std::max(maxError, 1e-6) * 1.0000001; // the largest value lands in the last bin
+    const auto h = error_histogram(errors, default_bin_count(errors.size()), 0.0, hi);
+
+    auto* bars = new QCPBars(m_histogram->xAxis, m_histogram->yAxis);
+    bars->setWidth(h.width);
+    bars->setPen(QPen(kBarColor.darker(140)));
+    QColor fill = kBarColor;
+    fill.setAlpha(210);
+    bars->setBrush(fill);
+    int tallest = 0;
+    for (std::size_t b = 0; b < h.counts.size(); ++b) {
+        bars->addData(h.center(b), h.counts[b]);
+        tallest = std::max(tallest, h.counts[b]);
+    }
+    bars->setName(tr("Adapters (n = %1)").arg(counted));
+
+    // Vertical lines: an item has no legend entry, so each gets an empty graph with the same pen.
+    const auto addVLine = [this](double x, const QPen& pen, const QString& name) {
+        auto* line = new QCPItemStraightLine(m_histogram);
+        line->point1->setCoords(x, 0);
+        line->point2->setCoords(x, 1);
+        line->setPen(pen);
+        auto* entry = m_histogram->addGraph();
+        entry->setPen(pen);
+        entry->setName(name);
+    };
+    addVLine(m_target, QPen(kTargetColor, 2.0, Qt::DashLine), tr("Target error %1").arg(m_target, 0, 'g', 3));
+    addVLine(mean, QPen(kMeanColor, 1.5, Qt::DotLine), tr("Mean %1").arg(mean, 0, 'f', 4));
+    const int above = int(std::count_if(errors.begin(), errors.end(),
+                                        [this](double e) { return std::isfinite(e) && e > m_target; }));
+    if (above > 0) bars->setName(tr("Adapters (n = %1, %2 above target)").arg(counted).arg(above));
+
+    m_histogram->xAxis->setRange(0, std::max(hi, m_target) * 1.08);
+    m_histogram->yAxis->setRange(0, std::max(1.0, tallest * 1.15));
+    m_histogram->legend->setVisible(true);
+    m_histogram->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
+    m_histogram->replot();
+}
+
+void ErrorView::rebuildHeatMap() {
+    m_heat->clearPlottables();
+    // The colour scale lives in the plot layout (column 1 of the axis-rect row): drop an old one.
+    for (int i = m_heat->plotLayout()->elementCount() - 1; i >= 0; --i)
+        if (auto* scale = qobject_cast<QCPColorScale*>(m_heat->plotLayout()->elementAt(i)))
+            m_heat->plotLayout()->remove(scale);
+    m_heat->plotLayout()->simplify();
+    if (!m_bank || m_bank->adapters.empty()) {
+        m_heat->replot();
+        return;
+    }
+    const auto stats = layer_module_errors(*m_bank);
+    const int cols = int(stats.modules.size());
+    const int rows = int(stats.layers.size());
+    if (cols == 0 || rows == 0) {
+        m_heat->replot();
+        return;
+    }
+    auto* map = new QCPColorMap(m_heat->xAxis, m_heat->yAxis);
+    map->data()->setSize(cols, rows);
+    map->data()->setRange(QCPRange(0, cols - 1), QCPRange(0, rows - 1)); // cell centres at integers
+    double maxCell = 0;
+    for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < cols; ++c) {
+            const double v = stats.at(std::size_t(r), std::size_t(c));
+            map->data()->setCell(c, r, v);
+            if (std::isfinite(v)) maxCell = std::max(maxCell, v);
+        }
+    QCPColorGradient gradient(QCPColorGradient::gpThermal);
+    gradient.setNanHandling(QCPColorGradient::nhNanColor);
+    gradient.setNanColor(QColor(235, 235, 235));
+    map->setGradient(gradient);
+    map->setDataRange(QCPRange(0, std::max(maxCell, 1e-6)));
+    map->setInterpolate(false);
+    map->setName(tr("Mean error"));
+
+    auto* scale = new QCPColorScale(m_heat);
+    m_heat->plotLayout()->addElement(1, 1, scale);
+    scale->setType(QCPAxis::atRight);
+    scale->axis()->setLabel(tr("Mean relative squared error"));
+    scale->axis()->setLabelFont(plotFont());
+    scale->axis()->setTickLabelFont(plotFont(-1));
+    scale->setBarWidth(12);
+    map->setColorScale(scale);
+    map->setDataRange(QCPRange(0, std::max(maxCell, 1e-6)));
+    auto* group = new QCPMarginGroup(m_heat);
+    m_heat->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, group);
+    scale->setMarginGroup(QCP::msBottom | QCP::msTop, group);
+
+    auto xTicker = QSharedPointer<QCPAxisTickerText>::create();
+    for (int c = 0; c < cols; ++c)
+        xTicker->addTick(c, moduleLabel(stats.modules[std::size_t(c)]));
+    m_heat->xAxis->setTicker(xTicker);
+    auto yTicker = QSharedPointer<QCPAxisTickerText>::create();
+    const int step = std::max(1, int(std::ceil(rows / 12.0)));
+    for (int r = 0; r < rows; r += step)
+        yTicker->addTick(r, stats.layers[std::size_t(r)] < 0 ? tr("other")
+                                                             : QString::number(stats.layers[std::size_t(r)]));
+    m_heat->yAxis->setTicker(yTicker);
+    m_heat->xAxis->setRange(-0.5, cols - 0.5);
+    m_heat->yAxis->setRange(-0.5, rows - 0.5);
+    m_heat->replot();
+}
+
+void ErrorView::rebuildSweepPlot() {
+    m_sweepPlot->clearPlottables();
+    m_sweepPlot->clearItems();
+    if (!m_bank) {
+        m_sweepPlot->replot();
+        return;
+    }
+    const double bankError = m_bank->mean_error();
+    double top = std::max(bankError, m_target);
+    double maxRank = std::max(2, m_bank->rank * 2);
+    if (!m_sweep.empty()) {
+        QVector<double> xs, ys;
+        for (const auto& [rank, error] : m_sweep) {
+            xs << rank;
+            ys << error;
+            top = std::max(top, error);
+            maxRank = std::max(maxRank, double(rank));
+        }
+        auto* curve = m_sweepPlot->addGraph();
+        curve->setData(xs, ys, true);
+        curve->setPen(QPen(kSweepColor, 2.0));
+        curve->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, kSweepColor, 7));
+        curve->setName(tr("Sampled modules (%1)").arg(m_sweepModules->value()));
+    }
+    auto* current = m_sweepPlot->addGraph();
+    current->addData(m_bank->rank, bankError);
+    current->setLineStyle(QCPGraph::lsNone);
+    current->setScatterStyle(
+        QCPScatterStyle(QCPScatterStyle::ssDiamond, QPen(kTargetColor, 2), QBrush(Qt::white), 11));
+    current->setName(tr("This bank: rank %1, all modules").arg(m_bank->rank));
+
+    auto* rankLine = new QCPItemStraightLine(m_sweepPlot);
+    rankLine->point1->setCoords(m_bank->rank, 0);
+    rankLine->point2->setCoords(m_bank->rank, 1);
+    rankLine->setPen(QPen(QColor(120, 120, 120), 1.0, Qt::DashLine));
+    auto* targetLine = new QCPItemStraightLine(m_sweepPlot);
+    targetLine->point1->setCoords(1, m_target);
+    targetLine->point2->setCoords(2, m_target);
+    targetLine->setPen(QPen(kTargetColor, 1.5, Qt::DashLine));
+    auto* targetEntry = m_sweepPlot->addGraph();
+    targetEntry->setPen(targetLine->pen());
+    targetEntry->setName(tr("Target error %1").arg(m_target, 0, 'g', 3));
+
+    m_sweepPlot->xAxis->setScaleType(QCPAxis::stLogarithmic);
+    auto ticker = QSharedPointer<QCPAxisTickerLog>::create();
+    ticker->setLogBase(2);
+    ticker->setSubTickCount(0);
+    m_sweepPlot->xAxis->setTicker(ticker);
+    m_sweepPlot->xAxis->setNumberFormat(QStringLiteral("f"));
+    m_sweepPlot->xAxis->setNumberPrecision(0);
+    m_sweepPlot->xAxis->setRange(0.8, maxRank * 1.25);
+    m_sweepPlot->yAxis->setRange(0, std::max(top, 1e-3) * 1.1);
+    m_sweepPlot->legend->setVisible(true);
+    m_sweepPlot->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
+    m_sweepPlot->replot();
+}
+
+void ErrorView::startRankSweep() {
+    if (!m_bank || isSweepRunning()) return;
+    // The bank's adapters as loaded in the fleet, matched by name (a bank names adapters uniquely).
+    std::unordered_map<std::string, std::shared_ptr<const io::peft_adapter>> byName;
+    for (const auto& a : m_session->store()->adapters())
+        byName.emplace(a->name, a);
+    std::vector<std::shared_ptr<const io::peft_adapter>> adapters;
+    int maxSourceRank = 0;
+    for (const auto& a : m_bank->adapters) {
+        const auto it = byName.find(a.name);
+        if (it == byName.end()) continue;
+        adapters.push_back(it->second);
+        maxSourceRank = std::max(maxSourceRank, it->second->max_rank());
+    }
+    if (adapters.empty()) {
+        setSweepStatus(tr("None of the bank's adapters is in the fleet: import them to run a sweep."));
+        return;
+    }
+    compress::compress_options options;
+    options.jd.method =
+        m_bank->kind == bank::method::jd_full ? compress::jd_method::full : compress::jd_method::diag;
+    if (m_bank->parameters.value("normalize", std::string("unit")) == "none")
+        options.jd.norm = compress::normalization::none;
+    options.clusters = std::clamp(m_bank->clusters, 1, int(adapters.size()));
+    options.max_cluster_iterations = kSweepClusterIterations;
+    const std::size_t sampleSize = std::size_t(m_sweepModules->value());
+    const std::int64_t currentRank = m_bank->rank;
+    auto output = std::make_shared<SweepOutput>();
+
+    auto work = [adapters, options, sampleSize, currentRank, maxSourceRank, output](JobContext& ctx) {
+        compress::PeftModuleSource fleet(adapters, 0);
+        const auto picked = compress::sample_modules(fleet.module_count(), sampleSize, kSweepSeed);
+        compress::ModuleSubsetSource sample(fleet, picked);
+        const std::int64_t cap = compress::max_rank_of(sample);
+        const std::int64_t top =
+            std::min<std::int64_t>(cap, std::max<std::int64_t>(maxSourceRank, currentRank));
+        const auto ranks = compress::sweep_ranks(top, currentRank);
+        auto backend = compress::make_compress_backend("auto", 0);
+        ctx.setStage(QStringLiteral("Rank sweep"));
+        output->points =
+            compress::rank_sweep(sample, *backend, options, ranks, [&ctx](const compress::progress_info& p) {
+                ctx.setProgress(qint64(std::lround(p.fraction * 1000)), 1000);
+                ctx.setStage(QStringLiteral("Rank sweep: %1").arg(QString::fromStdString(p.stage)));
+                return !ctx.isCancelled();
+            });
+    };
+    m_job = m_session->host()->start(tr("Rank sweep"), work, this);
+    m_runSweep->setEnabled(false);
+    m_cancelSweep->setEnabled(true);
+    m_sweepProgress->setValue(0);
+    m_sweepProgress->setVisible(true);
+    setSweepStatus(tr("Sweeping %1 adapters on %2 sampled modules...").arg(adapters.size()).arg(sampleSize));
+    EngineJob* job = m_job;
+    connect(job, &EngineJob::progress, this, [this](qint64 done, qint64 total, const QString& stage) {
+        if (total > 0) m_sweepProgress->setValue(int(std::clamp<qint64>(done * 1000 / total, 0, 1000)));
+        m_sweepProgress->setFormat(stage + QStringLiteral("  %p%"));
+    });
+    connect(job, &EngineJob::finished, this,
+            [this, job, output](EngineJob::Outcome outcome, const QString& message) {
+                const bool ok = outcome == EngineJob::Outcome::Succeeded;
+                if (ok) {
+                    m_sweep.clear();
+                    for (const auto& p : output->points)
+                        m_sweep.emplace_back(int(p.rank), p.mean_error);
+                    setSweepStatus(tr("Swept ranks %1 to %2 in %3 s.")
+                                       .arg(m_sweep.empty() ? 0 : m_sweep.front().first)
+                                       .arg(m_sweep.empty() ? 0 : m_sweep.back().first)
+                                       .arg(job->elapsedMs() / 1000.0, 0, 'f', 1));
+                } else if (outcome == EngineJob::Outcome::Cancelled) {
+                    setSweepStatus(tr("Sweep cancelled."));
+                } else {
+                    setSweepStatus(tr("Sweep failed: %1").arg(message));
+                }
+                m_sweepProgress->setVisible(false);
+                m_cancelSweep->setEnabled(false);
+                m_runSweep->setEnabled(bool(m_bank));
+                job->deleteLater();
+                m_job = nullptr;
+                rebuildSweepPlot();
+                emit sweepFinished(ok);
+            });
+}
+
+void ErrorView::cancelRankSweep() {
+    if (m_job) m_job->cancel();
+}
+
+} // namespace lorafleet::ui
