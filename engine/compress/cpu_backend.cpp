@@ -76,9 +76,9 @@ dmatrix gram_d(const matrix& x) {
 
 // Solves X H = rhs for X [d, r] (H symmetric, factored): X^T = H^-1 rhs^T.
 matrix solve_right(const detail::spd_factor& h, const matrix& rhs) {
-    dmatrix xt = to_double(transpose(rhs)); // [r, d]
-    cholesky_solve(h.l, xt);
-    return transpose(to_float(xt));
+    dmatrix x = to_double(rhs); // [d, r]
+    cholesky_solve_right(h.l, x);
+    return to_float(x);
 }
 
 // sigma^T G sigma for symmetric G.

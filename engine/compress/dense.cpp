@@ -260,13 +260,31 @@ template <class T> void potrs_impl(const basic_matrix<T>& l, basic_matrix<T>& rh
         throw validation_error("dense/cholesky_solve", "potrs failed (info " + std::to_string(info) + ")");
 }
 
+// Sum over i of f(i) in double with four independent accumulators (fixed order: deterministic), which
+// lets the loop pipeline and vectorize where one running sum would serialize on the add latency.
+template <class F> double sum4(std::int64_t n, F f) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    std::int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += f(i);
+        s1 += f(i + 1);
+        s2 += f(i + 2);
+        s3 += f(i + 3);
+    }
+    for (; i < n; ++i)
+        s0 += f(i);
+    return (s0 + s1) + (s2 + s3);
+}
+
 template <class T> double frob2_impl(basic_view<T> a) {
     double s = 0.0;
-    for (std::int64_t j = 0; j < a.cols; ++j)
-        for (std::int64_t i = 0; i < a.rows; ++i) {
-            const double x = a(i, j);
-            s += x * x;
-        }
+    for (std::int64_t j = 0; j < a.cols; ++j) {
+        const T* col = a.data + j * a.ld;
+        s += sum4(a.rows, [col](std::int64_t i) {
+            const double x = col[i];
+            return x * x;
+        });
+    }
     return s;
 }
 
@@ -274,9 +292,13 @@ template <class T> double dot_impl(basic_view<T> a, basic_view<T> b) {
     check_shape(a.rows == b.rows && a.cols == b.cols, "dot",
                 dims(a.rows, a.cols) + " vs " + dims(b.rows, b.cols));
     double s = 0.0;
-    for (std::int64_t j = 0; j < a.cols; ++j)
-        for (std::int64_t i = 0; i < a.rows; ++i)
-            s += static_cast<double>(a(i, j)) * static_cast<double>(b(i, j));
+    for (std::int64_t j = 0; j < a.cols; ++j) {
+        const T* ca = a.data + j * a.ld;
+        const T* cb = b.data + j * b.ld;
+        s += sum4(a.rows, [ca, cb](std::int64_t i) {
+            return static_cast<double>(ca[i]) * static_cast<double>(cb[i]);
+        });
+    }
     return s;
 }
 
@@ -297,6 +319,20 @@ bool cholesky_factor(dmatrix& g) {
 }
 void cholesky_solve(const dmatrix& l, dmatrix& rhs) {
     potrs_impl(l, rhs);
+}
+void cholesky_solve_right(const dmatrix& l, dmatrix& x) {
+    check_shape(l.rows == l.cols && x.cols == l.rows, "cholesky_solve_right",
+                "factor " + dims(l.rows, l.cols) + " x " + dims(x.rows, x.cols));
+    if (l.rows == 0 || x.rows == 0) return;
+    // X <- X H^-1 with H^-1 from n potrs solves: OpenBLAS's right-side dtrsm is slow for the tall, thin X
+    // of the ALS steps ([d, r], d >> r), one dgemm is not.
+    dmatrix inv(l.rows, l.rows);
+    for (std::int64_t i = 0; i < l.rows; ++i)
+        inv(i, i) = 1.0;
+    potrs_impl(l, inv);
+    dmatrix out(x.rows, x.cols);
+    gemm(op::n, x.view(), op::n, inv.view(), out.mut());
+    x = std::move(out);
 }
 bool cholesky_factor(matrix& g) {
     return potrf_impl(g);

@@ -119,6 +119,9 @@ deigen_result top_eigenvectors(dmatrix s, std::int64_t r);
 bool cholesky_factor(dmatrix& g);
 // Solves (L L^T) X = rhs in place, where `l` is the output of cholesky_factor; rhs [n, m].
 void cholesky_solve(const dmatrix& l, dmatrix& rhs);
+// X <- X (L Lᵀ)^-1 for X [m, n] (a right-hand solve without transposed copies), L the lower factor of
+// cholesky_factor [n, n].
+void cholesky_solve_right(const dmatrix& l, dmatrix& x);
 // fp32 equivalents (spotrf / spotrs), same contracts.
 bool cholesky_factor(matrix& g);
 void cholesky_solve(const matrix& l, matrix& rhs);
