@@ -108,6 +108,8 @@ std::string render_prometheus(const serve::metrics_snapshot& m, const prometheus
              static_cast<double>(m.queue_depth));
     w.single("lorafleet_running_sequences", "gauge", "Sequences in the running batch.",
              static_cast<double>(m.running));
+    w.single("lorafleet_peak_running_sequences", "gauge", "Most sequences running at once since start.",
+             static_cast<double>(m.peak_running));
     w.single("lorafleet_last_batch_tokens", "gauge", "Tokens in the last forward step.",
              static_cast<double>(m.last_batch_tokens));
 
@@ -139,6 +141,10 @@ std::string render_prometheus(const serve::metrics_snapshot& m, const prometheus
     w.sample("lorafleet_memory_bytes", label("kind", "kv_cache_used"), number(m.memory.kv_cache_used));
     w.sample("lorafleet_memory_bytes", label("kind", "adapters"), number(m.memory.adapters));
     w.sample("lorafleet_memory_bytes", label("kind", "other"), number(m.memory.other));
+    w.single("lorafleet_process_resident_bytes", "gauge", "Process resident set size, sampled between steps.",
+             m.memory.rss);
+    w.single("lorafleet_process_peak_resident_bytes", "gauge",
+             "Largest resident set size sampled since start.", m.memory.peak_rss);
 
     w.single("lorafleet_adapter_cache_hits_total", "counter", "Adapter cache hits (raw mode).",
              m.adapter_cache_hits);

@@ -1,12 +1,15 @@
 // `lorafleet-cli serve` as a real process: --port 0 prints the chosen port on stderr, a completion over
 // HTTP equals the single-sequence generate() of the same model (greedy), SIGTERM during a streamed
-// request lets that stream finish (ending with data: [DONE]) and the process exits 0; bad command lines
-// exit 2.
+// request lets that stream finish (ending with data: [DONE]) and the process exits 0; with --bank the
+// compressed adapters are listed and a completion equals `lorafleet-cli generate --bank --adapter`; bad
+// command lines exit 2.
+#include "engine/io/hf_config.hpp"
 #include "engine/serve/generate.hpp"
 #include "engine/serve/model_weights.hpp"
 #include "engine/serve/tokenizer.hpp"
 #include "engine/serve/transformer.hpp"
 #include "tests/support/cli_runner.hpp"
+#include "tests/support/peft_writer.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <QtTest/QtTest>
@@ -15,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <set>
 #include <thread>
 
 using namespace lorafleet;
@@ -135,6 +139,61 @@ private slots:
         QCOMPARE(p.exitStatus(), QProcess::NormalExit);
         QCOMPARE(p.exitCode(), 0);
         QVERIFY(p.readAllStandardError().contains("SIGTERM"));
+    }
+
+    void serves_a_compressed_bank() {
+        LORAFLEET_REQUIRE_FIXTURES();
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        const auto model = test::fixtures_dir() / "models/tinystories-656k";
+        const auto geometry = io::read_hf_config(model / "config.json");
+        const int ranks[] = {2, 4, 8};
+        const double alphas[] = {4, 16, 8};
+        const char* names[] = {"ad-a", "ad-b", "ad-c"};
+        for (int i = 0; i < 3; ++i)
+            test::write_crafted_adapter(
+                root / "fleet" / names[i],
+                test::crafted_llama_adapter(geometry, {"q_proj", "v_proj"}, ranks[i], alphas[i]));
+        const QString bank = QString::fromStdString((root / "bank").string());
+        const auto compressed = test::run_cli({"compress", QString::fromStdString((root / "fleet").string()),
+                                               "--out", bank, "--rank", "8", "--dtype", "f32", "--base",
+                                               QString::fromStdString((model / "config.json").string())});
+        QVERIFY2(compressed.exit_code == 0, qPrintable(compressed.err));
+        const auto generated = test::run_cli({"generate", "--model", QString::fromStdString(model.string()),
+                                              "--bank", bank, "--adapter", "ad-b", "--prompt",
+                                              "Once upon a time", "--max-tokens", "16", "--threads", "1"});
+        QVERIFY2(generated.exit_code == 0, qPrintable(generated.err));
+
+        QProcess p;
+        const int port = start_server(p, {"--bank", bank});
+        QVERIFY(port > 0);
+        httplib::Client c("127.0.0.1", port);
+        c.set_read_timeout(60, 0);
+        const auto models = c.Get("/v1/models");
+        QVERIFY(models);
+        QCOMPARE(models->status, 200);
+        std::set<std::string> ids;
+        const json listing = json::parse(models->body);
+        for (const auto& m : listing["data"]) {
+            ids.insert(m["id"].get<std::string>());
+            if (m["id"] != "tinystories-656k")
+                QCOMPARE(m["parent"].get<std::string>(), std::string("tinystories-656k"));
+        }
+        QCOMPARE(ids, (std::set<std::string>{"tinystories-656k", "ad-a", "ad-b", "ad-c"}));
+        const auto r =
+            c.Post("/v1/completions", R"({"model":"ad-b","prompt":"Once upon a time","max_tokens":16})",
+                   "application/json");
+        QVERIFY(r);
+        QCOMPARE(r->status, 200);
+        QCOMPARE(QString::fromStdString(json::parse(r->body)["choices"][0]["text"].get<std::string>()),
+                 generated.out);
+        const auto health = c.Get("/health");
+        QVERIFY(health);
+        QCOMPARE(json::parse(health->body)["adapter_mode"].get<std::string>(), std::string("compressed"));
+
+        ::kill(static_cast<pid_t>(p.processId()), SIGTERM);
+        QVERIFY(p.waitForFinished(60000));
+        QCOMPARE(p.exitCode(), 0);
     }
 
     void bad_command_lines_exit_2() {

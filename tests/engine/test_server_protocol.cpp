@@ -380,6 +380,8 @@ private slots:
         m.ttft = {0.01, 0.02, 0.05, 0.015, 42};
         m.memory.weights = 1 << 20;
         m.memory.kv_cache_used = 4096;
+        m.memory.rss = 5ull << 30;
+        m.peak_running = 17;
         m.adapters_loaded = 31;
         // 30 adapters with distinct request counts plus the base model, in scrambled order.
         std::uint64_t total_requests = 0, total_prompt = 0;
@@ -435,6 +437,8 @@ private slots:
             memory[s.labels.at("kind")] = s.value;
         QCOMPARE(memory.at("weights"), double(1 << 20));
         QCOMPARE(memory.at("kv_cache_used"), 4096.0);
+        QCOMPARE(e.named("lorafleet_process_resident_bytes").at(0).value, double(5ull << 30));
+        QCOMPARE(e.named("lorafleet_peak_running_sequences").at(0).value, 17.0);
 
         // Per adapter: the 5 busiest by requests (base 100, the odd name 99, ad-29 39, ad-28 38, ad-27 37),
         // then __other__ with the rest; the sums over the series equal the snapshot's.
