@@ -13,9 +13,13 @@
 //                                       before the first user message, separated by a blank line)
 // The leading BOS the templates write is left out: the tokenizer adds it (add_bos_token). Special tokens
 // written as text (<|im_start|>, </s>, ...) become their ids only when the tokenizer matches added tokens
-// in text, as HuggingFace tokenizers do. A template that is missing or matches none of the families (tool
-// calling, custom formats) gets the documented fallback, which any model can continue but none was trained
-// on: "<|ROLE|>\nCONTENT\n" per message, then "<|assistant|>\n". Immutable after construction; thread-safe.
+// in text: our tokenizer.json tokenizer does (it splits on added tokens first); a model with only a
+// SentencePiece tokenizer.model reads them as plain text. A default system prompt that some templates
+// insert when none is given (Qwen2's) is not reproduced; whitespace between turns follows the family's
+// reference rendering and may differ by a space from a particular model's variant. A template that is missing
+// or matches none of the families (tool calling, custom formats) gets the documented fallback, which any
+// model can continue but none was trained on: "<|ROLE|>\nCONTENT\n" per message, then "<|assistant|>\n".
+// Immutable after construction; thread-safe.
 #pragma once
 
 #include "engine/server/openai_protocol.hpp"
