@@ -151,7 +151,8 @@ std::string chat_template::render(const std::vector<chat_message>& messages) con
         bool after_assistant = false;
         for (const auto& m : messages) {
             if (m.role == "system") {
-                system += (system.empty() ? "" : "\n") + trim(m.content);
+                if (!system.empty()) system += '\n';
+                system += trim(m.content);
             } else if (m.role == "user") {
                 std::string user = trim(m.content);
                 if (!system.empty()) {
@@ -162,8 +163,10 @@ std::string chat_template::render(const std::vector<chat_message>& messages) con
                 if (after_assistant && m_format == chat_format::llama2) out += m_bos;
                 out += "[INST] " + user + " [/INST]";
             } else { // assistant
-                out += m_format == chat_format::llama2 ? " " + trim(m.content) + " " + m_eos
-                                                       : trim(m.content) + m_eos;
+                if (m_format == chat_format::llama2) out += ' ';
+                out += trim(m.content);
+                if (m_format == chat_format::llama2) out += ' ';
+                out += m_eos;
                 after_assistant = true;
             }
         }

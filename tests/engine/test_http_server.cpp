@@ -367,6 +367,10 @@ private slots:
         expect_error(post(*c, "/v1/adapters", R"({"name":"x"})"), 400);
         QCOMPARE(ids_of().size(), std::size_t(5)); // the failed adds left nothing behind
 
+        const auto one = get(*c, "/v1/models/late");
+        QVERIFY2(one.status == 200, one.body.c_str());
+        QCOMPARE(json::parse(one.body)["parent"].get<std::string>(), m_base);
+
         const auto removed = del(*c, "/v1/adapters/late");
         QVERIFY2(removed.status == 200, removed.body.c_str());
         QVERIFY(json::parse(removed.body)["deleted"].get<bool>());
@@ -374,6 +378,7 @@ private slots:
         expect_error(post(*c, "/v1/completions", R"({"model":"late","prompt":"One day"})"), 404,
                      "model_not_found");
         expect_error(del(*c, "/v1/adapters/late"), 404, "model_not_found");
+        expect_error(get(*c, "/v1/models/late"), 404, "model_not_found");
     }
 
     void every_error_gets_the_error_body_and_the_server_keeps_serving() {
