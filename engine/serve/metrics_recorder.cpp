@@ -151,6 +151,7 @@ void metrics_recorder::set_memory(const memory_split& fixed, const adapter_memor
 metrics_snapshot metrics_recorder::snapshot() const {
     const auto now = clock::now();
     std::vector<double> ttft, per_token, total;
+    std::vector<std::vector<double>> recent; // per adapter, in per_adapter's order
     metrics_snapshot s;
     {
         std::lock_guard lock(m_mutex);
@@ -177,22 +178,25 @@ metrics_snapshot metrics_recorder::snapshot() const {
         s.decode_tokens_per_s = double(decode) / span;
         s.requests_per_s = double(done) / span;
         s.per_adapter.reserve(m_traffic.size());
+        recent.reserve(m_traffic.size());
         for (const auto& [name, t] : m_traffic) {
             adapter_traffic a;
             a.name = name;
             a.requests = t.requests;
             a.prompt_tokens = t.prompt_tokens;
             a.completion_tokens = t.completion_tokens;
-            std::vector<double> lat(t.recent_total_s.begin(), t.recent_total_s.end());
-            a.p50_s = percentile(lat, 0.50);
-            a.p99_s = percentile(lat, 0.99);
             s.per_adapter.push_back(std::move(a));
+            recent.emplace_back(t.recent_total_s.begin(), t.recent_total_s.end());
         }
     }
     // Sorting and percentiles happen outside the lock.
     s.ttft = summarize(std::move(ttft));
     s.per_token = summarize(std::move(per_token));
     s.end_to_end = summarize(std::move(total));
+    for (std::size_t i = 0; i < recent.size(); ++i) {
+        s.per_adapter[i].p50_s = percentile(recent[i], 0.50);
+        s.per_adapter[i].p99_s = percentile(recent[i], 0.99);
+    }
     std::stable_sort(
         s.per_adapter.begin(), s.per_adapter.end(),
         [](const adapter_traffic& a, const adapter_traffic& b) { return a.requests > b.requests; });

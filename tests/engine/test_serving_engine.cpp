@@ -21,6 +21,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -359,6 +360,15 @@ private slots:
         QVERIFY(prov->max_wanted >= 2); // adapters really shared steps
         const auto m = engine.metrics();
         QCOMPARE(m.per_adapter.size(), std::size_t(4));
+        std::map<std::string, std::uint64_t> per_name;
+        for (const job& j : jobs)
+            ++per_name[j.adapter];
+        for (std::size_t i = 0; i < m.per_adapter.size(); ++i) {
+            const auto& a = m.per_adapter[i];
+            QCOMPARE(a.requests, per_name[a.name]);
+            QVERIFY(a.p50_s > 0 && a.p50_s <= a.p99_s);
+            if (i > 0) QVERIFY(m.per_adapter[i - 1].requests >= a.requests); // busiest first
+        }
         QCOMPARE(m.adapter_cache_hits, std::uint64_t(prov->prepares.load()));
         // The adapters change the output (otherwise the comparison above would prove little).
         int changed = 0, adapted = 0;
