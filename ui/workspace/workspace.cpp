@@ -51,6 +51,7 @@ void Workspace::reset(const WorkspaceData& data, const QString& filePath) {
     m_data = data;
     m_data.adapterDirs.removeDuplicates();
     m_saved = m_data;
+    m_forcedDirty = false;
     if (m_filePath != filePath) {
         m_filePath = filePath;
         emit filePathChanged(m_filePath);
@@ -162,6 +163,7 @@ bool Workspace::save(const QString& path, QString* error) {
         emit filePathChanged(m_filePath);
     }
     m_saved = m_data;
+    m_forcedDirty = false;
     setDirty(false);
     return true;
 }
@@ -230,11 +232,18 @@ void Workspace::setDirty(bool dirty) {
 
 void Workspace::markClean() {
     m_saved = m_data;
+    m_forcedDirty = false;
     setDirty(false);
 }
 
+void Workspace::markModified() {
+    m_forcedDirty = true;
+    setDirty(true);
+    emit changed();
+}
+
 void Workspace::contentChanged() {
-    setDirty(m_data != m_saved);
+    setDirty(m_forcedDirty || m_data != m_saved);
     emit changed();
 }
 

@@ -6,7 +6,8 @@
 //
 // Invariants: the file on disk is replaced atomically (QSaveFile) or not at all; isDirty() is true
 // exactly when the content differs from what was last loaded or saved (setters that change nothing
-// leave it clean); adapterDirs() has no duplicates.
+// leave it clean) or markModified() recorded a change held outside the document (a new compressed bank
+// not yet written); adapterDirs() has no duplicates.
 // Thread affinity: GUI thread.
 #pragma once
 
@@ -61,6 +62,9 @@ public:
     void setBankPath(const QString& path);
     // Takes the current content as the saved state (e.g. a generated demo nobody needs to save).
     void markClean();
+    // Dirty until the next save / load / markClean(), whatever the content: for state the document
+    // points to but does not contain (the session's unsaved bank).
+    void markModified();
 
     // The geometry of the base model: nullopt when none is set or it cannot be resolved (then `error`
     // says why). Resolving a preset is free; a config path is read from disk.
@@ -80,6 +84,7 @@ private:
     WorkspaceData m_saved; // content as last loaded or saved
     QString m_filePath;
     bool m_dirty = false;
+    bool m_forcedDirty = false; // markModified() since the last save / load / markClean()
 };
 
 } // namespace lorafleet::ui

@@ -1,0 +1,341 @@
+// CompressPanel (see compress_panel.hpp).
+#include "ui/compress/compress_panel.hpp"
+
+#include "kernels/device_probe.hpp"
+#include "ui/common/text_format.hpp"
+#include "ui/fleet/fleet_store.hpp"
+#include "ui/workspace/session.hpp"
+#include "ui/workspace/workspace.hpp"
+
+#include <QButtonGroup>
+#include <QComboBox>
+#include <QDoubleSpinBox>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QRadioButton>
+#include <QRegularExpressionValidator>
+#include <QSpinBox>
+#include <QVBoxLayout>
+
+#include <cmath>
+#include <unordered_set>
+
+namespace lorafleet::ui {
+
+namespace {
+
+QString deviceDescription() {
+    const auto cuda = kernels::probe_cuda_devices();
+    if (cuda.available && !cuda.devices.empty()) {
+        const auto& d = cuda.devices.front();
+        return QStringLiteral("GPU: %1, %2 MiB (compute %3.%4)")
+            .arg(QString::fromStdString(d.name))
+            .arg(d.memory_mb)
+            .arg(d.cc_major)
+            .arg(d.cc_minor);
+    }
+    if (!cuda.compiled) return QStringLiteral("GPU unavailable: this build has no CUDA backend");
+    return QStringLiteral("GPU unavailable: %1").arg(QString::fromStdString(cuda.reason));
+}
+
+QString formatEta(double seconds) {
+    if (seconds < 0) return QStringLiteral("ETA unknown");
+    return QStringLiteral("ETA %1").arg(formatDuration(qint64(seconds * 1000.0)));
+}
+
+} // namespace
+
+CompressPanel::CompressPanel(Session* session, QWidget* parent) : QWidget(parent), m_session(session) {
+    auto* settingsBox = new QGroupBox(QStringLiteral("Settings"));
+    auto* form = new QFormLayout(settingsBox);
+
+    m_method = new QComboBox;
+    m_method->addItem(QStringLiteral("JD-Full (r \u00d7 r core per adapter)"));
+    m_method->addItem(QStringLiteral("JD-Diag (r values per adapter)"));
+    form->addRow(QStringLiteral("&Method:"), m_method);
+
+    m_rank = new QSpinBox;
+    m_rank->setRange(1, CompressSettings::kMaxRank);
+    m_rank->setToolTip(QStringLiteral("Joint rank of the shared bases of every cluster"));
+    form->addRow(QStringLiteral("&Rank:"), m_rank);
+
+    m_fixed = new QRadioButton(QStringLiteral("&Fixed"));
+    m_auto = new QRadioButton(QStringLiteral("&Automatic, target error"));
+    auto* group = new QButtonGroup(this);
+    group->addButton(m_fixed);
+    group->addButton(m_auto);
+    m_clusters = new QSpinBox;
+    m_clusters->setRange(1, CompressSettings::kMaxClusters);
+    m_target = new QDoubleSpinBox;
+    m_target->setDecimals(4);
+    m_target->setRange(0.0001, 1.0);
+    m_target->setSingleStep(0.01);
+    m_target->setToolTip(
+        QStringLiteral("Mean squared relative error \u2016\u0394W \u2212 "
+                       "U\u03a3V\u1d40\u2016\u00b2/\u2016\u0394W\u2016\u00b2 "
+                       "to reach with the fewest clusters (below 0.6 keeps task performance)"));
+    auto* fixedRow = new QHBoxLayout;
+    fixedRow->addWidget(m_fixed);
+    fixedRow->addWidget(m_clusters);
+    fixedRow->addStretch();
+    auto* autoRow = new QHBoxLayout;
+    autoRow->addWidget(m_auto);
+    autoRow->addWidget(m_target);
+    autoRow->addStretch();
+    auto* clusterBox = new QVBoxLayout;
+    clusterBox->addLayout(fixedRow);
+    clusterBox->addLayout(autoRow);
+    form->addRow(QStringLiteral("Clusters:"), clusterBox);
+
+    m_normalize = new QComboBox;
+    m_normalize->addItem(QStringLiteral("Unit: every adapter weighs the same"));
+    m_normalize->addItem(QStringLiteral("None: adapters weigh by their norm"));
+    form->addRow(QStringLiteral("&Normalization:"), m_normalize);
+
+    m_device = new QComboBox;
+    m_device->addItem(QStringLiteral("Automatic"), QStringLiteral("auto"));
+    m_device->addItem(QStringLiteral("CPU"), QStringLiteral("cpu"));
+    m_device->addItem(QStringLiteral("GPU (CUDA)"), QStringLiteral("cuda"));
+    form->addRow(QStringLiteral("&Device:"), m_device);
+    m_deviceInfo = new QLabel(deviceDescription());
+    m_deviceInfo->setWordWrap(true);
+    m_deviceInfo->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    form->addRow(QString(), m_deviceInfo);
+
+    m_seed = new QLineEdit;
+    m_seed->setValidator(
+        new QRegularExpressionValidator(QRegularExpression(QStringLiteral("[0-9]{1,19}")), m_seed));
+    m_seed->setToolTip(
+        QStringLiteral("Seed of the initialisation and of the clustering (same seed, same bank)"));
+    form->addRow(QStringLiteral("&Seed:"), m_seed);
+
+    m_run = new QPushButton(QIcon::fromTheme("media-playback-start"), QStringLiteral("&Compress Fleet"));
+    m_run->setDefault(true);
+    m_cancel = new QPushButton(QStringLiteral("Cancel"));
+    auto* buttons = new QHBoxLayout;
+    buttons->addStretch();
+    buttons->addWidget(m_cancel);
+    buttons->addWidget(m_run);
+    form->addRow(buttons);
+
+    auto* progressBox = new QGroupBox(QStringLiteral("Progress"));
+    auto* progressLayout = new QVBoxLayout(progressBox);
+    m_progress = new QProgressBar;
+    m_progress->setRange(0, 1000);
+    m_progress->setValue(0);
+    m_progress->setFormat(QStringLiteral("%p%"));
+    m_stage = new QLabel;
+    m_module = new QLabel;
+    m_module->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    m_eta = new QLabel;
+    m_status = new QLabel;
+    m_status->setWordWrap(true);
+    progressLayout->addWidget(m_progress);
+    progressLayout->addWidget(m_stage);
+    progressLayout->addWidget(m_module);
+    progressLayout->addWidget(m_eta);
+    progressLayout->addWidget(m_status);
+
+    auto* resultBox = new QGroupBox(QStringLiteral("Current bank"));
+    auto* resultLayout = new QVBoxLayout(resultBox);
+    m_result = new QLabel;
+    m_result->setTextFormat(Qt::RichText);
+    m_result->setAlignment(Qt::AlignTop | Qt::AlignLeft);
+    m_result->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    m_result->setWordWrap(true);
+    resultLayout->addWidget(m_result);
+    resultLayout->addStretch();
+
+    auto* left = new QVBoxLayout;
+    left->addWidget(settingsBox);
+    left->addStretch();
+    auto* right = new QVBoxLayout;
+    right->addWidget(progressBox);
+    right->addWidget(resultBox, 1);
+    auto* layout = new QHBoxLayout(this);
+    layout->addLayout(left, 1);
+    layout->addLayout(right, 1);
+
+    setSettings(CompressSettings::fromJson(m_session->workspace()->data().compression));
+
+    for (QComboBox* c : {m_method, m_normalize, m_device})
+        connect(c, &QComboBox::currentIndexChanged, this, &CompressPanel::onWidgetEdited);
+    for (QSpinBox* s : {m_rank, m_clusters})
+        connect(s, &QSpinBox::valueChanged, this, &CompressPanel::onWidgetEdited);
+    connect(m_target, &QDoubleSpinBox::valueChanged, this, &CompressPanel::onWidgetEdited);
+    connect(m_fixed, &QRadioButton::toggled, this, &CompressPanel::onWidgetEdited);
+    connect(m_seed, &QLineEdit::editingFinished, this, &CompressPanel::onWidgetEdited);
+    connect(m_run, &QPushButton::clicked, this, &CompressPanel::run);
+
+    CompressController* controller = m_session->compressor();
+    connect(m_cancel, &QPushButton::clicked, controller, &CompressController::cancel);
+    connect(controller, &CompressController::started, this, &CompressPanel::onStarted);
+    connect(controller, &CompressController::progressChanged, this, &CompressPanel::onProgress);
+    connect(controller, &CompressController::finished, this, &CompressPanel::onFinished);
+    connect(m_session->workspace(), &Workspace::changed, this, &CompressPanel::onWorkspaceChanged);
+    connect(m_session, &Session::bankChanged, this, &CompressPanel::updateResult);
+    connect(m_session->store(), &FleetStore::fleetChanged, this, &CompressPanel::updateEnabled);
+    connect(m_session->store(), &FleetStore::fleetChanged, this, &CompressPanel::updateResult);
+    updateResult();
+    updateEnabled();
+}
+
+CompressSettings CompressPanel::settings() const {
+    CompressSettings s;
+    s.method =
+        m_method->currentIndex() == 1 ? CompressSettings::Method::Diag : CompressSettings::Method::Full;
+    s.rank = m_rank->value();
+    s.clusters = m_auto->isChecked() ? 0 : m_clusters->value();
+    s.targetError = m_target->value();
+    s.normalize = m_normalize->currentIndex() == 0;
+    s.device = m_device->currentData().toString();
+    bool ok = false;
+    const auto seed = m_seed->text().toULongLong(&ok);
+    if (ok) s.seed = seed;
+    return s;
+}
+
+void CompressPanel::setSettings(const CompressSettings& s) {
+    const bool was = m_updating;
+    m_updating = true;
+    m_method->setCurrentIndex(s.method == CompressSettings::Method::Diag ? 1 : 0);
+    m_rank->setValue(s.rank);
+    m_fixed->setChecked(s.clusters > 0);
+    m_auto->setChecked(s.clusters == 0);
+    if (s.clusters > 0) m_clusters->setValue(s.clusters);
+    m_target->setValue(s.targetError);
+    m_normalize->setCurrentIndex(s.normalize ? 0 : 1);
+    m_device->setCurrentIndex(std::max(0, m_device->findData(s.device)));
+    m_seed->setText(QString::number(s.seed));
+    m_updating = was;
+    updateEnabled();
+}
+
+void CompressPanel::onWidgetEdited() {
+    updateEnabled();
+    if (m_updating) return;
+    m_session->workspace()->setCompressionSettings(settings().toJson());
+}
+
+void CompressPanel::onWorkspaceChanged() {
+    if (m_updating) return;
+    const CompressSettings fromDoc = CompressSettings::fromJson(m_session->workspace()->data().compression);
+    if (!(fromDoc == settings())) setSettings(fromDoc);
+}
+
+void CompressPanel::run() {
+    QString error;
+    if (!m_session->compressor()->start(settings(), &error)) m_status->setText(error);
+}
+
+void CompressPanel::onStarted() {
+    m_progress->setValue(0);
+    m_stage->setText(QStringLiteral("Starting"));
+    m_module->clear();
+    m_eta->clear();
+    m_status->clear();
+    updateEnabled();
+}
+
+void CompressPanel::onProgress(const CompressController::Progress& p) {
+    m_progress->setValue(int(std::lround(p.fraction * 1000.0)));
+    m_stage->setText(QStringLiteral("Stage: %1").arg(p.stage));
+    m_module->setText(QStringLiteral("Module: %1").arg(p.module));
+    m_eta->setText(formatEta(p.etaSeconds));
+}
+
+void CompressPanel::onFinished(EngineJob::Outcome outcome, const QString& message) {
+    if (outcome == EngineJob::Outcome::Succeeded) {
+        m_progress->setValue(1000);
+        m_summaryBank = m_session->bank().get();
+        m_eta->clear();
+        m_module->clear();
+        m_stage->setText(QStringLiteral("Done"));
+        updateResult();
+    } else {
+        m_stage->setText(outcome == EngineJob::Outcome::Cancelled ? QStringLiteral("Cancelled")
+                                                                  : QStringLiteral("Failed"));
+    }
+    m_status->setText(message);
+    updateEnabled();
+}
+
+void CompressPanel::updateEnabled() {
+    const bool running = m_session->compressor()->isRunning();
+    m_run->setEnabled(!running && !m_session->store()->isEmpty());
+    m_cancel->setEnabled(running);
+    m_clusters->setEnabled(m_fixed->isChecked());
+    m_target->setEnabled(m_auto->isChecked());
+}
+
+QString CompressPanel::deviceText() const {
+    return m_deviceInfo->text();
+}
+
+QString CompressPanel::resultText() const {
+    const auto current = m_session->bank();
+    if (!current) return {};
+    QStringList rows;
+    std::unordered_set<std::string> names;
+    for (const auto& a : current->adapters)
+        names.insert(a.name);
+    quint64 original = 0;
+    int present = 0;
+    for (const auto& e : m_session->store()->entries())
+        if (names.count(e.adapter->name)) {
+            original += e.adapter->weight_bytes();
+            ++present;
+        }
+    const auto& summary = m_session->compressor()->lastSummary();
+    const bool fresh = summary && m_summaryBank == current.get();
+    if (fresh) original = summary->bytesOriginal;
+    const quint64 compressed = current->stored_parameters() * 2;
+    rows << QStringLiteral("Adapters\t%1").arg(formatCount(qint64(current->adapters.size())));
+    rows << QStringLiteral("Method\t%1, rank %2")
+                .arg(QString::fromStdString(bank::method_name(current->kind)))
+                .arg(current->rank);
+    rows << QStringLiteral("Clusters\t%1").arg(current->clusters);
+    rows << QStringLiteral("Mean error\t%1 (max %2)")
+                .arg(current->mean_error(), 0, 'g', 4)
+                .arg(current->max_error(), 0, 'g', 4);
+    if (fresh || present == int(current->adapters.size()))
+        rows << QStringLiteral("Original\t%1").arg(formatBytes(original));
+    else
+        rows << QStringLiteral("Original\tunknown (%1 of the bank's adapters are in the fleet)").arg(present);
+    rows << QStringLiteral("Compressed\t%1 (F16 bases and cores)").arg(formatBytes(compressed));
+    if (original > 0 && (fresh || present == int(current->adapters.size())))
+        rows << QStringLiteral("Ratio\t%1\u00d7 smaller (%2% of the original)")
+                    .arg(double(original) / double(std::max<quint64>(1, compressed)), 0, 'f', 1)
+                    .arg(100.0 * double(compressed) / double(original), 0, 'f', 1);
+    if (fresh) {
+        rows << QStringLiteral("Time\t%1 on %2")
+                    .arg(formatDuration(qint64(summary->seconds * 1000.0)), summary->device);
+        if (!summary->targetMet)
+            rows << QStringLiteral("Note\ttarget error not reached with the cluster cap");
+    }
+    return rows.join('\n');
+}
+
+void CompressPanel::updateResult() {
+    const QString text = resultText();
+    if (text.isEmpty()) {
+        m_result->setText(
+            QStringLiteral("<p>No bank yet: choose the settings and press <b>Compress Fleet</b>.</p>"));
+        return;
+    }
+    QString html = QStringLiteral("<table cellspacing='6'>");
+    for (const QString& row : text.split('\n')) {
+        const auto cells = row.split('\t');
+        html += QStringLiteral("<tr><td><b>%1</b></td><td>%2</td></tr>")
+                    .arg(cells.value(0).toHtmlEscaped(), cells.value(1).toHtmlEscaped());
+    }
+    html += QStringLiteral("</table>");
+    m_result->setText(html);
+}
+
+} // namespace lorafleet::ui

@@ -1,0 +1,83 @@
+// CompressPanel: the console's Compress tab. Left, the settings (method JD-Full / JD-Diag, joint rank,
+// clusters fixed or automatic with a target error, normalization, device auto / CPU / GPU with the GPU's
+// name and memory or why it is unavailable, seed) and Run / Cancel; right, the running job's progress
+// (bar, stage, current module, ETA) and the result of the current bank (original vs compressed bytes
+// and ratio, clusters, mean / max error, seconds, device).
+// The widgets mirror the workspace's "compression" object: an edit writes it (a document change), a
+// new or opened workspace refreshes the widgets. Runs go through the session's CompressController.
+// Thread affinity: GUI thread.
+#pragma once
+
+#include "engine/bank/compressed_bank.hpp"
+#include "ui/common/engine_job.hpp"
+#include "ui/compress/compress_controller.hpp"
+#include "ui/compress/compress_settings.hpp"
+
+#include <QWidget>
+
+class QButtonGroup;
+class QComboBox;
+class QDoubleSpinBox;
+class QLabel;
+class QLineEdit;
+class QProgressBar;
+class QPushButton;
+class QRadioButton;
+class QSpinBox;
+
+namespace lorafleet::ui {
+
+class Session;
+
+class CompressPanel : public QWidget {
+    Q_OBJECT
+public:
+    explicit CompressPanel(Session* session, QWidget* parent = nullptr);
+
+    CompressSettings settings() const; // as the widgets show them
+    void setSettings(const CompressSettings& settings);
+
+    // For tests and the window's actions.
+    QPushButton* runButton() const { return m_run; }
+    QPushButton* cancelButton() const { return m_cancel; }
+    QProgressBar* progressBar() const { return m_progress; }
+    QString resultText() const; // the result box's text, one line per row ("" without a bank)
+    QString deviceText() const; // the device line ("GPU: ..." or why none)
+
+public slots:
+    void run();
+
+private:
+    void onWidgetEdited();
+    void onWorkspaceChanged();
+    void onProgress(const CompressController::Progress& progress);
+    void onStarted();
+    void onFinished(EngineJob::Outcome outcome, const QString& message);
+    void updateResult();
+    void updateEnabled();
+
+    Session* m_session;
+    bool m_updating = false; // widgets being set from the workspace: no write-back
+    const bank::compressed_bank* m_summaryBank = nullptr; // the bank the controller's summary describes
+
+    QComboBox* m_method = nullptr;
+    QSpinBox* m_rank = nullptr;
+    QRadioButton* m_fixed = nullptr;
+    QRadioButton* m_auto = nullptr;
+    QSpinBox* m_clusters = nullptr;
+    QDoubleSpinBox* m_target = nullptr;
+    QComboBox* m_normalize = nullptr;
+    QComboBox* m_device = nullptr;
+    QLabel* m_deviceInfo = nullptr;
+    QLineEdit* m_seed = nullptr;
+    QPushButton* m_run = nullptr;
+    QPushButton* m_cancel = nullptr;
+    QProgressBar* m_progress = nullptr;
+    QLabel* m_stage = nullptr;
+    QLabel* m_module = nullptr;
+    QLabel* m_eta = nullptr;
+    QLabel* m_status = nullptr;
+    QLabel* m_result = nullptr;
+};
+
+} // namespace lorafleet::ui
