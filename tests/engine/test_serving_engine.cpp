@@ -303,6 +303,17 @@ private slots:
             expect_equal_to_reference(jobs[i], subs[i].done.get());
         const auto m = engine.metrics();
         QVERIFY2(m.peak_running >= 2, "requests were never batched together");
+        // Beyond the model's context (512): refused at submit, whatever the KV budget.
+        job too_long = jobs[0];
+        too_long.params.max_tokens = fixture().weights->max_context() - int(too_long.prompt.size()) + 1;
+        try {
+            submit(engine, too_long);
+            QFAIL("a request beyond the context was accepted");
+        } catch (const usage_error& e) {
+            QVERIFY2(std::string(e.what()).find("context") != std::string::npos, e.what());
+        }
+        too_long.params.max_tokens -= 1; // exactly the context: fine
+        QCOMPARE(int(submit(engine, too_long).done.get().result.status), int(completion_status::finished));
         engine.shutdown(true);
     }
 
