@@ -1,6 +1,7 @@
 // lorafleet: the desktop console. Options: --demo (a generated demo workspace), --workspace FILE,
 // --screenshot PNG [--tab KEY] (render the main window to a PNG and exit, for docs and tests; with --demo
-// or --workspace it waits until the fleet is imported).
+// or --workspace it waits until the window is ready: the fleet imported, the workspace's bank read, the
+// demo's compression finished).
 #include "ui/common/resources.hpp"
 #include "ui/main/main_window.hpp"
 
@@ -16,7 +17,7 @@
 
 namespace {
 
-constexpr int kReadyTimeoutMs = 300'000; // a screenshot waits at most this long for the demo import
+constexpr int kReadyTimeoutMs = 300'000; // a screenshot waits at most this long for the demo
 
 // Runs the event loop until the window is ready (or the timeout); false on timeout.
 bool waitUntilReady(lorafleet::ui::MainWindow& window) {

@@ -1,15 +1,22 @@
 // The main window offscreen: every tab can be shown by key, unknown keys are refused, a grab at the
 // default size renders a real 1280x800 image (what `lorafleet --screenshot` saves), the status bar names
 // the backend and the memory in use, and the demo (what `lorafleet --demo` shows) fills the Fleet tab
-// with 200 adapters before ready() — its grab is the documented screenshot. Set
-// LORAFLEET_SCREENSHOT_DIR to keep the PNGs.
+// with 200 adapters before ready() — its grab is the documented screenshot — and compresses them, so every
+// tab (Fleet, Compress, Clusters, Errors, and the Serve placeholder) renders a full-size, non-blank image
+// with data; the cluster map and the fleet table select the same adapters both ways; the About text names
+// the library versions. Set LORAFLEET_SCREENSHOT_DIR to keep the PNGs.
+#include "engine/bank/compressed_bank.hpp"
 #include "tests/ui/ui_test_support.hpp"
+#include "ui/clusters/cluster_view.hpp"
+#include "ui/compress/compress_panel.hpp"
+#include "ui/errors/error_view.hpp"
 #include "ui/fleet/adapter_details_pane.hpp"
 #include "ui/fleet/fleet_proxy_model.hpp"
 #include "ui/fleet/fleet_store.hpp"
 #include "ui/fleet/fleet_view.hpp"
 #include "ui/fleet/module_table_model.hpp"
 #include "ui/fleet/problem_model.hpp"
+#include "ui/main/about_text.hpp"
 #include "ui/main/main_status_bar.hpp"
 #include "ui/main/main_window.hpp"
 #include "ui/workspace/workspace.hpp"
@@ -156,6 +163,72 @@ private slots:
         QVERIFY(w.isWindowModified());
         QCOMPARE(w.session()->workspace()->data().adapterDirs.size(), 190);
         w.session()->workspace()->markClean(); // the window is closed without asking
+    }
+
+    void everyTabRendersAfterDemo() {
+        lorafleet::ui::MainWindow w;
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        w.startDemo();
+        QTRY_VERIFY_WITH_TIMEOUT(w.isReady(), 300000);
+        const auto bank = w.session()->bank();
+        QVERIFY2(bank, "the demo compresses its fleet");
+        QCOMPARE(int(bank->adapters.size()), 200);
+        QCOMPARE(bank->clusters, 5);
+        QVERIFY(!w.isWindowModified());
+        QVERIFY(w.clusterView()->bank() == bank.get());
+        QVERIFY(w.errorView()->bank() == bank.get());
+        QVERIFY(!w.clusterView()->showsEmptyState());
+        QVERIFY(!w.errorView()->showsEmptyState());
+        // The Fleet table shows the bank's clusters.
+        const auto* store = w.session()->store();
+        for (int r = 0; r < store->size(); ++r)
+            QCOMPARE(store->entry(r).cluster,
+                     bank->adapters[*bank->find_adapter(store->entry(r).adapter->name)].cluster);
+        QVERIFY(w.compressPanel()->resultText().contains("Clusters\t5"));
+        for (QAction* a : w.findChildren<QAction*>())
+            if (a->text().startsWith("Export ")) QVERIFY2(a->isEnabled(), qPrintable(a->text()));
+
+        for (const QString& key : lorafleet::ui::MainWindow::tabKeys()) {
+            QVERIFY(w.showTab(key));
+            QApplication::processEvents();
+            const QImage img = w.grab().toImage();
+            QVERIFY2(img.width() >= 1280 && img.height() >= 800, qPrintable(key));
+            // Views with data draw many colours; the Serve placeholder only its text.
+            const int minColours = key == "serve" ? 3 : 20;
+            QVERIFY2(colourCount(img) > minColours,
+                     qPrintable(QString("%1: %2 colours").arg(key).arg(colourCount(img))));
+            keep(img, key + ".png");
+        }
+
+        // Selection follows between the table and the cluster map, by adapter name, both ways.
+        w.fleetView()->table()->selectRow(3);
+        const QString name =
+            QString::fromStdString(store->entry(w.fleetView()->selectedStoreRows().front()).adapter->name);
+        QCOMPARE(w.clusterView()->selectedAdapters(), QStringList{name});
+        const QStringList picked{QString::fromStdString(bank->adapters[7].name),
+                                 QString::fromStdString(bank->adapters[9].name)};
+        emit w.clusterView()->adaptersSelected(picked); // what an operator's click on the map emits
+        QStringList selected;
+        for (int row : w.fleetView()->selectedStoreRows())
+            selected << QString::fromStdString(store->entry(row).adapter->name);
+        selected.sort();
+        QStringList want = picked;
+        want.sort();
+        QCOMPARE(selected, want);
+    }
+
+    void aboutNamesVersions() {
+        const QString text = lorafleet::ui::aboutText();
+        QVERIFY(text.contains(QString::fromLatin1(qVersion())));
+        QVERIFY(text.contains("CUDA"));
+        QVERIFY(text.contains("OpenBLAS"));
+        QVERIFY(text.contains("sentencepiece"));
+        QVERIFY2(!lorafleet::ui::openBlasVersion().isEmpty() &&
+                     lorafleet::ui::openBlasVersion().at(0).isDigit(),
+                 qPrintable(lorafleet::ui::openBlasVersion()));
+        QVERIFY2(lorafleet::ui::sentencePieceVersion().at(0).isDigit(),
+                 qPrintable(lorafleet::ui::sentencePieceVersion()));
     }
 
     void problemsPaneListsFailures() {

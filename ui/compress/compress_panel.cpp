@@ -43,6 +43,12 @@ QString deviceDescription() {
     return QStringLiteral("GPU unavailable: %1").arg(QString::fromStdString(cuda.reason));
 }
 
+// A progress line that takes no room while empty.
+void setLine(QLabel* label, const QString& text) {
+    label->setText(text);
+    label->setVisible(!text.isEmpty());
+}
+
 QString formatEta(double seconds) {
     if (seconds < 0) return QStringLiteral("ETA unknown");
     return QStringLiteral("ETA %1").arg(formatDuration(qint64(seconds * 1000.0)));
@@ -140,6 +146,9 @@ CompressPanel::CompressPanel(Session* session, QWidget* parent) : QWidget(parent
     progressLayout->addWidget(m_module);
     progressLayout->addWidget(m_eta);
     progressLayout->addWidget(m_status);
+    for (QLabel* line : {m_module, m_eta, m_status})
+        line->setVisible(false);
+    m_stage->setText(QStringLiteral("Idle"));
 
     auto* resultBox = new QGroupBox(QStringLiteral("Current bank"));
     auto* resultLayout = new QVBoxLayout(resultBox);
@@ -230,38 +239,38 @@ void CompressPanel::onWorkspaceChanged() {
 
 void CompressPanel::run() {
     QString error;
-    if (!m_session->compressor()->start(settings(), &error)) m_status->setText(error);
+    if (!m_session->compressor()->start(settings(), &error)) setLine(m_status, error);
 }
 
 void CompressPanel::onStarted() {
     m_progress->setValue(0);
     m_stage->setText(QStringLiteral("Starting"));
-    m_module->clear();
-    m_eta->clear();
-    m_status->clear();
+    setLine(m_module, {});
+    setLine(m_eta, {});
+    setLine(m_status, {});
     updateEnabled();
 }
 
 void CompressPanel::onProgress(const CompressController::Progress& p) {
     m_progress->setValue(int(std::lround(p.fraction * 1000.0)));
     m_stage->setText(QStringLiteral("Stage: %1").arg(p.stage));
-    m_module->setText(QStringLiteral("Module: %1").arg(p.module));
-    m_eta->setText(formatEta(p.etaSeconds));
+    setLine(m_module, p.module.isEmpty() ? QString() : QStringLiteral("Module: %1").arg(p.module));
+    setLine(m_eta, formatEta(p.etaSeconds));
 }
 
 void CompressPanel::onFinished(EngineJob::Outcome outcome, const QString& message) {
     if (outcome == EngineJob::Outcome::Succeeded) {
         m_progress->setValue(1000);
         m_summaryBank = m_session->bank().get();
-        m_eta->clear();
-        m_module->clear();
+        setLine(m_eta, {});
+        setLine(m_module, {});
         m_stage->setText(QStringLiteral("Done"));
         updateResult();
     } else {
         m_stage->setText(outcome == EngineJob::Outcome::Cancelled ? QStringLiteral("Cancelled")
                                                                   : QStringLiteral("Failed"));
     }
-    m_status->setText(message);
+    setLine(m_status, message);
     updateEnabled();
 }
 

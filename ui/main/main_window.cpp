@@ -1,13 +1,23 @@
 // MainWindow (see main_window.hpp).
 #include "ui/main/main_window.hpp"
 
-#include "kernels/device_probe.hpp"
+#include "engine/bank/compressed_bank.hpp"
+#include "ui/clusters/cluster_view.hpp"
+#include "ui/common/engine_host.hpp"
 #include "ui/common/resources.hpp"
 #include "ui/common/text_format.hpp"
+#include "ui/compress/compress_controller.hpp"
+#include "ui/compress/compress_panel.hpp"
+#include "ui/compress/compress_settings.hpp"
+#include "ui/errors/error_view.hpp"
+#include "ui/export/export_controller.hpp"
 #include "ui/fleet/adapter_details_pane.hpp"
+#include "ui/fleet/fleet_model.hpp"
+#include "ui/fleet/fleet_proxy_model.hpp"
 #include "ui/fleet/fleet_store.hpp"
 #include "ui/fleet/fleet_view.hpp"
 #include "ui/fleet/import_controller.hpp"
+#include "ui/main/about_text.hpp"
 #include "ui/main/main_status_bar.hpp"
 #include "ui/workspace/demo_workspace.hpp"
 #include "ui/workspace/recent_files.hpp"
@@ -19,16 +29,19 @@
 #include <QDir>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QHash>
+#include <QItemSelection>
+#include <QItemSelectionModel>
 #include <QLabel>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
+#include <QPushButton>
 #include <QSettings>
 #include <QTabWidget>
 #include <QTableView>
 #include <QTimer>
 #include <QVBoxLayout>
-#include <qcustomplot.h>
 
 namespace lorafleet::ui {
 
@@ -85,6 +98,7 @@ constexpr auto kFleetKey = "window/fleetView";
 constexpr auto kTabKey = "window/tab";
 constexpr auto kImportDirKey = "import/lastFolder";
 constexpr auto kWorkspaceDirKey = "workspace/lastFolder";
+constexpr auto kExportDirKey = "export/lastFolder";
 
 } // namespace
 
@@ -92,16 +106,27 @@ MainWindow::MainWindow(QWidget* parent) : MainWindow(Options{}, parent) {}
 
 MainWindow::MainWindow(Options options, QWidget* parent)
     : QMainWindow(parent), m_options(options), m_session(new Session(this)),
-      m_demo(new DemoWorkspace(m_session, this)), m_recent(new RecentFiles(this)) {
+      m_demo(new DemoWorkspace(m_session, this)), m_exporter(new ExportController(m_session, this)),
+      m_recent(new RecentFiles(this)) {
     initResources();
     setWindowIcon(QIcon(":/icons/lorafleet.svg"));
     setAcceptDrops(true);
     m_tabs = new QTabWidget(this);
     m_tabs->setDocumentMode(true);
     for (const auto& spec : kTabs) {
-        if (QLatin1String(spec.key) == QLatin1String("fleet")) {
+        const QLatin1String key(spec.key);
+        if (key == QLatin1String("fleet")) {
             m_fleetView = new FleetView(m_session);
             m_tabs->addTab(m_fleetView, spec.title);
+        } else if (key == QLatin1String("compress")) {
+            m_compressPanel = new CompressPanel(m_session);
+            m_tabs->addTab(m_compressPanel, spec.title);
+        } else if (key == QLatin1String("clusters")) {
+            m_clusterView = new ClusterView(m_session);
+            m_tabs->addTab(m_clusterView, spec.title);
+        } else if (key == QLatin1String("errors")) {
+            m_errorView = new ErrorView(m_session);
+            m_tabs->addTab(m_errorView, spec.title);
         } else {
             m_tabs->addTab(placeholder(spec), spec.title);
         }
@@ -121,12 +146,32 @@ MainWindow::MainWindow(Options options, QWidget* parent)
     connect(m_fleetView, &FleetView::selectionCountChanged, this, &MainWindow::updateActions);
     connect(m_tabs, &QTabWidget::currentChanged, this, &MainWindow::updateActions);
     connect(m_fleetView->details(), &AdapterDetailsPane::normsReady, this, &MainWindow::checkReady);
+    connect(m_session, &Session::bankChanged, this, &MainWindow::onBankChanged);
+    connect(ws, &Workspace::changed, this, &MainWindow::syncTargetError);
+    connect(m_clusterView, &ClusterView::adaptersSelected, this, &MainWindow::selectInTable);
+    connect(m_fleetView, &FleetView::selectionCountChanged, this, &MainWindow::onTableSelectionChanged);
+    CompressController* compressor = m_session->compressor();
+    connect(compressor, &CompressController::started, this, &MainWindow::updateActions);
+    connect(compressor, &CompressController::finished, this,
+            [this](EngineJob::Outcome, const QString& message) {
+                m_statusBar->setOperationText(message);
+                updateActions();
+                checkReady();
+            });
+    connect(m_exporter, &ExportController::finished, this, [this](bool ok, const QString& message) {
+        m_statusBar->setOperationText(message);
+        checkReady();
+        if (!ok) QMessageBox::warning(this, QStringLiteral("Export"), message);
+    });
+    connect(m_session->store(), &FleetStore::fleetChanged, this, &MainWindow::updateActions);
     connect(m_demo, &DemoWorkspace::finished, this, [this](bool ok, const QString& message) {
         m_statusBar->setOperationText(message);
         if (ok) m_fleetView->selectFirstRowIfNone();
         checkReady();
     });
 
+    onBankChanged();
+    syncTargetError();
     resize(1280, 800);
     restoreLayout();
     updateTitle();
@@ -174,6 +219,21 @@ void MainWindow::buildMenus() {
     m_importAction->setToolTip(QStringLiteral("Import PEFT adapter folders (searched recursively)"));
     file->addAction(QStringLiteral("Generate &Demo Fleet"), this, &MainWindow::runDemo);
     file->addSeparator();
+    QAction* exportBankAction =
+        file->addAction(QStringLiteral("Export &Bank\u2026"), this, &MainWindow::exportBank);
+    exportBankAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+    exportBankAction->setToolTip(QStringLiteral("Write the compressed bank to a folder"));
+    QAction* exportPeftAction =
+        file->addAction(QStringLiteral("Export &PEFT Adapters\u2026"), this, &MainWindow::exportPeft);
+    exportPeftAction->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E));
+    exportPeftAction->setToolTip(
+        QStringLiteral("Rebuild standard PEFT adapters from the bank (all, or the selected ones)"));
+    QAction* exportReportAction =
+        file->addAction(QStringLiteral("Export Error &Report\u2026"), this, &MainWindow::exportReport);
+    exportReportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_R));
+    exportReportAction->setToolTip(QStringLiteral("Per-adapter and per-module errors as CSV or JSON"));
+    m_bankActions = {exportBankAction, exportPeftAction, exportReportAction};
+    file->addSeparator();
     QAction* quit = file->addAction(QStringLiteral("&Quit"), this, &QWidget::close);
     quit->setShortcuts(shortcutsFor(QKeySequence::Quit, Qt::CTRL | Qt::Key_Q));
     quit->setMenuRole(QAction::QuitRole);
@@ -190,6 +250,16 @@ void MainWindow::buildMenus() {
     m_removeAction->setShortcuts(shortcutsFor(QKeySequence::Delete, Qt::Key_Delete));
     m_removeAction->setToolTip(
         QStringLiteral("Remove the selected adapters from the fleet (files are not deleted)"));
+
+    QMenu* compress = menuBar()->addMenu(QStringLiteral("&Compress"));
+    m_compressAction = compress->addAction(QIcon::fromTheme("media-playback-start"),
+                                           QStringLiteral("&Compress Fleet"), this, [this] {
+                                               showTab(QStringLiteral("compress"));
+                                               m_compressPanel->run();
+                                           });
+    m_compressAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_R));
+    m_cancelCompressAction = compress->addAction(QStringLiteral("C&ancel Compression"),
+                                                 m_session->compressor(), &CompressController::cancel);
 
     QMenu* view = menuBar()->addMenu(QStringLiteral("&View"));
     for (int i = 0; i < int(std::size(kTabs)); ++i) {
@@ -228,6 +298,139 @@ void MainWindow::updateTitle() {
 void MainWindow::updateActions() {
     const bool fleetTab = m_tabs->currentWidget() == m_fleetView;
     m_removeAction->setEnabled(fleetTab && !m_fleetView->selectedStoreRows().isEmpty());
+    const bool compressing = m_session->compressor()->isRunning();
+    m_compressAction->setEnabled(!compressing && !m_session->store()->isEmpty());
+    m_cancelCompressAction->setEnabled(compressing);
+    for (QAction* a : m_bankActions)
+        a->setEnabled(m_session->bank() != nullptr);
+}
+
+void MainWindow::onBankChanged() {
+    const auto bank = m_session->bank();
+    m_clusterView->setBank(bank);
+    m_errorView->setBank(bank);
+    onTableSelectionChanged(); // highlight the table's selection on the new map
+    updateActions();
+}
+
+void MainWindow::syncTargetError() {
+    m_errorView->setTargetError(
+        CompressSettings::fromJson(m_session->workspace()->data().compression).targetError);
+}
+
+void MainWindow::selectInTable(const QStringList& names) {
+    if (m_syncingSelection) return;
+    m_syncingSelection = true;
+    const QSet<QString> wanted(names.begin(), names.end());
+    const FleetStore* store = m_session->store();
+    QItemSelection selection;
+    QModelIndex first;
+    for (int row = 0; row < store->size(); ++row) {
+        if (!wanted.contains(QString::fromStdString(store->entry(row).adapter->name))) continue;
+        const QModelIndex index = m_fleetView->proxy()->mapFromSource(m_fleetView->model()->index(row, 0));
+        if (!index.isValid()) continue; // filtered out
+        if (!first.isValid()) first = index;
+        selection.select(index, index);
+    }
+    QItemSelectionModel* sm = m_fleetView->table()->selectionModel();
+    sm->select(selection, QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
+    if (first.isValid()) {
+        sm->setCurrentIndex(first, QItemSelectionModel::NoUpdate);
+        m_fleetView->table()->scrollTo(first);
+    }
+    m_syncingSelection = false;
+}
+
+void MainWindow::onTableSelectionChanged() {
+    if (m_syncingSelection || !m_session->bank()) return;
+    m_syncingSelection = true;
+    QStringList names;
+    for (int row : m_fleetView->selectedStoreRows())
+        names << QString::fromStdString(m_session->store()->entry(row).adapter->name);
+    m_clusterView->selectAdapters(names);
+    m_syncingSelection = false;
+}
+
+QString MainWindow::exportFolderStart() const {
+    QSettings settings;
+    const QString ws = m_session->workspace()->filePath();
+    return settings.value(kExportDirKey, ws.isEmpty() ? QDir::homePath() : QFileInfo(ws).absolutePath())
+        .toString();
+}
+
+void MainWindow::exportBank() {
+    if (!m_session->bank()) return;
+    const QString ws = m_session->workspace()->filePath();
+    const QString name =
+        ws.isEmpty() ? QStringLiteral("fleet.bank") : QFileInfo(ws).completeBaseName() + ".bank";
+    QFileDialog dialog(this, QStringLiteral("Export Bank"), QDir(exportFolderStart()).filePath(name));
+    dialog.setAcceptMode(QFileDialog::AcceptSave);
+    dialog.setFileMode(QFileDialog::AnyFile);
+    dialog.setOption(QFileDialog::DontConfirmOverwrite); // asked below, for folders too
+    if (dialog.exec() != QDialog::Accepted || dialog.selectedFiles().isEmpty()) return;
+    const QString path = dialog.selectedFiles().front();
+    QSettings().setValue(kExportDirKey, QFileInfo(path).absolutePath());
+    bool overwrite = false;
+    if (QFileInfo::exists(path)) {
+        if (QMessageBox::question(
+                this, QStringLiteral("Export Bank"),
+                QStringLiteral("%1 already exists. Replace the bank there?\n(A folder that is "
+                               "not a bank is never replaced.)")
+                    .arg(path)) != QMessageBox::Yes)
+            return;
+        overwrite = true;
+    }
+    QString error;
+    if (!m_exporter->exportBank(path, overwrite, &error))
+        QMessageBox::warning(this, QStringLiteral("Export Bank"), error);
+}
+
+void MainWindow::exportPeft() {
+    const auto bank = m_session->bank();
+    if (!bank) return;
+    QStringList selected;
+    for (int row : m_fleetView->selectedStoreRows()) {
+        const std::string& name = m_session->store()->entry(row).adapter->name;
+        if (bank->find_adapter(name)) selected << QString::fromStdString(name);
+    }
+    QStringList names; // empty: all
+    if (!selected.isEmpty() && selected.size() < int(bank->adapters.size())) {
+        QMessageBox box(QMessageBox::Question, QStringLiteral("Export PEFT Adapters"),
+                        QStringLiteral("Export the selected adapters or the whole bank?"),
+                        QMessageBox::Cancel, this);
+        QPushButton* some =
+            box.addButton(QStringLiteral("%1 Selected").arg(plural(selected.size(), "Adapter", "Adapters")),
+                          QMessageBox::AcceptRole);
+        QPushButton* all =
+            box.addButton(QStringLiteral("All %1").arg(formatCount(qint64(bank->adapters.size()))),
+                          QMessageBox::AcceptRole);
+        box.setDefaultButton(some);
+        box.exec();
+        if (box.clickedButton() == some)
+            names = selected;
+        else if (box.clickedButton() != all)
+            return;
+    }
+    const QString dir = QFileDialog::getExistingDirectory(this, QStringLiteral("Export PEFT Adapters Into"),
+                                                          exportFolderStart());
+    if (dir.isEmpty()) return;
+    QSettings().setValue(kExportDirKey, dir);
+    QString error;
+    if (!m_exporter->exportPeft(dir, names, /*overwrite=*/false, &error))
+        QMessageBox::warning(this, QStringLiteral("Export PEFT Adapters"), error);
+}
+
+void MainWindow::exportReport() {
+    if (!m_session->bank()) return;
+    QString selectedFilter;
+    const QString path = QFileDialog::getSaveFileName(
+        this, QStringLiteral("Export Error Report"), QDir(exportFolderStart()).filePath("errors.csv"),
+        QStringLiteral("CSV (*.csv);;JSON (*.json)"), &selectedFilter);
+    if (path.isEmpty()) return;
+    QSettings().setValue(kExportDirKey, QFileInfo(path).absolutePath());
+    QString error;
+    if (!m_exporter->exportReport(path, &error))
+        QMessageBox::warning(this, QStringLiteral("Export Error Report"), error);
 }
 
 bool MainWindow::maybeSave() {
@@ -332,7 +535,8 @@ void MainWindow::startDemo() {
 }
 
 bool MainWindow::isReady() const {
-    return !m_session->isBusy() && !m_demo->isRunning() && !m_fleetView->details()->normsPending();
+    return !m_session->isBusy() && !m_demo->isRunning() && !m_fleetView->details()->normsPending() &&
+           !m_exporter->isRunning();
 }
 
 void MainWindow::checkReady() {
@@ -346,6 +550,7 @@ void MainWindow::closeEvent(QCloseEvent* event) {
     }
     if (m_options.persistLayout) saveLayout();
     m_session->importer()->abort();
+    m_session->compressor()->cancel();
     event->accept();
 }
 
@@ -379,15 +584,7 @@ void MainWindow::saveLayout() {
 }
 
 void MainWindow::showAbout() {
-    const auto cuda = kernels::probe_cuda_devices();
-    const QString cudaText = cuda.compiled ? QString("CUDA runtime %1.%2")
-                                                 .arg(cuda.runtime_version / 1000)
-                                                 .arg((cuda.runtime_version % 1000) / 10)
-                                           : QString("CUDA backend not compiled");
-    QMessageBox::about(this, "About LoRA Fleet",
-                       QString("<h3>LoRA Fleet %1</h3><p>Compress then serve thousands of LoRA adapters.</p>"
-                               "<p>Qt %2, QCustomPlot %3, %4</p>")
-                           .arg(LORAFLEET_VERSION, qVersion(), QCUSTOMPLOT_VERSION_STR, cudaText));
+    QMessageBox::about(this, QStringLiteral("About LoRA Fleet"), aboutText());
 }
 
 } // namespace lorafleet::ui

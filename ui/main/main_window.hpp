@@ -1,8 +1,11 @@
 // The console's main window: one tab per part of the workflow (Fleet, Compress, Clusters, Errors,
-// Serve), the application menus (File: workspace New/Open/Recent/Save/Save As, Import Adapters; Edit:
-// Find, Remove; View: tabs; Help: About), drag and drop of adapter folders, the window title with the
-// workspace name and its unsaved-changes marker, and the MainStatusBar. All work goes through the
-// Session (ui/workspace/session.hpp); this class only adds dialogs and persistence of the window layout.
+// Serve), the application menus (File: workspace New/Open/Recent/Save/Save As, Import Adapters, Export
+// Bank / PEFT Adapters / Error Report; Edit: Find, Remove; Compress: Run, Cancel; View: tabs; Help:
+// About), drag and drop of adapter folders, the window title with the workspace name and its
+// unsaved-changes marker, and the MainStatusBar. The Clusters and Errors views follow the session's bank;
+// the selection of the cluster map and of the fleet table follow each other (by adapter name). All work
+// goes through the Session (ui/workspace/session.hpp) and the ExportController; this class only adds
+// dialogs and persistence of the window layout.
 // Closing with unsaved changes asks Save / Discard / Cancel.
 // Thread affinity: GUI thread only.
 #pragma once
@@ -15,7 +18,11 @@ class QTabWidget;
 
 namespace lorafleet::ui {
 
+class ClusterView;
+class CompressPanel;
 class DemoWorkspace;
+class ErrorView;
+class ExportController;
 class FleetView;
 class MainStatusBar;
 class RecentFiles;
@@ -39,6 +46,10 @@ public:
 
     Session* session() const { return m_session; }
     FleetView* fleetView() const { return m_fleetView; }
+    CompressPanel* compressPanel() const { return m_compressPanel; }
+    ClusterView* clusterView() const { return m_clusterView; }
+    ErrorView* errorView() const { return m_errorView; }
+    ExportController* exporter() const { return m_exporter; }
     MainStatusBar* mainStatusBar() const { return m_statusBar; }
 
     // `--demo`: generate and import the demo fleet (asynchronous; ready() follows).
@@ -46,7 +57,8 @@ public:
     // `--workspace FILE` and File > Open: false (with `error`) when the file cannot be read; otherwise
     // its adapters are imported asynchronously and ready() follows.
     bool openWorkspaceFile(const QString& path, QString* error);
-    // No import, demo generation or details computation is running: the window shows its final state.
+    // No import, demo generation, compression, bank reading or details computation is running: the
+    // window shows its final state.
     bool isReady() const;
 
     // File actions without the dialogs' questions where possible; each returns false when the operator
@@ -74,6 +86,14 @@ private:
     void importAdapters();
     void runDemo();
     void showAbout();
+    QString exportFolderStart() const;
+    void exportBank();
+    void exportPeft();
+    void exportReport();
+    void onBankChanged();
+    void syncTargetError();
+    void selectInTable(const QStringList& names); // from the cluster map
+    void onTableSelectionChanged();               // to the cluster map
     void checkReady();
     void restoreLayout();
     void saveLayout();
@@ -83,6 +103,11 @@ private:
     DemoWorkspace* m_demo = nullptr;
     QTabWidget* m_tabs = nullptr;
     FleetView* m_fleetView = nullptr;
+    CompressPanel* m_compressPanel = nullptr;
+    ClusterView* m_clusterView = nullptr;
+    ErrorView* m_errorView = nullptr;
+    ExportController* m_exporter = nullptr;
+    bool m_syncingSelection = false;
     MainStatusBar* m_statusBar = nullptr;
     RecentFiles* m_recent = nullptr;
     QMenu* m_recentMenu = nullptr;
@@ -90,6 +115,9 @@ private:
     QAction* m_importAction = nullptr;
     QAction* m_removeAction = nullptr;
     QAction* m_findAction = nullptr;
+    QList<QAction*> m_bankActions; // enabled only with a bank
+    QAction* m_compressAction = nullptr;
+    QAction* m_cancelCompressAction = nullptr;
 };
 
 } // namespace lorafleet::ui

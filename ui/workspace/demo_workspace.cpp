@@ -5,6 +5,7 @@
 #include "engine/io/hf_config.hpp"
 #include "engine/synth/synthetic_fleet.hpp"
 #include "ui/common/engine_host.hpp"
+#include "ui/compress/compress_controller.hpp"
 #include "ui/fleet/fleet_store.hpp"
 #include "ui/fleet/import_controller.hpp"
 #include "ui/workspace/session.hpp"
@@ -15,6 +16,21 @@
 namespace lorafleet::ui {
 
 DemoWorkspace::DemoWorkspace(Session* session, QObject* parent) : QObject(parent), m_session(session) {}
+
+namespace {
+constexpr int kDemoRank = 8;
+constexpr int kDemoClusters = 5;
+} // namespace
+
+CompressSettings DemoWorkspace::demoSettings() {
+    CompressSettings s;
+    s.method = CompressSettings::Method::Full;
+    s.rank = kDemoRank;
+    s.clusters = kDemoClusters;
+    s.targetError = 0.05;
+    s.seed = 2407;
+    return s;
+}
 
 DemoWorkspace::~DemoWorkspace() {
     delete m_job.data(); // join the generator before its output folder is removed
@@ -43,9 +59,9 @@ void DemoWorkspace::start(int adapters) {
     options.adapters = adapters;
     options.geometry = *io::geometry_preset(kPreset);
     options.modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
-    options.rank = 8;
+    options.rank = kDemoRank;
     options.alpha = 16.0;
-    options.clusters = 5;
+    options.clusters = kDemoClusters;
     options.seed = 2407;
     options.threads = 1; // leave the other core to the GUI
     m_job = m_session->host()->start(
@@ -87,16 +103,35 @@ void DemoWorkspace::onGenerated() {
 void DemoWorkspace::disconnectImporter() {
     disconnect(m_finishedConnection);
     disconnect(m_idleConnection);
+    disconnect(m_compressConnection);
 }
 
 void DemoWorkspace::onImportFinished(const ImportReport& report) {
     if (report.paths != QStringList{folder()}) return;
     disconnectImporter();
     m_session->workspace()->markClean();
+    QString error;
+    m_compressConnection =
+        connect(m_session->compressor(), &CompressController::finished, this, &DemoWorkspace::onCompressed);
+    if (!m_session->compressor()->start(demoSettings(), &error)) {
+        disconnect(m_compressConnection);
+        m_running = false;
+        emit finished(false, QStringLiteral("Demo compression did not start: %1").arg(error));
+    }
+}
+
+void DemoWorkspace::onCompressed(EngineJob::Outcome outcome, const QString& message) {
+    disconnect(m_compressConnection);
     m_running = false;
-    emit finished(true, QStringLiteral("Demo fleet: %1 adapters on %2 in %3")
+    if (outcome != EngineJob::Outcome::Succeeded) {
+        emit finished(false, QStringLiteral("Demo fleet imported; %1").arg(message));
+        return;
+    }
+    m_session->workspace()->markClean(); // nothing the operator made: no question on exit
+    emit finished(true, QStringLiteral("Demo fleet: %1 adapters on %2 in %3, compressed into %4 clusters")
                             .arg(m_session->store()->size())
-                            .arg(QLatin1String(kPreset), folder()));
+                            .arg(QLatin1String(kPreset), folder())
+                            .arg(m_session->bank() ? m_session->bank()->clusters : 0));
 }
 
 void DemoWorkspace::onImportIdle() {
