@@ -6,6 +6,7 @@
 // with data; the cluster map and the fleet table select the same adapters both ways; the About text names
 // the library versions. Set LORAFLEET_SCREENSHOT_DIR to keep the PNGs.
 #include "engine/bank/compressed_bank.hpp"
+#include "tests/support/random_bank.hpp"
 #include "tests/ui/ui_test_support.hpp"
 #include "ui/clusters/cluster_view.hpp"
 #include "ui/compress/compress_panel.hpp"
@@ -216,6 +217,35 @@ private slots:
         QStringList want = picked;
         want.sort();
         QCOMPARE(selected, want);
+    }
+
+    void exportActionsFollowTheBank() {
+        lorafleet::ui::MainWindow w;
+        const QList<std::pair<QString, QKeySequence>> exports = {
+            {"Export &Bank\u2026", QKeySequence(Qt::CTRL | Qt::Key_E)},
+            {"Export &PEFT Adapters\u2026", QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E)},
+            {"Export Error &Report\u2026", QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_R)}};
+        for (const auto& [text, key] : exports) {
+            QAction* a = findAction(w, text);
+            QVERIFY2(a, qPrintable(text));
+            QCOMPARE(a->shortcut(), key);
+            QVERIFY(!a->isEnabled()); // no bank yet
+        }
+        QVERIFY(w.clusterView()->showsEmptyState());
+        QVERIFY(w.errorView()->showsEmptyState());
+        auto bank = std::make_shared<const lorafleet::bank::compressed_bank>(
+            lorafleet::test::make_random_bank(lorafleet::bank::method::jd_full, 3));
+        w.session()->setBank(bank, /*unsaved=*/true);
+        for (const auto& [text, key] : exports)
+            QVERIFY(findAction(w, text)->isEnabled());
+        QVERIFY(w.clusterView()->bank() == bank.get());
+        QVERIFY(w.errorView()->bank() == bank.get());
+        QVERIFY(w.isWindowModified()); // an unsaved bank is an unsaved change
+        w.session()->newWorkspace();
+        QVERIFY(!w.session()->bank());
+        QVERIFY(w.clusterView()->showsEmptyState());
+        QVERIFY(!findAction(w, "Export &Bank\u2026")->isEnabled());
+        QVERIFY(!w.isWindowModified());
     }
 
     void aboutNamesVersions() {
