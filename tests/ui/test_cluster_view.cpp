@@ -1,0 +1,350 @@
+// The Clusters tab: the 2-D map's PCA against analytic principal axes (points on a line, two orthogonal
+// directions, both the scatter and the Gram branch), planted clusters compressed by the engine landing
+// as separated groups on the map, and the ClusterView fed such a bank: one graph per cluster holding
+// exactly its members, selectAdapters() selecting exactly the named points without a signal, a mouse
+// click on a point and on a cluster's bar emitting adaptersSelected with the right names, the tooltip,
+// a 5000-adapter bank, and an offscreen rendering that is not blank (saved to $LORAFLEET_TEST_SHOTS).
+#include "engine/bank/bank_builder.hpp"
+#include "engine/compress/backend_registry.hpp"
+#include "engine/compress/fleet_compressor.hpp"
+#include "engine/core/error.hpp"
+#include "tests/support/planted_fleet.hpp"
+#include "tests/ui/ui_test_support.hpp"
+#include "ui/clusters/cluster_map.hpp"
+#include "ui/clusters/cluster_view.hpp"
+
+#include <QSignalSpy>
+#include <QtTest/QtTest>
+
+#include <qcustomplot.h>
+
+#include <cmath>
+#include <set>
+
+using namespace lorafleet;
+
+namespace {
+
+// A planted fleet (groups with their own subspaces) compressed by the engine into a bank whose clusters
+// are the planted groups.
+bank::compressed_bank plantedBank(int groups, int perGroup, std::int64_t rank,
+                                  std::vector<int>* labels = nullptr) {
+    test::planted_fleet_options po;
+    po.groups = groups;
+    po.adapters_per_group = perGroup;
+    po.subspace_rank = rank;
+    po.seed = 7;
+    auto fleet = test::make_planted_fleet(po);
+    compress::compress_options co;
+    co.jd.rank = rank;
+    co.clusters = groups;
+    auto backend = compress::make_compress_backend("cpu", 1);
+    const auto result = compress::compress_fleet(*fleet.source, *backend, co);
+    if (labels) *labels = fleet.labels;
+    std::vector<bank::adapter_record> records(result.adapter_names.size(), {"", "", int(rank)});
+    return bank::bank_from_result(result, records, std::nullopt, nlohmann::json::object());
+}
+
+// A large bank built directly (no compression): `n` adapters on 4 modules, rank r, k clusters with
+// random orthonormal-ish bases and random cores. Only for the view's scale test.
+bank::compressed_bank largeBank(int n, int k, int r) {
+    bank::compressed_bank b;
+    b.kind = bank::method::jd_full;
+    b.rank = r;
+    b.clusters = k;
+    compress::rng g(3);
+    for (int m = 0; m < 4; ++m)
+        b.modules.push_back(
+            {"model.layers." + std::to_string(m / 2) + ".self_attn." + (m % 2 ? "v_proj" : "q_proj"), m / 2,
+             m % 2 ? "v_proj" : "q_proj", 64, 64});
+    b.bases.assign(4, std::vector<bank::cluster_basis>(std::size_t(k)));
+    for (auto& perModule : b.bases)
+        for (auto& basis : perModule) {
+            basis.u.resize(64 * std::size_t(r));
+            basis.vt.resize(std::size_t(r) * 64);
+            for (auto& v : basis.u)
+                v = float(g.normal() / 8.0);
+            for (auto& v : basis.vt)
+                v = float(g.normal() / 8.0);
+        }
+    b.cores.assign(4, std::vector<float>(std::size_t(n) * std::size_t(r) * std::size_t(r)));
+    for (auto& cores : b.cores)
+        for (auto& v : cores)
+            v = float(g.normal());
+    for (int i = 0; i < n; ++i) {
+        bank::bank_adapter a;
+        a.name = "adapter-" + std::to_string(i);
+        a.cluster = i % k;
+        a.source_rank = r;
+        a.errors.assign(4, 0.01 * (i % 17));
+        b.adapters.push_back(std::move(a));
+    }
+    return b;
+}
+
+// Distinct colours in an image (capped): a blank or single-colour rendering has one or two.
+int distinctColors(const QImage& image) {
+    std::set<QRgb> colors;
+    for (int y = 0; y < image.height(); y += 3)
+        for (int x = 0; x < image.width(); x += 3) {
+            colors.insert(image.pixel(x, y));
+            if (colors.size() > 200) return 200;
+        }
+    return int(colors.size());
+}
+
+void saveShot(QWidget& w, const QString& name) {
+    const QImage image = w.grab().toImage();
+    QVERIFY(!image.isNull());
+    QCOMPARE(image.size(), w.size() * w.devicePixelRatioF());
+    QVERIFY2(distinctColors(image) > 20, "the rendering looks blank");
+    const QString dir = qEnvironmentVariable("LORAFLEET_TEST_SHOTS");
+    if (!dir.isEmpty()) QVERIFY(image.save(dir + "/" + name));
+}
+
+} // namespace
+
+class TestClusterView : public QObject {
+    Q_OBJECT
+private slots:
+    void initTestCase() { test::isolateSettings(); }
+
+    // All variance along one known direction: axis 1 carries it all and reproduces the positions along
+    // the line (up to a sign), axis 2 is zero.
+    void pcaOfPointsOnALine() {
+        const double dir[3] = {2.0 / 3, -1.0 / 3, 2.0 / 3}; // unit
+        const double offset[3] = {5, -1, 0.5};
+        const std::vector<double> t = {-3, -1, 0, 0.5, 2, 7};
+        std::vector<double> f;
+        for (double ti : t)
+            for (int d = 0; d < 3; ++d)
+                f.push_back(offset[d] + ti * dir[d]);
+        const auto map = ui::pca_2d(f, t.size(), 3);
+        QVERIFY(std::abs(map.explained[0] - 1.0) < 1e-9);
+        QVERIFY(std::abs(map.explained[1]) < 1e-9);
+        double mean = 0;
+        for (double ti : t)
+            mean += ti / double(t.size());
+        const double sign = map.x[0] * (t[0] - mean) > 0 ? 1 : -1;
+        for (std::size_t i = 0; i < t.size(); ++i) {
+            QVERIFY(std::abs(map.x[i] - sign * (t[i] - mean)) < 1e-9);
+            QVERIFY(std::abs(map.y[i]) < 1e-9);
+        }
+    }
+
+    // Points t_i a + s_i b + c with a ⊥ b unit, t ⊥ s centred, |t| > |s|: the covariance's eigenvectors
+    // are a and b with eigenvalues |t|^2 and |s|^2, so the map is (±t, ±s). Checked in 3 dimensions
+    // (n > dim: scatter matrix) and embedded in 12 (n < dim: Gram matrix).
+    void pcaMatchesAnalyticAxes_data() {
+        QTest::addColumn<int>("dim");
+        QTest::newRow("scatter") << 3;
+        QTest::newRow("gram") << 12;
+    }
+    void pcaMatchesAnalyticAxes() {
+        QFETCH(int, dim);
+        const std::vector<double> t = {2, -2, 2, -2, 0, 0};
+        const std::vector<double> s = {1, 1, -1, -1, 0.5, -0.5};
+        std::vector<double> a(std::size_t(dim), 0.0), b(std::size_t(dim), 0.0), c(std::size_t(dim), 0.0);
+        a[0] = 0.6, a[1] = 0.8;  // unit
+        b[0] = -0.8, b[1] = 0.6; // unit, ⊥ a
+        for (int d = 0; d < dim; ++d)
+            c[std::size_t(d)] = 0.1 * d - 1;
+        std::vector<double> f;
+        for (std::size_t i = 0; i < t.size(); ++i)
+            for (int d = 0; d < dim; ++d)
+                f.push_back(c[std::size_t(d)] + t[i] * a[std::size_t(d)] + s[i] * b[std::size_t(d)]);
+        const auto map = ui::pca_2d(f, t.size(), std::size_t(dim));
+        double tt = 0, ss = 0;
+        for (std::size_t i = 0; i < t.size(); ++i)
+            tt += t[i] * t[i], ss += s[i] * s[i];
+        QVERIFY(std::abs(map.explained[0] - tt / (tt + ss)) < 1e-9);
+        QVERIFY(std::abs(map.explained[1] - ss / (tt + ss)) < 1e-9);
+        const double sx = map.x[0] * t[0] > 0 ? 1 : -1;
+        const double sy = map.y[0] * s[0] > 0 ? 1 : -1;
+        for (std::size_t i = 0; i < t.size(); ++i) {
+            QVERIFY2(std::abs(map.x[i] - sx * t[i]) < 1e-9, qPrintable(QString::number(map.x[i])));
+            QVERIFY2(std::abs(map.y[i] - sy * s[i]) < 1e-9, qPrintable(QString::number(map.y[i])));
+        }
+        // Deterministic: the same input gives the same signs.
+        const auto again = ui::pca_2d(f, t.size(), std::size_t(dim));
+        QCOMPARE(again.x, map.x);
+        QCOMPARE(again.y, map.y);
+    }
+
+    void pcaRejectsBadShapes() {
+        QVERIFY_THROWS_EXCEPTION(lorafleet::shape_mismatch, ui::pca_2d({1, 2, 3}, 2, 2));
+        const auto single = ui::pca_2d({1, 2}, 1, 2); // one point: at the origin, no variance
+        QCOMPARE(single.x, std::vector<double>{0.0});
+        QCOMPARE(single.explained[0], 0.0);
+    }
+
+    // Three planted groups (own subspaces per module) compressed with k = 3: on the map the groups'
+    // centroids are far apart compared with their spread, whatever the clusters' own bases.
+    void plantedClustersAreSeparatedOnTheMap() {
+        std::vector<int> labels;
+        const auto bank = plantedBank(3, 8, 4, &labels);
+        std::vector<int> clusters;
+        for (const auto& a : bank.adapters)
+            clusters.push_back(a.cluster);
+        QVERIFY(test::same_partition(clusters, labels)); // precondition: the engine found the groups
+        const auto map = ui::compute_cluster_map(bank);
+        QCOMPARE(map.x.size(), bank.adapters.size());
+        QVERIFY(map.modules_used >= 1);
+        double cx[3] = {0, 0, 0}, cy[3] = {0, 0, 0};
+        int count[3] = {0, 0, 0};
+        for (std::size_t i = 0; i < map.x.size(); ++i) {
+            cx[clusters[i]] += map.x[i];
+            cy[clusters[i]] += map.y[i];
+            ++count[clusters[i]];
+        }
+        double spread = 0; // largest distance of a point from its cluster's centroid
+        for (int c = 0; c < 3; ++c)
+            cx[c] /= count[c], cy[c] /= count[c];
+        for (std::size_t i = 0; i < map.x.size(); ++i)
+            spread = std::max(spread, std::hypot(map.x[i] - cx[clusters[i]], map.y[i] - cy[clusters[i]]));
+        double closest = 1e300;
+        for (int c = 0; c < 3; ++c)
+            for (int d = c + 1; d < 3; ++d)
+                closest = std::min(closest, std::hypot(cx[c] - cx[d], cy[c] - cy[d]));
+        qInfo("centroid gap %.4f, max spread %.4f, explained %.3f + %.3f", closest, spread, map.explained[0],
+              map.explained[1]);
+        QVERIFY2(closest > 2 * spread, qPrintable(QString("gap %1 spread %2").arg(closest).arg(spread)));
+    }
+
+    void emptyStateWithoutABank() {
+        ui::ClusterView view(nullptr);
+        QVERIFY(view.showsEmptyState());
+        view.setBank(std::make_shared<const bank::compressed_bank>(plantedBank(2, 3, 2)));
+        QVERIFY(!view.showsEmptyState());
+        view.setBank(nullptr);
+        QVERIFY(view.showsEmptyState());
+        QVERIFY(view.selectedAdapters().isEmpty());
+        QCOMPARE(view.mapPlot()->graphCount(), 0);
+    }
+
+    void oneGraphPerClusterWithItsMembers() {
+        const auto bank = std::make_shared<const bank::compressed_bank>(plantedBank(3, 5, 3));
+        ui::ClusterView view(nullptr);
+        view.setBank(bank);
+        QCOMPARE(view.mapPlot()->graphCount(), 3);
+        std::set<QRgb> colors;
+        for (int c = 0; c < 3; ++c) {
+            QCPGraph* g = view.clusterGraph(c);
+            QVERIFY(g);
+            int members = 0;
+            for (const auto& a : bank->adapters)
+                members += a.cluster == c;
+            QCOMPARE(g->dataCount(), members);
+            colors.insert(g->scatterStyle().pen().color().rgb()); // ssDisc fills with the pen colour
+            // Every point of the graph is one of the cluster's adapters at its map position.
+            for (int j = 0; j < g->dataCount(); ++j) {
+                const auto it = g->data()->at(j);
+                bool found = false;
+                for (std::size_t i = 0; i < bank->adapters.size(); ++i)
+                    found = found || (bank->adapters[i].cluster == c && view.points()[i].first == it->key &&
+                                      view.points()[i].second == it->value);
+                QVERIFY(found);
+            }
+        }
+        QCOMPARE(int(colors.size()), 3);
+        // The sizes chart: one bar per cluster with its member count.
+        QCOMPARE(view.sizePlot()->plottableCount(), 3);
+        for (int p = 0; p < 3; ++p) {
+            auto* bars = qobject_cast<QCPBars*>(view.sizePlot()->plottable(p));
+            QVERIFY(bars);
+            QCOMPARE(int(bars->data()->at(0)->value),
+                     view.clusterGraph(int(bars->data()->at(0)->key))->dataCount());
+        }
+    }
+
+    void selectAdaptersSelectsExactlyThoseWithoutEcho() {
+        const auto bank = std::make_shared<const bank::compressed_bank>(plantedBank(3, 5, 3));
+        ui::ClusterView view(nullptr);
+        view.setBank(bank);
+        QSignalSpy spy(&view, &ui::ClusterView::adaptersSelected);
+        const QStringList wanted = {QString::fromStdString(bank->adapters[1].name),
+                                    QString::fromStdString(bank->adapters[7].name),
+                                    QString::fromStdString(bank->adapters[12].name)};
+        view.selectAdapters({wanted[2], "no-such-adapter", wanted[0], wanted[1]});
+        QCOMPARE(view.selectedAdapters(), wanted);
+        int selectedPoints = 0;
+        for (int c = 0; c < 3; ++c)
+            selectedPoints += view.clusterGraph(c)->selection().dataPointCount();
+        QCOMPARE(selectedPoints, 3);
+        view.selectAdapters({});
+        QVERIFY(view.selectedAdapters().isEmpty());
+        QCOMPARE(spy.count(), 0);
+    }
+
+    void clicksEmitTheSelectedNames() {
+        const auto bank = std::make_shared<const bank::compressed_bank>(plantedBank(3, 6, 3));
+        ui::ClusterView view(nullptr);
+        view.resize(1100, 650);
+        view.setBank(bank);
+        view.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&view));
+        view.mapPlot()->replot();
+        QSignalSpy spy(&view, &ui::ClusterView::adaptersSelected);
+
+        // A point with no other point within 12 px, clicked at its pixel position.
+        const auto pixel = [&](std::size_t i) {
+            return QPointF(view.mapPlot()->xAxis->coordToPixel(view.points()[i].first),
+                           view.mapPlot()->yAxis->coordToPixel(view.points()[i].second));
+        };
+        int isolated = -1;
+        for (std::size_t i = 0; i < bank->adapters.size() && isolated < 0; ++i) {
+            bool alone = true;
+            for (std::size_t j = 0; j < bank->adapters.size(); ++j)
+                if (j != i && QLineF(pixel(i), pixel(j)).length() < 12) alone = false;
+            if (alone) isolated = int(i);
+        }
+        QVERIFY2(isolated >= 0, "no isolated point to click");
+        const QPoint at = pixel(std::size_t(isolated)).toPoint();
+        QCOMPARE(view.adapterAt(at), isolated);
+        const QString name = QString::fromStdString(bank->adapters[std::size_t(isolated)].name);
+        QVERIFY(view.toolTipText(isolated).contains(name));
+        QVERIFY(view.toolTipText(isolated).contains(
+            QString("cluster %1").arg(bank->adapters[std::size_t(isolated)].cluster)));
+        QTest::mouseClick(view.mapPlot(), Qt::LeftButton, {}, at);
+        QCOMPARE(spy.count(), 1);
+        QCOMPARE(spy.takeFirst().at(0).toStringList(), QStringList{name});
+        QCOMPARE(view.selectedAdapters(), QStringList{name});
+
+        // A click on cluster 1's bar selects (and emits) all of cluster 1.
+        QStringList members;
+        for (const auto& a : bank->adapters)
+            if (a.cluster == 1) members << QString::fromStdString(a.name);
+        auto* sizes = view.sizePlot();
+        const QPoint bar(int(sizes->xAxis->coordToPixel(1)),
+                         int(sizes->yAxis->coordToPixel(members.size() / 2.0)));
+        QTest::mouseClick(sizes, Qt::LeftButton, {}, bar);
+        QCOMPARE(spy.count(), 1);
+        QCOMPARE(spy.takeFirst().at(0).toStringList(), members);
+        QCOMPARE(view.selectedAdapters(), members);
+        saveShot(view, "cluster_view.png");
+    }
+
+    void handlesFiveThousandAdapters() {
+        const auto bank = std::make_shared<const bank::compressed_bank>(largeBank(5000, 25, 8));
+        ui::ClusterView view(nullptr);
+        view.resize(1280, 760);
+        QElapsedTimer timer;
+        timer.start();
+        view.setBank(bank);
+        qInfo("setBank with 5000 adapters: %lld ms", timer.elapsed());
+        QCOMPARE(view.mapPlot()->graphCount(), 25);
+        int total = 0;
+        for (int c = 0; c < 25; ++c)
+            total += view.clusterGraph(c)->dataCount();
+        QCOMPARE(total, 5000);
+        QStringList some;
+        for (int i = 0; i < 5000; i += 10)
+            some << QString("adapter-%1").arg(i);
+        view.selectAdapters(some);
+        QCOMPARE(view.selectedAdapters().size(), 500);
+        saveShot(view, "cluster_view_5000.png");
+    }
+};
+
+QTEST_MAIN(TestClusterView)
+#include "test_cluster_view.moc"
