@@ -20,6 +20,7 @@
 #include <QRadioButton>
 #include <QRegularExpressionValidator>
 #include <QSpinBox>
+#include <QStandardItemModel>
 #include <QVBoxLayout>
 
 #include <cmath>
@@ -28,6 +29,11 @@
 namespace lorafleet::ui {
 
 namespace {
+
+bool gpuAvailable() {
+    const auto cuda = kernels::probe_cuda_devices();
+    return cuda.available && !cuda.devices.empty();
+}
 
 QString deviceDescription() {
     const auto cuda = kernels::probe_cuda_devices();
@@ -108,6 +114,11 @@ CompressPanel::CompressPanel(Session* session, QWidget* parent) : QWidget(parent
     m_device->addItem(QStringLiteral("CPU"), QStringLiteral("cpu"));
     m_device->addItem(QStringLiteral("GPU (CUDA)"), QStringLiteral("cuda"));
     form->addRow(QStringLiteral("&Device:"), m_device);
+    if (!gpuAvailable()) {
+        // Still selectable from a workspace saved on a GPU machine; a run then fails saying why.
+        if (auto* items = qobject_cast<QStandardItemModel*>(m_device->model()))
+            items->item(2)->setEnabled(false);
+    }
     m_deviceInfo = new QLabel(deviceDescription());
     m_deviceInfo->setWordWrap(true);
     m_deviceInfo->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -278,8 +289,15 @@ void CompressPanel::updateEnabled() {
     const bool running = m_session->compressor()->isRunning();
     m_run->setEnabled(!running && !m_session->store()->isEmpty());
     m_cancel->setEnabled(running);
-    m_clusters->setEnabled(m_fixed->isChecked());
-    m_target->setEnabled(m_auto->isChecked());
+    m_method->setEnabled(!running); // the settings of a running compression stay what it runs with
+    m_rank->setEnabled(!running);
+    m_fixed->setEnabled(!running);
+    m_auto->setEnabled(!running);
+    m_normalize->setEnabled(!running);
+    m_device->setEnabled(!running);
+    m_seed->setEnabled(!running);
+    m_clusters->setEnabled(!running && m_fixed->isChecked());
+    m_target->setEnabled(!running && m_auto->isChecked());
 }
 
 QString CompressPanel::deviceText() const {
