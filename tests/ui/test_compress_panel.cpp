@@ -146,9 +146,14 @@ private slots:
         QCOMPARE(panel.settings(), settings);
         QVERIFY(panel.runButton()->isEnabled());
         QSignalSpy bankChanged(&session, &ui::Session::bankChanged);
+        QSignalSpy progress(session.compressor(), &ui::CompressController::progressChanged);
         QCOMPARE(runToEnd(session, [&] { panel.runButton()->click(); }), Outcome::Succeeded);
         QCOMPARE(bankChanged.count(), 1);
         QCOMPARE(panel.progressBar()->value(), panel.progressBar()->maximum());
+        // The engine's reports reach the GUI thread (coalesced), the last one being the end of the run.
+        QVERIFY(progress.count() >= 1);
+        QCOMPARE(session.compressor()->progress().fraction, 1.0);
+        QVERIFY(!session.compressor()->progress().stage.isEmpty());
         const auto bank = session.bank();
         QVERIFY(bank);
         QCOMPARE(int(bank->adapters.size()), kAdapters);
