@@ -23,7 +23,7 @@ namespace lorafleet::ui {
 namespace {
 
 constexpr std::size_t kFeatureBudget = 640; // 4 sampled modules: keeps 5000 adapters well under a second
-constexpr int kMaxLegendClusters = 12;      // beyond that the bar chart is the legend
+constexpr int kMaxLegendClusters = 8;       // beyond that the bar chart (same colours) is the legend
 
 QFont plotFont(int pointSizeDelta = 0) {
     QFont f;
@@ -79,8 +79,17 @@ ClusterView::ClusterView(Session* session, QWidget* parent) : QWidget(parent), m
     m_map->setMouseTracking(true);
     styleAxis(m_map->xAxis, tr("PC 1"));
     styleAxis(m_map->yAxis, tr("PC 2"));
+    // The legend goes under the plot (inside, it would hide points wherever they happen to fall).
+    m_map->legend->setVisible(true);
     m_map->legend->setFont(plotFont(-1));
-    m_map->legend->setBrush(QColor(255, 255, 255, 220));
+    m_map->legend->setBorderPen(Qt::NoPen);
+    m_map->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
+    m_map->legend->setWrap(4);
+    m_map->axisRect()->insetLayout()->take(m_map->legend);
+    m_map->plotLayout()->addElement(1, 0, m_map->legend);
+    m_map->plotLayout()->setRowStretchFactor(1, 0.001);
+    m_map->plotLayout()->setRowSpacing(0);
+    connect(m_map, &QCustomPlot::mouseDoubleClick, this, [this](QMouseEvent*) { resetMapRange(); });
     connect(m_map, &QCustomPlot::selectionChangedByUser, this, &ClusterView::onMapSelectionChangedByUser);
     connect(m_map, &QCustomPlot::mouseMove, this, [this](QMouseEvent* e) { showTooltipAt(e->pos()); });
     m_map->installEventFilter(this);
@@ -182,21 +191,12 @@ void ClusterView::rebuild() {
             QCPScatterStyle(QCPScatterStyle::ssCircle, QPen(Qt::black, 2.0), QBrush(color), pointSize + 4),
             QCPScatterStyle::spAll);
         g->setName(tr("Cluster %1 (%2)").arg(c).arg(members.size()));
-        if (c >= kMaxLegendClusters || members.empty()) g->removeFromLegend();
+        if (members.empty()) g->removeFromLegend();
     }
-    m_map->legend->setVisible(true);
-    m_map->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
+    m_map->legend->setVisible(k <= kMaxLegendClusters);
     m_map->xAxis->setLabel(tr("PC 1 (%1% of variance)").arg(100.0 * map.explained[0], 0, 'f', 1));
     m_map->yAxis->setLabel(tr("PC 2 (%1% of variance)").arg(100.0 * map.explained[1], 0, 'f', 1));
-    m_map->rescaleAxes();
-    const auto pad = [](QCPAxis* axis) {
-        QCPRange r = axis->range();
-        const double span = r.size() > 0 ? r.size() : 1.0;
-        axis->setRange(r.lower - 0.08 * span, r.upper + 0.08 * span);
-    };
-    pad(m_map->xAxis);
-    pad(m_map->yAxis);
-    m_map->replot();
+    resetMapRange();
 
     // Sizes: one QCPBars per cluster so every bar has its cluster's colour and a click names the cluster.
     int largest = 0;
@@ -229,14 +229,27 @@ void ClusterView::rebuild() {
     m_sizes->replot();
 
     m_caption->setText(
-        tr("<b>%1 adapters</b> in <b>%2 clusters</b> (%3, rank %4). Map: principal components "
-           "of each adapter's cores, every module scaled to unit norm (%5 modules sampled). Click "
-           "or drag to select; click a bar to select a cluster.")
+        tr("<b>%1 adapters</b> in <b>%2 clusters</b> (%3, rank %4). Map: principal components of each "
+           "adapter's subspace signature (its core in its cluster's bases, sketched; %5 modules "
+           "sampled): adapters that share subspaces lie close. Click or drag to select, Ctrl adds, "
+           "wheel zooms, double-click resets; click a bar to select a cluster.")
             .arg(n)
             .arg(k)
             .arg(QString::fromStdString(bank::method_name(bank.kind)))
             .arg(bank.rank)
             .arg(map.modules_used));
+}
+
+void ClusterView::resetMapRange() {
+    m_map->rescaleAxes();
+    const auto pad = [](QCPAxis* axis) {
+        const QCPRange r = axis->range();
+        const double span = r.size() > 0 ? r.size() : 1.0;
+        axis->setRange(r.lower - 0.08 * span, r.upper + 0.08 * span);
+    };
+    pad(m_map->xAxis);
+    pad(m_map->yAxis);
+    m_map->replot();
 }
 
 QStringList ClusterView::selectedAdapters() const {
@@ -291,8 +304,8 @@ void ClusterView::applySelection(const std::vector<int>& adapters) {
     for (int p = 0; p < m_sizes->plottableCount(); ++p)
         m_sizes->plottable(p)->setSelection(QCPDataSelection());
     m_applying = false;
-    m_map->replot(QCustomPlot::rpQueuedReplot);
-    m_sizes->replot(QCustomPlot::rpQueuedReplot);
+    m_map->replot();
+    m_sizes->replot();
 }
 
 void ClusterView::emitSelection(const std::vector<int>& adapters) {
@@ -319,7 +332,7 @@ void ClusterView::onSizeBarClicked(int cluster) {
     for (int p = 0; p < m_sizes->plottableCount(); ++p)
         if (m_sizes->plottable(p)->property("cluster").toInt() == cluster)
             m_sizes->plottable(p)->setSelection(QCPDataSelection(QCPDataRange(0, 1)));
-    m_sizes->replot(QCustomPlot::rpQueuedReplot);
+    m_sizes->replot();
     emitSelection(members);
 }
 

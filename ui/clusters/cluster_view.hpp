@@ -65,6 +65,7 @@ protected:
 
 private:
     void rebuild();
+    void resetMapRange();
     void applySelection(const std::vector<int>& adapters); // highlights, no signal
     void onMapSelectionChangedByUser();
     void onSizeBarClicked(int cluster);

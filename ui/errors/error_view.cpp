@@ -53,6 +53,27 @@ void addTitle(QCustomPlot* plot, const QString& title) {
     plot->plotLayout()->addElement(0, 0, text);
 }
 
+// Compact error text: fixed point for ordinary values, scientific for the tiny ones of exact fits.
+QString errorLabel(double e) {
+    if (!std::isfinite(e)) return QStringLiteral("n/a");
+    if (e != 0 && std::abs(e) < 1e-3) return QString::number(e, 'e', 1);
+    return QString::number(e, 'f', 3);
+}
+
+// Viridis (perceptually uniform, readable in grey and by colour-blind readers), 5 stops.
+QCPColorGradient viridis() {
+    QCPColorGradient g;
+    g.clearColorStops();
+    g.setColorStopAt(0.00, QColor(0x44, 0x01, 0x54));
+    g.setColorStopAt(0.25, QColor(0x3b, 0x52, 0x8b));
+    g.setColorStopAt(0.50, QColor(0x21, 0x91, 0x8c));
+    g.setColorStopAt(0.75, QColor(0x5e, 0xc9, 0x62));
+    g.setColorStopAt(1.00, QColor(0xfd, 0xe7, 0x25));
+    g.setNanHandling(QCPColorGradient::nhNanColor);
+    g.setNanColor(QColor(235, 235, 235));
+    return g;
+}
+
 QString moduleLabel(const std::string& shortName) {
     QString s = QString::fromStdString(shortName);
     if (s.endsWith(QLatin1String("_proj"))) s.chop(5);
@@ -69,6 +90,7 @@ const QColor kSweepColor(0x59, 0xa1, 0x4f);
 // The worker's result: written once by the sweep job before its thread ends, read after finished().
 struct SweepOutput {
     std::vector<compress::rank_sweep_point> points;
+    int modules = 0; // modules sampled
 };
 
 ErrorView::ErrorView(Session* session, QWidget* parent) : QWidget(parent), m_session(session) {
@@ -212,7 +234,8 @@ void ErrorView::rebuildHistogram() {
             ++counted;
         }
     const double mean = counted ? sum / counted : 0.0;
-    const double hi = std::max(maxError, 1e-6) * 1.0000001; // the largest value lands in the last bin
+    // Bins span [0, max(largest error, target)] so the target line always falls on the binned range.
+    const double hi = std::max({maxError, m_target, 1e-6}) * 1.0000001;
     const auto h = error_histogram(errors, default_bin_count(errors.size()), 0.0, hi);
 
     auto* bars = new QCPBars(m_histogram->xAxis, m_histogram->yAxis);
@@ -239,12 +262,12 @@ void ErrorView::rebuildHistogram() {
         entry->setName(name);
     };
     addVLine(m_target, QPen(kTargetColor, 2.0, Qt::DashLine), tr("Target error %1").arg(m_target, 0, 'g', 3));
-    addVLine(mean, QPen(kMeanColor, 1.5, Qt::DotLine), tr("Mean %1").arg(mean, 0, 'f', 4));
+    addVLine(mean, QPen(kMeanColor, 1.5, Qt::DotLine), tr("Mean %1").arg(errorLabel(mean)));
     const int above = int(std::count_if(errors.begin(), errors.end(),
                                         [this](double e) { return std::isfinite(e) && e > m_target; }));
     if (above > 0) bars->setName(tr("Adapters (n = %1, %2 above target)").arg(counted).arg(above));
 
-    m_histogram->xAxis->setRange(0, std::max(hi, m_target) * 1.08);
+    m_histogram->xAxis->setRange(0, hi * 1.05);
     m_histogram->yAxis->setRange(0, std::max(1.0, tallest * 1.15));
     m_histogram->legend->setVisible(true);
     m_histogram->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
@@ -253,6 +276,7 @@ void ErrorView::rebuildHistogram() {
 
 void ErrorView::rebuildHeatMap() {
     m_heat->clearPlottables();
+    m_heat->clearItems();
     // The colour scale lives in the plot layout (column 1 of the axis-rect row): drop an old one.
     for (int i = m_heat->plotLayout()->elementCount() - 1; i >= 0; --i)
         if (auto* scale = qobject_cast<QCPColorScale*>(m_heat->plotLayout()->elementAt(i)))
@@ -279,11 +303,8 @@ void ErrorView::rebuildHeatMap() {
             map->data()->setCell(c, r, v);
             if (std::isfinite(v)) maxCell = std::max(maxCell, v);
         }
-    QCPColorGradient gradient(QCPColorGradient::gpThermal);
-    gradient.setNanHandling(QCPColorGradient::nhNanColor);
-    gradient.setNanColor(QColor(235, 235, 235));
-    map->setGradient(gradient);
-    map->setDataRange(QCPRange(0, std::max(maxCell, 1e-6)));
+    // A floor on the scale's top so an exact fit (errors ~1e-13) reads as "zero", not as a full scale.
+    const double top = std::max(maxCell, 1e-3);
     map->setInterpolate(false);
     map->setName(tr("Mean error"));
 
@@ -294,8 +315,22 @@ void ErrorView::rebuildHeatMap() {
     scale->axis()->setLabelFont(plotFont());
     scale->axis()->setTickLabelFont(plotFont(-1));
     scale->setBarWidth(12);
-    map->setColorScale(scale);
-    map->setDataRange(QCPRange(0, std::max(maxCell, 1e-6)));
+    map->setColorScale(scale); // the map takes the scale's gradient and range: set them on the scale
+    scale->setGradient(viridis());
+    scale->setDataRange(QCPRange(0, top));
+    // Values in the cells while they are few enough to read.
+    if (rows * cols <= 64) {
+        for (int r = 0; r < rows; ++r)
+            for (int c = 0; c < cols; ++c) {
+                const double v = stats.at(std::size_t(r), std::size_t(c));
+                auto* label = new QCPItemText(m_heat);
+                label->position->setCoords(c, r);
+                label->setText(std::isfinite(v) ? errorLabel(v) : tr("absent"));
+                label->setFont(plotFont(-1));
+                label->setColor(!std::isfinite(v) || v > 0.6 * top ? Qt::black : Qt::white);
+                label->setClipToAxisRect(true);
+            }
+    }
     auto* group = new QCPMarginGroup(m_heat);
     m_heat->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, group);
     scale->setMarginGroup(QCP::msBottom | QCP::msTop, group);
@@ -337,7 +372,7 @@ void ErrorView::rebuildSweepPlot() {
         curve->setData(xs, ys, true);
         curve->setPen(QPen(kSweepColor, 2.0));
         curve->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, kSweepColor, 7));
-        curve->setName(tr("Sampled modules (%1)").arg(m_sweepModules->value()));
+        curve->setName(tr("Sweep on %1 sampled modules").arg(m_sweepModuleCount));
     }
     auto* current = m_sweepPlot->addGraph();
     current->addData(m_bank->rank, bankError);
@@ -366,7 +401,8 @@ void ErrorView::rebuildSweepPlot() {
     m_sweepPlot->xAxis->setNumberFormat(QStringLiteral("f"));
     m_sweepPlot->xAxis->setNumberPrecision(0);
     m_sweepPlot->xAxis->setRange(0.8, maxRank * 1.25);
-    m_sweepPlot->yAxis->setRange(0, std::max(top, 1e-3) * 1.1);
+    // A little room below 0 so markers at error 0 (exact fits) are not cut by the axis.
+    m_sweepPlot->yAxis->setRange(-0.03 * std::max(top, 1e-3), std::max(top, 1e-3) * 1.1);
     m_sweepPlot->legend->setVisible(true);
     m_sweepPlot->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
     m_sweepPlot->replot();
@@ -405,6 +441,7 @@ void ErrorView::startRankSweep() {
         compress::PeftModuleSource fleet(adapters, 0);
         const auto picked = compress::sample_modules(fleet.module_count(), sampleSize, kSweepSeed);
         compress::ModuleSubsetSource sample(fleet, picked);
+        output->modules = int(picked.size());
         const std::int64_t cap = compress::max_rank_of(sample);
         const std::int64_t top =
             std::min<std::int64_t>(cap, std::max<std::int64_t>(maxSourceRank, currentRank));
@@ -436,6 +473,7 @@ void ErrorView::startRankSweep() {
                     m_sweep.clear();
                     for (const auto& p : output->points)
                         m_sweep.emplace_back(int(p.rank), p.mean_error);
+                    m_sweepModuleCount = output->modules;
                     setSweepStatus(tr("Swept ranks %1 to %2 in %3 s.")
                                        .arg(m_sweep.empty() ? 0 : m_sweep.front().first)
                                        .arg(m_sweep.empty() ? 0 : m_sweep.back().first)

@@ -72,6 +72,7 @@ private:
     std::shared_ptr<const lorafleet::bank::compressed_bank> m_bank;
     double m_target = 0.6;
     std::vector<std::pair<int, double>> m_sweep;
+    int m_sweepModuleCount = 0; // modules the last finished sweep sampled
     QPointer<EngineJob> m_job;
 
     QStackedWidget* m_stack = nullptr;
