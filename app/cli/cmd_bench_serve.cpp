@@ -92,21 +92,25 @@ fs::path default_prompts() {
 std::vector<std::string> read_prompts(const fs::path& file) {
     std::ifstream in(file);
     if (!in) throw io_error(path_string(file), "cannot open the prompts file");
-    std::vector<std::string> out;
+    std::vector<std::string> paragraphs, lines;
     std::string line, current;
+    bool blank_seen = false;
     auto flush = [&] {
-        if (!current.empty()) out.push_back(current);
+        if (!current.empty()) paragraphs.push_back(current);
         current.clear();
     };
     while (std::getline(in, line)) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos) {
+            blank_seen = true;
             flush();
             continue;
         }
+        lines.push_back(line);
         current += current.empty() ? line : "\n" + line;
     }
     flush();
+    std::vector<std::string> out = blank_seen ? std::move(paragraphs) : std::move(lines);
     if (out.empty()) throw validation_error(path_string(file), "the prompts file holds no text");
     return out;
 }

@@ -2,6 +2,7 @@
 // JSON report has one run per mode in order, every request finished, and since EOS is ignored each mode
 // produced exactly requests × max_tokens tokens; the compressed and raw modes report the fleet's size, the
 // raw mode's cache counts one lookup per adapter per step. Wrong usage exits with code 2.
+#include "engine/serve/tokenizer.hpp"
 #include "tests/support/cli_runner.hpp"
 #include "tests/support/test_paths.hpp"
 
@@ -10,6 +11,8 @@
 #include <QJsonObject>
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
+
+#include <fstream>
 
 using lorafleet::test::run_cli;
 
@@ -83,6 +86,31 @@ private slots:
         QCOMPARE(lines.size(), 2);
         QVERIFY(lines[0].startsWith("mode"));
         QVERIFY(lines[1].startsWith("raw"));
+    }
+
+    void aPromptsFileWithoutBlankLinesGivesOnePromptPerLine() {
+        QTemporaryDir tmp;
+        const QString fleet = tmp.path() + "/fleet";
+        auto r = run_cli({"synth", "--out", fleet, "--adapters", "2", "--geometry", "tinystories-656k",
+                          "--rank", "2", "--dtype", "f32"});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        // Two copies of one line: every request's prompt is exactly that line (plus BOS), never both.
+        const std::string text = "Once upon a time there was a little cat.";
+        const QString prompts = tmp.path() + "/prompts.txt";
+        {
+            std::ofstream f(prompts.toStdString());
+            f << text << "\n" << text << "\n";
+        }
+        const auto tokenizer = lorafleet::serve::load_tokenizer(model_dir().toStdString());
+        const auto ids = tokenizer->encode(text, true);
+        const int requests = 5;
+        r = run_cli({"bench-serve", "--model", model_dir(), "--adapters", fleet, "--requests",
+                     QString::number(requests), "--max-tokens", "3", "--prompts", prompts, "--threads", "1",
+                     "--json"});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        const auto run = parse_object(r.out)["runs"].toArray()[0].toObject();
+        QCOMPARE(run["prompt_tokens"].toInteger(), qint64(requests) * qint64(ids.size()));
+        QCOMPARE(run["completion_tokens"].toInteger(), qint64(requests * 3));
     }
 
     void wrongUsageExitsWithTwo() {
