@@ -1,0 +1,262 @@
+// ServeController (see serve_controller.hpp).
+#include "ui/serve/serve_controller.hpp"
+
+#include "engine/core/error.hpp"
+#include "engine/serve/adapter_providers.hpp"
+#include "engine/serve/bank_delta.hpp"
+#include "engine/serve/model_weights.hpp"
+#include "engine/serve/serving_engine.hpp"
+#include "engine/serve/tokenizer.hpp"
+#include "engine/server/chat_template.hpp"
+#include "engine/server/http_server.hpp"
+#include "ui/common/engine_host.hpp"
+#include "ui/serve/serve_resources.hpp"
+
+#include <QDir>
+#include <QFileInfo>
+
+#include <algorithm>
+#include <csignal>
+#include <thread>
+
+namespace lorafleet::ui {
+
+namespace {
+constexpr int kPollMs = 250;
+constexpr double kEngineMetricsWindowS = 3; // rates and percentiles of the last 3 s: live, not jumpy
+} // namespace
+
+// Everything a running server is: built on the start job's thread, torn down on the stop job's (or, at
+// exit, the GUI) thread. Destruction order: load generator, engine shutdown (cancels in-flight requests,
+// so HTTP handlers return), HTTP stop and join (the socket is closed), then the objects.
+struct ServeController::Runtime {
+    std::unique_ptr<serve::serving_engine> engine;
+    std::unique_ptr<server::http_server> http;
+    std::thread httpThread;
+    std::unique_ptr<LoadGenerator> load;
+    std::vector<std::vector<int>> prompts; // tokenized sonnets
+    QString promptError;                   // why there are no prompts
+    int port = 0;
+    QString mode, modelName;
+    QStringList adapters;
+
+    ~Runtime() {
+        load.reset();
+        if (engine) engine->shutdown(false);
+        if (http) http->stop();
+        if (httpThread.joinable()) httpThread.join();
+        http.reset();
+        engine.reset();
+    }
+};
+
+ServeController::ServeController(EngineHost* host, QObject* parent) : QObject(parent), m_host(host) {
+    m_poll.setInterval(kPollMs);
+    connect(&m_poll, &QTimer::timeout, this, &ServeController::pollNow);
+}
+
+ServeController::~ServeController() {
+    m_poll.stop();
+    delete m_job.data(); // joins a start or stop job still running
+    m_runtime.reset();   // synchronous teardown
+}
+
+EngineJob* ServeController::startJob(const QString& title, EngineJob::Work work) {
+    if (m_host) return m_host->start(title, std::move(work), this, EngineHost::Visibility::Quiet);
+    auto* job = new EngineJob(title, std::move(work), this);
+    job->start();
+    return job;
+}
+
+void ServeController::setState(State s) {
+    if (m_state == s) return;
+    m_state = s;
+    emit stateChanged(s);
+}
+
+void ServeController::start(const ServeConfig& config) {
+    if (m_state != State::Stopped) return;
+    m_lastError.clear();
+    m_history.clear();
+    m_lastSnapshot.reset();
+    setState(State::Starting);
+    auto pending = std::make_shared<std::shared_ptr<Runtime>>();
+    m_pending = pending;
+    const QString prompts = config.promptsFile.isEmpty() ? sonnetsPath() : config.promptsFile;
+    m_job = startJob(tr("Starting the server"), [config, pending, prompts](JobContext& ctx) {
+        namespace fs = std::filesystem;
+        const QString modelDir = config.modelDir.trimmed();
+        if (modelDir.isEmpty()) throw usage_error("serve", "choose a model folder");
+        if (!QFileInfo(modelDir).isDir())
+            throw io_error(modelDir.toStdString(), "the model folder does not exist");
+        if (!QFileInfo::exists(modelDir + QStringLiteral("/config.json")))
+            throw io_error(modelDir.toStdString(), "not a HuggingFace model folder (no config.json)");
+        if (config.port < 0 || config.port > 65535) throw usage_error("serve", "the port must be 0..65535");
+        const fs::path model = modelDir.toStdString();
+        auto rt = std::make_shared<Runtime>();
+        ctx.setStage(QStringLiteral("Loading the model"));
+        auto weights = serve::model_weights::load(model);
+        std::shared_ptr<const serve::Tokenizer> tokenizer = serve::load_tokenizer(model);
+        ctx.throwIfCancelled();
+        ctx.setStage(QStringLiteral("Loading the adapters"));
+        std::unique_ptr<serve::AdapterProvider> provider;
+        switch (config.source) {
+        case ServeConfig::Source::Bank:
+            if (!config.bank)
+                throw usage_error("serve", "there is no compressed bank yet: compress the fleet first");
+            provider = std::make_unique<serve::BankDelta>(bank::compressed_bank(*config.bank),
+                                                          weights->geometry(), "the workspace's bank");
+            break;
+        case ServeConfig::Source::RawFolders: {
+            if (config.adapterFolders.isEmpty())
+                throw usage_error("serve", "add at least one adapter folder");
+            std::vector<fs::path> paths;
+            for (const QString& f : config.adapterFolders)
+                paths.emplace_back(f.toStdString());
+            provider = serve::open_raw_provider(paths, weights->geometry(),
+                                                std::uint64_t(std::max(1, config.adapterCacheMiB)) << 20);
+            break;
+        }
+        case ServeConfig::Source::BaseOnly:
+            break;
+        }
+        ctx.throwIfCancelled();
+        serve::engine_options eo;
+        eo.kv_cache_bytes = std::uint64_t(std::max(1, config.kvCacheMiB)) << 20;
+        eo.threads = config.threads;
+        eo.metrics_window_s = kEngineMetricsWindowS;
+        rt->engine = std::make_unique<serve::serving_engine>(weights, tokenizer, std::move(provider), eo);
+        for (const auto& a : rt->engine->adapters())
+            rt->adapters << QString::fromStdString(a.name);
+        rt->adapters.sort();
+        rt->mode = QString::fromLatin1(rt->engine->adapter_mode().data(),
+                                       qsizetype(rt->engine->adapter_mode().size()));
+
+        ctx.setStage(QStringLiteral("Reading the prompts"));
+        try {
+            if (prompts.isEmpty())
+                throw io_error("sonnets.txt", "the bundled prompts were not found (set LORAFLEET_RESOURCES)");
+            for (const QString& text : readPromptFile(prompts)) {
+                auto ids = rt->engine->tokenizer().encode(text.toStdString(), true);
+                if (!ids.empty()) rt->prompts.push_back(std::move(ids));
+            }
+        } catch (const std::exception& e) {
+            rt->promptError = QString::fromUtf8(e.what());
+        }
+
+        ctx.setStage(QStringLiteral("Starting the HTTP server"));
+        std::signal(SIGPIPE, SIG_IGN); // a vanished HTTP client is an error return, not a signal
+        server::server_options so;
+        so.host = "127.0.0.1";
+        so.port = config.port;
+        so.http_threads = 8;
+        rt->http = std::make_unique<server::http_server>(*rt->engine,
+                                                         server::chat_template::from_model_dir(model), so);
+        rt->port = rt->http->bind();
+        rt->modelName = QString::fromStdString(rt->http->base_name());
+        server::http_server* http = rt->http.get();
+        rt->httpThread = std::thread([http] { http->run(); });
+        *pending = std::move(rt);
+    });
+    connect(m_job, &EngineJob::finished, this, &ServeController::onStartFinished);
+}
+
+void ServeController::onStartFinished(EngineJob::Outcome outcome, const QString& message) {
+    auto pending = std::move(m_pending);
+    if (m_job) m_job->deleteLater();
+    if (outcome != EngineJob::Outcome::Succeeded || !pending || !*pending) {
+        m_lastError = outcome == EngineJob::Outcome::Cancelled ? tr("Cancelled") : message;
+        if (pending) pending->reset();
+        setState(State::Stopped);
+        emit failed(m_lastError);
+        return;
+    }
+    m_runtime = std::move(*pending);
+    setState(State::Running);
+    pollNow();
+    m_poll.start();
+    emit started(m_runtime->port);
+}
+
+void ServeController::stop() {
+    if (m_state != State::Running) return;
+    m_poll.stop();
+    pollNow(); // the final numbers stay on the charts
+    setState(State::Stopping);
+    auto runtime = std::make_shared<std::shared_ptr<Runtime>>(std::move(m_runtime));
+    m_job = startJob(tr("Stopping the server"), [runtime](JobContext&) { runtime->reset(); });
+    connect(m_job, &EngineJob::finished, this, [this, runtime](EngineJob::Outcome, const QString&) {
+        runtime->reset(); // normally done by the job already
+        if (m_job) m_job->deleteLater();
+        m_loadWasRunning = false;
+        setState(State::Stopped);
+        emit stopped();
+    });
+}
+
+bool ServeController::startLoad(const LoadSettings& settings, QString* error) {
+    auto fail = [&](const QString& why) {
+        if (error) *error = why;
+        return false;
+    };
+    if (m_state != State::Running || !m_runtime) return fail(tr("Start the server first."));
+    if (m_runtime->prompts.empty())
+        return fail(m_runtime->promptError.isEmpty() ? tr("No prompts.") : m_runtime->promptError);
+    std::vector<std::string> names;
+    for (const QString& n : m_runtime->adapters)
+        names.push_back(n.toStdString());
+    try {
+        m_runtime->load.reset();
+        m_runtime->load = std::make_unique<LoadGenerator>(*m_runtime->engine, m_runtime->prompts,
+                                                          std::move(names), settings);
+    } catch (const std::exception& e) {
+        return fail(QString::fromUtf8(e.what()));
+    }
+    m_loadWasRunning = true;
+    return true;
+}
+
+void ServeController::stopLoad() {
+    if (m_runtime && m_runtime->load) m_runtime->load->stop();
+}
+
+bool ServeController::isLoadRunning() const {
+    if (!m_runtime || !m_runtime->load) return false;
+    return m_runtime->load->isSubmitting() || m_runtime->load->tally().outstanding() > 0;
+}
+
+std::optional<LoadTally> ServeController::loadTally() const {
+    if (!m_runtime || !m_runtime->load) return std::nullopt;
+    return m_runtime->load->tally();
+}
+
+int ServeController::port() const {
+    return m_runtime ? m_runtime->port : 0;
+}
+QString ServeController::adapterMode() const {
+    return m_runtime ? m_runtime->mode : QString();
+}
+QStringList ServeController::adapterNames() const {
+    return m_runtime ? m_runtime->adapters : QStringList();
+}
+QString ServeController::modelName() const {
+    return m_runtime ? m_runtime->modelName : QString();
+}
+serve::serving_engine* ServeController::engine() const {
+    return m_runtime ? m_runtime->engine.get() : nullptr;
+}
+
+void ServeController::pollNow() {
+    if (!m_runtime) return;
+    serve::metrics_snapshot snapshot = m_runtime->engine->metrics();
+    if (m_history.add(snapshot, m_runtime->mode == QLatin1String("compressed"))) {
+        m_lastSnapshot = std::move(snapshot);
+        emit sampled();
+    }
+    if (m_loadWasRunning && !isLoadRunning()) {
+        m_loadWasRunning = false;
+        emit loadFinished();
+    }
+}
+
+} // namespace lorafleet::ui
