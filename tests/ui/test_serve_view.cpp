@@ -232,6 +232,49 @@ private slots:
         QVERIFY(!after.Get("/health"));
     }
 
+    // Raw PEFT folders behind the LRU cache: raw mode, every folder listed, the generator's completions
+    // are the engine's. The 12 adapters (2 layers x q, v at rank 4: 14 KiB each in float32) all fit the
+    // 1 MiB cache, so each adapter served misses exactly once and nothing is evicted.
+    void controllerServesRawFolders() {
+        ui::ServeController controller(nullptr);
+        QSignalSpy started(&controller, &ui::ServeController::started);
+        QSignalSpy failed(&controller, &ui::ServeController::failed);
+        ui::ServeConfig config;
+        config.modelDir = modelDir();
+        config.source = ui::ServeConfig::Source::RawFolders;
+        config.adapterFolders = {m_dir.filePath(QStringLiteral("fleet"))};
+        config.adapterCacheMiB = 1;
+        config.threads = 1;
+        controller.start(config);
+        QVERIFY(started.wait(60'000));
+        QCOMPARE(failed.count(), 0);
+        QCOMPARE(controller.adapterMode(), QString("raw"));
+        QCOMPARE(controller.adapterNames().size(), 12);
+        ui::LoadSettings load;
+        load.rate = 30;
+        load.adapters = 12;
+        load.duration_s = 1.5;
+        load.max_tokens = 4;
+        QSignalSpy finished(&controller, &ui::ServeController::loadFinished);
+        QVERIFY(controller.startLoad(load));
+        QVERIFY(finished.wait(120'000));
+        controller.pollNow();
+        const auto tally = *controller.loadTally();
+        const auto& m = *controller.lastSnapshot();
+        QVERIFY(tally.completed > 10);
+        QCOMPARE(tally.failed, 0u);
+        QCOMPARE(m.requests_completed, tally.completed);
+        QVERIFY(m.adapter_cache_misses >= 1); // each adapter is loaded on first use at least
+        const double rate =
+            double(m.adapter_cache_hits) / double(m.adapter_cache_hits + m.adapter_cache_misses);
+        // The first sample's window covers the run when it began with nothing looked up before it.
+        QVERIFY(controller.history().last().hitRate >= 0 && controller.history().last().hitRate <= 1);
+        QVERIFY(rate < 1.0);
+        QSignalSpy stopped(&controller, &ui::ServeController::stopped);
+        controller.stop();
+        QVERIFY(stopped.wait(60'000));
+    }
+
     // The view over the session's bank under load: every chart's last point is the controller's last
     // snapshot, one point per sample, the table is the snapshot's per-adapter list.
     void viewChartsMatchSnapshots() {
