@@ -205,6 +205,18 @@ private slots:
         QVERIFY(ticker);
         QCOMPARE(ticker->ticks().value(0), QString("q"));
         QCOMPARE(ticker->ticks().value(1), QString("k"));
+        // Hovering a cell names it and its mean; the absent cell (layer 1, k_proj) says so.
+        view.resize(1200, 700);
+        view.heatMapPlot()->replot();
+        const auto cellPixel = [&](int c, int r) {
+            return QPoint(int(view.heatMapPlot()->xAxis->coordToPixel(c)),
+                          int(view.heatMapPlot()->yAxis->coordToPixel(r)));
+        };
+        const QString tip00 = view.heatMapToolTip(cellPixel(0, 0));
+        QVERIFY2(tip00.startsWith("layer 0 · q_proj: mean error "), qPrintable(tip00));
+        QVERIFY2(tip00.endsWith(QString("over %1 adapters").arg(stats.count[0])), qPrintable(tip00));
+        QVERIFY2(view.heatMapToolTip(cellPixel(1, 1)).contains("no adapter"),
+                 qPrintable(view.heatMapToolTip(cellPixel(1, 1))));
         view.setBank(nullptr);
         QVERIFY(view.showsEmptyState());
     }

@@ -18,6 +18,7 @@
 #include <QPushButton>
 #include <QSpinBox>
 #include <QStackedWidget>
+#include <QToolTip>
 #include <QVBoxLayout>
 
 #include <qcustomplot.h>
@@ -160,6 +161,14 @@ ErrorView::ErrorView(Session* session, QWidget* parent) : QWidget(parent), m_ses
     m_heat->xAxis->grid()->setVisible(false);
     m_heat->yAxis->grid()->setVisible(false);
     addTitle(m_heat, tr("Mean error by layer and module"));
+    m_heat->setMouseTracking(true);
+    connect(m_heat, &QCustomPlot::mouseMove, this, [this](QMouseEvent* e) {
+        const QString text = heatMapToolTip(e->pos());
+        if (text.isEmpty())
+            QToolTip::hideText();
+        else
+            QToolTip::showText(m_heat->mapToGlobal(e->pos()), text, m_heat);
+    });
 
     styleAxis(m_sweepPlot->xAxis, tr("Rank (log scale)"));
     styleAxis(m_sweepPlot->yAxis, tr("Mean relative squared error"));
@@ -277,6 +286,7 @@ void ErrorView::rebuildHistogram() {
 void ErrorView::rebuildHeatMap() {
     m_heat->clearPlottables();
     m_heat->clearItems();
+    m_cells.reset();
     // The colour scale lives in the plot layout (column 1 of the axis-rect row): drop an old one.
     for (int i = m_heat->plotLayout()->elementCount() - 1; i >= 0; --i)
         if (auto* scale = qobject_cast<QCPColorScale*>(m_heat->plotLayout()->elementAt(i)))
@@ -286,7 +296,9 @@ void ErrorView::rebuildHeatMap() {
         m_heat->replot();
         return;
     }
-    const auto stats = layer_module_errors(*m_bank);
+    auto cells = std::make_shared<LayerModuleErrors>(layer_module_errors(*m_bank));
+    m_cells = cells;
+    const LayerModuleErrors& stats = *cells;
     const int cols = int(stats.modules.size());
     const int rows = int(stats.layers.size());
     if (cols == 0 || rows == 0) {
@@ -348,6 +360,25 @@ void ErrorView::rebuildHeatMap() {
     m_heat->xAxis->setRange(-0.5, cols - 0.5);
     m_heat->yAxis->setRange(-0.5, rows - 0.5);
     m_heat->replot();
+}
+
+QString ErrorView::heatMapToolTip(const QPoint& pos) const {
+    if (!m_cells || m_cells->modules.empty()) return {};
+    const int col = int(std::lround(m_heat->xAxis->pixelToCoord(pos.x())));
+    const int row = int(std::lround(m_heat->yAxis->pixelToCoord(pos.y())));
+    if (!m_heat->axisRect()->rect().contains(pos) || col < 0 || row < 0 ||
+        col >= int(m_cells->modules.size()) || row >= int(m_cells->layers.size()))
+        return {};
+    const std::size_t cell = std::size_t(row) * m_cells->modules.size() + std::size_t(col);
+    const int layer = m_cells->layers[std::size_t(row)];
+    const QString where = tr("layer %1 · %2")
+                              .arg(layer < 0 ? tr("other") : QString::number(layer))
+                              .arg(QString::fromStdString(m_cells->modules[std::size_t(col)]));
+    if (m_cells->count[cell] == 0) return tr("%1: no adapter has this module").arg(where);
+    return tr("%1: mean error %2 over %3 adapters")
+        .arg(where)
+        .arg(errorLabel(m_cells->mean[cell]))
+        .arg(m_cells->count[cell]);
 }
 
 void ErrorView::rebuildSweepPlot() {

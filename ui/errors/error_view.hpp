@@ -29,6 +29,7 @@ namespace lorafleet::ui {
 
 class Session;
 class EngineJob;
+struct LayerModuleErrors;
 
 class ErrorView : public QWidget {
     Q_OBJECT
@@ -57,6 +58,9 @@ public:
     QCustomPlot* sweepPlot() const { return m_sweepPlot; }
     bool showsEmptyState() const;
     QString sweepStatus() const; // the line under the sweep plot
+    // The heat map's tooltip at `pos` (heat map plot pixels): layer, module, mean error and how many
+    // (adapter, module) errors it averages; empty outside the cells.
+    QString heatMapToolTip(const QPoint& pos) const;
 
 signals:
     void sweepFinished(bool succeeded); // after the curve was updated (false: cancelled or failed)
@@ -72,7 +76,8 @@ private:
     std::shared_ptr<const lorafleet::bank::compressed_bank> m_bank;
     double m_target = 0.6;
     std::vector<std::pair<int, double>> m_sweep;
-    int m_sweepModuleCount = 0; // modules the last finished sweep sampled
+    std::shared_ptr<const LayerModuleErrors> m_cells; // what the heat map shows (null: nothing)
+    int m_sweepModuleCount = 0;                       // modules the last finished sweep sampled
     QPointer<EngineJob> m_job;
 
     QStackedWidget* m_stack = nullptr;
