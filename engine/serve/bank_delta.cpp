@@ -29,8 +29,9 @@ std::uint64_t BankDelta::slot_entry::bytes() const {
     return n;
 }
 
-BankDelta::BankDelta(bank::compressed_bank bank, io::model_geometry base, const std::string& where)
-    : m_bank(std::move(bank)), m_base(std::move(base)) {
+BankDelta::BankDelta(bank::compressed_bank bank, io::model_geometry base, const std::string& where,
+                     int threads)
+    : m_bank(std::move(bank)), m_base(std::move(base)), m_pool(std::make_unique<worker_pool>(threads)) {
     m_bank.validate(where);
     m_module_index.assign(std::size_t(std::max(m_base.num_layers, 0)), {});
     for (auto& row : m_module_index)
@@ -63,6 +64,21 @@ BankDelta::BankDelta(bank::compressed_bank bank, io::model_geometry base, const 
         c.clear();
         c.shrink_to_fit();
     }
+    const int r = m_bank.rank;
+    m_ut.resize(m_bank.modules.size());
+    for (std::size_t m = 0; m < m_bank.modules.size(); ++m) {
+        const std::size_t d_out = std::size_t(m_bank.modules[m].d_out);
+        m_ut[m].resize(m_bank.bases[m].size());
+        for (std::size_t c = 0; c < m_bank.bases[m].size(); ++c) {
+            const auto& basis = m_bank.bases[m][c];
+            if (basis.empty()) continue;
+            auto& ut = m_ut[m][c];
+            ut.resize(d_out * std::size_t(r));
+            for (std::size_t o = 0; o < d_out; ++o)
+                for (int p = 0; p < r; ++p)
+                    ut[std::size_t(p) * d_out + o] = basis.u[o * std::size_t(r) + std::size_t(p)];
+        }
+    }
 }
 
 BankDelta::~BankDelta() = default;
@@ -81,8 +97,11 @@ int BankDelta::take_slot(bank::bank_adapter adapter, std::size_t bank_index) {
     if (m_by_name.count(e.adapter.name))
         throw format_error(e.adapter.source, "adapter name '" + e.adapter.name + "' appears twice");
     const std::string name = e.adapter.name;
+    const std::uint64_t bytes = e.bytes();
     m_slots.push_back(std::move(e));
     m_by_name.emplace(name, slot);
+    m_live_core_bytes += bytes;
+    ++m_live_count;
     return slot;
 }
 
@@ -156,6 +175,8 @@ bool BankDelta::remove(std::string_view name) {
     slot_entry& e = m_slots[std::size_t(slot)];
     e.alive = false;
     m_by_name.erase(e.adapter.name);
+    m_live_core_bytes -= e.bytes();
+    --m_live_count;
     e.cores.clear();
     e.cores.shrink_to_fit();
     return true;
@@ -167,11 +188,11 @@ adapter_memory_stats BankDelta::memory() const {
     for (const auto& per_module : m_bank.bases)
         for (const auto& b : per_module)
             bytes += (b.u.size() + b.vt.size()) * sizeof(float);
-    for (const auto& e : m_slots)
-        if (e.alive) {
-            bytes += e.bytes();
-            ++s.resident_adapters;
-        }
+    for (const auto& per_module : m_ut)
+        for (const auto& ut : per_module)
+            bytes += ut.size() * sizeof(float);
+    bytes += m_live_core_bytes;
+    s.resident_adapters = int(m_live_count);
     s.resident_bytes = bytes;
     s.capacity_bytes = bytes;
     return s;
@@ -182,9 +203,6 @@ void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_
     if (layer < 0 || std::size_t(layer) >= m_module_index.size()) return;
     const int mi = m_module_index[std::size_t(layer)][std::size_t(m)];
     if (mi < 0) return;
-    const auto& mod = m_bank.modules[std::size_t(mi)];
-    const int d_in = int(mod.d_in), d_out = int(mod.d_out), r = m_bank.rank;
-    const bool full = m_bank.kind == bank::method::jd_full;
 
     m_members.resize(std::size_t(m_bank.clusters));
     for (auto& members : m_members)
@@ -196,45 +214,70 @@ void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_
         if (e.cores[std::size_t(mi)].empty()) continue; // the adapter lacks this module
         m_members[std::size_t(e.adapter.cluster)].push_back(t);
     }
-    for (int c = 0; c < m_bank.clusters; ++c) {
-        const auto& rows = m_members[std::size_t(c)];
-        const auto& basis = m_bank.bases[std::size_t(mi)][std::size_t(c)];
-        if (rows.empty() || basis.empty()) continue;
-        const int nc = int(rows.size());
-        m_xc.resize(std::size_t(nc) * d_in);
-        m_z.resize(std::size_t(nc) * r);
-        m_w.resize(std::size_t(nc) * r);
-        m_yc.resize(std::size_t(nc) * d_out);
-        for (int j = 0; j < nc; ++j)
-            std::copy_n(x + std::size_t(rows[std::size_t(j)]) * d_in, d_in,
-                        m_xc.data() + std::size_t(j) * d_in);
-        // Z = X_c · V_c: Vᵀ is [r, d_in] row-major, the "w" layout of gemm_nt.
-        gemm_nt(nc, r, d_in, 1.0f, m_xc.data(), d_in, basis.vt.data(), d_in, m_z.data(), r, false);
-        for (int j = 0; j < nc; ++j) {
-            const int slot = token_adapter[std::size_t(rows[std::size_t(j)])];
-            const float* core = m_slots[std::size_t(slot)].cores[std::size_t(mi)].data();
-            const float* z = m_z.data() + std::size_t(j) * r;
-            float* w = m_w.data() + std::size_t(j) * r;
-            if (full) {
-                for (int p = 0; p < r; ++p) {
-                    float s = 0.0f;
-                    for (int q = 0; q < r; ++q)
-                        s += core[std::size_t(p) * r + q] * z[q];
-                    w[p] = s;
-                }
-            } else {
-                for (int p = 0; p < r; ++p)
-                    w[p] = core[p] * z[p];
+    m_active.clear();
+    for (int c = 0; c < m_bank.clusters; ++c)
+        if (!m_members[std::size_t(c)].empty() && !m_bank.bases[std::size_t(mi)][std::size_t(c)].empty())
+            m_active.push_back(c);
+    if (m_active.empty()) return;
+    m_scratch.resize(std::size_t(m_pool->size()));
+    if (m_active.size() == 1) {
+        apply_cluster(mi, m_active.front(), x, y, token_adapter, m_scratch.front());
+        return;
+    }
+    // Clusters own disjoint token rows of y, so they can run on any thread in any order.
+    m_pool->run(m_active.size(), [&](std::size_t item, int worker) {
+        apply_cluster(mi, m_active[item], x, y, token_adapter, m_scratch[std::size_t(worker)]);
+    });
+}
+
+void BankDelta::apply_cluster(int mi, int c, const float* x, float* y, std::span<const int> token_adapter,
+                              cluster_scratch& s) {
+    const auto& mod = m_bank.modules[std::size_t(mi)];
+    const int d_in = int(mod.d_in), d_out = int(mod.d_out), r = m_bank.rank;
+    const bool full = m_bank.kind == bank::method::jd_full;
+    const auto& rows = m_members[std::size_t(c)];
+    const auto& basis = m_bank.bases[std::size_t(mi)][std::size_t(c)];
+    const int nc = int(rows.size());
+    s.xc.resize(std::size_t(nc) * d_in);
+    s.z.resize(std::size_t(nc) * r);
+    s.w.resize(std::size_t(nc) * r);
+    s.yc.resize(std::size_t(d_out));
+    for (int j = 0; j < nc; ++j)
+        std::copy_n(x + std::size_t(rows[std::size_t(j)]) * d_in, d_in, s.xc.data() + std::size_t(j) * d_in);
+    // Z = X_c · V_c: Vᵀ is [r, d_in] row-major, the "w" layout of gemm_nt.
+    gemm_nt(nc, r, d_in, 1.0f, s.xc.data(), d_in, basis.vt.data(), d_in, s.z.data(), r, false);
+    for (int j = 0; j < nc; ++j) {
+        const int slot = token_adapter[std::size_t(rows[std::size_t(j)])];
+        const float* core = m_slots[std::size_t(slot)].cores[std::size_t(mi)].data();
+        const float* z = s.z.data() + std::size_t(j) * r;
+        float* w = s.w.data() + std::size_t(j) * r;
+        if (full) {
+            for (int p = 0; p < r; ++p) {
+                float acc = 0.0f;
+                for (int q = 0; q < r; ++q)
+                    acc += core[std::size_t(p) * r + q] * z[q];
+                w[p] = acc;
             }
+        } else {
+            for (int p = 0; p < r; ++p)
+                w[p] = core[p] * z[p];
         }
-        // ΔY_c = W · U_cᵀ: U is [d_out, r] row-major.
-        gemm_nt(nc, d_out, r, 1.0f, m_w.data(), r, basis.u.data(), r, m_yc.data(), d_out, false);
-        for (int j = 0; j < nc; ++j) {
-            float* yr = y + std::size_t(rows[std::size_t(j)]) * d_out;
-            const float* dr = m_yc.data() + std::size_t(j) * d_out;
+    }
+    // ΔY = W · U_cᵀ, per token: Σ_p w_p · (row p of U_cᵀ), vectorized over d_out, summed in order of p.
+    const float* ut = m_ut[std::size_t(mi)][std::size_t(c)].data();
+    float* dy = s.yc.data();
+    for (int j = 0; j < nc; ++j) {
+        const float* w = s.w.data() + std::size_t(j) * r;
+        std::fill_n(dy, d_out, 0.0f);
+        for (int p = 0; p < r; ++p) {
+            const float wp = w[p];
+            const float* row = ut + std::size_t(p) * d_out;
             for (int o = 0; o < d_out; ++o)
-                yr[o] += dr[o];
+                dy[o] += wp * row[o];
         }
+        float* yr = y + std::size_t(rows[std::size_t(j)]) * d_out;
+        for (int o = 0; o < d_out; ++o)
+            yr[o] += dy[o];
     }
 }
 

@@ -1,18 +1,23 @@
 // BankDelta: serving straight from a compressed bank (method.md §7). For a module, the step's tokens are
 // grouped by their adapter's cluster c; per cluster one product Z = X_c·V_c [n_c, r], per token
-// w = Σ_i z [r] (Σ_i [r, r], or diag(σ_i)), and one product ΔY_c = W·U_cᵀ [n_c, d_out] added to the
-// tokens' rows. No per-adapter factor of size d ever exists: an adapter costs its cores only.
-// Invariants: every bank module is a decoder linear of a layer the base model has, with the base's exact
-// [d_out, d_in] (shape_mismatch naming the module otherwise); all bases and cores are float32 and
-// resident; tokens with slot -1, or whose adapter lacks the module, are left untouched; a token's delta
-// depends only on its own row (batch-invariant products, gemm.hpp); slots are never reused.
-// Threading: not thread-safe; the serving engine calls every method from its own thread.
+// w = Σ_i z [r] (Σ_i [r, r], or diag(σ_i)), and ΔY_c = W·U_cᵀ [n_c, d_out] added to the tokens' rows. ΔY
+// is summed per token as Σ_p w_p·(row p of U_cᵀ), from a transposed copy of U_c kept for that: with
+// k = r that tiny, gemm_nt's per-element horizontal reductions would cost more than the products. No
+// per-adapter factor of size d ever exists: an adapter costs its cores only. Invariants: every bank module is
+// a decoder linear of a layer the base model has, with the base's exact [d_out, d_in] (shape_mismatch naming
+// the module otherwise); all bases and cores are float32 and resident; tokens with slot -1, or whose adapter
+// lacks the module, are left untouched; a token's delta depends only on its own row (batch-invariant
+// products, gemm.hpp); slots are never reused. Threading: not thread-safe; the serving engine calls every
+// method from its own thread. apply() spreads the step's clusters over an internal worker_pool (each cluster
+// writes only its own tokens' rows, and each token's products are the same whichever thread computes them, so
+// results do not depend on threads).
 #pragma once
 
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/compress/compress_backend.hpp"
 #include "engine/io/hf_config.hpp"
 #include "engine/serve/adapter_provider.hpp"
+#include "engine/serve/worker_pool.hpp"
 
 #include <array>
 #include <map>
@@ -26,7 +31,8 @@ class BankDelta final : public AdapterProvider {
 public:
     // Takes the bank (as read_bank returns it); shape_mismatch when it does not fit `base`. `where`
     // names the bank in errors (its folder). Adapters get slots 0..n-1 in bank order.
-    BankDelta(bank::compressed_bank bank, io::model_geometry base, const std::string& where);
+    // `threads` sizes apply()'s worker pool (<= 0: one per hardware thread, 1: everything inline).
+    BankDelta(bank::compressed_bank bank, io::model_geometry base, const std::string& where, int threads = 0);
     ~BankDelta() override;
 
     std::string_view mode() const override { return "compressed"; }
@@ -62,13 +68,23 @@ private:
     std::vector<slot_entry> m_slots;
     std::map<std::string, int, std::less<>> m_by_name;    // live adapters only
     std::unique_ptr<compress::CompressBackend> m_backend; // for add(), created on first use
+    std::vector<std::vector<std::vector<float>>> m_ut;    // [bank module][cluster] U_cᵀ [r, d_out]
+    std::uint64_t m_live_core_bytes = 0; // Σ bytes() over live slots (memory() runs every engine step)
+    std::size_t m_live_count = 0;        // live slots
 
     // Scratch for apply(), grown on demand.
+    struct cluster_scratch {
+        std::vector<float> xc; // [n_c, d_in]
+        std::vector<float> z;  // [n_c, r]
+        std::vector<float> w;  // [n_c, r]
+        std::vector<float> yc; // [d_out] one token's ΔY
+    };
+    void apply_cluster(int mi, int c, const float* x, float* y, std::span<const int> token_adapter,
+                       cluster_scratch& s);
     std::vector<std::vector<int>> m_members; // [cluster] token rows of the step in that cluster
-    std::vector<float> m_xc;                 // [n_c, d_in]
-    std::vector<float> m_z;                  // [n_c, r]
-    std::vector<float> m_w;                  // [n_c, r]
-    std::vector<float> m_yc;                 // [n_c, d_out]
+    std::vector<int> m_active;               // clusters with tokens in this call
+    std::vector<cluster_scratch> m_scratch;  // [worker]
+    std::unique_ptr<worker_pool> m_pool;
 };
 
 } // namespace lorafleet::serve
