@@ -58,6 +58,11 @@ AdapterDetailsPane::AdapterDetailsPane(EngineHost* host, QWidget* parent)
     m_size = addField(grid, 2, 2, "Size");
     m_base = addField(grid, 3, 0, "Trained on");
     m_norm = addField(grid, 3, 2, "\u2016\u0394W\u2016_F total");
+    m_cluster = addField(grid, 4, 0, "Cluster");
+    m_meanError = addField(grid, 4, 2, "Mean error");
+    m_meanError->setToolTip(QStringLiteral("Mean over the adapter's modules of ||\u0394W \u2212 "
+                                           "U\u03a3V\u1d40||\u00b2_F / ||\u0394W||\u00b2_F in the "
+                                           "compressed bank"));
     grid->setColumnStretch(1, 1);
     grid->setColumnStretch(3, 1);
     layout->addLayout(grid);
@@ -111,6 +116,32 @@ void AdapterDetailsPane::showSelectionCount(int selected) {
     m_stack->setCurrentWidget(m_hint);
 }
 
+void AdapterDetailsPane::setBank(std::shared_ptr<const bank::compressed_bank> bank) {
+    m_modules->setBank(std::move(bank));
+    updateBankFields();
+}
+
+void AdapterDetailsPane::updateBankFields() {
+    const QString none = QStringLiteral("\u2014");
+    if (!m_modules->hasBankEntry()) {
+        m_cluster->setText(none);
+        m_meanError->setText(none);
+        return;
+    }
+    m_cluster->setText(QString::number(m_modules->cluster()));
+    const double mean = m_modules->meanError();
+    m_meanError->setText(
+        std::isnan(mean) ? none : QStringLiteral("%1 %").arg(QLocale().toString(100.0 * mean, 'f', 2)));
+}
+
+QString AdapterDetailsPane::clusterText() const {
+    return m_cluster->text();
+}
+
+QString AdapterDetailsPane::meanErrorText() const {
+    return m_meanError->text();
+}
+
 void AdapterDetailsPane::showEntry(const FleetEntry& entry) {
     const AdapterSummary& s = entry.summary;
     const QLocale locale;
@@ -137,6 +168,7 @@ void AdapterDetailsPane::showEntry(const FleetEntry& entry) {
     m_warnings->setVisible(!s.warnings.isEmpty());
     m_warningsTitle->setVisible(!s.warnings.isEmpty());
     m_modules->setAdapter(entry.adapter);
+    updateBankFields();
     m_stack->setCurrentIndex(1);
     startNorms();
 }

@@ -55,7 +55,8 @@ public:
     struct AdapterResult {
         const io::peft_adapter* adapter = nullptr;
         std::optional<int> cluster;  // >= 0, or -1 to blank it
-        std::optional<double> error; // relative error ||dW - dW'|| / ||dW||, NaN to blank it
+        std::optional<double> error; // the bank's mean squared relative error ||dW - dW'||^2 / ||dW||^2
+                                     // over the adapter's modules (as the CLI reports), NaN to blank it
     };
     void setResults(std::span<const AdapterResult> results);
     void clearResults(); // clusters and errors back to blank

@@ -147,6 +147,8 @@ MainWindow::MainWindow(Options options, QWidget* parent)
     connect(m_tabs, &QTabWidget::currentChanged, this, &MainWindow::updateActions);
     connect(m_fleetView->details(), &AdapterDetailsPane::normsReady, this, &MainWindow::checkReady);
     connect(m_session, &Session::bankChanged, this, &MainWindow::onBankChanged);
+    connect(m_session, &Session::bankChanged, m_fleetView->details(),
+            [this] { m_fleetView->details()->setBank(m_session->bank()); });
     connect(ws, &Workspace::changed, this, &MainWindow::syncTargetError);
     connect(m_clusterView, &ClusterView::adaptersSelected, this, &MainWindow::selectInTable);
     connect(m_fleetView, &FleetView::selectionCountChanged, this, &MainWindow::onTableSelectionChanged);
