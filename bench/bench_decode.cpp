@@ -2,13 +2,14 @@
 // per sequence per step) at several batch sizes, next to the memory-bandwidth bound. A decode step reads
 // every weight once whatever the batch (model_weights::parameter_bytes()), so
 //     tokens/s <= bandwidth / bytes per step × batch.
-// Two bandwidths are measured here, each as the best of 3 passes of a plain float sum (8 partial sums):
+// Two bandwidths are measured here, each as the best of 3 passes of a float sum (AVX2 where the CPU has
+// it, split over as many threads as the forward pass uses):
 // DRAM streaming over a large array (default 512 MB), and cache-resident re-reading of an array the size
 // of the weights. A model whose weights fit in cache (the 2.6 MB demo model does) is bounded by the second
 // one, not the first; the table prints both and says which applies. KV-cache and activation traffic are
 // not counted, so the bound is an upper bound, loose for long contexts.
-// Single-threaded driver; the transformer uses its own worker pool (--threads, default one per hardware
-// thread).
+// Single-threaded driver (bandwidth passes start their own threads); the transformer uses its own worker pool
+// (--threads, default one per hardware thread).
 //
 // usage: bench_decode [--model DIR] [--batches 1,8,32] [--steps 64] [--prompt 8] [--threads N]
 //                     [--bandwidth-mb 512]
@@ -16,6 +17,7 @@
 #include "engine/serve/transformer.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -23,7 +25,11 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <thread>
+#include <unistd.h>
 #include <vector>
+
+#include <immintrin.h>
 
 using namespace lorafleet;
 using namespace lorafleet::serve;
@@ -36,8 +42,30 @@ double seconds_since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-// Sum with 8 independent partial sums so the loop is bound by loads, not by the add latency.
+// Sum with independent partial sums so the loop is bound by loads, not by the add latency (AVX2 when the
+// CPU has it, as the forward pass's gemm does; a scalar sum would measure the adder, not the memory).
+[[gnu::target("avx2")]] float sum_floats_avx2(const float* a, std::size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float t = 0.0f;
+    for (float v : lanes)
+        t += v;
+    for (; i < n; ++i)
+        t += a[i];
+    return t;
+}
+
 float sum_floats(const float* a, std::size_t n) {
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return sum_floats_avx2(a, n);
     float s[8] = {};
     std::size_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -51,23 +79,34 @@ float sum_floats(const float* a, std::size_t n) {
     return t;
 }
 
-volatile float g_sink = 0.0f; // keeps the sums alive
+std::atomic<float> g_sink{0.0f}; // keeps the sums alive
 
-// Read bandwidth in bytes/s over an array of `bytes`, each pass re-reading it `repeats` times; best of 3.
-double read_bandwidth(std::size_t bytes, int repeats) {
-    std::vector<float> a(std::max<std::size_t>(bytes / sizeof(float), 8));
+// Read bandwidth in bytes/s over an array of `bytes` split over `threads` threads (as the forward pass
+// splits the weights), each pass re-reading it `repeats` times; best of 3.
+double read_bandwidth(std::size_t bytes, int repeats, int threads) {
+    std::vector<float> a(std::max<std::size_t>(bytes / sizeof(float), std::size_t(threads) * 32));
     for (std::size_t i = 0; i < a.size(); ++i)
-        a[i] = float(i & 1023) * 1e-3f;               // touch every page before timing
-    g_sink = g_sink + sum_floats(a.data(), a.size()); // warm (caches for the resident case)
+        a[i] = float(i & 1023) * 1e-3f; // touch every page before timing
+    const std::size_t chunk = a.size() / std::size_t(threads);
+    auto pass = [&] {
+        std::vector<std::thread> pool;
+        for (int t = 0; t < threads; ++t)
+            pool.emplace_back([&, t] {
+                float s = 0.0f;
+                for (int r = 0; r < repeats; ++r)
+                    s += sum_floats(a.data() + std::size_t(t) * chunk, chunk);
+                g_sink = g_sink + s;
+            });
+        for (auto& th : pool)
+            th.join();
+    };
+    pass(); // warm (caches for the resident case)
     double best = 0.0;
-    for (int pass = 0; pass < 3; ++pass) {
+    for (int p = 0; p < 3; ++p) {
         const auto t0 = clock_type::now();
-        float s = 0.0f;
-        for (int r = 0; r < repeats; ++r)
-            s += sum_floats(a.data(), a.size());
+        pass();
         const double dt = seconds_since(t0);
-        g_sink = g_sink + s;
-        best = std::max(best, double(a.size() * sizeof(float)) * repeats / dt);
+        best = std::max(best, double(chunk * std::size_t(threads) * sizeof(float)) * repeats / dt);
     }
     return best;
 }
@@ -173,18 +212,23 @@ int main(int argc, char** argv) {
         const double step_bytes = double(weights->parameter_bytes());
 
         const std::size_t dram_bytes = std::size_t(bandwidth_mb) << 20;
-        const double bw_dram = read_bandwidth(dram_bytes, 1);
+        const int bw_threads = threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
+        const double bw_dram = read_bandwidth(dram_bytes, 1, bw_threads);
         // Re-read the weight-sized array often enough for ~1 GB of traffic per pass.
         const int resident_repeats = std::max(1, int(1e9 / std::max(step_bytes, 1.0)));
-        const double bw_resident = read_bandwidth(std::size_t(step_bytes), resident_repeats);
+        const double bw_resident = read_bandwidth(std::size_t(step_bytes), resident_repeats, bw_threads);
+        long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+        if (llc <= 0) llc = sysconf(_SC_LEVEL2_CACHE_SIZE);
 
         std::printf("model %s: %d layers, d_model %d, vocab %d; weights read per decode step %.2f MB\n",
                     model_dir.c_str(), g.num_layers, g.hidden_size, g.vocab_size, step_bytes / 1e6);
-        std::printf("read bandwidth (best of 3, 1 thread): DRAM %.1f GB/s over %d MB; cache-resident "
+        std::printf("read bandwidth (best of 3, %d threads): DRAM %.1f GB/s over %d MB; cache-resident "
                     "%.1f GB/s over %.2f MB\n",
-                    bw_dram / 1e9, bandwidth_mb, bw_resident / 1e9, step_bytes / 1e6);
-        const bool fits_cache = bw_resident > 1.5 * bw_dram;
-        std::printf("the weights %s\n\n",
+                    bw_threads, bw_dram / 1e9, bandwidth_mb, bw_resident / 1e9, step_bytes / 1e6);
+        // Whether the weights stay cached between steps: they fit in the last-level cache (a size from
+        // sysconf; unknown counts as not fitting).
+        const bool fits_cache = llc > 0 && step_bytes <= double(llc);
+        std::printf("last-level cache %.1f MB: the weights %s\n\n", double(std::max(llc, 0L)) / 1e6,
                     fits_cache ? "stay in cache between steps: the DRAM bound does not bind, the "
                                  "cache-resident bound is the relevant one"
                                : "do not fit in cache: the DRAM bound applies");
