@@ -28,11 +28,12 @@ namespace {
 // A planted fleet (groups with their own subspaces) compressed by the engine into a bank whose clusters
 // are the planted groups.
 bank::compressed_bank plantedBank(int groups, int perGroup, std::int64_t rank,
-                                  std::vector<int>* labels = nullptr) {
+                                  std::vector<int>* labels = nullptr, double noise = 0.0) {
     test::planted_fleet_options po;
     po.groups = groups;
     po.adapters_per_group = perGroup;
     po.subspace_rank = rank;
+    po.noise = noise;
     po.seed = 7;
     auto fleet = test::make_planted_fleet(po);
     compress::compress_options co;
@@ -209,6 +210,21 @@ private slots:
         qInfo("centroid gap %.4f, max spread %.4f, explained %.3f + %.3f", closest, spread, map.explained[0],
               map.explained[1]);
         QVERIFY2(closest > 2 * spread, qPrintable(QString("gap %1 spread %2").arg(closest).arg(spread)));
+    }
+
+    // Eight noisy planted groups of 25: one graph per cluster holding all 200 (rendered for a look).
+    void noisyPlantedFleetRendering() {
+        std::vector<int> labels;
+        const auto bank = std::make_shared<const bank::compressed_bank>(plantedBank(8, 25, 4, &labels, 0.1));
+        ui::ClusterView view(nullptr);
+        view.resize(1280, 760);
+        view.setBank(bank);
+        QCOMPARE(view.mapPlot()->graphCount(), 8);
+        int total = 0;
+        for (int c = 0; c < 8; ++c)
+            total += view.clusterGraph(c)->dataCount();
+        QCOMPARE(total, 200);
+        saveShot(view, "cluster_view_noisy.png");
     }
 
     void emptyStateWithoutABank() {

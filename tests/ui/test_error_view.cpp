@@ -262,6 +262,19 @@ private slots:
         QVERIFY(QTest::qWaitForWindowExposed(&view));
         saveShot(view, "error_view.png");
 
+        // The same fleet at rank 2 and one cluster: errors spread over adapters, layers and modules.
+        options.jd.rank = 2;
+        options.clusters = 1;
+        auto lossy =
+            bank::compress_adapters_to_bank(session.store()->adapters(), *backend, options, std::nullopt, 1);
+        ui::ErrorView lossyView(&session);
+        lossyView.resize(1280, 800);
+        lossyView.setBank(std::make_shared<const bank::compressed_bank>(std::move(lossy.bank)));
+        lossyView.setTargetError(0.5);
+        lossyView.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&lossyView));
+        saveShot(lossyView, "error_view_lossy.png");
+
         view.startRankSweep();
         QVERIFY(view.isSweepRunning());
         view.cancelRankSweep();

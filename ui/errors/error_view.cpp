@@ -75,6 +75,20 @@ QCPColorGradient viridis() {
     return g;
 }
 
+// Moves the plot's legend under its axis rect (rows: title, axis rect, legend), laid out in a row, so it
+// never hides data.
+void legendBelow(QCustomPlot* plot) {
+    plot->legend->setVisible(true);
+    plot->legend->setFont(plotFont(-1));
+    plot->legend->setBorderPen(Qt::NoPen);
+    plot->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
+    plot->legend->setWrap(3);
+    plot->axisRect()->insetLayout()->take(plot->legend);
+    plot->plotLayout()->addElement(plot->plotLayout()->rowCount(), 0, plot->legend);
+    plot->plotLayout()->setRowStretchFactor(plot->plotLayout()->rowCount() - 1, 0.001);
+    plot->plotLayout()->setRowSpacing(0);
+}
+
 QString moduleLabel(const std::string& shortName) {
     QString s = QString::fromStdString(shortName);
     if (s.endsWith(QLatin1String("_proj"))) s.chop(5);
@@ -153,8 +167,11 @@ ErrorView::ErrorView(Session* session, QWidget* parent) : QWidget(parent), m_ses
     styleAxis(m_histogram->xAxis, tr("Mean relative squared error per adapter"));
     styleAxis(m_histogram->yAxis, tr("Adapters"));
     addTitle(m_histogram, tr("Error distribution"));
-    m_histogram->legend->setFont(plotFont(-1));
-    m_histogram->legend->setBrush(QColor(255, 255, 255, 220));
+    legendBelow(m_histogram);
+    auto counts = QSharedPointer<QCPAxisTickerFixed>::create(); // adapter counts: whole numbers only
+    counts->setTickStep(1.0);
+    counts->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);
+    m_histogram->yAxis->setTicker(counts);
 
     styleAxis(m_heat->xAxis, tr("Module"));
     styleAxis(m_heat->yAxis, tr("Layer"));
@@ -173,8 +190,7 @@ ErrorView::ErrorView(Session* session, QWidget* parent) : QWidget(parent), m_ses
     styleAxis(m_sweepPlot->xAxis, tr("Rank (log scale)"));
     styleAxis(m_sweepPlot->yAxis, tr("Mean relative squared error"));
     addTitle(m_sweepPlot, tr("Error vs rank (module sample)"));
-    m_sweepPlot->legend->setFont(plotFont(-1));
-    m_sweepPlot->legend->setBrush(QColor(255, 255, 255, 220));
+    legendBelow(m_sweepPlot);
 
     connect(m_runSweep, &QPushButton::clicked, this, &ErrorView::startRankSweep);
     connect(m_cancelSweep, &QPushButton::clicked, this, &ErrorView::cancelRankSweep);
@@ -278,8 +294,6 @@ void ErrorView::rebuildHistogram() {
 
     m_histogram->xAxis->setRange(0, hi * 1.05);
     m_histogram->yAxis->setRange(0, std::max(1.0, tallest * 1.15));
-    m_histogram->legend->setVisible(true);
-    m_histogram->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
     m_histogram->replot();
 }
 
@@ -434,8 +448,6 @@ void ErrorView::rebuildSweepPlot() {
     m_sweepPlot->xAxis->setRange(0.8, maxRank * 1.25);
     // A little room below 0 so markers at error 0 (exact fits) are not cut by the axis.
     m_sweepPlot->yAxis->setRange(-0.03 * std::max(top, 1e-3), std::max(top, 1e-3) * 1.1);
-    m_sweepPlot->legend->setVisible(true);
-    m_sweepPlot->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
     m_sweepPlot->replot();
 }
 
