@@ -5,6 +5,7 @@
 // module paths, independently of the model's own matching); the header shows the adapter's cluster and
 // mean error; a newly selected adapter gets its own errors; a module the bank lacks stays blank, an
 // adapter the bank does not hold is blank everywhere, and clearing the bank blanks it all again.
+// Set LORAFLEET_SCREENSHOT_DIR to keep PNGs of the window and the pane showing the errors.
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/bank/fleet_bank.hpp"
 #include "engine/compress/backend_registry.hpp"
@@ -48,6 +49,12 @@ const bank::bank_adapter& bankAdapter(const bank::compressed_bank& b, const std:
     for (const auto& a : b.adapters)
         if (a.name == name) return a;
     throw std::runtime_error("adapter not in bank: " + name);
+}
+
+// Set LORAFLEET_SCREENSHOT_DIR to keep the rendering of the pane with errors.
+void keep(const QImage& img, const QString& name) {
+    const QString dir = qEnvironmentVariable("LORAFLEET_SCREENSHOT_DIR");
+    if (!dir.isEmpty()) QVERIFY(img.save(QDir(dir).filePath(name)));
 }
 
 QString percent(double v) {
@@ -157,6 +164,10 @@ private slots:
         const auto& entry = bankAdapter(*b, "adapter-0002");
         QCOMPARE(w.fleetView()->details()->clusterText(), QString::number(entry.cluster));
         QCOMPARE(w.fleetView()->details()->meanErrorText(), percent(entry.mean_error()));
+
+        QApplication::processEvents();
+        keep(w.grab().toImage(), "details_errors_window.png");
+        keep(w.fleetView()->details()->grab().toImage(), "details_errors.png");
 
         // Another adapter selected: its own errors (the pane kept the bank).
         QVERIFY(select(w, "adapter-0004"));
