@@ -1,9 +1,11 @@
 // lorafleet: the desktop console. Options: --demo (a generated demo workspace), --workspace FILE,
 // --screenshot PNG [--tab KEY] (render the main window to a PNG and exit, for docs and tests; with --demo
 // or --workspace it waits until the window is ready: the fleet imported, the workspace's bank read, the
-// demo's compression finished).
+// demo's compression finished; with --tab serve it also starts the demo load and waits for live charts).
 #include "ui/common/resources.hpp"
 #include "ui/main/main_window.hpp"
+#include "ui/serve/serve_controller.hpp"
+#include "ui/serve/serve_view.hpp"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -18,6 +20,7 @@
 namespace {
 
 constexpr int kReadyTimeoutMs = 300'000; // a screenshot waits at most this long for the demo
+constexpr int kServeTimeoutMs = 120'000; // and this long for the Serve tab's live charts
 
 // Runs the event loop until the window is ready (or the timeout); false on timeout.
 bool waitUntilReady(lorafleet::ui::MainWindow& window) {
@@ -30,6 +33,25 @@ bool waitUntilReady(lorafleet::ui::MainWindow& window) {
         if (window.isReady()) loop.exit(0);
     });
     timeout.start(kReadyTimeoutMs);
+    return loop.exec() == 0;
+}
+
+// Starts the Serve tab's engine with the demo load and waits for a few seconds of live charts.
+bool startServeLoad(lorafleet::ui::MainWindow& window) {
+    using lorafleet::ui::ServeController;
+    using lorafleet::ui::ServeView;
+    ServeView* view = window.serveView();
+    QEventLoop loop;
+    QTimer::singleShot(kServeTimeoutMs, &loop, [&] {
+        std::fprintf(stderr, "lorafleet: no live serving data after %d s\n", kServeTimeoutMs / 1000);
+        loop.exit(1);
+    });
+    QObject::connect(view, &ServeView::liveDataReady, &loop, [&] { loop.exit(0); });
+    QObject::connect(view->controller(), &ServeController::failed, &loop, [&](const QString& error) {
+        std::fprintf(stderr, "lorafleet: serving failed: %s\n", qPrintable(error));
+        loop.exit(1);
+    });
+    view->startDemoLoad();
     return loop.exec() == 0;
 }
 
@@ -84,6 +106,8 @@ int main(int argc, char** argv) {
                          kReadyTimeoutMs / 1000);
             return 1;
         }
+        // The Serve tab is shown running: the in-process engine under the built-in load generator.
+        if (parser.value(tab) == "serve" && !startServeLoad(window)) return 1;
         QApplication::processEvents();
         const QString png = parser.value(screenshot);
         if (!window.grab().save(png, "PNG")) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the .deb with CPack from the build tree and checks what an installed console needs is in it:
-# both executables, the .desktop entry (whose Exec/Icon name what is shipped) and the icon.
+# both executables, the .desktop entry (whose Exec/Icon name what is shipped), the icon, and the demo
+# model and prompts the Serve tab and bench-serve use.
 set -euo pipefail
 build_dir="$1"
 out="$(mktemp -d)"
@@ -9,7 +10,8 @@ trap 'rm -rf "$out"' EXIT
 deb="$(ls "$out"/lorafleet_*.deb)"
 listing="$(dpkg-deb -c "$deb" | awk '{print $6}')"
 for f in ./usr/bin/lorafleet ./usr/bin/lorafleet-cli ./usr/share/applications/lorafleet.desktop \
-         ./usr/share/icons/hicolor/scalable/apps/lorafleet.svg; do
+         ./usr/share/icons/hicolor/scalable/apps/lorafleet.svg \
+         ./usr/share/lorafleet/prompts/sonnets.txt ./usr/share/lorafleet/models/tinystories-656k/config.json; do
     grep -qx "$f" <<<"$listing" || { echo "missing from $deb: $f"; exit 1; }
 done
 mkdir "$out/x" && dpkg-deb -x "$deb" "$out/x"

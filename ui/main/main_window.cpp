@@ -19,6 +19,7 @@
 #include "ui/fleet/import_controller.hpp"
 #include "ui/main/about_text.hpp"
 #include "ui/main/main_status_bar.hpp"
+#include "ui/serve/serve_view.hpp"
 #include "ui/workspace/demo_workspace.hpp"
 #include "ui/workspace/recent_files.hpp"
 #include "ui/workspace/session.hpp"
@@ -50,7 +51,7 @@ namespace {
 struct TabSpec {
     const char* key;
     const char* title;
-    const char* blurb; // shown until the tab's view exists
+    const char* blurb; // the tab's tooltip
 };
 
 constexpr TabSpec kTabs[] = {
@@ -60,16 +61,6 @@ constexpr TabSpec kTabs[] = {
     {"errors", "Errors", "Per-adapter error histogram and layer x module heat map."},
     {"serve", "Serve", "Local OpenAI-compatible server with live throughput and memory."},
 };
-
-QWidget* placeholder(const TabSpec& spec) {
-    auto* w = new QWidget;
-    auto* layout = new QVBoxLayout(w);
-    auto* label = new QLabel(QStringLiteral("<h2>%1</h2><p>%2</p>").arg(spec.title, spec.blurb));
-    label->setAlignment(Qt::AlignCenter);
-    label->setWordWrap(true);
-    layout->addWidget(label);
-    return w;
-}
 
 // Local folders (or adapter_config.json files) among dropped URLs.
 QStringList droppedPaths(const QMimeData* mime) {
@@ -127,9 +118,11 @@ MainWindow::MainWindow(Options options, QWidget* parent)
         } else if (key == QLatin1String("errors")) {
             m_errorView = new ErrorView(m_session);
             m_tabs->addTab(m_errorView, spec.title);
-        } else {
-            m_tabs->addTab(placeholder(spec), spec.title);
+        } else if (key == QLatin1String("serve")) {
+            m_serveView = new ServeView(m_session);
+            m_tabs->addTab(m_serveView, spec.title);
         }
+        m_tabs->setTabToolTip(m_tabs->count() - 1, QString::fromLatin1(spec.blurb));
     }
     setCentralWidget(m_tabs);
     m_statusBar = new MainStatusBar(m_session->host(), this);

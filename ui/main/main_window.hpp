@@ -22,6 +22,7 @@ class ClusterView;
 class CompressPanel;
 class DemoWorkspace;
 class ErrorView;
+class ServeView;
 class ExportController;
 class FleetView;
 class MainStatusBar;
@@ -49,6 +50,7 @@ public:
     CompressPanel* compressPanel() const { return m_compressPanel; }
     ClusterView* clusterView() const { return m_clusterView; }
     ErrorView* errorView() const { return m_errorView; }
+    ServeView* serveView() const { return m_serveView; }
     ExportController* exporter() const { return m_exporter; }
     MainStatusBar* mainStatusBar() const { return m_statusBar; }
 
@@ -106,6 +108,7 @@ private:
     CompressPanel* m_compressPanel = nullptr;
     ClusterView* m_clusterView = nullptr;
     ErrorView* m_errorView = nullptr;
+    ServeView* m_serveView = nullptr;
     ExportController* m_exporter = nullptr;
     bool m_syncingSelection = false;
     MainStatusBar* m_statusBar = nullptr;
