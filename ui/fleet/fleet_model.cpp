@@ -174,7 +174,8 @@ QVariant FleetModel::headerData(int section, Qt::Orientation orientation, int ro
             "Decoder layers with at least one adapted module",
             "adapter_model.safetensors on disk",
             "Cluster assigned by joint compression",
-            "Relative reconstruction error after compression, ||dW - dW'||_F / ||dW||_F",
+            "Squared relative reconstruction error after compression, ||dW - dW'||_F^2 / ||dW||_F^2 (mean "
+            "over modules)",
             "Load status and warnings",
         };
         return QString::fromLatin1(tips[section]);
