@@ -2,6 +2,7 @@
 #include "ui/clusters/cluster_view.hpp"
 
 #include "ui/clusters/cluster_map.hpp"
+#include "ui/common/plot_style.hpp"
 
 #include <QHBoxLayout>
 #include <QHelpEvent>
@@ -24,19 +25,6 @@ namespace {
 
 constexpr std::size_t kFeatureBudget = 640; // 4 sampled modules: keeps 5000 adapters well under a second
 constexpr int kMaxLegendClusters = 8;       // beyond that the bar chart (same colours) is the legend
-
-QFont plotFont(int pointSizeDelta = 0) {
-    QFont f;
-    f.setPointSize(std::max(8, f.pointSize() + pointSizeDelta));
-    return f;
-}
-
-void styleAxis(QCPAxis* axis, const QString& label) {
-    axis->setLabel(label);
-    axis->setLabelFont(plotFont(1));
-    axis->setTickLabelFont(plotFont());
-    axis->grid()->setPen(QPen(QColor(220, 220, 220), 1, Qt::DotLine));
-}
 
 QString errorText(double e) {
     return std::isnan(e) ? QStringLiteral("n/a") : QString::number(e, 'f', 4);
@@ -98,8 +86,7 @@ ClusterView::ClusterView(Session* session, QWidget* parent) : QWidget(parent), m
     styleAxis(m_sizes->xAxis, tr("Cluster"));
     styleAxis(m_sizes->yAxis, tr("Adapters"));
     m_sizes->xAxis->grid()->setVisible(false);
-    m_sizes->plotLayout()->insertRow(0);
-    m_sizes->plotLayout()->addElement(0, 0, new QCPTextElement(m_sizes, tr("Cluster sizes"), plotFont(1)));
+    addTitle(m_sizes, tr("Cluster sizes"));
     connect(m_sizes, &QCustomPlot::plottableClick, this, [this](QCPAbstractPlottable* p, int, QMouseEvent*) {
         bool ok = false;
         const int cluster = p->property("cluster").toInt(&ok);

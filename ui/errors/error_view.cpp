@@ -7,6 +7,7 @@
 #include "engine/compress/rank_sweep.hpp"
 #include "ui/common/engine_host.hpp"
 #include "ui/common/engine_job.hpp"
+#include "ui/common/plot_style.hpp"
 #include "ui/errors/error_stats.hpp"
 #include "ui/fleet/fleet_store.hpp"
 #include "ui/workspace/session.hpp"
@@ -33,26 +34,6 @@ namespace {
 
 constexpr std::uint64_t kSweepSeed = 0x5eedu;
 constexpr int kSweepClusterIterations = 4; // a quick estimate, not the final clustering
-
-QFont plotFont(int pointSizeDelta = 0) {
-    QFont f;
-    f.setPointSize(std::max(8, f.pointSize() + pointSizeDelta));
-    return f;
-}
-
-void styleAxis(QCPAxis* axis, const QString& label) {
-    axis->setLabel(label);
-    axis->setLabelFont(plotFont(1));
-    axis->setTickLabelFont(plotFont());
-    axis->grid()->setPen(QPen(QColor(220, 220, 220), 1, Qt::DotLine));
-}
-
-void addTitle(QCustomPlot* plot, const QString& title) {
-    plot->plotLayout()->insertRow(0);
-    auto* text = new QCPTextElement(plot, title, plotFont(1));
-    text->setObjectName(QStringLiteral("title"));
-    plot->plotLayout()->addElement(0, 0, text);
-}
 
 // Compact error text: fixed point for ordinary values, scientific for the tiny ones of exact fits.
 QString errorLabel(double e) {

@@ -1,6 +1,7 @@
 // ServeView (see serve_view.hpp).
 #include "ui/serve/serve_view.hpp"
 
+#include "ui/common/plot_style.hpp"
 #include "ui/common/text_format.hpp"
 #include "ui/serve/serve_controller.hpp"
 #include "ui/serve/serve_resources.hpp"
@@ -45,26 +46,6 @@ const QColor kBlue(0x4e, 0x79, 0xa7), kOrange(0xf2, 0x8e, 0x2b), kRed(0xe1, 0x57
     kTeal(0x76, 0xb7, 0xb2), kGreen(0x59, 0xa1, 0x4f), kYellow(0xed, 0xc9, 0x48), kPurple(0xb0, 0x7a, 0xa1),
     kGrey(0xba, 0xb0, 0xac);
 
-QFont plotFont(int pointSizeDelta = 0) {
-    QFont f;
-    f.setPointSize(std::max(7, f.pointSize() + pointSizeDelta));
-    return f;
-}
-
-void styleAxis(QCPAxis* axis, const QString& label) {
-    axis->setLabel(label);
-    axis->setLabelFont(plotFont(-1));
-    axis->setTickLabelFont(plotFont(-1));
-    axis->grid()->setPen(QPen(QColor(225, 225, 225), 1, Qt::DotLine));
-}
-
-void addTitle(QCustomPlot* plot, const QString& title) {
-    plot->plotLayout()->insertRow(0);
-    auto* text = new QCPTextElement(plot, title, plotFont(1));
-    text->setObjectName(QStringLiteral("title"));
-    plot->plotLayout()->addElement(0, 0, text);
-}
-
 QCPGraph* addLine(QCustomPlot* plot, const QString& name, const QColor& color,
                   Qt::PenStyle style = Qt::SolidLine, QCPAxis* valueAxis = nullptr) {
     QCPGraph* g = plot->addGraph(plot->xAxis, valueAxis ? valueAxis : plot->yAxis);
@@ -76,7 +57,7 @@ QCPGraph* addLine(QCustomPlot* plot, const QString& name, const QColor& color,
 // A one-line legend between the title and the axes, so it never hides the newest data.
 void setupLegend(QCustomPlot* plot) {
     plot->legend->setVisible(true);
-    plot->legend->setFont(plotFont(-2));
+    plot->legend->setFont(plotFont(-2, 7));
     plot->legend->setBrush(Qt::NoBrush);
     plot->legend->setBorderPen(Qt::NoPen);
     plot->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
@@ -357,25 +338,25 @@ void ServeView::setupPlots() {
         p->setMinimumSize(320, 200);
         p->setNotAntialiasedElements(QCP::aeAll);
         p->setAntialiasedElements(QCP::aePlottables);
-        styleAxis(p->xAxis, tr("time since start (s)"));
+        styleAxis(p->xAxis, tr("time since start (s)"), -1, -1);
     }
     addTitle(m_throughput, tr("Throughput"));
-    styleAxis(m_throughput->yAxis, tr("tokens/s"));
-    styleAxis(m_throughput->yAxis2, tr("requests/s"));
+    styleAxis(m_throughput->yAxis, tr("tokens/s"), -1, -1);
+    styleAxis(m_throughput->yAxis2, tr("requests/s"), -1, -1);
     m_throughput->yAxis2->setVisible(true);
     addLine(m_throughput, tr("output tokens/s"), kBlue);
     addLine(m_throughput, tr("prompt tokens/s"), kTeal, Qt::DashLine);
     addLine(m_throughput, tr("requests/s (right)"), kOrange, Qt::SolidLine, m_throughput->yAxis2);
 
     addTitle(m_latency, tr("Latency percentiles"));
-    styleAxis(m_latency->yAxis, tr("ms"));
+    styleAxis(m_latency->yAxis, tr("ms"), -1, -1);
     addLine(m_latency, tr("TTFT p50"), kGreen);
     addLine(m_latency, tr("TTFT p99"), kGreen, Qt::DashLine);
     addLine(m_latency, tr("e2e p50"), kPurple);
     addLine(m_latency, tr("e2e p99"), kPurple, Qt::DashLine);
 
     addTitle(m_memory, tr("Memory by kind (stacked)"));
-    styleAxis(m_memory->yAxis, tr("MiB"));
+    styleAxis(m_memory->yAxis, tr("MiB"), -1, -1);
     const QList<QPair<QString, QColor>> layers = {{tr("weights"), kBlue},
                                                   {tr("KV cache in use"), kOrange},
                                                   {tr("adapters"), kGreen},
@@ -393,8 +374,8 @@ void ServeView::setupPlots() {
     }
 
     addTitle(m_adapters, tr("Adapters"));
-    styleAxis(m_adapters->yAxis, tr("active adapters (last 2 s)"));
-    styleAxis(m_adapters->yAxis2, tr("cache hit rate %"));
+    styleAxis(m_adapters->yAxis, tr("active adapters (last 2 s)"), -1, -1);
+    styleAxis(m_adapters->yAxis2, tr("cache hit rate %"), -1, -1);
     m_adapters->yAxis2->setVisible(true);
     m_adapters->yAxis2->setRange(0, 105);
     addLine(m_adapters, tr("active adapters"), kBlue);
