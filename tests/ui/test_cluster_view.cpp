@@ -83,22 +83,11 @@ bank::compressed_bank largeBank(int n, int k, int r) {
     return b;
 }
 
-// Distinct colours in an image (capped): a blank or single-colour rendering has one or two.
-int distinctColors(const QImage& image) {
-    std::set<QRgb> colors;
-    for (int y = 0; y < image.height(); y += 3)
-        for (int x = 0; x < image.width(); x += 3) {
-            colors.insert(image.pixel(x, y));
-            if (colors.size() > 200) return 200;
-        }
-    return int(colors.size());
-}
-
 void saveShot(QWidget& w, const QString& name) {
     const QImage image = w.grab().toImage();
     QVERIFY(!image.isNull());
     QCOMPARE(image.size(), w.size() * w.devicePixelRatioF());
-    QVERIFY2(distinctColors(image) > 20, "the rendering looks blank");
+    QVERIFY2(test::distinctColours(image) > 20, "the rendering looks blank");
     const QString dir = qEnvironmentVariable("LORAFLEET_TEST_SHOTS");
     if (!dir.isEmpty()) QVERIFY(image.save(dir + "/" + name));
 }

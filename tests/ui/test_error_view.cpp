@@ -22,26 +22,15 @@
 
 #include <cmath>
 #include <map>
-#include <set>
 
 using namespace lorafleet;
 
 namespace {
 
-int distinctColors(const QImage& image) {
-    std::set<QRgb> colors;
-    for (int y = 0; y < image.height(); y += 3)
-        for (int x = 0; x < image.width(); x += 3) {
-            colors.insert(image.pixel(x, y));
-            if (colors.size() > 200) return 200;
-        }
-    return int(colors.size());
-}
-
 void saveShot(QWidget& w, const QString& name) {
     const QImage image = w.grab().toImage();
     QVERIFY(!image.isNull());
-    QVERIFY2(distinctColors(image) > 20, "the rendering looks blank");
+    QVERIFY2(test::distinctColours(image) > 20, "the rendering looks blank");
     const QString dir = qEnvironmentVariable("LORAFLEET_TEST_SHOTS");
     if (!dir.isEmpty()) QVERIFY(image.save(dir + "/" + name));
 }

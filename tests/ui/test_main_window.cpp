@@ -33,16 +33,9 @@
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
-namespace {
+#include <limits>
 
-// Not a blank image: more than a handful of distinct colours on a 7-pixel grid.
-int colourCount(const QImage& img) {
-    QSet<QRgb> colours;
-    for (int y = 0; y < img.height(); y += 7)
-        for (int x = 0; x < img.width(); x += 7)
-            colours.insert(img.pixel(x, y));
-    return int(colours.size());
-}
+namespace {
 
 void keep(const QImage& img, const QString& name) {
     const QString dir = qEnvironmentVariable("LORAFLEET_SCREENSHOT_DIR");
@@ -82,7 +75,7 @@ private slots:
         const QImage img = w.grab().toImage();
         QVERIFY(img.width() >= 1280 && img.height() >= 800);
         // Not a blank image: the tab bar and status text draw pixels of more than one colour.
-        QVERIFY(colourCount(img) > 3);
+        QVERIFY(lorafleet::test::distinctColours(img, 7, std::numeric_limits<int>::max()) > 3);
         keep(img, "empty.png");
     }
     void statusBarNamesBackend() {
@@ -142,7 +135,7 @@ private slots:
         QApplication::processEvents();
         const QImage img = w.grab().toImage();
         QVERIFY(img.width() >= 1280 && img.height() >= 800);
-        QVERIFY(colourCount(img) > 20);
+        QVERIFY(lorafleet::test::distinctColours(img, 7, std::numeric_limits<int>::max()) > 20);
         keep(img, "demo_fleet.png");
 
         // Filter, then remove the selection with the Delete action (Edit > Remove Selected Adapters).
@@ -197,8 +190,11 @@ private slots:
             QVERIFY2(img.width() >= 1280 && img.height() >= 800, qPrintable(key));
             // Views with data draw many colours; the Serve placeholder only its text.
             const int minColours = key == "serve" ? 3 : 20;
-            QVERIFY2(colourCount(img) > minColours,
-                     qPrintable(QString("%1: %2 colours").arg(key).arg(colourCount(img))));
+            QVERIFY2(lorafleet::test::distinctColours(img, 7, std::numeric_limits<int>::max()) > minColours,
+                     qPrintable(QString("%1: %2 colours")
+                                    .arg(key)
+                                    .arg(lorafleet::test::distinctColours(img, 7,
+                                                                          std::numeric_limits<int>::max()))));
             keep(img, key + ".png");
         }
 

@@ -9,6 +9,8 @@
 #include "ui/workspace/session.hpp"
 
 #include <QCoreApplication>
+#include <QImage>
+#include <QSet>
 #include <QSignalSpy>
 #include <QStandardPaths>
 #include <QtTest/QtTest>
@@ -57,6 +59,18 @@ inline bool waitForImport(ui::Session& session, int timeoutMs = 120'000) {
     if (!session.isBusy()) return true;
     QSignalSpy idle(session.importer(), &ui::ImportController::idle);
     return idle.wait(timeoutMs) || !session.isBusy();
+}
+
+// Distinct colours of `image` sampled on a `step`-pixel grid, counted up to `cap`: a blank or
+// single-colour rendering has one or two, a chart or a populated view many.
+inline int distinctColours(const QImage& image, int step = 3, int cap = 200) {
+    QSet<QRgb> colours;
+    for (int y = 0; y < image.height(); y += step)
+        for (int x = 0; x < image.width(); x += step) {
+            colours.insert(image.pixel(x, y));
+            if (colours.size() >= cap) return cap;
+        }
+    return int(colours.size());
 }
 
 } // namespace lorafleet::test
