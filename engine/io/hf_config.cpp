@@ -7,6 +7,7 @@
 #include "engine/io/hf_config.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/io/json_document.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -44,12 +45,6 @@ std::string supported_list() {
     for (const auto& f : supported_families)
         out += (out.empty() ? "" : ", ") + std::string(f.model_type);
     return out;
-}
-
-const json* find_non_null(const json& j, const char* key) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return nullptr;
-    return &*it;
 }
 
 // An integer key in [1, max_dimension]; nullopt when absent or null.
@@ -181,16 +176,7 @@ std::vector<std::string> model_geometry::linear_modules() const {
 }
 
 model_geometry parse_hf_config(std::string_view json_text, const std::string& where) {
-    json j;
-    try {
-        j = json::parse(json_text);
-    } catch (const json::parse_error& e) {
-        std::string what = e.what();
-        if (auto p = what.find("] "); p != std::string::npos)
-            what = what.substr(p + 2); // drop "[json.exception..."
-        throw format_error(where, "not valid JSON: " + what);
-    }
-    if (!j.is_object()) throw format_error(where, "a config.json must hold a JSON object");
+    const json j = parse_json_object<json>(json_text, where, "a config.json");
 
     model_geometry g;
     g.name = where;

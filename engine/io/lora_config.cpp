@@ -4,6 +4,7 @@
 #include "engine/io/lora_config.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/io/json_document.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -20,12 +21,6 @@ namespace {
 using json = nlohmann::ordered_json;
 
 constexpr std::uintmax_t max_config_bytes = 16u << 20; // an adapter_config.json is a few kB
-
-const json* find_non_null(const json& j, const char* key) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return nullptr;
-    return &*it;
-}
 
 [[noreturn]] void wrong_type(const std::string& where, const std::string& key, const char* expected,
                              const json& got) {
@@ -201,16 +196,7 @@ lora_module_scale lora_config::scale_for(std::string_view module_path) const {
 }
 
 lora_config parse_lora_config(std::string_view json_text, const std::string& where) {
-    json j;
-    try {
-        j = json::parse(json_text);
-    } catch (const json::parse_error& e) {
-        std::string what = e.what();
-        if (auto p = what.find("] "); p != std::string::npos)
-            what = what.substr(p + 2); // drop "[json.exception..."
-        throw format_error(where, "not valid JSON: " + what);
-    }
-    if (!j.is_object()) throw format_error(where, "an adapter_config.json must hold a JSON object");
+    const json j = parse_json_object<json>(json_text, where, "an adapter_config.json");
 
     lora_config c;
     c.source = where;
