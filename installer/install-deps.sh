@@ -8,6 +8,7 @@ packages=(
     qt6-base-dev qt6-svg-dev libqt6svg6 qt6-qpa-plugins
     libqcustomplot-dev libqcustomplot2.1-qt6
     nlohmann-json3-dev libopenblas-dev liblapacke-dev libsentencepiece-dev libcpp-httplib-dev
+    libicu-dev                               # Unicode classes and NFC for byte-level BPE tokenizers
     clang libclang-rt-14-dev                 # libFuzzer target for the safetensors header parser
     xvfb xauth x11-utils imagemagick         # screenshots of the console under a virtual display
     dpkg-dev file                            # cpack's .deb generator (dpkg-shlibdeps)

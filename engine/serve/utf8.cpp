@@ -1,4 +1,4 @@
-// UTF-8 scanning shared by the three helpers: classify the sequence starting at a byte as valid (with its
+// UTF-8 scanning shared by the helpers: classify the sequence starting at a byte as valid (with its
 // length), incomplete (a valid prefix cut by the end of input) or invalid.
 #include "engine/serve/utf8.hpp"
 
@@ -64,6 +64,22 @@ std::string sanitize_utf8(std::string_view s) {
         }
     }
     return out;
+}
+
+code_point next_code_point(std::string_view s, std::size_t i) {
+    const seq_result r = classify(s, i);
+    if (r.state != seq_state::valid) return {U'\uFFFD', 1};
+    const auto b = [&](std::size_t k) { return char32_t(static_cast<unsigned char>(s[i + k])); };
+    switch (r.length) {
+    case 1:
+        return {b(0), 1};
+    case 2:
+        return {((b(0) & 0x1F) << 6) | (b(1) & 0x3F), 2};
+    case 3:
+        return {((b(0) & 0x0F) << 12) | ((b(1) & 0x3F) << 6) | (b(2) & 0x3F), 3};
+    default:
+        return {((b(0) & 0x07) << 18) | ((b(1) & 0x3F) << 12) | ((b(2) & 0x3F) << 6) | (b(3) & 0x3F), 4};
+    }
 }
 
 std::string take_complete_utf8(std::string& pending) {
