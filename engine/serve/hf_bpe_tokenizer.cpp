@@ -1,17 +1,25 @@
-// A HuggingFace `tokenizer.json` tokenizer with a BPE model (Llama/Mistral/TinyStories style): the parts of
+// A HuggingFace `tokenizer.json` tokenizer with a BPE model, in both families: SentencePiece-style
+// (Llama 2/Mistral/TinyStories: Metaspace, byte fallback) and byte-level (GPT-2/Llama 3/Qwen2). The parts of
 // the file it runs are parsed into small step lists, and anything else in the file is refused with
 // unsupported_error naming it, because a silently skipped normalizer or pre-tokenizer gives wrong ids.
-// Supported: normalizers Prepend, Replace (string patterns), Sequence; pre-tokenizer Metaspace (alone or
-// in a Sequence); BPE with merges by rank, unk with fuse_unk, byte_fallback to <0xXX> pieces when the
-// vocabulary has them (else unk), ignore_merges; added tokens (lstrip/rstrip); TemplateProcessing (and
-// the no-op ByteLevel processor); decoders Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence.
-// Not yet: byte-level BPE (GPT-2 / Llama 3 / Qwen2: ByteLevel pre-tokenizer with its regex), Unicode
-// normalization forms, WordPiece and Unigram models.
-// Text is split on added tokens first and each remaining section is normalized on its own (as the
-// reference tokenizers.js does); BPE merges follow the Rust implementation: repeatedly merge the pair of
-// lowest rank, leftmost first.
+// Supported: normalizers Prepend, Replace (string patterns), NFC, Sequence; pre-tokenizers Metaspace
+// (alone or in a Sequence), or byte-level: ByteLevel (add_prefix_space, use_regex = the GPT-2 regex)
+// after any number of Split steps whose regex is one engine/serve/pretokenizer_split.hpp recognises
+// (GPT-2, Llama 3, Qwen2; behavior Isolated, not inverted); BPE with merges ("a b" or ["a", "b"]) by rank,
+// unk with fuse_unk, byte_fallback to <0xXX> pieces when the vocabulary has them (else unk),
+// ignore_merges; added tokens (lstrip/rstrip); TemplateProcessing (and the no-op ByteLevel processor);
+// decoders Replace, ByteFallback, Fuse, Strip, Metaspace, ByteLevel, Sequence.
+// Not supported: other Split regexes or String patterns, other Split behaviours, Metaspace mixed with
+// ByteLevel, normalization forms other than NFC, Lowercase/Strip normalizers, WordPiece and Unigram models.
+// Text is split on added tokens first and each remaining section is normalized and pre-tokenized on its
+// own (as the Rust library and tokenizers.js do); with ByteLevel each pre-token's bytes are mapped to
+// GPT-2's byte characters (engine/serve/byte_level.hpp) before BPE. BPE merges follow the Rust
+// implementation: repeatedly merge the pair of lowest rank, leftmost first.
 #include "engine/core/error.hpp"
+#include "engine/serve/byte_level.hpp"
+#include "engine/serve/pretokenizer_split.hpp"
 #include "engine/serve/tokenizer.hpp"
+#include "engine/serve/unicode_text.hpp"
 #include "engine/serve/utf8.hpp"
 
 #include <nlohmann/json.hpp>
@@ -71,7 +79,7 @@ bool is_space(char c) {
 
 // ---- The parsed pipeline --------------------------------------------------------------------------------
 struct normalizer_step {
-    enum class kind { prepend, replace } type;
+    enum class kind { prepend, replace, nfc } type;
     std::string pattern; // replace: what to find
     std::string content; // prepend: the prefix; replace: the replacement
 };
@@ -84,8 +92,16 @@ struct metaspace_pre {
     bool split = true;
 };
 
+// One step of a byte-level pre-tokenizer pipeline, applied to every piece the steps before it left.
+struct pre_step {
+    enum class kind { split, byte_level } type;
+    split_pattern pattern = split_pattern::gpt2; // split
+    bool add_prefix_space = false; // byte_level: a space before each piece not starting with one
+    bool use_regex = true;         // byte_level: split with the GPT-2 regex before mapping
+};
+
 struct decoder_step {
-    enum class kind { replace, byte_fallback, fuse, strip, metaspace } type;
+    enum class kind { replace, byte_fallback, fuse, strip, metaspace, byte_level } type;
     std::string pattern, content;   // replace: pattern -> content; strip: content; metaspace: replacement
     int start = 0, stop = 0;        // strip
     bool strip_first_space = false; // metaspace: prepend_scheme != never
@@ -124,6 +140,7 @@ private:
     void parse_decoder(const json& d);
 
     void encode_section(std::string_view text, bool first_section, std::vector<int>& out) const;
+    void encode_pieces(std::string text, std::vector<int>& out) const;
     void bpe(std::string_view word, std::vector<int>& out) const;
     std::string decode_impl(std::span<const int> ids, bool at_start, bool at_end, bool skip_special) const;
     [[noreturn]] void unsupported(const std::string& what) const { throw unsupported_error(m_where, what); }
@@ -142,6 +159,8 @@ private:
     std::vector<added_token> m_added;
     std::vector<normalizer_step> m_normalizer;
     std::optional<metaspace_pre> m_metaspace;
+    std::vector<pre_step> m_pre_steps; // Split... then ByteLevel; empty when Metaspace (or nothing) runs
+    bool m_byte_level = false;         // the pipeline ends in ByteLevel
     bool m_has_template = false;
     std::vector<int> m_template_prefix, m_template_suffix; // ids around a single sequence
     bool m_has_decoder = false;
@@ -210,6 +229,8 @@ HfBpeTokenizer::HfBpeTokenizer(const json& j, const std::string& where, special_
     });
     if (auto it = j.find("normalizer"); it != j.end()) parse_normalizer(*it);
     if (auto it = j.find("pre_tokenizer"); it != j.end()) parse_pre_tokenizer(*it);
+    if (m_metaspace && !m_pre_steps.empty())
+        unsupported("a Metaspace pre-tokenizer together with Split/ByteLevel is not supported");
     if (auto it = j.find("post_processor"); it != j.end()) parse_post_processor(*it);
     if (auto it = j.find("decoder"); it != j.end()) parse_decoder(*it);
     // Without config files, the template's first special token is the BOS it adds.
@@ -301,6 +322,8 @@ void HfBpeTokenizer::parse_normalizer(const json& n) {
     } else if (type == "Replace") {
         m_normalizer.push_back({normalizer_step::kind::replace, string_pattern(n, m_where),
                                 field(n, "content", m_where).get<std::string>()});
+    } else if (type == "NFC") {
+        m_normalizer.push_back({normalizer_step::kind::nfc, "", ""});
     } else {
         unsupported("normalizer '" + type + "' is not supported");
     }
@@ -320,8 +343,33 @@ void HfBpeTokenizer::parse_pre_tokenizer(const json& p) {
         m.prepend = parse_prepend(p);
         m.split = p.value("split", true);
         m_metaspace = m;
+    } else if (type == "ByteLevel") {
+        if (m_byte_level) unsupported("more than one ByteLevel pre-tokenizer");
+        pre_step s{pre_step::kind::byte_level};
+        s.add_prefix_space = p.value("add_prefix_space", true); // the library's defaults
+        s.use_regex = p.value("use_regex", true);
+        m_pre_steps.push_back(s);
+        m_byte_level = true;
+    } else if (type == "Split") {
+        if (m_byte_level) unsupported("a Split pre-tokenizer after ByteLevel is not supported");
+        const json& pattern = field(p, "pattern", m_where);
+        if (!pattern.is_object() || !pattern.contains("Regex") || !pattern["Regex"].is_string())
+            unsupported("Split pre-tokenizer pattern " + pattern.dump() +
+                        " is not supported (only the GPT-2, Llama 3 and Qwen2 regexes)");
+        const std::string regex = pattern["Regex"].get<std::string>();
+        const auto known = recognise_split_pattern(regex);
+        if (!known)
+            unsupported("Split pre-tokenizer regex '" + regex +
+                        "' is not supported (only the GPT-2, Llama 3 and Qwen2 regexes)");
+        const std::string behavior = p.value("behavior", std::string("Isolated"));
+        if (behavior != "Isolated")
+            unsupported("Split pre-tokenizer behavior '" + behavior + "' is not supported (only Isolated)");
+        if (p.value("invert", false)) unsupported("an inverted Split pre-tokenizer is not supported");
+        pre_step s{pre_step::kind::split};
+        s.pattern = *known;
+        m_pre_steps.push_back(s);
     } else {
-        unsupported("pre-tokenizer '" + type + "' is not supported (byte-level BPE is not implemented yet)");
+        unsupported("pre-tokenizer '" + type + "' is not supported");
     }
 }
 
@@ -382,6 +430,8 @@ void HfBpeTokenizer::parse_decoder(const json& d) {
         s.type = decoder_step::kind::metaspace;
         s.content = d.value("replacement", std::string(default_metaspace));
         s.strip_first_space = parse_prepend(d) != prepend_scheme::never;
+    } else if (type == "ByteLevel") {
+        s.type = decoder_step::kind::byte_level; // its options only matter for offsets
     } else {
         unsupported("decoder '" + type + "' is not supported");
     }
@@ -454,9 +504,15 @@ void HfBpeTokenizer::encode_section(std::string_view section, bool first_section
     for (const auto& n : m_normalizer) {
         if (n.type == normalizer_step::kind::prepend) {
             if (!text.empty()) text.insert(0, n.content);
+        } else if (n.type == normalizer_step::kind::nfc) {
+            text = to_nfc(text);
         } else {
             text = replace_all(text, n.pattern, n.content);
         }
+    }
+    if (!m_pre_steps.empty()) {
+        encode_pieces(std::move(text), out);
+        return;
     }
     if (!m_metaspace) {
         bpe(text, out);
@@ -480,6 +536,34 @@ void HfBpeTokenizer::encode_section(std::string_view section, bool first_section
         begin = p;
     }
     if (begin < text.size()) bpe(std::string_view(text).substr(begin), out);
+}
+
+// The byte-level pipeline: each step cuts every piece further; ByteLevel then maps each piece's bytes to
+// their characters, which is the alphabet the vocabulary is written in.
+void HfBpeTokenizer::encode_pieces(std::string text, std::vector<int>& out) const {
+    std::vector<std::string> pieces;
+    pieces.push_back(std::move(text));
+    for (const pre_step& s : m_pre_steps) {
+        std::vector<std::string> next;
+        for (std::string& piece : pieces) {
+            if (piece.empty()) continue;
+            if (s.type == pre_step::kind::split) {
+                for (std::string_view v : split_pretokens(s.pattern, piece))
+                    next.emplace_back(v);
+                continue;
+            }
+            if (s.add_prefix_space && piece[0] != ' ') piece.insert(0, 1, ' ');
+            if (s.use_regex) {
+                for (std::string_view v : split_pretokens(split_pattern::gpt2, piece))
+                    next.push_back(byte_level_encode(v));
+            } else {
+                next.push_back(byte_level_encode(piece));
+            }
+        }
+        pieces = std::move(next);
+    }
+    for (const std::string& piece : pieces)
+        bpe(piece, out);
 }
 
 void HfBpeTokenizer::bpe(std::string_view word, std::vector<int>& out) const {
@@ -636,6 +720,16 @@ std::string HfBpeTokenizer::decode_impl(std::span<const int> ids, bool at_start,
                         t.erase(t.size() - s.content.size());
             }
             break;
+        case decoder_step::kind::byte_level: {
+            // Per token: its characters back to bytes, or the token as written when some character is not
+            // a byte character (an added token like " foo"); then one string, as the library returns.
+            std::string all;
+            for (const auto& t : toks)
+                if (!byte_level_decode(t, all)) all += t;
+            toks.assign(1, std::move(all));
+            fused = true;
+            break;
+        }
         case decoder_step::kind::metaspace:
             for (std::size_t i = 0; i < toks.size(); ++i) {
                 toks[i] = replace_all(toks[i], s.content, " ");

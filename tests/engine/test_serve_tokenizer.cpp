@@ -262,11 +262,11 @@ private slots:
             QVERIFY2(msg.contains(needle), qPrintable(QString(what) + ": " + msg));
         };
         refuse(
-            "byte-level",
+            "bert-pre",
             [](auto& k) {
-                k["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}};
+                k["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
             },
-            "ByteLevel");
+            "BertPreTokenizer");
         refuse(
             "nfkc",
             [](auto& k) {
