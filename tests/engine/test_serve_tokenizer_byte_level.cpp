@@ -267,10 +267,12 @@ private slots:
         fs::copy_file(data_dir() / "byte_level_llama3.json", dir / "tokenizer.json");
         std::ofstream(dir / "tokenizer_config.json")
             << R"({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"})";
-        std::ofstream(dir / "generation_config.json") << R"({"eos_token_id": [1001, 1004]})";
+        std::ofstream(dir / "generation_config.json") << R"({"eos_token_id": [1002, 1005]})";
         const auto tok = load_tokenizer(dir);
         QCOMPARE(tok->bos_id(), *tok->token_id("<|begin_of_text|>"));
-        QVERIFY(tok->is_eos(1001) && tok->is_eos(1004));
+        QCOMPARE(tok->token_id("<|end_of_text|>"), std::optional<int>(1002));
+        QCOMPARE(tok->token_id("<|eot_id|>"), std::optional<int>(1005));
+        QVERIFY(tok->is_eos(1002) && tok->is_eos(1005));
         QCOMPARE(tok->decode(tok->encode("Shall I compare thee?", true)),
                  std::string("Shall I compare thee?"));
     }

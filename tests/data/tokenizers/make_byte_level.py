@@ -4,7 +4,9 @@ run it; they read what it wrote). HuggingFace `tokenizers` (the Rust library, Py
 files were made) is the independent reference for engine/serve's byte-level BPE:
 
   byte_level_llama3.json  trained here: Split(Llama 3 regex, Isolated) + ByteLevel(use_regex false),
-                          ignore_merges, <|begin_of_text|> template, special tokens after the vocabulary
+                          ignore_merges, <|begin_of_text|> template, special tokens after the vocabulary,
+                          whose last word is one no merge reaches (" Shakespeare"): only ignore_merges makes
+                          it one token
   byte_level_gpt2.json    trained here: ByteLevel(add_prefix_space false, use_regex true), <|endoftext|>
   byte_level_gpt2_prefix.json  the GPT-2 file with add_prefix_space true
   byte_level_qwen2.json   the Llama 3 vocabulary re-dressed as Qwen2 ships it: NFC normalizer, Qwen2
@@ -65,20 +67,25 @@ SPLIT_CASES = [
     "end  ", "end \n", "\n", "'", "' s", "\U0001F600\U0001F600 \U0001F600x", "a\u0085\u0085b",
 ]
 SPECIAL_CASES = {
-    "llama3": ["<|begin_of_text|>Hi<|eot_id|>there", "a<|eot_id|>\n\n<|start_header_id|>user<|end_header_id|>"],
+    "llama3": ["<|begin_of_text|>Hi<|eot_id|>there", "a<|eot_id|>\n\n<|start_header_id|>user<|end_header_id|>",
+               "William Shakespeare, Shakespeare's"],
     "gpt2": ["one<|endoftext|>two", "<|endoftext|>"],
     "gpt2_prefix": ["one<|endoftext|>two", "<|endoftext|> after"],
-    "qwen2": ["<|im_start|>user\nHi<|im_end|>\n", "<|endoftext|>"],
+    "qwen2": ["<|im_start|>user\nHi<|im_end|>\n", "<|endoftext|>", "William Shakespeare, Shakespeare's"],
 }
 
 
-def train(pre_tokenizer, ignore_merges, special):
+def train(pre_tokenizer, ignore_merges, special, unmerged_word=None):
     tok = Tokenizer(models.BPE(ignore_merges=ignore_merges))
     tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=1000, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
     tok.train([str(CORPUS)], trainer)
+    if unmerged_word:
+        j = json.loads(tok.to_str())
+        j["model"]["vocab"][unmerged_word] = len(j["model"]["vocab"])
+        tok = Tokenizer.from_str(json.dumps(j))
     tok.add_special_tokens(special)  # after the vocabulary, as Llama 3 and Qwen2 number them
     return tok
 
@@ -89,7 +96,7 @@ def llama3():
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
     ])
     special = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
-    tok = train(pre, True, special)
+    tok = train(pre, True, special, unmerged_word="\u0120Shakespeare")
     bos = tok.token_to_id("<|begin_of_text|>")
     tok.post_processor = processors.Sequence([
         processors.ByteLevel(trim_offsets=False),
