@@ -1,6 +1,6 @@
 // Incremental detokenization for streaming output: feed generated ids one at a time and get back only
-// complete UTF-8 text. A character split across byte-fallback tokens is held back until its last byte
-// arrives; bytes that can never form a character come out as U+FFFD at once. Concatenating every
+// complete UTF-8 text. A character split across byte-fallback or byte-level tokens is held back until its
+// last byte arrives; bytes that can never form a character come out as U+FFFD at once. Concatenating every
 // push() and finish() gives exactly Tokenizer::decode() of the same ids (the tokenizer's decode_bytes
 // contract makes per-token decoding equal to whole-text decoding), except that trailing-strip rules of
 // a tokenizer's decoder do not apply while streaming.

@@ -1,8 +1,8 @@
 // Tokenizers: text <-> token ids for the base model. One abstract interface, two implementations chosen by
-// what the model folder holds: a HuggingFace `tokenizer.json` (BPE, implemented here) and a SentencePiece
-// `tokenizer.model` (through libsentencepiece). BOS/EOS ids and whether BOS/EOS are added come from
-// tokenizer_config.json, config.json and generation_config.json.
-// Decoding contract: decode_bytes() returns raw bytes (byte-fallback pieces may leave a character
+// what the model folder holds: a HuggingFace `tokenizer.json` (BPE, SentencePiece-style or byte-level,
+// implemented here) and a SentencePiece `tokenizer.model` (through libsentencepiece). BOS/EOS ids and whether
+// BOS/EOS are added come from tokenizer_config.json, config.json and generation_config.json. Decoding
+// contract: decode_bytes() returns raw bytes (byte-fallback and byte-level pieces may leave a character
 // incomplete) and is concatenative: decode_bytes(a ++ b, s) == decode_bytes(a, s) ++ decode_bytes(b, false)
 // whenever `a` produces some output, where `s` says whether the ids start the text (start-of-text rules
 // such as dropping the space a Llama tokenizer prepends apply only then). That is what lets decode_stream

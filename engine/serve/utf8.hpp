@@ -1,6 +1,6 @@
-// UTF-8 helpers for decoding: byte-fallback tokens can split one character across several tokens, so text
-// handed to a user must be cut only at complete characters and must never contain invalid sequences.
-// Validity follows RFC 3629 (no overlongs, no surrogates, nothing above U+10FFFF).
+// UTF-8 helpers for decoding: byte-fallback and byte-level tokens can split one character across several
+// tokens, so text handed to a user must be cut only at complete characters and must never contain invalid
+// sequences. Validity follows RFC 3629 (no overlongs, no surrogates, nothing above U+10FFFF).
 #pragma once
 
 #include <string>
