@@ -1,0 +1,78 @@
+// The backend-neutral linear algebra that OpsBackend (ops_backend.hpp) writes JD-Full / JD-Diag against:
+// the few operations whose cost grows with d_out, d_in or the fleet size, over a WORKING SET of one
+// module's adapters. Everything r x r sized stays on the host in the algorithm; what crosses this
+// interface is [d, c] or [R, c] with c ~ r, so a device implementation keeps the factors resident and
+// moves only thin matrices. Implementations: HostLinalgOps (OpenBLAS/LAPACKE, the reference that tests
+// run on the CPU) and CudaLinalgOps (kernels/linalg_device.hpp).
+//
+// Working set: select(batch, members) makes T_u = [B_1 ... B_n] [d_out, R] and T_v = [A_1^T ... A_n^T]
+// [d_in, R] current, member k's columns at layout().offsets[k], R = sum of the members' ranks r_k.
+// `batch` must stay alive and unchanged until the next select(). All results are fp32 (fp32 compute).
+// Thread affinity: one thread at a time (like CompressBackend).
+#pragma once
+
+#include "engine/compress/dense.hpp"
+#include "engine/compress/module_batch.hpp"
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lorafleet::compress {
+
+enum class ops_side { u, v };
+
+struct ops_layout {
+    std::int64_t d_out = 0;
+    std::int64_t d_in = 0;
+    std::vector<std::int64_t> ranks;   // r_k per member
+    std::vector<std::int64_t> offsets; // first column of member k in T (prefix sums of ranks)
+    std::int64_t total = 0;            // R
+
+    std::int64_t dim(ops_side s) const { return s == ops_side::u ? d_out : d_in; }
+    std::size_t size() const { return ranks.size(); }
+};
+
+class LinalgOps {
+public:
+    virtual ~LinalgOps() = default;
+    virtual std::string name() const = 0;
+
+    // Makes `members` (batch positions, in this order) the working set; validates positions.
+    virtual void select(const module_batch& batch, std::span<const std::size_t> members) = 0;
+    const ops_layout& layout() const { return m_layout; }
+
+    // T^T X [R, c] for X [d, c].
+    virtual matrix project(ops_side s, const matrix& x) = 0;
+    // T Z [d, c] for Z [R, c] (member k's rows at offsets[k]).
+    virtual matrix accumulate(ops_side s, const matrix& z) = 0;
+    // T blkdiag(C_1 ... C_n) T^T Q [d, c]; C_k [r_k, r_k] or empty (a zero block).
+    virtual matrix apply_blocks(ops_side s, const std::vector<matrix>& c, const matrix& q) = 0;
+    // T_k^T T_k [r_k, r_k] per member (U side: B_k^T B_k, V side: A_k A_k^T).
+    virtual std::vector<matrix> block_grams(ops_side s) = 0;
+    // X = [T_1 L_1 | ... | T_n L_n] [d, m] (L_k [r_k, w_k], w_k may be 0), E = top-k eigenvectors of
+    // X^T X (descending): returns X E [d, k], k <= m (columns of norm sqrt(lambda_j)).
+    virtual matrix top_small_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t k) = 0;
+    // The top-r eigenvectors of X X^T [d, d] (descending), X as above, accumulated in column chunks.
+    virtual matrix top_large_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t r) = 0;
+    // Thin Householder QR of a [d, c] (d >= c): {Q [d, c], R [c, c]}, LAPACK's sign convention.
+    virtual std::pair<matrix, matrix> qr(matrix a) = 0;
+
+protected:
+    // Fills layout() from the batch (throws shape_mismatch for a position outside it).
+    void set_layout(const module_batch& batch, std::span<const std::size_t> members);
+
+private:
+    ops_layout m_layout;
+};
+
+// Splits a stacked [R, c] result into per-member [r_k, c] matrices, and back.
+std::vector<matrix> split_rows(const ops_layout& layout, const matrix& stacked);
+matrix stack_rows(const ops_layout& layout, const std::vector<matrix>& blocks);
+
+// Column chunk of X for top_large_gram (both implementations use it, so they sum in the same order).
+constexpr std::int64_t ops_large_gram_chunk = 1024;
+
+} // namespace lorafleet::compress

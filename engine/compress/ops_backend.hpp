@@ -1,0 +1,55 @@
+// CompressBackend written once against LinalgOps (linalg_ops.hpp): JD-Full (HOOI with the three eigen
+// strategies), JD-Diag (ALS), projection, residuals and exact errors with the SAME semantics, seeded
+// initialization and step order as CpuBackend, so both agree within fp32 tolerance (bases up to sign,
+// i.e. identical subspaces and reconstructions). The heavy products (over d and the fleet) go through
+// the ops; r x r algebra (objectives, cores, Cholesky solves, Rayleigh-Ritz) runs on the host in double.
+// With HostLinalgOps this is the CPU proof of the GPU path's logic; with CudaLinalgOps it is the CUDA
+// backend (cuda_backend.hpp). Differences from CpuBackend, all exact in exact arithmetic:
+//  - the HOSVD init factors L_i come from an eigendecomposition of the r_i x r_i Gram instead of a QR
+//    of the d x r_i factor (same L L^T; avoids a per-adapter d-sized QR);
+//  - norms and errors use fp32 products of the factors (CpuBackend: double), so an exact fit's error is
+//    ~1e-6 ||dW||^2 instead of ~1e-12.
+// Thread affinity: one thread at a time (the ops' working set is state).
+#pragma once
+
+#include "engine/compress/compress_backend.hpp"
+#include "engine/compress/linalg_ops.hpp"
+#include "engine/compress/random.hpp"
+
+#include <memory>
+
+namespace lorafleet::compress {
+
+class OpsBackend final : public CompressBackend {
+public:
+    OpsBackend(std::string name, std::unique_ptr<LinalgOps> ops);
+
+    std::string name() const override { return m_name; }
+    LinalgOps& ops() { return *m_ops; }
+
+    std::vector<double> norms2(const module_batch& batch) override;
+    using CompressBackend::fit_jd_diag;
+    using CompressBackend::fit_jd_full;
+    jd_fit fit_jd_full(const module_batch& batch, std::span<const std::size_t> members,
+                       const jd_options& options, const jd_basis* warm) override;
+    jd_fit fit_jd_diag(const module_batch& batch, std::span<const std::size_t> members,
+                       const jd_options& options, const jd_basis* warm) override;
+    std::vector<matrix> project(const module_batch& batch, const jd_basis& basis,
+                                std::span<const std::size_t> members) override;
+    dmatrix residuals(const module_batch& batch, std::span<const jd_basis* const> bases,
+                      std::span<const std::size_t> adapters) override;
+    std::vector<double> errors(const module_batch& batch, const jd_basis& basis,
+                               std::span<const std::size_t> members, std::span<const matrix> cores) override;
+
+private:
+    // ||dW_k||^2 of the current working set `members` (from batch.norms2 when cached, else from the
+    // block Grams: tr((B^T B)(A A^T))).
+    std::vector<double> working_norms2(const module_batch& batch, std::span<const std::size_t> members);
+    matrix top_subspace(ops_side s, const std::vector<matrix>& factors, std::int64_t r,
+                        eigen_strategy strategy, const matrix* warm, int iterations, rng& fill);
+
+    std::string m_name;
+    std::unique_ptr<LinalgOps> m_ops;
+};
+
+} // namespace lorafleet::compress
