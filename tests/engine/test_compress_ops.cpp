@@ -3,7 +3,9 @@
 // objectives, norms, residuals and errors within fp32 tolerance, for every eigen strategy, both
 // methods, both inits, warm starts, member subsets and bad input. Plus the ops primitives against
 // plain products formed here. This is what proves the CUDA path's logic on machines without a GPU.
+#include "engine/compress/backend_registry.hpp"
 #include "engine/compress/cpu_backend.hpp"
+#include "engine/compress/cuda_backend.hpp"
 #include "engine/compress/host_linalg_ops.hpp"
 #include "engine/compress/ops_backend.hpp"
 #include "tests/engine/test_compress_ops_compare.hpp"
@@ -185,6 +187,20 @@ private slots:
             QVERIFY(std::abs(dense - err[k]) <= 1e-5 * norms[k]);
         }
         QVERIFY(oc::subspace_gap(fit.basis.u, fleet.group_u[0][0]) < 1e-6);
+    }
+
+    void registryReportsWhyCudaIsUnavailable() {
+        std::string reason;
+        if (cuda_backend_usable(&reason)) QSKIP("a CUDA device is usable here (tests/kernels covers it)");
+        QVERIFY(!reason.empty());
+        try {
+            (void)make_compress_backend("cuda");
+            QFAIL("make_compress_backend(\"cuda\") succeeded without a usable device");
+        } catch (const backend_unavailable& e) {
+            QVERIFY2(std::string(e.what()).find(reason) != std::string::npos, e.what());
+        }
+        QCOMPARE(make_compress_backend("auto", 1)->name(), std::string("cpu"));
+        QVERIFY_THROWS_EXCEPTION(usage_error, make_compress_backend("tpu"));
     }
 
     void badInputIsRejected() {

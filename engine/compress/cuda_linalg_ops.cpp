@@ -1,0 +1,383 @@
+// CudaLinalgOps (see cuda_linalg_ops.hpp): the device side of the ops, in the same product order as
+// HostLinalgOps. Device matrices are column-major fp32; T (per side) is [d, R] with member k's columns
+// at layout().offsets[k].
+#include "engine/compress/cuda_linalg_ops.hpp"
+
+#include "engine/core/error.hpp"
+#include "kernels/linalg_device.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <tuple>
+
+namespace lorafleet::compress {
+
+namespace kd = lorafleet::kernels;
+
+namespace {
+
+constexpr std::size_t F = sizeof(float);
+
+// Runs `f`, turning device errors into backend_unavailable("cuda", ...) (the engine's error types).
+template <class Fn> auto guarded(Fn&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const kd::linalg_error& e) {
+        throw backend_unavailable("cuda", e.what());
+    }
+}
+
+struct adapter_key {
+    const float* a = nullptr;
+    const float* b = nullptr;
+    std::int64_t rank = 0;
+    float a0 = 0, a1 = 0, b0 = 0, b1 = 0; // sampled values (first / last)
+    bool operator==(const adapter_key& o) const {
+        return std::tie(a, b, rank) == std::tie(o.a, o.b, o.rank) &&
+               std::memcmp(&a0, &o.a0, 4 * sizeof(float)) == 0;
+    }
+};
+
+} // namespace
+
+struct CudaLinalgOps::state {
+    kd::linalg_context ctx;
+    // Resident batch.
+    std::string name;
+    std::int64_t d_out = -1, d_in = -1;
+    std::vector<adapter_key> keys;
+    std::vector<std::int64_t> all_offsets; // per batch position
+    kd::device_buffer all_u, all_v;        // [d_out, R_all], [d_in, R_all]
+    // Working set (points into all_* when it is the whole batch in order).
+    kd::device_buffer work_u, work_v;
+    const float* cur_u = nullptr;
+    const float* cur_v = nullptr;
+    // Scratch.
+    kd::device_buffer in, out, p, p2, small, x, gram, evals, meta;
+
+    state(std::size_t budget, int device) : ctx(budget, device) {}
+
+    const float* t(ops_side s) const { return s == ops_side::u ? cur_u : cur_v; }
+    float* reserve(kd::device_buffer& b, std::int64_t floats) {
+        b.reserve(ctx, static_cast<std::size_t>(std::max<std::int64_t>(floats, 1)) * F);
+        return b.f32();
+    }
+    float* put(kd::device_buffer& b, const float* host, std::int64_t floats) {
+        float* d = reserve(b, floats);
+        if (floats > 0) kd::upload(ctx, host, d, static_cast<std::size_t>(floats) * F);
+        return d;
+    }
+    matrix get(const float* d, std::int64_t rows, std::int64_t cols) {
+        matrix m(rows, cols);
+        if (!m.data.empty()) kd::download(ctx, d, m.data.data(), m.data.size() * F);
+        return m;
+    }
+};
+
+CudaLinalgOps::CudaLinalgOps(std::size_t budget_bytes, int device) {
+    guarded([&] { m = std::make_unique<state>(budget_bytes, device); });
+}
+
+CudaLinalgOps::~CudaLinalgOps() = default;
+
+std::size_t CudaLinalgOps::budget_bytes() const {
+    return m->ctx.budget_bytes();
+}
+std::size_t CudaLinalgOps::used_bytes() const {
+    return m->ctx.used_bytes();
+}
+
+void CudaLinalgOps::select(const module_batch& batch, std::span<const std::size_t> members) {
+    batch.validate();
+    set_layout(batch, members);
+    guarded([&] {
+        auto& s = *m;
+        std::vector<adapter_key> keys;
+        keys.reserve(batch.size());
+        for (const auto& f : batch.adapters)
+            keys.push_back(
+                {f.a.data(), f.b.data(), f.rank, f.a.front(), f.a.back(), f.b.front(), f.b.back()});
+        if (s.name != batch.name || s.d_out != batch.d_out || s.d_in != batch.d_in || s.keys != keys) {
+            s.keys.clear(); // invalid until the upload completes
+            s.all_offsets.assign(batch.size(), 0);
+            std::int64_t total = 0;
+            for (std::size_t p = 0; p < batch.size(); ++p) {
+                s.all_offsets[p] = total;
+                total += batch.adapters[p].rank;
+            }
+            float* av = s.reserve(s.all_v, batch.d_in * total);
+            float* au = s.reserve(s.all_u, batch.d_out * total);
+            // lora_A [r, d_in] row-major == A^T column-major: concatenation is T_v as is.
+            for (std::size_t p = 0; p < batch.size(); ++p)
+                kd::upload(s.ctx, batch.adapters[p].a.data(), av + batch.d_in * s.all_offsets[p],
+                           batch.adapters[p].a.size() * F);
+            // lora_B [d_out, r] row-major: stage the concatenation in `x`, gather-transpose into T_u.
+            float* raw = s.reserve(s.x, batch.d_out * total);
+            for (std::size_t p = 0; p < batch.size(); ++p)
+                kd::upload(s.ctx, batch.adapters[p].b.data(), raw + batch.d_out * s.all_offsets[p],
+                           batch.adapters[p].b.size() * F);
+            std::vector<std::int64_t> meta(static_cast<std::size_t>(3 * total));
+            for (std::size_t p = 0; p < batch.size(); ++p)
+                for (std::int64_t j = 0; j < batch.adapters[p].rank; ++j) {
+                    const auto c = static_cast<std::size_t>(s.all_offsets[p] + j);
+                    meta[c] = batch.d_out * s.all_offsets[p];
+                    meta[static_cast<std::size_t>(total) + c] = batch.adapters[p].rank;
+                    meta[static_cast<std::size_t>(2 * total) + c] = j;
+                }
+            s.meta.reserve(s.ctx, std::max<std::size_t>(meta.size(), 1) * sizeof(std::int64_t));
+            if (!meta.empty())
+                kd::upload(s.ctx, meta.data(), s.meta.data(), meta.size() * sizeof(std::int64_t));
+            const auto* mp = static_cast<const std::int64_t*>(s.meta.data());
+            kd::gather_transposed_blocks(s.ctx, raw, au, batch.d_out, total, mp, mp + total, mp + 2 * total);
+            s.ctx.synchronize();
+            s.name = batch.name;
+            s.d_out = batch.d_out;
+            s.d_in = batch.d_in;
+            s.keys = std::move(keys);
+        }
+        bool whole = members.size() == batch.size();
+        for (std::size_t k = 0; whole && k < members.size(); ++k)
+            whole = members[k] == k;
+        if (whole) {
+            s.cur_u = s.all_u.f32();
+            s.cur_v = s.all_v.f32();
+            return;
+        }
+        const auto& l = layout();
+        float* wu = s.reserve(s.work_u, batch.d_out * l.total);
+        float* wv = s.reserve(s.work_v, batch.d_in * l.total);
+        for (std::size_t k = 0; k < members.size(); ++k) {
+            const auto from = s.all_offsets[members[k]], r = l.ranks[k];
+            kd::copy_device(s.ctx, s.all_u.f32() + batch.d_out * from, wu + batch.d_out * l.offsets[k],
+                            static_cast<std::size_t>(batch.d_out * r) * F);
+            kd::copy_device(s.ctx, s.all_v.f32() + batch.d_in * from, wv + batch.d_in * l.offsets[k],
+                            static_cast<std::size_t>(batch.d_in * r) * F);
+        }
+        s.cur_u = wu;
+        s.cur_v = wv;
+    });
+}
+
+matrix CudaLinalgOps::project(ops_side side, const matrix& x) {
+    const auto& l = layout();
+    check_shape(x.rows == l.dim(side), "ops.project", "basis rows differ from the module dimension");
+    return guarded([&] {
+        auto& s = *m;
+        const auto d = l.dim(side);
+        const float* dx = s.put(s.in, x.data.data(), d * x.cols);
+        float* o = s.reserve(s.out, l.total * x.cols);
+        kd::gemm(s.ctx, kd::mat_op::t, kd::mat_op::n, l.total, x.cols, d, 1.0f, s.t(side), d, dx, d, 0.0f, o,
+                 l.total);
+        return s.get(o, l.total, x.cols);
+    });
+}
+
+matrix CudaLinalgOps::accumulate(ops_side side, const matrix& z) {
+    const auto& l = layout();
+    check_shape(z.rows == l.total, "ops.accumulate", "rows differ from the working set's total rank");
+    return guarded([&] {
+        auto& s = *m;
+        const auto d = l.dim(side);
+        const float* dz = s.put(s.in, z.data.data(), l.total * z.cols);
+        float* o = s.reserve(s.out, d * z.cols);
+        kd::gemm(s.ctx, kd::mat_op::n, kd::mat_op::n, d, z.cols, l.total, 1.0f, s.t(side), d, dz, l.total,
+                 0.0f, o, d);
+        return s.get(o, d, z.cols);
+    });
+}
+
+namespace {
+
+// Maximal runs [first, last) of consecutive members where `same(k - 1, k)` holds and `use(k)`.
+template <class Use, class Same, class Fn> void for_runs(std::size_t n, Use use, Same same, Fn fn) {
+    std::size_t k = 0;
+    while (k < n) {
+        if (!use(k)) {
+            ++k;
+            continue;
+        }
+        std::size_t e = k + 1;
+        while (e < n && use(e) && same(e - 1, e))
+            ++e;
+        fn(k, e);
+        k = e;
+    }
+}
+
+} // namespace
+
+matrix CudaLinalgOps::apply_blocks(ops_side side, const std::vector<matrix>& c, const matrix& q) {
+    const auto& l = layout();
+    check_shape(c.size() == l.size(), "ops.apply_blocks", "one block per member expected");
+    check_shape(q.rows == l.dim(side), "ops.apply_blocks", "rows differ from the module dimension");
+    for (std::size_t k = 0; k < c.size(); ++k)
+        check_shape(c[k].empty() || (c[k].rows == l.ranks[k] && c[k].cols == l.ranks[k]), "ops.apply_blocks",
+                    "block shape");
+    return guarded([&] {
+        auto& s = *m;
+        const auto d = l.dim(side), cols = q.cols, R = std::max<std::int64_t>(l.total, 1);
+        const float* dq = s.put(s.in, q.data.data(), d * cols);
+        float* p = s.reserve(s.p, l.total * cols);
+        float* p2 = s.reserve(s.p2, l.total * cols);
+        kd::gemm(s.ctx, kd::mat_op::t, kd::mat_op::n, l.total, cols, d, 1.0f, s.t(side), d, dq, d, 0.0f, p,
+                 R);
+        kd::fill_zero(s.ctx, p2, static_cast<std::size_t>(l.total * cols) * F);
+        std::vector<std::int64_t> boff(c.size(), 0);
+        std::vector<float> packed;
+        for (std::size_t k = 0; k < c.size(); ++k) {
+            boff[k] = static_cast<std::int64_t>(packed.size());
+            packed.insert(packed.end(), c[k].data.begin(), c[k].data.end());
+        }
+        const float* blocks = s.put(s.small, packed.data(), static_cast<std::int64_t>(packed.size()));
+        for_runs(
+            c.size(), [&](std::size_t k) { return !c[k].empty(); },
+            [&](std::size_t a, std::size_t b) { return l.ranks[a] == l.ranks[b]; },
+            [&](std::size_t first, std::size_t last) {
+                const auto r = l.ranks[first], o = l.offsets[first];
+                kd::gemm_strided_batched(s.ctx, kd::mat_op::n, kd::mat_op::n, r, cols, r, 1.0f,
+                                         blocks + boff[first], r, r * r, p + o, R, r, 0.0f, p2 + o, R, r,
+                                         static_cast<std::int64_t>(last - first));
+            });
+        float* o = s.reserve(s.out, d * cols);
+        kd::gemm(s.ctx, kd::mat_op::n, kd::mat_op::n, d, cols, l.total, 1.0f, s.t(side), d, p2, R, 0.0f, o,
+                 d);
+        return s.get(o, d, cols);
+    });
+}
+
+std::vector<matrix> CudaLinalgOps::block_grams(ops_side side) {
+    const auto& l = layout();
+    return guarded([&] {
+        auto& s = *m;
+        const auto d = l.dim(side);
+        std::vector<std::int64_t> goff(l.size(), 0);
+        std::int64_t total = 0;
+        for (std::size_t k = 0; k < l.size(); ++k) {
+            goff[k] = total;
+            total += l.ranks[k] * l.ranks[k];
+        }
+        float* g = s.reserve(s.out, total);
+        for_runs(
+            l.size(), [](std::size_t) { return true; },
+            [&](std::size_t a, std::size_t b) { return l.ranks[a] == l.ranks[b]; },
+            [&](std::size_t first, std::size_t last) {
+                const auto r = l.ranks[first];
+                const float* t = s.t(side) + d * l.offsets[first];
+                kd::gemm_strided_batched(s.ctx, kd::mat_op::t, kd::mat_op::n, r, r, d, 1.0f, t, d, d * r, t,
+                                         d, d * r, 0.0f, g + goff[first], r, r * r,
+                                         static_cast<std::int64_t>(last - first));
+            });
+        const matrix all = s.get(g, total, 1);
+        std::vector<matrix> out(l.size());
+        for (std::size_t k = 0; k < l.size(); ++k) {
+            out[k] = matrix(l.ranks[k], l.ranks[k]);
+            std::copy_n(all.data.begin() + goff[k], out[k].data.size(), out[k].data.begin());
+        }
+        return out;
+    });
+}
+
+namespace {
+
+// X = [T_k L_k] for members [first, last) into `x` (device, [d, width]); returns the width.
+std::int64_t build_x(CudaLinalgOps::state& s, const float* t, std::int64_t d, const ops_layout& l,
+                     const std::vector<matrix>& factors, std::size_t first, std::size_t last, float* x) {
+    std::vector<float> packed;
+    std::vector<std::int64_t> loff(last - first, 0), xoff(last - first, 0);
+    std::int64_t width = 0;
+    for (std::size_t k = first; k < last; ++k) {
+        loff[k - first] = static_cast<std::int64_t>(packed.size());
+        xoff[k - first] = width;
+        packed.insert(packed.end(), factors[k].data.begin(), factors[k].data.end());
+        width += factors[k].cols;
+    }
+    const float* dl = s.put(s.small, packed.data(), static_cast<std::int64_t>(packed.size()));
+    for_runs(
+        last - first, [&](std::size_t j) { return factors[first + j].cols > 0; },
+        [&](std::size_t a, std::size_t b) {
+            return l.ranks[first + a] == l.ranks[first + b] &&
+                   factors[first + a].cols == factors[first + b].cols;
+        },
+        [&](std::size_t a, std::size_t b) {
+            const auto r = l.ranks[first + a], w = factors[first + a].cols;
+            kd::gemm_strided_batched(s.ctx, kd::mat_op::n, kd::mat_op::n, d, w, r, 1.0f,
+                                     t + d * l.offsets[first + a], d, d * r, dl + loff[a], r, r * w, 0.0f,
+                                     x + d * xoff[a], d, d * w, static_cast<std::int64_t>(b - a));
+        });
+    return width;
+}
+
+} // namespace
+
+matrix CudaLinalgOps::top_small_gram(ops_side side, const std::vector<matrix>& factors, std::int64_t k) {
+    const auto& l = layout();
+    check_shape(factors.size() == l.size(), "ops.top_small_gram", "one factor per member expected");
+    std::int64_t m_width = 0;
+    for (std::size_t i = 0; i < factors.size(); ++i) {
+        check_shape(factors[i].cols == 0 || factors[i].rows == l.ranks[i], "ops.top_small_gram",
+                    "factor rows");
+        m_width += factors[i].cols;
+    }
+    check_shape(k >= 0 && k <= m_width, "ops.top_small_gram", "k exceeds the width of X");
+    const auto d = l.dim(side);
+    if (k == 0) return matrix(d, 0);
+    return guarded([&] {
+        auto& s = *m;
+        float* x = s.reserve(s.x, d * m_width);
+        build_x(s, s.t(side), d, l, factors, 0, factors.size(), x);
+        float* g = s.reserve(s.gram, m_width * m_width);
+        kd::gemm(s.ctx, kd::mat_op::t, kd::mat_op::n, m_width, m_width, d, 1.0f, x, d, x, d, 0.0f, g,
+                 m_width);
+        float* w = s.reserve(s.evals, m_width);
+        kd::syevd(s.ctx, m_width, g, m_width, w);
+        float* e = s.reserve(s.p2, m_width * k);
+        kd::reverse_columns(s.ctx, g + (m_width - k) * m_width, m_width, e, m_width, m_width, k);
+        float* y = s.reserve(s.out, d * k);
+        kd::gemm(s.ctx, kd::mat_op::n, kd::mat_op::n, d, k, m_width, 1.0f, x, d, e, m_width, 0.0f, y, d);
+        return s.get(y, d, k);
+    });
+}
+
+matrix CudaLinalgOps::top_large_gram(ops_side side, const std::vector<matrix>& factors, std::int64_t r) {
+    const auto& l = layout();
+    check_shape(factors.size() == l.size(), "ops.top_large_gram", "one factor per member expected");
+    const auto d = l.dim(side);
+    check_shape(r >= 1 && r <= d, "ops.top_large_gram", "rank outside [1, d]");
+    return guarded([&] {
+        auto& s = *m;
+        float* mm = s.reserve(s.gram, d * d);
+        kd::fill_zero(s.ctx, mm, static_cast<std::size_t>(d * d) * F);
+        std::size_t first = 0;
+        while (first < factors.size()) {
+            std::size_t last = first;
+            std::int64_t width = 0;
+            while (last < factors.size() &&
+                   (width == 0 || width + factors[last].cols <= ops_large_gram_chunk))
+                width += factors[last++].cols;
+            float* x = s.reserve(s.x, d * width);
+            build_x(s, s.t(side), d, l, factors, first, last, x);
+            if (width > 0)
+                kd::gemm(s.ctx, kd::mat_op::n, kd::mat_op::t, d, d, width, 1.0f, x, d, x, d, 1.0f, mm, d);
+            first = last;
+        }
+        float* w = s.reserve(s.evals, d);
+        kd::syevd(s.ctx, d, mm, d, w);
+        float* out = s.reserve(s.out, d * r);
+        kd::reverse_columns(s.ctx, mm + (d - r) * d, d, out, d, d, r);
+        return s.get(out, d, r);
+    });
+}
+
+std::pair<matrix, matrix> CudaLinalgOps::qr(matrix a) {
+    check_shape(a.rows >= a.cols, "ops.qr", "needs rows >= cols");
+    return guarded([&] {
+        auto& s = *m;
+        float* da = s.put(s.in, a.data.data(), a.rows * a.cols);
+        float* dr = s.reserve(s.p2, a.cols * a.cols);
+        kd::qr_thin(s.ctx, a.rows, a.cols, da, a.rows, dr);
+        return std::make_pair(s.get(da, a.rows, a.cols), s.get(dr, a.cols, a.cols));
+    });
+}
+
+} // namespace lorafleet::compress

@@ -1,0 +1,46 @@
+// LinalgOps on a CUDA device through kernels/linalg_device.hpp (cuBLAS / cuSOLVER, fp32). The module's
+// factors are uploaded once per batch (pinned, chunked) and stay resident: T_v = [A_1^T ...] is the
+// concatenated lora_A data as is, T_u = [B_1 ...] is gathered on the device from the concatenated
+// row-major lora_B. A working set that is a subset of the batch is gathered device-to-device. Only thin
+// [d, c] / [R, c] matrices cross PCIe per call. Per-member products run as strided-batched GEMMs over
+// runs of consecutive members with equal shapes (one call per run; one run for a uniform-rank fleet).
+// Residency key: the batch's name, shape, span pointers and a few sampled values; a source must not
+// hand out different data at the same addresses under the same module name.
+// Device errors (including an exhausted --gpu-memory-mb budget) surface as backend_unavailable("cuda",
+// ...) with the CUDA / cuBLAS / cuSOLVER code and message. Thread affinity: one thread at a time.
+#pragma once
+
+#include "engine/compress/linalg_ops.hpp"
+
+#include <cstddef>
+#include <memory>
+
+namespace lorafleet::compress {
+
+class CudaLinalgOps final : public LinalgOps {
+public:
+    // budget_bytes = 0: 90% of the device's free memory. Throws backend_unavailable when the device or
+    // the library handles cannot be set up (or the build has no CUDA).
+    explicit CudaLinalgOps(std::size_t budget_bytes = 0, int device = 0);
+    ~CudaLinalgOps() override;
+
+    std::string name() const override { return "cuda-ops"; }
+    void select(const module_batch& batch, std::span<const std::size_t> members) override;
+    matrix project(ops_side s, const matrix& x) override;
+    matrix accumulate(ops_side s, const matrix& z) override;
+    matrix apply_blocks(ops_side s, const std::vector<matrix>& c, const matrix& q) override;
+    std::vector<matrix> block_grams(ops_side s) override;
+    matrix top_small_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t k) override;
+    matrix top_large_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t r) override;
+    std::pair<matrix, matrix> qr(matrix a) override;
+
+    std::size_t budget_bytes() const;
+    std::size_t used_bytes() const;
+
+    struct state;
+
+private:
+    std::unique_ptr<state> m;
+};
+
+} // namespace lorafleet::compress
