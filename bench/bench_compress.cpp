@@ -8,7 +8,10 @@
 // excluded from the fit time and reported apart.
 //
 // usage: bench_compress [--adapters 100,1000] [--layers 1] [--clusters 1,25] [--methods jd-full,jd-diag]
-//                       [--rank 16] [--dense-adapters 16] [--threads N]
+//                       [--rank 16] [--dense-adapters 16] [--threads N] [--backend cpu|cuda|auto|cpu,cuda]
+//                       [--gpu-memory-mb MB]
+// With two backends (e.g. --backend cuda,cpu) every configuration runs on each and a final table gives
+// the time ratio of the first backend to each other one.
 #include "engine/compress/backend_registry.hpp"
 #include "engine/compress/fleet_compressor.hpp"
 #include "engine/core/random.hpp"
@@ -166,7 +169,9 @@ double dense_baseline_seconds(const module_batch& batch, int rank, int sweeps) {
 
 int main(int argc, char** argv) {
     std::string adapters = "100,1000", clusters = "1,25", methods = "jd-full,jd-diag";
+    std::string backends = "cpu";
     int layers = 1, rank = 16, dense_n = 16, threads = 0;
+    std::size_t gpu_memory_mb = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string k = argv[i], v = argv[i + 1];
         if (k == "--adapters")
@@ -183,46 +188,81 @@ int main(int argc, char** argv) {
             dense_n = std::stoi(v);
         else if (k == "--threads")
             threads = std::stoi(v);
+        else if (k == "--backend")
+            backends = v;
+        else if (k == "--gpu-memory-mb")
+            gpu_memory_mb = std::stoul(v);
         else {
             std::fprintf(stderr, "unknown option %s\n", k.c_str());
             return 2;
         }
     }
-    auto backend = make_compress_backend("cpu", threads);
+    std::vector<std::unique_ptr<CompressBackend>> engines;
+    try {
+        for (const auto& b : split(backends))
+            engines.push_back(make_compress_backend(b, threads, gpu_memory_mb));
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_compress: %s\n", e.what());
+        return 1;
+    }
+    if (engines.empty()) {
+        std::fprintf(stderr, "bench_compress: --backend names no backend\n");
+        return 2;
+    }
+    auto& backend = engines.front();
     const int modules = 3 * layers;
     std::printf(
         "Mistral-7B geometry (q 4096x4096, k/v 1024x4096), rank-16 adapters in 25 planted groups + 5%% "
-        "noise, %d layer(s) = %d modules measured, backend %s\n\n",
-        layers, modules, backend->name().c_str());
-    std::printf("| adapters | method  | clusters | s/module | CPU s/module (incl. generation) | est. 32 "
-                "layers (96 modules) | passes | mean error | "
-                "peak RSS MB | fit / residual / error / features s | generation s (excluded) |\n");
-    std::printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
+        "noise, %d layer(s) = %d modules measured, backend(s) %s\n\n",
+        layers, modules, backends.c_str());
+    std::printf(
+        "| backend | adapters | method  | clusters | s/module | CPU s/module (incl. generation) | est. 32 "
+        "layers (96 modules) | passes | mean error | "
+        "peak RSS MB | fit / residual / error / features s | generation s (excluded) |\n");
+    std::printf("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
+    struct row {
+        std::string config;
+        std::vector<double> seconds; // per backend
+    };
+    std::vector<row> rows;
     for (const auto& n_text : split(adapters))
         for (const auto& method : split(methods))
             for (const auto& k_text : split(clusters)) {
-                const std::size_t n = std::stoul(n_text);
-                const int k = std::stoi(k_text);
-                PlantedStreamSource source(n, 25, layers, 16, 0.05, 7);
-                compress_options opt;
-                opt.jd.method = method == "jd-diag" ? jd_method::diag : jd_method::full;
-                opt.jd.rank = rank;
-                opt.clusters = k;
-                const double cpu0 = cpu_seconds();
-                const auto t0 = std::chrono::steady_clock::now();
-                const auto r = compress_fleet(source, *backend, opt);
-                const double total =
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-                const double compute = total - r.timing.load_s;
-                std::printf(
-                    "| %zu | %s | %d | %.2f | %.2f | %.1f min | %d | %.4f | %.0f | %.1f / %.1f / %.1f / "
-                    "%.1f | %.1f |\n",
-                    n, method.c_str(), r.k, compute / modules, (cpu_seconds() - cpu0) / modules,
-                    compute / modules * 96 / 60.0, r.timing.passes, r.mean_error, peak_rss_mb(),
-                    r.timing.fit_s, r.timing.residual_s, r.timing.error_s, r.timing.feature_s,
-                    r.timing.load_s);
-                std::fflush(stdout);
+                row rw{n_text + " adapters, " + method + ", " + k_text + " clusters", {}};
+                for (auto& engine : engines) {
+                    const std::size_t n = std::stoul(n_text);
+                    const int k = std::stoi(k_text);
+                    PlantedStreamSource source(n, 25, layers, 16, 0.05, 7);
+                    compress_options opt;
+                    opt.jd.method = method == "jd-diag" ? jd_method::diag : jd_method::full;
+                    opt.jd.rank = rank;
+                    opt.clusters = k;
+                    const double cpu0 = cpu_seconds();
+                    const auto t0 = std::chrono::steady_clock::now();
+                    const auto r = compress_fleet(source, *engine, opt);
+                    const double total =
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                    const double compute = total - r.timing.load_s;
+                    rw.seconds.push_back(compute);
+                    std::printf(
+                        "| %s | %zu | %s | %d | %.2f | %.2f | %.1f min | %d | %.4f | %.0f | %.1f / %.1f / "
+                        "%.1f / %.1f | %.1f |\n",
+                        engine->name().c_str(), n, method.c_str(), r.k, compute / modules,
+                        (cpu_seconds() - cpu0) / modules, compute / modules * 96 / 60.0, r.timing.passes,
+                        r.mean_error, peak_rss_mb(), r.timing.fit_s, r.timing.residual_s, r.timing.error_s,
+                        r.timing.feature_s, r.timing.load_s);
+                    std::fflush(stdout);
+                }
+                rows.push_back(std::move(rw));
             }
+    if (engines.size() > 1) {
+        std::printf("\nTime ratio (compute seconds, %s / other):\n", engines.front()->name().c_str());
+        for (const auto& rw : rows)
+            for (std::size_t b = 1; b < engines.size(); ++b)
+                std::printf("  %s: %s %.2f s, %s %.2f s, ratio %.3f (%.1fx faster)\n", rw.config.c_str(),
+                            engines.front()->name().c_str(), rw.seconds[0], engines[b]->name().c_str(),
+                            rw.seconds[b], rw.seconds[0] / rw.seconds[b], rw.seconds[b] / rw.seconds[0]);
+    }
 
     // Factored vs dense on one q_proj module (--dense-adapters 0 skips it).
     if (dense_n <= 0) return 0;

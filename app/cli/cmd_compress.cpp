@@ -1,5 +1,6 @@
 // `lorafleet-cli compress PATH... --method jd-full|jd-diag --rank R [--clusters K|auto] [--target-error E]
-//  [--device auto|cpu|cuda] [--normalize unit|none] [--seed S] [--dtype f16] [--base CONFIG] --out BANK
+//  [--device auto|cpu|cuda] [--gpu-memory-mb MB] [--normalize unit|none] [--seed S] [--dtype f16] [--base
+//  CONFIG] --out BANK
 //  [--overwrite] [--json]`: joint compression of a fleet into a bank. Progress on stderr; with --json one
 // JSON object on stdout (adapters with cluster and error, clusters, rank, method, seconds, bytes).
 #include "app/cli/args.hpp"
@@ -22,7 +23,7 @@ namespace {
 
 int run_compress(const std::vector<std::string>& args) {
     arg_parser p({"method", "rank", "clusters", "target-error", "device", "normalize", "seed", "out", "dtype",
-                  "base", "threads", "max-clusters", "init"},
+                  "base", "threads", "max-clusters", "init", "gpu-memory-mb"},
                  {"json", "overwrite"});
     p.parse(args);
     const auto t0 = std::chrono::steady_clock::now();
@@ -48,10 +49,11 @@ int run_compress(const std::vector<std::string>& args) {
     const auto storage = parse_storage_dtype(p.get_or("dtype", "f16"));
     const std::string device = p.get_or("device", "auto");
     const int threads = int(p.get_int("threads", 0, 0, 1024));
+    const auto gpu_memory_mb = static_cast<std::size_t>(p.get_int("gpu-memory-mb", 0, 0, 1LL << 30));
     std::optional<io::model_geometry> base;
     if (p.has("base")) base = io::resolve_geometry(p.required("base"));
 
-    auto backend = compress::make_compress_backend(device, threads);
+    auto backend = compress::make_compress_backend(device, threads, gpu_memory_mb);
     const auto adapters = load_fleet_or_fail("compress", p.positionals(), base ? &*base : nullptr);
     // The header line comes with the first progress report, once the fleet is known to be consistent
     // (unique names, agreeing shapes): a bad fleet prints nothing but its one-line error.
@@ -130,6 +132,7 @@ const command_registrar reg{
      "  --init hosvd|random  initial bases (default hosvd)\n"
      "  --seed S             seed of random initialisation and clustering\n"
      "  --device auto|cpu|cuda  compute backend (default auto)\n"
+     "  --gpu-memory-mb MB   device memory the CUDA backend may use (default: 90% of free)\n"
      "  --threads N          CPU threads (default: all)\n"
      "  --dtype f32|f16|bf16 storage of the bank's tensors (default f16)\n"
      "  --base PRESET|config.json  check every adapter against this base model's shapes\n"
