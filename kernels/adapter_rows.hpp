@@ -11,27 +11,23 @@
 
 namespace lorafleet::kernels {
 
-// Bank core product of one token: z, w [r]; core [r, r] (full) or [r] (diagonal). w must not alias z.
-LORAFLEET_HD void bank_core_product(const float* core, bool full, const float* z, float* w, int r) {
-    if (full) {
-        for (int p = 0; p < r; ++p) {
-            float acc = 0.0f;
-            for (int q = 0; q < r; ++q)
-                acc += core[p * r + q] * z[q];
-            w[p] = acc;
-        }
-    } else {
-        for (int p = 0; p < r; ++p)
-            w[p] = core[p] * z[p];
-    }
-}
-
 // One element of a row-major product: sum_k a[k] * b[k] over n, in index order.
 LORAFLEET_HD float dot_in_order(const float* a, const float* b, int n) {
     float acc = 0.0f;
     for (int k = 0; k < n; ++k)
         acc += a[k] * b[k];
     return acc;
+}
+
+// Element p of a token's core product: (Σ_i z)[p] with core [r, r] (full), or σ_i[p] z[p] (diagonal).
+LORAFLEET_HD float bank_core_element(const float* core, bool full, const float* z, int p, int r) {
+    return full ? dot_in_order(core + p * r, z, r) : core[p] * z[p];
+}
+
+// Bank core product of one token: z, w [r]; core [r, r] (full) or [r] (diagonal). w must not alias z.
+LORAFLEET_HD void bank_core_product(const float* core, bool full, const float* z, float* w, int r) {
+    for (int p = 0; p < r; ++p)
+        w[p] = bank_core_element(core, full, z, p, r);
 }
 
 // Raw LoRA shrink of one token: t[p] = A[p, :] · x for p < rank.

@@ -1,0 +1,46 @@
+// upload_bank (see the header): flattens a compressed_bank into kernels::bank_module_source views (the
+// bank's own float vectors, nothing copied on the host) and hands them to kernels::device_bank::create.
+#include "engine/serve/cuda_bank.hpp"
+
+#include "engine/core/error.hpp"
+#include "engine/serve/adapter_delta.hpp"
+#include "engine/serve/cuda_transformer.hpp"
+
+namespace lorafleet::serve {
+
+std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& bank,
+                                                  const io::model_geometry& base, const std::string& where) {
+    bank.validate(where);
+    std::vector<kernels::bank_module_source> modules;
+    for (std::size_t m = 0; m < bank.modules.size(); ++m) {
+        const auto& mod = bank.modules[m];
+        const auto kind = parse_module_kind(mod.short_name);
+        const auto shape = base.linear_shape(mod.short_name);
+        if (!kind || !shape || mod.layer < 0 || mod.layer >= base.num_layers || shape->d_out != mod.d_out ||
+            shape->d_in != mod.d_in)
+            throw shape_mismatch(where,
+                                 "bank module " + mod.path + " does not fit the base model " + base.name);
+        kernels::bank_module_source src;
+        src.layer = mod.layer;
+        src.kind = static_cast<int>(*kind);
+        src.d_in = static_cast<int>(mod.d_in);
+        src.d_out = static_cast<int>(mod.d_out);
+        for (const bank::cluster_basis& b : bank.bases[m]) {
+            src.u.push_back(b.empty() ? nullptr : b.u.data());
+            src.vt.push_back(b.empty() ? nullptr : b.vt.data());
+        }
+        src.cores = bank.cores[m].empty() ? nullptr : bank.cores[m].data();
+        modules.push_back(std::move(src));
+    }
+    std::vector<int> slot_cluster;
+    for (const bank::bank_adapter& a : bank.adapters)
+        slot_cluster.push_back(a.cluster);
+    std::unique_ptr<kernels::device_bank> out;
+    throw_if_failed(kernels::device_bank::create(base.num_layers, bank.rank, bank.clusters,
+                                                 bank.kind == bank::method::jd_full, slot_cluster, modules,
+                                                 out),
+                    where);
+    return out;
+}
+
+} // namespace lorafleet::serve

@@ -1,0 +1,21 @@
+// Uploading a compressed bank for device serving (method.md §7): per bank module, every cluster's U_c and
+// V_cᵀ and every adapter's core go to the device once (kernels::device_bank); a step then needs only the
+// tokens' slots. Slots are the bank's adapter order, exactly as BankDelta numbers them, so one slot
+// vector drives both the CPU and the device path. Checks the bank against the base model like BankDelta
+// (shape_mismatch naming the module). Plain function; the returned object belongs to the caller's thread.
+#pragma once
+
+#include "engine/bank/compressed_bank.hpp"
+#include "engine/io/hf_config.hpp"
+#include "kernels/serve_device_model.hpp"
+
+#include <memory>
+#include <string>
+
+namespace lorafleet::serve {
+
+// Throws shape_mismatch for a bank that does not fit `base`, backend_unavailable when the device refuses.
+std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& bank,
+                                                  const io::model_geometry& base, const std::string& where);
+
+} // namespace lorafleet::serve

@@ -1,0 +1,64 @@
+// The forward pass on a CUDA device with the CPU transformer's contract (transformer.hpp): the same step
+// (any mix of sequences, prefill chunks and decode tokens), the same validation and errors, the same
+// kv_cache bookkeeping, and logits back on the host in the same step_logits layout. The device work is
+// kernels::device_transformer (kernels/serve_device_model.hpp, a plain C++ interface: the engine never
+// includes CUDA headers): weights uploaded once at construction, cuBLAS SGEMM in fp32 for every linear,
+// paged keys and values in device pools whose block ids are the kv_cache's.
+// The kv_cache passed to forward() provides the block bookkeeping only; its own host storage is never
+// touched. The device pools hold the data of one cache: they are (re)allocated to the cache's block
+// count the first time a cache is seen and when a different one is passed, which forgets what the device
+// held, so use one cache per cuda_transformer. Adapters: a kernels::device_adapters (a device_bank from
+// cuda_bank.hpp, or a device_lora_cache), slots as the host providers number them.
+// Results agree with the CPU transformer to float rounding (different summation orders), not bit for bit.
+// Not thread-safe: one forward() at a time; the weights are shared and immutable.
+#pragma once
+
+#include "engine/serve/kv_cache.hpp"
+#include "engine/serve/model_weights.hpp"
+#include "engine/serve/transformer.hpp"
+#include "kernels/serve_device_model.hpp"
+
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace lorafleet::serve {
+
+// Throws backend_unavailable naming `what` and the failing API when `s` is not ok.
+void throw_if_failed(const kernels::serve_status& s, const std::string& what);
+
+// The kernels-side geometry of a model.
+kernels::device_model_geometry device_geometry(const io::model_geometry& g);
+
+class cuda_transformer {
+public:
+    // Uploads the weights to the device. Throws backend_unavailable (with the reason) when this build has
+    // no CUDA backend, no device is usable, or the device runs out of memory.
+    explicit cuda_transformer(std::shared_ptr<const model_weights> weights);
+    ~cuda_transformer();
+
+    const model_weights& weights() const { return *m_weights; }
+    const io::model_geometry& geometry() const { return m_weights->geometry(); }
+    kv_cache make_cache(std::uint64_t budget_bytes, int block_size = 16) const {
+        return kv_cache(geometry(), budget_bytes, block_size);
+    }
+
+    // As transformer::forward (same validation, errors and cache updates). A device failure throws
+    // backend_unavailable; the step's sequences then keep their positions before the step's first one
+    // (a requested rewind stays done) and hold no blocks beyond them.
+    step_logits forward(kv_cache& cache, std::span<const sequence_step> batch,
+                        kernels::device_adapters* adapters = nullptr);
+
+    std::size_t device_bytes() const { return m_device->device_bytes(); }
+
+private:
+    std::shared_ptr<const model_weights> m_weights;
+    std::unique_ptr<kernels::device_transformer> m_device;
+    const kv_cache* m_cache = nullptr; // the cache whose data the device pools hold
+    int m_cache_blocks = 0;
+    int m_cache_block_size = 0;
+    // Step staging (host), reused.
+    std::vector<int> m_tokens, m_positions, m_table_offset, m_tables, m_out_rows, m_adapter;
+};
+
+} // namespace lorafleet::serve

@@ -1,0 +1,184 @@
+// A Llama-family decoder forward pass on one CUDA device, behind a plain C++17 interface (no CUDA types),
+// so engine/serve/cuda_transformer can drive it without including CUDA headers. It mirrors the CPU
+// transformer (engine/serve/transformer.cpp) step for step: embed; per layer RMSNorm -> q/k/v (cuBLAS
+// SGEMM, fp32 math, + bias) -> adapters -> RoPE -> paged KV write -> decode attention -> o_proj ->
+// residual -> RMSNorm -> gate/up -> SwiGLU -> down -> residual; final norm and lm_head on the rows whose
+// logits are wanted, copied back to the host. The caller owns the block bookkeeping (which blocks a
+// sequence owns); this object owns the device pools, whose block ids mean the same thing.
+// Adapters plug in through device_adapters (kernels-side): a compressed bank resident on the device
+// (device_bank) or raw LoRA factors behind a bounded LRU cache of device pages (device_lora_cache).
+// Weights are uploaded once (or randomized on the device for benchmarks); scratch grows on demand and
+// is reused, so a step allocates only when it is larger than any before it.
+// Every method returns a serve_status; on failure the object stays usable for a retry only when the
+// status says so (allocation failures leave it as it was). Thread affinity: one thread at a time per
+// object (it owns a stream and a cuBLAS handle); the device is the process's current device 0.
+#pragma once
+
+#include "kernels/serve_status.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace lorafleet::kernels {
+
+// Module kinds in the engine's order (q, k, v, o, gate, up, down).
+constexpr int serve_module_count = 7;
+
+struct device_model_geometry {
+    int hidden = 0;
+    int layers = 0;
+    int heads = 0;
+    int kv_heads = 0;
+    int head_dim = 0;
+    int intermediate = 0;
+    int vocab = 0;
+    float rms_eps = 1e-6f;
+    double rope_theta = 10000.0;
+
+    int q_dim() const { return heads * head_dim; }
+    int kv_dim() const { return kv_heads * head_dim; }
+    // [d_out, d_in] of module kind m (q, k, v, o, gate, up, down).
+    int d_out(int m) const {
+        const int out[serve_module_count] = {q_dim(),      kv_dim(),     kv_dim(), hidden,
+                                             intermediate, intermediate, hidden};
+        return out[m];
+    }
+    int d_in(int m) const {
+        const int in[serve_module_count] = {hidden, hidden, hidden, q_dim(), hidden, hidden, intermediate};
+        return in[m];
+    }
+};
+
+// Host float32 row-major sources (what engine::model_weights holds); bias null where absent.
+struct device_layer_source {
+    const float* input_norm = nullptr;            // [hidden]
+    const float* post_norm = nullptr;             // [hidden]
+    const float* weight[serve_module_count] = {}; // [d_out, d_in]
+    const float* bias[serve_module_count] = {};   // [d_out] or null
+};
+struct device_model_source {
+    const float* embed = nullptr;            // [vocab, hidden]
+    std::vector<device_layer_source> layers; // [layers]
+    const float* final_norm = nullptr;       // [hidden]
+    const float* lm_head = nullptr;          // [vocab, hidden]; == embed when tied (uploaded once)
+};
+
+// One step, in host memory: n tokens (any mix of prefill chunks and decode tokens of many sequences).
+struct device_step {
+    int n = 0;
+    const int* tokens = nullptr;       // [n]
+    const int* positions = nullptr;    // [n]
+    const int* table_offset = nullptr; // [n] where the token's block table starts in `tables`
+    const int* tables = nullptr;       // [tables_len] concatenated block tables
+    int tables_len = 0;
+    const int* out_rows = nullptr; // [rows] token indices whose logits are returned, in order
+    int rows = 0;
+    const int* token_adapter = nullptr; // [n] adapter slot, -1 = base; null = all base
+};
+
+// The adapter seam on the device (the kernels-side twin of serve::AdapterDelta): begin_step sees the
+// step's per-token slots once; apply adds (layer, module)'s delta to y [n, d_out] from x [n, d_in], both
+// device pointers, leaving base tokens' rows untouched.
+class device_adapters {
+public:
+    virtual ~device_adapters() = default;
+    virtual serve_status begin_step(const int* token_slot, int n, void* stream) = 0;
+    virtual serve_status apply(int layer, int module, const float* x, float* y, void* stream) = 0;
+    virtual std::size_t device_bytes() const = 0;
+};
+
+// ---- Compressed bank on the device (method.md §7) ----
+struct bank_module_source {
+    int layer = 0;
+    int kind = 0; // module kind 0..6
+    int d_in = 0;
+    int d_out = 0;
+    std::vector<const float*> u;  // [clusters] U_c [d_out, r], null where the cluster has no basis
+    std::vector<const float*> vt; // [clusters] V_cᵀ [r, d_in], null likewise
+    const float* cores = nullptr; // [slots, r*r or r]; zeros where an adapter lacks the module
+};
+class device_bank final : public device_adapters {
+public:
+    // slot_cluster [slots]: each adapter slot's cluster. Uploads everything; the sources may be freed after.
+    static serve_status create(int layers, int rank, int clusters, bool full,
+                               const std::vector<int>& slot_cluster,
+                               const std::vector<bank_module_source>& modules,
+                               std::unique_ptr<device_bank>& out);
+    ~device_bank() override;
+    serve_status begin_step(const int* token_slot, int n, void* stream) override;
+    serve_status apply(int layer, int module, const float* x, float* y, void* stream) override;
+    std::size_t device_bytes() const override;
+
+    struct state;
+
+private:
+    explicit device_bank(std::unique_ptr<state> s);
+    std::unique_ptr<state> m;
+};
+
+// ---- Raw LoRA behind a bounded device cache (the vLLM / Punica baseline) ----
+struct lora_module_source {
+    int layer = 0;
+    int kind = 0;
+    int rank = 0;
+    float scale = 1.0f;
+    const float* a = nullptr; // [rank, d_in] host
+    const float* b = nullptr; // [d_out, rank] host
+};
+class device_lora_cache final : public device_adapters {
+public:
+    // Fills an adapter slot's factors on a miss (host memory, valid until the call returns).
+    using loader = std::function<serve_status(int slot, std::vector<lora_module_source>& modules)>;
+    // `pages` device pages of `page_bytes` each (one adapter per page): capacity = pages * page_bytes.
+    static serve_status create(const device_model_geometry& g, std::size_t page_bytes, int pages, loader load,
+                               std::unique_ptr<device_lora_cache>& out);
+    ~device_lora_cache() override;
+    // Makes slots[0..count) resident in order, evicting least recently used pages not needed by this
+    // call; *resident = how many (a prefix) fit. Copies host -> device for misses.
+    serve_status prepare(const int* slots, int count, int* resident, void* stream);
+    serve_status begin_step(const int* token_slot, int n, void* stream) override; // every slot prepared
+    serve_status apply(int layer, int module, const float* x, float* y, void* stream) override;
+    std::size_t device_bytes() const override;
+    std::uint64_t hits() const;
+    std::uint64_t misses() const;
+
+    struct state;
+
+private:
+    explicit device_lora_cache(std::unique_ptr<state> s);
+    std::unique_ptr<state> m;
+};
+
+// ---- The forward pass ----
+class device_transformer {
+public:
+    static serve_status create(const device_model_geometry& g, std::unique_ptr<device_transformer>& out);
+    ~device_transformer();
+
+    serve_status upload(const device_model_source& src);        // once; host -> device
+    serve_status randomize(std::uint64_t seed, float scale);    // benchmark weights made on the device
+    serve_status allocate_kv(int total_blocks, int block_size); // (re)allocates the paged pools
+    int kv_blocks() const;
+    int kv_block_size() const;
+
+    // Runs one step; logits [rows, vocab] are written to host memory. Synchronous.
+    serve_status forward(const device_step& step, device_adapters* adapters, float* logits);
+    // Same, but leaves the logits on the device and takes each output row's greedy token there
+    // (launch_sample_rows): only tokens [rows] come back. Synchronous.
+    serve_status forward_greedy(const device_step& step, device_adapters* adapters, int* tokens);
+
+    std::size_t device_bytes() const; // weights + KV pools + scratch
+    void* stream() const;             // the cudaStream_t everything runs on
+
+    struct state;
+
+private:
+    explicit device_transformer(std::unique_ptr<state> s);
+    serve_status run(const device_step& step, device_adapters* adapters);
+    std::unique_ptr<state> m;
+};
+
+} // namespace lorafleet::kernels

@@ -1,0 +1,387 @@
+// CUDA build of the serving launchers (see serve_kernels.hpp). Each kernel maps threads onto the
+// host/device row functions; where a row is split over threads (RMSNorm sums, attention positions, dot
+// products of the adapter shrinks) the pieces are combined in a fixed order, so results are deterministic
+// run to run, and agree with the CPU engine to float rounding. No CUB/Thrust (compile time): reductions are
+// warp shuffles and shared memory written here.
+#include "kernels/adapter_rows.hpp"
+#include "kernels/rmsnorm_row.hpp"
+#include "kernels/rope_rotate.hpp"
+#include "kernels/serve_kernels.hpp"
+#include "kernels/swiglu.hpp"
+
+#include <cuda_runtime_api.h>
+
+namespace lorafleet::kernels {
+
+namespace {
+
+constexpr int threads_per_block = 256;
+
+cudaStream_t as_stream(void* s) {
+    return static_cast<cudaStream_t>(s);
+}
+
+serve_status bad_argument(const char* api, const char* message) {
+    return {serve_bad_argument_code, api, message};
+}
+
+// Status of the launch just made (configuration errors show here; execution errors on a later sync).
+serve_status launched(const char* api) {
+    const cudaError_t err = cudaGetLastError();
+    if (err == cudaSuccess) return {};
+    return {int(err), api, cudaGetErrorString(err)};
+}
+
+unsigned blocks_for(std::size_t count, int per_block = threads_per_block) {
+    return unsigned((count + std::size_t(per_block) - 1) / std::size_t(per_block));
+}
+
+__device__ float warp_sum(float v) {
+    for (int off = 16; off > 0; off >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// Dot product of a [n] and b [n] by one warp: lane i sums k = i, i + 32, ..., then a butterfly.
+__device__ float warp_dot(const float* a, const float* b, int n, int lane) {
+    float acc = 0.0f;
+    for (int k = lane; k < n; k += 32)
+        acc += a[k] * b[k];
+    return warp_sum(acc);
+}
+
+// ---- Kernels ------------------------------------------------------------------------------------------
+__global__ void embed_kernel(const float* table, const int* tokens, float* x, int n, int d) {
+    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= std::size_t(n) * std::size_t(d)) return;
+    const std::size_t t = i / std::size_t(d), c = i % std::size_t(d);
+    x[i] = table[std::size_t(tokens[t]) * std::size_t(d) + c];
+}
+
+// One block per output row: strided double partial sums, a shared-memory tree, then the elementwise scale.
+__global__ void rms_norm_kernel(const float* x, const int* row_index, const float* weight, float* out, int d,
+                                float eps) {
+    __shared__ double partial[threads_per_block];
+    __shared__ float inv;
+    const int r = blockIdx.x;
+    const float* xr = x + std::size_t(row_index ? row_index[r] : r) * std::size_t(d);
+    partial[threadIdx.x] = rms_norm_partial(xr, d, int(threadIdx.x), int(blockDim.x));
+    __syncthreads();
+    for (int s = int(blockDim.x) / 2; s > 0; s >>= 1) {
+        if (int(threadIdx.x) < s) partial[threadIdx.x] += partial[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) inv = rms_norm_inv(partial[0], d, eps);
+    __syncthreads();
+    float* o = out + std::size_t(r) * std::size_t(d);
+    for (int i = int(threadIdx.x); i < d; i += int(blockDim.x))
+        o[i] = rms_norm_element(xr[i], weight[i], inv);
+}
+
+// One thread per (token, pair): the angle once, then every head's pair.
+__global__ void rope_kernel(float* x, const int* positions, const float* inv_freq, int n, int heads,
+                            int head_dim) {
+    const int half = head_dim / 2;
+    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= std::size_t(n) * std::size_t(half)) return;
+    const int t = int(i / std::size_t(half)), p = int(i % std::size_t(half));
+    float c, s;
+    rope_angle(positions[t], inv_freq[p], &c, &s);
+    for (int h = 0; h < heads; ++h)
+        rope_rotate_pair(x + (std::size_t(t) * heads + std::size_t(h)) * std::size_t(head_dim), half, p, c,
+                         s);
+}
+
+// One thread per (token, kv head, element).
+__global__ void kv_write_kernel(const float* k, const float* v, const int* positions, const int* tables,
+                                const int* table_offset, int n, paged_kv_layout L, float* keys,
+                                float* values) {
+    const std::size_t per_token = std::size_t(L.kv_heads) * std::size_t(L.head_dim);
+    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= std::size_t(n) * per_token) return;
+    const int t = int(i / per_token);
+    const int h = int((i % per_token) / std::size_t(L.head_dim)), e = int(i % std::size_t(L.head_dim));
+    const int pos = positions[t];
+    const int block = tables[table_offset[t] + pos / L.block_size];
+    const std::size_t off = paged_kv_offset(L, block, h, pos % L.block_size) + std::size_t(e);
+    keys[off] = k[i];
+    values[off] = v[i];
+}
+
+// One warp per (token, query head): lane i folds positions i, i + 32, ... with its own online-softmax
+// state (paged_attention_partial), then the 32 partial states merge under their common maximum.
+__global__ void decode_attention_kernel(const float* q, const float* keys, const float* values,
+                                        const int* tables, const int* table_offset, const int* positions,
+                                        int heads, int group, paged_kv_layout L, float scale, float* out) {
+    extern __shared__ float shared[]; // [32, head_dim] partial sums, then [32] m and [32] l
+    const int t = blockIdx.x / heads, h = blockIdx.x % heads, lane = threadIdx.x, hd = L.head_dim;
+    float acc[serve_max_head_dim];
+    for (int i = 0; i < hd; ++i)
+        acc[i] = 0.0f;
+    online_softmax_state st{-INFINITY, 0.0f};
+    const float* qh = q + (std::size_t(t) * heads + std::size_t(h)) * std::size_t(hd);
+    paged_attention_partial(qh, keys, values, tables + table_offset[t], positions[t] + 1, lane, 32, h / group,
+                            L, scale, st, acc);
+    float* acc_s = shared;
+    float* m_s = shared + 32 * hd;
+    float* l_s = m_s + 32;
+    for (int i = 0; i < hd; ++i)
+        acc_s[lane * hd + i] = acc[i];
+    m_s[lane] = st.m;
+    l_s[lane] = st.l;
+    __syncwarp();
+    float m_all = -INFINITY;
+    for (int j = 0; j < 32; ++j)
+        m_all = fmaxf(m_all, m_s[j]);
+    float l_all = 0.0f;
+    for (int j = 0; j < 32; ++j)
+        l_all += l_s[j] * online_softmax_weight({m_s[j], l_s[j]}, m_all);
+    float* o = out + (std::size_t(t) * heads + std::size_t(h)) * std::size_t(hd);
+    for (int i = lane; i < hd; i += 32) {
+        float sum = 0.0f;
+        for (int j = 0; j < 32; ++j)
+            sum += acc_s[j * hd + i] * online_softmax_weight({m_s[j], l_s[j]}, m_all);
+        o[i] = sum / l_all;
+    }
+}
+
+__global__ void swiglu_kernel(const float* gate, const float* up, float* out, std::size_t count) {
+    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < count) out[i] = swiglu_element(gate[i], up[i]);
+}
+
+__global__ void add_kernel(float* x, const float* y, std::size_t count) {
+    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < count) x[i] += y[i];
+}
+
+__global__ void add_bias_kernel(float* y, const float* bias, int rows, int cols) {
+    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < std::size_t(rows) * std::size_t(cols)) y[i] += bias[i % std::size_t(cols)];
+}
+
+// Bank shrink: one warp per (adapted token j, basis column p): z[j, p] = V_c[:, p] · x[row_j].
+__global__ void bank_shrink_kernel(bank_module_view M, adapted_tokens T, const float* x, float* z) {
+    const int warp = int((std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32), lane = threadIdx.x % 32;
+    if (warp >= T.count * M.rank) return;
+    const int j = warp / M.rank, p = warp % M.rank;
+    const float* vt = M.vt + (std::size_t(T.cluster[j]) * M.rank + std::size_t(p)) * std::size_t(M.d_in);
+    const float s = warp_dot(vt, x + std::size_t(T.row[j]) * std::size_t(M.d_in), M.d_in, lane);
+    if (lane == 0) z[std::size_t(j) * M.rank + p] = s;
+}
+
+// Bank core: one thread per (j, p).
+__global__ void bank_core_kernel(bank_module_view M, adapted_tokens T, const float* z, float* w) {
+    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= std::size_t(T.count) * std::size_t(M.rank)) return;
+    const int j = int(i / std::size_t(M.rank)), p = int(i % std::size_t(M.rank));
+    const std::size_t core_size = M.full ? std::size_t(M.rank) * M.rank : std::size_t(M.rank);
+    w[i] = bank_core_element(M.cores + std::size_t(T.slot[j]) * core_size, M.full,
+                             z + std::size_t(j) * M.rank, p, M.rank);
+}
+
+// Bank expand: one thread per (j, output o): y[row_j, o] += U_c[o, :] · w_j.
+__global__ void bank_expand_kernel(bank_module_view M, adapted_tokens T, const float* w, float* y) {
+    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= std::size_t(T.count) * std::size_t(M.d_out)) return;
+    const int j = int(i / std::size_t(M.d_out)), o = int(i % std::size_t(M.d_out));
+    const float* u = M.u + std::size_t(T.cluster[j]) * std::size_t(M.d_out) * std::size_t(M.rank);
+    y[std::size_t(T.row[j]) * std::size_t(M.d_out) + o] +=
+        bank_expand_element(u, w + std::size_t(j) * M.rank, o, M.rank);
+}
+
+// BGMV shrink: one warp per (token, p < max_rank).
+__global__ void bgmv_shrink_kernel(const lora_factor_desc* desc, int n, int d_in, int max_rank,
+                                   const float* x, float* t_buf) {
+    const int warp = int((std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32), lane = threadIdx.x % 32;
+    if (warp >= n * max_rank) return;
+    const int t = warp / max_rank, p = warp % max_rank;
+    const lora_factor_desc D = desc[t];
+    if (D.a == nullptr || p >= D.rank) return;
+    const float s = warp_dot(D.a + std::size_t(p) * d_in, x + std::size_t(t) * d_in, d_in, lane);
+    if (lane == 0) t_buf[std::size_t(t) * max_rank + p] = s;
+}
+
+// BGMV expand: one thread per (token, o).
+__global__ void bgmv_expand_kernel(const lora_factor_desc* desc, int n, int d_out, int max_rank,
+                                   const float* t_buf, float* y) {
+    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= std::size_t(n) * std::size_t(d_out)) return;
+    const int t = int(i / std::size_t(d_out)), o = int(i % std::size_t(d_out));
+    const lora_factor_desc D = desc[t];
+    if (D.a == nullptr) return;
+    y[i] += bgmv_expand_element(D.b, t_buf + std::size_t(t) * max_rank, o, D.rank, D.scale);
+}
+
+// One block per row: greedy rows by a block argmax (lowest id on ties), others by sample_row in thread 0.
+__global__ void sample_rows_kernel(const float* logits, int vocab, const sampling_row_params* params,
+                                   const double* u, int* ids, double* prob, int* out) {
+    __shared__ float best_v[threads_per_block];
+    __shared__ int best_i[threads_per_block];
+    const int r = blockIdx.x;
+    const float* row = logits + std::size_t(r) * std::size_t(vocab);
+    const sampling_row_params P = params[r];
+    if (!(P.temperature == 0.0f || P.top_k == 1)) {
+        if (threadIdx.x == 0)
+            out[r] = sample_row(row, vocab, P, u[r], ids + std::size_t(r) * std::size_t(vocab),
+                                prob + std::size_t(r) * std::size_t(vocab));
+        return;
+    }
+    int bi = -1;
+    float bv = 0.0f;
+    for (int i = int(threadIdx.x); i < vocab;
+         i += int(blockDim.x)) // ascending ids: strict > keeps the lowest
+        if (finite_logit(row[i]) && (bi < 0 || row[i] > bv)) {
+            bv = row[i];
+            bi = i;
+        }
+    best_v[threadIdx.x] = bv;
+    best_i[threadIdx.x] = bi;
+    __syncthreads();
+    for (int s = int(blockDim.x) / 2; s > 0; s >>= 1) {
+        if (int(threadIdx.x) < s) {
+            const int oi = best_i[threadIdx.x + s];
+            const float ov = best_v[threadIdx.x + s];
+            const int mi = best_i[threadIdx.x];
+            const float mv = best_v[threadIdx.x];
+            if (oi >= 0 && (mi < 0 || ov > mv || (ov == mv && oi < mi))) {
+                best_v[threadIdx.x] = ov;
+                best_i[threadIdx.x] = oi;
+            }
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[r] = best_i[0];
+}
+
+__device__ std::uint64_t splitmix64(std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+__global__ void fill_uniform_kernel(float* p, std::size_t count, std::uint64_t seed, float scale) {
+    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    const double u = double(splitmix64(seed * 0x100000001b3ull + i) >> 11) * 0x1p-53; // [0, 1)
+    p[i] = float((2.0 * u - 1.0) * scale);
+}
+
+} // namespace
+
+bool serve_kernels_compiled() {
+    return true;
+}
+
+// ---- Launchers ----------------------------------------------------------------------------------------
+serve_status launch_embed(const float* table, const int* tokens, float* x, int n, int d, void* stream) {
+    if (n <= 0) return {};
+    embed_kernel<<<blocks_for(std::size_t(n) * d), threads_per_block, 0, as_stream(stream)>>>(table, tokens,
+                                                                                              x, n, d);
+    return launched("launch_embed");
+}
+
+serve_status launch_rms_norm(const float* x, const int* row_index, const float* weight, float* out, int rows,
+                             int d, float eps, void* stream) {
+    if (rows <= 0) return {};
+    if (d <= 0) return bad_argument("launch_rms_norm", "d must be positive");
+    rms_norm_kernel<<<unsigned(rows), threads_per_block, 0, as_stream(stream)>>>(x, row_index, weight, out, d,
+                                                                                 eps);
+    return launched("launch_rms_norm");
+}
+
+serve_status launch_rope(float* x, const int* positions, const float* inv_freq, int n, int heads,
+                         int head_dim, void* stream) {
+    if (n <= 0) return {};
+    if (head_dim % 2 != 0) return bad_argument("launch_rope", "head_dim must be even");
+    rope_kernel<<<blocks_for(std::size_t(n) * (head_dim / 2)), threads_per_block, 0, as_stream(stream)>>>(
+        x, positions, inv_freq, n, heads, head_dim);
+    return launched("launch_rope");
+}
+
+serve_status launch_kv_write(const float* k, const float* v, const int* positions, const int* tables,
+                             const int* table_offset, int n, paged_kv_layout layout, float* keys,
+                             float* values, void* stream) {
+    if (n <= 0) return {};
+    kv_write_kernel<<<blocks_for(std::size_t(n) * layout.kv_heads * layout.head_dim), threads_per_block, 0,
+                      as_stream(stream)>>>(k, v, positions, tables, table_offset, n, layout, keys, values);
+    return launched("launch_kv_write");
+}
+
+serve_status launch_decode_attention(const float* q, const float* keys, const float* values,
+                                     const int* tables, const int* table_offset, const int* positions, int n,
+                                     int heads, paged_kv_layout layout, float* out, void* stream) {
+    if (n <= 0) return {};
+    if (layout.head_dim <= 0 || layout.head_dim > serve_max_head_dim)
+        return bad_argument("launch_decode_attention", "head_dim must be in 1..256");
+    if (layout.kv_heads <= 0 || heads % layout.kv_heads != 0)
+        return bad_argument("launch_decode_attention", "heads must be a multiple of kv_heads");
+    const std::size_t shared = (32 * std::size_t(layout.head_dim) + 64) * sizeof(float);
+    const float scale = 1.0f / sqrtf(float(layout.head_dim));
+    decode_attention_kernel<<<unsigned(n * heads), 32, shared, as_stream(stream)>>>(
+        q, keys, values, tables, table_offset, positions, heads, heads / layout.kv_heads, layout, scale, out);
+    return launched("launch_decode_attention");
+}
+
+serve_status launch_swiglu(const float* gate, const float* up, float* out, std::size_t count, void* stream) {
+    if (count == 0) return {};
+    swiglu_kernel<<<blocks_for(count), threads_per_block, 0, as_stream(stream)>>>(gate, up, out, count);
+    return launched("launch_swiglu");
+}
+
+serve_status launch_add(float* x, const float* y, std::size_t count, void* stream) {
+    if (count == 0) return {};
+    add_kernel<<<blocks_for(count), threads_per_block, 0, as_stream(stream)>>>(x, y, count);
+    return launched("launch_add");
+}
+
+serve_status launch_add_bias(float* y, const float* bias, int rows, int cols, void* stream) {
+    if (rows <= 0 || cols <= 0) return {};
+    add_bias_kernel<<<blocks_for(std::size_t(rows) * cols), threads_per_block, 0, as_stream(stream)>>>(
+        y, bias, rows, cols);
+    return launched("launch_add_bias");
+}
+
+serve_status launch_bank_apply(const bank_module_view& module, const adapted_tokens& tokens, const float* x,
+                               float* y, float* z, float* w, void* stream) {
+    if (tokens.count <= 0) return {};
+    if (module.rank <= 0 || module.d_in <= 0 || module.d_out <= 0)
+        return bad_argument("launch_bank_apply", "rank and module shape must be positive");
+    const cudaStream_t s = as_stream(stream);
+    const std::size_t mr = std::size_t(tokens.count) * module.rank;
+    bank_shrink_kernel<<<blocks_for(mr * 32), threads_per_block, 0, s>>>(module, tokens, x, z);
+    bank_core_kernel<<<blocks_for(mr), threads_per_block, 0, s>>>(module, tokens, z, w);
+    bank_expand_kernel<<<blocks_for(std::size_t(tokens.count) * module.d_out), threads_per_block, 0, s>>>(
+        module, tokens, w, y);
+    return launched("launch_bank_apply");
+}
+
+serve_status launch_bgmv_apply(const lora_factor_desc* desc, int n, int d_in, int d_out, int max_rank,
+                               const float* x, float* y, float* t_buf, void* stream) {
+    if (n <= 0 || max_rank <= 0) return {};
+    const cudaStream_t s = as_stream(stream);
+    bgmv_shrink_kernel<<<blocks_for(std::size_t(n) * max_rank * 32), threads_per_block, 0, s>>>(
+        desc, n, d_in, max_rank, x, t_buf);
+    bgmv_expand_kernel<<<blocks_for(std::size_t(n) * d_out), threads_per_block, 0, s>>>(desc, n, d_out,
+                                                                                        max_rank, t_buf, y);
+    return launched("launch_bgmv_apply");
+}
+
+serve_status launch_sample_rows(const float* logits, int rows, int vocab, const sampling_row_params* params,
+                                const double* u, int* ids, double* prob, int* out, void* stream) {
+    if (rows <= 0) return {};
+    if (vocab <= 0) return bad_argument("launch_sample_rows", "vocab must be positive");
+    sample_rows_kernel<<<unsigned(rows), threads_per_block, 0, as_stream(stream)>>>(logits, vocab, params, u,
+                                                                                    ids, prob, out);
+    return launched("launch_sample_rows");
+}
+
+serve_status launch_fill_uniform(float* p, std::size_t count, std::uint64_t seed, float scale, void* stream) {
+    if (count == 0) return {};
+    fill_uniform_kernel<<<blocks_for(count), threads_per_block, 0, as_stream(stream)>>>(p, count, seed,
+                                                                                        scale);
+    return launched("launch_fill_uniform");
+}
+
+} // namespace lorafleet::kernels

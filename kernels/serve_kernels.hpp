@@ -1,0 +1,106 @@
+// Launchers of the serving kernels (FlashInfer / Punica style): device pointers, sizes and a stream in
+// (a cudaStream_t passed as void*, nullptr = the default stream), a serve_status out; they enqueue and
+// return without waiting, allocate nothing, and know nothing of the engine. Each kernel is a thin
+// wrapper over the host/device functions of rmsnorm_row.hpp, rope_rotate.hpp, swiglu.hpp,
+// paged_attention.hpp, adapter_rows.hpp and sampling_row.hpp, which the kernels_host tests check
+// against the CPU engine. Row-major float32 everywhere; shapes are given per launcher. In a build without
+// CUDA the same symbols link (serve_not_compiled.cpp) and return "not compiled". Thread affinity: none
+// (stream ordering is the caller's business).
+#pragma once
+
+#include "kernels/paged_attention.hpp"
+#include "kernels/sampling_row.hpp"
+#include "kernels/serve_status.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lorafleet::kernels {
+
+// Largest head_dim the attention kernel supports (per-lane accumulators live in registers/local memory).
+constexpr int serve_max_head_dim = 256;
+
+// x[t, :] = table[tokens[t], :]: table [vocab, d], tokens [n], x [n, d].
+serve_status launch_embed(const float* table, const int* tokens, float* x, int n, int d, void* stream);
+
+// out[r, :] = rms_norm(x[row_index ? row_index[r] : r, :]) * weight: x [*, d], weight [d], out [rows, d].
+serve_status launch_rms_norm(const float* x, const int* row_index, const float* weight, float* out, int rows,
+                             int d, float eps, void* stream);
+
+// Rotates every head of x [n, heads * head_dim] in place by its token's position [n]; inv_freq
+// [head_dim / 2] (rope_inv_freq).
+serve_status launch_rope(float* x, const int* positions, const float* inv_freq, int n, int heads,
+                         int head_dim, void* stream);
+
+// Writes this step's keys and values k, v [n, kv_heads * head_dim] into one layer's paged pools
+// keys, values [blocks, kv_heads, block_size, head_dim] at each token's position: token t's block table
+// starts at tables[table_offset[t]].
+serve_status launch_kv_write(const float* k, const float* v, const int* positions, const int* tables,
+                             const int* table_offset, int n, paged_kv_layout layout, float* keys,
+                             float* values, void* stream);
+
+// Causal decode attention of every token and query head: q, out [n, heads * head_dim]; token t attends
+// to positions 0..positions[t] of its sequence through its block table (as in launch_kv_write).
+serve_status launch_decode_attention(const float* q, const float* keys, const float* values,
+                                     const int* tables, const int* table_offset, const int* positions, int n,
+                                     int heads, paged_kv_layout layout, float* out, void* stream);
+
+// out[i] = silu(gate[i]) * up[i] for i < count (out may alias gate).
+serve_status launch_swiglu(const float* gate, const float* up, float* out, std::size_t count, void* stream);
+
+// x[i] += y[i] for i < count.
+serve_status launch_add(float* x, const float* y, std::size_t count, void* stream);
+
+// y[r, :] += bias for r < rows: y [rows, cols], bias [cols].
+serve_status launch_add_bias(float* y, const float* bias, int rows, int cols, void* stream);
+
+// ---- Compressed bank (method.md §7), one module ----
+// The step's adapted tokens j < m, ordered by cluster (segments of one basis): row[j] is the token's row
+// in x / y, cluster[j] its cluster, slot[j] its adapter's core index.
+//   vt    [clusters, r, d_in]   V_cᵀ (zeros where a cluster has no basis)
+//   u     [clusters, d_out, r]  U_c
+//   cores [slots, r * r] (full) or [slots, r] (diagonal); zeros where an adapter lacks the module
+//   z, w  [m, r]                workspace
+// Adds U_c Σ_i V_cᵀ x to each adapted token's row of y [*, d_out]; other rows are untouched.
+struct bank_module_view {
+    const float* vt = nullptr;
+    const float* u = nullptr;
+    const float* cores = nullptr;
+    int d_in = 0;
+    int d_out = 0;
+    int rank = 0;
+    bool full = true;
+};
+struct adapted_tokens {
+    const int* row = nullptr;
+    const int* cluster = nullptr;
+    const int* slot = nullptr;
+    int count = 0; // m
+};
+serve_status launch_bank_apply(const bank_module_view& module, const adapted_tokens& tokens, const float* x,
+                               float* y, float* z, float* w, void* stream);
+
+// ---- Raw LoRA (BGMV), one module ----
+// Per token t < n, desc[t] (device array) gives its adapter's factors on this module, or a = nullptr for
+// none: a [rank, d_in], b [d_out, rank], y += scale · B (A x). t_buf [n, max_rank] workspace.
+struct lora_factor_desc {
+    const float* a = nullptr;
+    const float* b = nullptr;
+    int rank = 0;
+    float scale = 1.0f;
+};
+serve_status launch_bgmv_apply(const lora_factor_desc* desc, int n, int d_in, int d_out, int max_rank,
+                               const float* x, float* y, float* t_buf, void* stream);
+
+// ---- Sampling ----
+// out[r] = sample_row(logits[r, :]) with params[r] and uniform u[r] (all device arrays); greedy rows are
+// reduced by a whole block, sampled rows by one thread with scratch ids [rows, vocab], prob [rows, vocab].
+// out[r] = -1 when a row has no finite logit.
+serve_status launch_sample_rows(const float* logits, int rows, int vocab, const sampling_row_params* params,
+                                const double* u, int* ids, double* prob, int* out, void* stream);
+
+// Fills p[0..count) with uniform values in [-scale, scale) from a counter-based hash of (seed, index):
+// random weights for benchmarks without a host copy.
+serve_status launch_fill_uniform(float* p, std::size_t count, std::uint64_t seed, float scale, void* stream);
+
+} // namespace lorafleet::kernels

@@ -1,0 +1,313 @@
+// The device forward pass (engine/serve/cuda_transformer + kernels/serve_device_model) against the CPU
+// transformer on the TinyStories-656K fixture (GQA, tied embeddings): a whole-prompt prefill with every
+// row's logits, token-by-token decoding through the paged cache, a continuous-batching step mixing
+// sequences at different positions with a rewind, the compressed bank (device_bank vs BankDelta, JD-Full
+// and JD-Diag, base tokens in the same step) and raw LoRA behind the device LRU cache (device_lora_cache
+// vs RawLoraDelta, with evictions). Exit code 77 (CTest: skipped) when no CUDA device is usable.
+#include "engine/bank/compressed_bank.hpp"
+#include "engine/core/error.hpp"
+#include "engine/core/random.hpp"
+#include "engine/serve/bank_delta.hpp"
+#include "engine/serve/cuda_bank.hpp"
+#include "engine/serve/cuda_transformer.hpp"
+#include "engine/serve/raw_lora_delta.hpp"
+#include "engine/serve/sampler.hpp"
+#include "engine/serve/transformer.hpp"
+#include "kernels/device_probe.hpp"
+#include "tests/support/test_paths.hpp"
+
+#include <QtTest/QtTest>
+
+#include <cmath>
+#include <cstdio>
+
+using namespace lorafleet;
+using namespace lorafleet::serve;
+
+namespace {
+
+std::shared_ptr<const model_weights> fixture_model() {
+    static const auto w = model_weights::load(test::fixtures_dir() / "models/tinystories-656k");
+    return w;
+}
+
+// Logits agree to float rounding: max |a - b| small against the row's scale, and the same argmax.
+void compare_logits(std::span<const float> got, std::span<const float> want, const QString& what) {
+    QCOMPARE(got.size(), want.size());
+    float scale = 1.0f, worst = 0.0f;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        scale = std::max(scale, std::abs(want[i]));
+        worst = std::max(worst, std::abs(got[i] - want[i]));
+    }
+    QVERIFY2(worst <= 2e-4f * scale,
+             qPrintable(what + QString(": max diff %1 at scale %2").arg(worst).arg(scale)));
+    QCOMPARE(greedy_token(got), greedy_token(want));
+}
+
+std::vector<int> prompt(int n, std::uint64_t seed, int vocab) {
+    random_stream rng(seed);
+    std::vector<int> t(static_cast<std::size_t>(n));
+    for (auto& x : t)
+        x = int(rng.next_u64() % std::uint64_t(vocab));
+    t[0] = 1; // BOS
+    return t;
+}
+
+// A random bank on every q/k/v/o module of the model: 3 clusters, rank 4, 5 adapters, adapter 4 lacking
+// o_proj in layer 1 and cluster 2 with no basis there. Large enough to move the logits visibly.
+bank::compressed_bank model_bank(const io::model_geometry& g, bank::method kind) {
+    random_stream rng(11 + int(kind));
+    bank::compressed_bank b;
+    b.kind = kind;
+    b.rank = 4;
+    b.clusters = 3;
+    const int clusters[] = {0, 1, 2, 1, 2};
+    for (int i = 0; i < 5; ++i) {
+        bank::bank_adapter a;
+        a.name = "a" + std::to_string(i);
+        a.cluster = clusters[i];
+        b.adapters.push_back(a);
+    }
+    for (int l = 0; l < g.num_layers; ++l)
+        for (const char* name : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
+            const auto shape = *g.linear_shape(name);
+            b.modules.push_back(
+                {"model.layers." + std::to_string(l) + "." + name, l, name, shape.d_out, shape.d_in});
+        }
+    const std::size_t mods = b.modules.size();
+    b.bases.resize(mods);
+    b.cores.resize(mods);
+    for (std::size_t m = 0; m < mods; ++m) {
+        const bool last = m + 1 == mods; // layer 1 o_proj
+        for (int c = 0; c < 3; ++c) {
+            bank::cluster_basis basis;
+            if (!(last && c == 2)) {
+                basis.u.resize(std::size_t(b.modules[m].d_out * b.rank));
+                basis.vt.resize(std::size_t(b.rank * b.modules[m].d_in));
+                for (auto& x : basis.u)
+                    x = float(rng.normal() * 0.1);
+                for (auto& x : basis.vt)
+                    x = float(rng.normal() * 0.1);
+            }
+            b.bases[m].push_back(basis);
+        }
+        b.cores[m].assign(b.adapters.size() * std::size_t(b.core_size()), 0.0f);
+        for (std::size_t i = 0; i < b.adapters.size(); ++i) {
+            const bool has = !(last && i == 4);
+            b.adapters[i].errors.push_back(has ? 0.1 : std::nan(""));
+            if (has)
+                for (std::int64_t k = 0; k < b.core_size(); ++k)
+                    b.core(m, i)[k] = float(rng.normal());
+        }
+    }
+    return b;
+}
+
+} // namespace
+
+class TestServeDeviceForward : public QObject {
+    Q_OBJECT
+private slots:
+    void init() { LORAFLEET_REQUIRE_FIXTURES(); }
+
+    void prefillAndDecodeMatchTheCpu() {
+        const auto w = fixture_model();
+        transformer cpu(w, 1);
+        cuda_transformer gpu(w);
+        const int vocab = w->geometry().vocab_size;
+        const auto tokens = prompt(37, 3, vocab);
+        kv_cache cc = cpu.make_cache(8u << 20), gc = gpu.make_cache(8u << 20);
+        cc.add_sequence(0);
+        gc.add_sequence(0);
+        // Prefill 21 tokens (crosses a 16-token block), every row's logits.
+        const std::span<const int> head(tokens.data(), 21);
+        const sequence_step s{0, head, {}, -1, true};
+        const auto want = cpu.forward(cc, std::span(&s, 1));
+        const auto got = gpu.forward(gc, std::span(&s, 1));
+        QCOMPARE(got.rows(), 21);
+        QCOMPARE(got.first_row, want.first_row);
+        for (int r = 0; r < 21; ++r)
+            compare_logits(got.row(r), want.row(r), QString("prefill row %1").arg(r));
+        QCOMPARE(gc.length(0), 21);
+        // Then one token per step.
+        for (int t = 21; t < 37; ++t) {
+            const sequence_step d{0, std::span<const int>(tokens.data() + t, 1), {}, -1, false};
+            compare_logits(gpu.forward(gc, std::span(&d, 1)).last(0),
+                           cpu.forward(cc, std::span(&d, 1)).last(0), QString("decode position %1").arg(t));
+        }
+        QCOMPARE(gc.length(0), 37);
+        QCOMPARE(gc.block_table(0).size(), std::size_t(3));
+    }
+
+    void continuousBatchMatchesEachSequenceAlone() {
+        const auto w = fixture_model();
+        transformer cpu(w, 1);
+        cuda_transformer gpu(w);
+        const int vocab = w->geometry().vocab_size;
+        kv_cache cc = cpu.make_cache(8u << 20), gc = gpu.make_cache(8u << 20);
+        std::vector<std::vector<int>> p;
+        for (int s = 0; s < 3; ++s) {
+            p.push_back(prompt(30, 20 + s, vocab));
+            cc.add_sequence(s);
+            gc.add_sequence(s);
+            const sequence_step pre{
+                s, std::span<const int>(p.back().data(), std::size_t(5 + 9 * s)), {}, -1, false};
+            cpu.forward(cc, std::span(&pre, 1));
+            gpu.forward(gc, std::span(&pre, 1));
+        }
+        // One step: seq 0 prefills 7 more, seq 1 decodes one, seq 2 rewinds to position 10 and redoes 3.
+        const std::vector<int> pos2 = {10, 11, 12};
+        const std::vector<sequence_step> step = {
+            {0, std::span<const int>(p[0].data() + 5, 7), {}, -1, true},
+            {1, std::span<const int>(p[1].data() + 14, 1), {}, -1, false},
+            {2, std::span<const int>(p[2].data() + 10, 3), pos2, -1, false}};
+        const auto want = cpu.forward(cc, step);
+        const auto got = gpu.forward(gc, step);
+        QCOMPARE(got.first_row, want.first_row);
+        for (int r = 0; r < want.rows(); ++r)
+            compare_logits(got.row(r), want.row(r), QString("batch row %1").arg(r));
+        QCOMPARE(gc.length(2), 13);
+    }
+
+    void bankAdaptersMatchBankDelta_data() {
+        QTest::addColumn<int>("kind");
+        QTest::newRow("jd-full") << int(bank::method::jd_full);
+        QTest::newRow("jd-diag") << int(bank::method::jd_diag);
+    }
+    void bankAdaptersMatchBankDelta() {
+        QFETCH(int, kind);
+        const auto w = fixture_model();
+        const auto& g = w->geometry();
+        const auto bank = model_bank(g, bank::method(kind));
+        BankDelta cpu_bank(bank, g, "bank", 1);
+        const auto dev_bank = upload_bank(bank, g, "bank");
+        transformer cpu(w, 1);
+        cuda_transformer gpu(w);
+        kv_cache cc = cpu.make_cache(8u << 20), gc = gpu.make_cache(8u << 20);
+        const int slot_of_seq[] = {-1, 0, 1, 2, 3, 4};
+        std::vector<std::vector<int>> p;
+        std::vector<sequence_step> step;
+        for (int s = 0; s < 6; ++s) {
+            p.push_back(prompt(12, 40 + s, g.vocab_size));
+            cc.add_sequence(s);
+            gc.add_sequence(s);
+        }
+        for (int s = 0; s < 6; ++s)
+            step.push_back({s, p[std::size_t(s)], {}, slot_of_seq[s], false});
+        const auto want = cpu.forward(cc, step, &cpu_bank);
+        const auto got = gpu.forward(gc, step, dev_bank.get());
+        // The adapters matter: each adapted sequence differs from the base model's logits.
+        kv_cache bc = cpu.make_cache(8u << 20);
+        bc.add_sequence(0);
+        const sequence_step base{0, p[1], {}, -1, false};
+        const auto base_logits = cpu.forward(bc, std::span(&base, 1));
+        float moved = 0;
+        for (int i = 0; i < g.vocab_size; ++i)
+            moved =
+                std::max(moved, std::abs(base_logits.last(0)[std::size_t(i)] - want.last(1)[std::size_t(i)]));
+        QVERIFY(moved > 0.05f);
+        for (int s = 0; s < 6; ++s)
+            compare_logits(got.last(s), want.last(s),
+                           QString("sequence %1 (slot %2)").arg(s).arg(slot_of_seq[s]));
+        // A decode step on top.
+        std::vector<sequence_step> next;
+        const int t = 7;
+        for (int s = 0; s < 6; ++s)
+            next.push_back({s, std::span<const int>(&t, 1), {}, slot_of_seq[s], false});
+        const auto want2 = cpu.forward(cc, next, &cpu_bank);
+        const auto got2 = gpu.forward(gc, next, dev_bank.get());
+        for (int s = 0; s < 6; ++s)
+            compare_logits(got2.last(s), want2.last(s), QString("decode sequence %1").arg(s));
+    }
+
+    // Three adapters through a two-page device cache: every step must evict, and results still match.
+    void rawLoraCacheMatchesRawLoraDelta() {
+        const auto w = fixture_model();
+        const auto& g = w->geometry();
+        RawLoraDelta cpu_lora(g);
+        std::vector<std::vector<std::pair<int, lora_module_weights>>> adapters(
+            3); // per slot: (layer*7+kind, w)
+        random_stream rng(77);
+        std::size_t largest = 0;
+        for (int s = 0; s < 3; ++s) {
+            std::size_t bytes = 0;
+            for (int l = 0; l < g.num_layers; ++l)
+                for (module_kind m : {module_kind::q_proj, module_kind::v_proj, module_kind::down_proj}) {
+                    const auto shape = *g.linear_shape(module_name(m));
+                    lora_module_weights lw;
+                    lw.rank = 2 + 3 * s;
+                    lw.scale = 0.5f;
+                    lw.a.resize(std::size_t(lw.rank * shape.d_in));
+                    lw.b.resize(std::size_t(shape.d_out * lw.rank));
+                    for (auto& x : lw.a)
+                        x = float(rng.normal() * 0.2);
+                    for (auto& x : lw.b)
+                        x = float(rng.normal() * 0.2);
+                    bytes += (lw.a.size() + lw.b.size()) * sizeof(float);
+                    cpu_lora.set_module(s, l, m, lw);
+                    adapters[std::size_t(s)].push_back({l * 7 + int(m), lw});
+                }
+            largest = std::max(largest, bytes);
+        }
+        int loads = 0;
+        kernels::device_lora_cache::loader load = [&](int slot,
+                                                      std::vector<kernels::lora_module_source>& out) {
+            ++loads;
+            for (const auto& [key, lw] : adapters[std::size_t(slot)])
+                out.push_back({key / 7, key % 7, lw.rank, lw.scale, lw.a.data(), lw.b.data()});
+            return kernels::serve_status{};
+        };
+        std::unique_ptr<kernels::device_lora_cache> cache;
+        throw_if_failed(kernels::device_lora_cache::create(device_geometry(g), largest, 2, load, cache),
+                        "cache");
+        transformer cpu(w, 1);
+        cuda_transformer gpu(w);
+        for (const auto& pair : {std::vector<int>{0, 1}, std::vector<int>{2, 0}, std::vector<int>{1, 2}}) {
+            int resident = 0;
+            throw_if_failed(cache->prepare(pair.data(), 2, &resident, nullptr), "prepare");
+            QCOMPARE(resident, 2);
+            kv_cache cc = cpu.make_cache(8u << 20), gc = gpu.make_cache(8u << 20);
+            std::vector<std::vector<int>> p;
+            std::vector<sequence_step> step;
+            for (int s = 0; s < 3; ++s) {
+                p.push_back(prompt(9, 60 + s, g.vocab_size));
+                cc.add_sequence(s);
+                gc.add_sequence(s);
+            }
+            const int slot_of[] = {pair[0], -1, pair[1]};
+            for (int s = 0; s < 3; ++s)
+                step.push_back({s, p[std::size_t(s)], {}, slot_of[s], false});
+            const auto want = cpu.forward(cc, step, &cpu_lora);
+            const auto got = gpu.forward(gc, step, cache.get());
+            for (int s = 0; s < 3; ++s)
+                compare_logits(got.last(s), want.last(s), QString("slot %1").arg(slot_of[s]));
+        }
+        QCOMPARE(loads, 4); // {0,1} miss miss; {2,0}: 2 evicts 1; {1,2}: 1 evicts 0
+        QCOMPARE(cache->misses(), std::uint64_t(4));
+        QCOMPARE(cache->hits(), std::uint64_t(2));
+    }
+
+    void errorsLeaveTheCacheUsable() {
+        const auto w = fixture_model();
+        cuda_transformer gpu(w);
+        kv_cache gc = gpu.make_cache(8u << 20);
+        gc.add_sequence(0);
+        const int bad = w->geometry().vocab_size;
+        const sequence_step s{0, std::span<const int>(&bad, 1), {}, -1, false};
+        QVERIFY_THROWS_EXCEPTION(usage_error, gpu.forward(gc, std::span(&s, 1)));
+        QCOMPARE(gc.length(0), 0);
+        QCOMPARE(gc.free_blocks(), gc.total_blocks());
+    }
+};
+
+int main(int argc, char** argv) {
+    const auto probe = kernels::probe_cuda_devices();
+    if (!probe.available) {
+        std::printf("SKIP: no usable CUDA device (%s)\n", probe.reason.c_str());
+        return 77; // CTest SKIP_RETURN_CODE: reported as skipped, not passed or failed
+    }
+    TestServeDeviceForward test;
+    return QTest::qExec(&test, argc, argv);
+}
+
+#include "test_serve_device_forward.moc"
