@@ -41,7 +41,10 @@ void compare_logits(std::span<const float> got, std::span<const float> want, con
     }
     QVERIFY2(worst <= 2e-4f * scale,
              qPrintable(what + QString(": max diff %1 at scale %2").arg(worst).arg(scale)));
-    QCOMPARE(greedy_token(got), greedy_token(want));
+    // The same choice, unless the reference's top two are closer than the tolerance (a near tie).
+    const int a = greedy_token(got), b = greedy_token(want);
+    QVERIFY2(a == b || want[std::size_t(b)] - want[std::size_t(a)] <= 2e-4f * scale,
+             qPrintable(what + QString(": argmax %1 vs %2").arg(a).arg(b)));
 }
 
 std::vector<int> prompt(int n, std::uint64_t seed, int vocab) {
