@@ -30,14 +30,7 @@ kernels::device_model_geometry device_geometry(const io::model_geometry& g) {
     return d;
 }
 
-cuda_transformer::cuda_transformer(std::shared_ptr<const model_weights> weights)
-    : m_weights(std::move(weights)) {
-    const auto& g = geometry();
-    const std::string where = "cuda forward (" + path_string(m_weights->folder()) + ")";
-    if (g.head_dim % 2 != 0)
-        throw unsupported_error(where, "RoPE needs an even head_dim, got " + std::to_string(g.head_dim));
-    throw_if_failed(kernels::device_transformer::create(device_geometry(g), m_device), where);
-    const model_weights& w = *m_weights;
+kernels::device_model_source device_source(const model_weights& w) {
     kernels::device_model_source src;
     src.embed = w.embed.data;
     src.final_norm = w.final_norm.data;
@@ -52,7 +45,17 @@ cuda_transformer::cuda_transformer(std::shared_ptr<const model_weights> weights)
         }
         src.layers.push_back(l);
     }
-    throw_if_failed(m_device->upload(src), where);
+    return src;
+}
+
+cuda_transformer::cuda_transformer(std::shared_ptr<const model_weights> weights)
+    : m_weights(std::move(weights)) {
+    const auto& g = geometry();
+    const std::string where = "cuda forward (" + path_string(m_weights->folder()) + ")";
+    if (g.head_dim % 2 != 0)
+        throw unsupported_error(where, "RoPE needs an even head_dim, got " + std::to_string(g.head_dim));
+    throw_if_failed(kernels::device_transformer::create(device_geometry(g), m_device), where);
+    throw_if_failed(m_device->upload(device_source(*m_weights)), where);
 }
 
 cuda_transformer::~cuda_transformer() = default;

@@ -30,6 +30,9 @@ void throw_if_failed(const kernels::serve_status& s, const std::string& what);
 // The kernels-side geometry of a model.
 kernels::device_model_geometry device_geometry(const io::model_geometry& g);
 
+// Views of a loaded model's float32 tensors in the kernels' layout (no copy; valid while `w` lives).
+kernels::device_model_source device_source(const model_weights& w);
+
 class cuda_transformer {
 public:
     // Uploads the weights to the device. Throws backend_unavailable (with the reason) when this build has

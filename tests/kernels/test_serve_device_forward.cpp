@@ -290,6 +290,66 @@ private slots:
         QCOMPARE(cache->hits(), std::uint64_t(2));
     }
 
+    // forward_greedy samples on the device (launch_sample_rows); it must pick each row's argmax of the
+    // logits forward() returns for the same step (rerun at the same positions: the KV writes repeat).
+    void deviceGreedySamplingPicksTheArgmax() {
+        const auto w = fixture_model();
+        const auto& g = w->geometry();
+        std::unique_ptr<kernels::device_transformer> dev;
+        throw_if_failed(kernels::device_transformer::create(device_geometry(g), dev), "create");
+        throw_if_failed(dev->upload(device_source(*w)), "upload");
+        throw_if_failed(dev->allocate_kv(8, 16), "kv");
+        const auto tokens = prompt(19, 90, g.vocab_size);
+        std::vector<int> positions(tokens.size()), offsets(tokens.size(), 0), out_rows(tokens.size());
+        for (std::size_t i = 0; i < tokens.size(); ++i)
+            positions[i] = out_rows[i] = int(i);
+        const std::vector<int> table = {3, 6};
+        kernels::device_step st;
+        st.n = int(tokens.size());
+        st.tokens = tokens.data();
+        st.positions = positions.data();
+        st.table_offset = offsets.data();
+        st.tables = table.data();
+        st.tables_len = 2;
+        st.out_rows = out_rows.data();
+        st.rows = st.n;
+        std::vector<float> logits(tokens.size() * std::size_t(g.vocab_size));
+        throw_if_failed(dev->forward(st, nullptr, logits.data()), "forward");
+        std::vector<int> picked(tokens.size(), -2);
+        throw_if_failed(dev->forward_greedy(st, nullptr, picked.data()), "forward_greedy");
+        for (std::size_t r = 0; r < tokens.size(); ++r)
+            QCOMPARE(picked[r],
+                     greedy_token(std::span<const float>(logits.data() + r * std::size_t(g.vocab_size),
+                                                         std::size_t(g.vocab_size))));
+        // A block id outside the pools is refused before anything runs.
+        const std::vector<int> bad_table = {3, 8};
+        st.tables = bad_table.data();
+        QCOMPARE(dev->forward(st, nullptr, logits.data()).code, kernels::serve_bad_argument_code);
+    }
+
+    // One page for two adapters: prepare() makes only the first resident and says so.
+    void loraCacheReportsWhatFits() {
+        const auto w = fixture_model();
+        const auto& g = w->geometry();
+        std::vector<float> a(std::size_t(2 * g.hidden_size), 0.01f),
+            b(std::size_t(g.num_heads * g.head_dim * 2), 0.01f);
+        kernels::device_lora_cache::loader load = [&](int, std::vector<kernels::lora_module_source>& out) {
+            out.push_back({0, 0, 2, 1.0f, a.data(), b.data()});
+            return kernels::serve_status{};
+        };
+        std::unique_ptr<kernels::device_lora_cache> cache;
+        throw_if_failed(
+            kernels::device_lora_cache::create(device_geometry(g), (a.size() + b.size()) * 4, 1, load, cache),
+            "cache");
+        const int want[] = {4, 9};
+        int resident = -1;
+        throw_if_failed(cache->prepare(want, 2, &resident, nullptr), "prepare");
+        QCOMPARE(resident, 1);
+        const int tokens_slots[] = {4, 9};
+        QCOMPARE(cache->begin_step(tokens_slots, 2, nullptr).code,
+                 kernels::serve_bad_argument_code); // 9 not resident
+    }
+
     void errorsLeaveTheCacheUsable() {
         const auto w = fixture_model();
         cuda_transformer gpu(w);
