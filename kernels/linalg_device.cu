@@ -83,6 +83,13 @@ __global__ void reverse_columns_kernel(const float* src, std::int64_t ld_src, fl
     }
 }
 
+__global__ void block_sum_squares_kernel(const float* src, std::int64_t block, std::int64_t count,
+                                         double* out) {
+    for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < count;
+         i += std::int64_t(gridDim.x) * blockDim.x)
+        out[i] = sum_squares(src + i * block, block);
+}
+
 __global__ void upper_copy_kernel(const float* a, std::int64_t lda, float* r, std::int64_t n) {
     const std::int64_t total = n * n;
     for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < total;
@@ -367,6 +374,13 @@ void convert_to_f32(linalg_context& ctx, const void* src, storage_type type, flo
     const int t = type == storage_type::f32 ? 0 : type == storage_type::f16 ? 1 : 2;
     convert_kernel<<<blocks_for(count, 256), 256, 0, ctx.state().stream>>>(src, t, dst, count);
     check_cuda(cudaGetLastError(), "convert_kernel");
+}
+
+void block_sum_squares(linalg_context& ctx, const float* src, std::int64_t block, std::int64_t count,
+                       double* out) {
+    if (count == 0) return;
+    block_sum_squares_kernel<<<blocks_for(count, 128), 128, 0, ctx.state().stream>>>(src, block, count, out);
+    check_cuda(cudaGetLastError(), "block_sum_squares_kernel");
 }
 
 void reverse_columns(linalg_context& ctx, const float* src, std::int64_t ld_src, float* dst,

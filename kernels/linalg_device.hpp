@@ -119,6 +119,9 @@ void gather_transposed_blocks(linalg_context& ctx, const float* src, float* dst,
                               const std::int64_t* col_local);
 // dst[i] = float(src[i]) for `count` elements stored as `type` (device to device).
 void convert_to_f32(linalg_context& ctx, const void* src, storage_type type, float* dst, std::int64_t count);
+// out[i] = sum of squares (in double) of src[i * block, (i + 1) * block) for i < count (out: device).
+void block_sum_squares(linalg_context& ctx, const float* src, std::int64_t block, std::int64_t count,
+                       double* out);
 // Reverses the column order of a [rows, cols] matrix into dst (syevd's ascending -> descending).
 void reverse_columns(linalg_context& ctx, const float* src, std::int64_t ld_src, float* dst,
                      std::int64_t ld_dst, std::int64_t rows, std::int64_t cols);

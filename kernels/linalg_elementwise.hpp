@@ -26,6 +26,14 @@ LORAFLEET_HD inline std::int64_t reversed_column(std::int64_t c, std::int64_t co
     return cols - 1 - c;
 }
 
+// sum_i p[i]^2 accumulated in double (one thread per block in block_sum_squares).
+LORAFLEET_HD inline double sum_squares(const float* p, std::int64_t n) {
+    double s = 0.0;
+    for (std::int64_t i = 0; i < n; ++i)
+        s += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+    return s;
+}
+
 LORAFLEET_HD inline float bits_to_float(std::uint32_t u) {
 #if defined(__CUDA_ARCH__)
     return __uint_as_float(u);

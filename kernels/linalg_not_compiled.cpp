@@ -82,6 +82,9 @@ void gather_transposed_blocks(linalg_context&, const float*, float*, std::int64_
 void convert_to_f32(linalg_context&, const void*, storage_type, float*, std::int64_t) {
     not_compiled("convert_to_f32");
 }
+void block_sum_squares(linalg_context&, const float*, std::int64_t, std::int64_t, double*) {
+    not_compiled("block_sum_squares");
+}
 void reverse_columns(linalg_context&, const float*, std::int64_t, float*, std::int64_t, std::int64_t,
                      std::int64_t) {
     not_compiled("reverse_columns");

@@ -369,6 +369,59 @@ matrix CudaLinalgOps::top_large_gram(ops_side side, const std::vector<matrix>& f
     });
 }
 
+dmatrix CudaLinalgOps::block_core_norms(const matrix& xu, const matrix& xv,
+                                        std::span<const std::int64_t> offsets,
+                                        std::span<const std::int64_t> widths) {
+    const auto& l = layout();
+    check_shape(offsets.size() == widths.size() && xu.cols == xv.cols, "ops.block_core_norms", "block lists");
+    check_shape(xu.rows == l.d_out && xv.rows == l.d_in, "ops.block_core_norms",
+                "rows differ from the module");
+    for (std::size_t j = 0; j < offsets.size(); ++j)
+        check_shape(offsets[j] >= 0 && widths[j] >= 0 && offsets[j] + widths[j] <= xu.cols,
+                    "ops.block_core_norms", "block outside the columns");
+    const auto n = static_cast<std::int64_t>(l.size()), nb = static_cast<std::int64_t>(offsets.size());
+    dmatrix out(n, nb);
+    if (n == 0 || nb == 0 || xu.cols == 0) return out;
+    return guarded([&] {
+        auto& s = *m;
+        const auto c = xu.cols, R = std::max<std::int64_t>(l.total, 1);
+        // Qb = T_u^T Xu, Pa = T_v^T Xv, both [R, c].
+        const float* du = s.put(s.in, xu.data.data(), l.d_out * c);
+        float* qb = s.reserve(s.p, l.total * c);
+        kd::gemm(s.ctx, kd::mat_op::t, kd::mat_op::n, l.total, c, l.d_out, 1.0f, s.cur_u, l.d_out, du,
+                 l.d_out, 0.0f, qb, R);
+        const float* dv = s.put(s.in, xv.data.data(), l.d_in * c); // stream-ordered after the GEMM above
+        float* pa = s.reserve(s.p2, l.total * c);
+        kd::gemm(s.ctx, kd::mat_op::t, kd::mat_op::n, l.total, c, l.d_in, 1.0f, s.cur_v, l.d_in, dv, l.d_in,
+                 0.0f, pa, R);
+        std::int64_t core_floats = 0;
+        for (const auto w : widths)
+            core_floats = std::max(core_floats, n * w * w);
+        float* cores = s.reserve(s.gram, core_floats);
+        s.evals.reserve(s.ctx, static_cast<std::size_t>(n * nb) * sizeof(double));
+        auto* sums = static_cast<double*>(s.evals.data());
+        kd::fill_zero(s.ctx, sums, static_cast<std::size_t>(n * nb) * sizeof(double));
+        for (std::int64_t j = 0; j < nb; ++j) {
+            const auto w = widths[static_cast<std::size_t>(j)], o = offsets[static_cast<std::size_t>(j)];
+            if (w == 0) continue;
+            // Core of member k for block j at cores + k w^2: (Qb_kj)^T Pa_kj [w, w].
+            for_runs(
+                l.size(), [](std::size_t) { return true; },
+                [&](std::size_t a, std::size_t b) { return l.ranks[a] == l.ranks[b]; },
+                [&](std::size_t first, std::size_t last) {
+                    const auto r = l.ranks[first], row = l.offsets[first];
+                    kd::gemm_strided_batched(s.ctx, kd::mat_op::t, kd::mat_op::n, w, w, r, 1.0f,
+                                             qb + row + o * R, R, r, pa + row + o * R, R, r, 0.0f,
+                                             cores + static_cast<std::int64_t>(first) * w * w, w, w * w,
+                                             static_cast<std::int64_t>(last - first));
+                });
+            kd::block_sum_squares(s.ctx, cores, w * w, n, sums + j * n);
+        }
+        kd::download(s.ctx, sums, out.data.data(), out.data.size() * sizeof(double));
+        return out;
+    });
+}
+
 std::pair<matrix, matrix> CudaLinalgOps::qr(matrix a) {
     check_shape(a.rows >= a.cols, "ops.qr", "needs rows >= cols");
     return guarded([&] {

@@ -114,6 +114,28 @@ matrix HostLinalgOps::top_large_gram(ops_side s, const std::vector<matrix>& fact
     return top_eigenvectors(std::move(mm), r).vectors;
 }
 
+dmatrix HostLinalgOps::block_core_norms(const matrix& xu, const matrix& xv,
+                                        std::span<const std::int64_t> offsets,
+                                        std::span<const std::int64_t> widths) {
+    const auto& l = layout();
+    check_shape(offsets.size() == widths.size() && xu.cols == xv.cols, "ops.block_core_norms", "block lists");
+    for (std::size_t j = 0; j < offsets.size(); ++j)
+        check_shape(offsets[j] >= 0 && widths[j] >= 0 && offsets[j] + widths[j] <= xu.cols,
+                    "ops.block_core_norms", "block outside the columns");
+    const matrix p = project(ops_side::u, xu), q = project(ops_side::v, xv);
+    const auto ld = std::max<std::int64_t>(1, l.total);
+    dmatrix out(static_cast<std::int64_t>(l.size()), static_cast<std::int64_t>(offsets.size()));
+    for (std::size_t k = 0; k < l.size(); ++k)
+        for (std::size_t j = 0; j < offsets.size(); ++j) {
+            if (widths[j] == 0) continue;
+            const view a{p.data.data() + l.offsets[k] + offsets[j] * ld, l.ranks[k], widths[j], ld};
+            const view b{q.data.data() + l.offsets[k] + offsets[j] * ld, l.ranks[k], widths[j], ld};
+            out(static_cast<std::int64_t>(k), static_cast<std::int64_t>(j)) =
+                frobenius2(gemm(op::t, a, op::n, b));
+        }
+    return out;
+}
+
 std::pair<matrix, matrix> HostLinalgOps::qr(matrix a) {
     return compress::qr(std::move(a));
 }

@@ -20,6 +20,8 @@ public:
     std::vector<matrix> block_grams(ops_side s) override;
     matrix top_small_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t k) override;
     matrix top_large_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t r) override;
+    dmatrix block_core_norms(const matrix& xu, const matrix& xv, std::span<const std::int64_t> offsets,
+                             std::span<const std::int64_t> widths) override;
     std::pair<matrix, matrix> qr(matrix a) override;
 
 private:

@@ -57,6 +57,12 @@ public:
     virtual matrix top_small_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t k) = 0;
     // The top-r eigenvectors of X X^T [d, d] (descending), X as above, accumulated in column chunks.
     virtual matrix top_large_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t r) = 0;
+    // For every member k and column block j (columns [offsets[j], offsets[j] + widths[j]) of both xu
+    // [d_out, c] and xv [d_in, c]): ||(T_u,k^T Xu_j)^T (T_v,k^T Xv_j)||_F^2 = ||Xu_j^T dW_k Xv_j||_F^2,
+    // as [n, blocks] (the captured energy of JD-Full bases, for residuals()).
+    virtual dmatrix block_core_norms(const matrix& xu, const matrix& xv,
+                                     std::span<const std::int64_t> offsets,
+                                     std::span<const std::int64_t> widths) = 0;
     // Thin Householder QR of a [d, c] (d >= c): {Q [d, c], R [c, c]}, LAPACK's sign convention.
     virtual std::pair<matrix, matrix> qr(matrix a) = 0;
 

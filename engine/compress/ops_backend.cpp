@@ -74,19 +74,29 @@ void check_basis(const module_batch& batch, const jd_basis& basis, const char* w
                                              std::to_string(batch.d_out) + "x" + std::to_string(batch.d_in));
 }
 
-// L [r_k, w] with L L^T = w * G for a PSD Gram G [r_k, r_k]: V sqrt(max(lambda, 0)), columns with
-// lambda <= 0 dropped (they add nothing to M).
+// L [r_k, w] with L L^T = w * G for a PSD Gram G [r_k, r_k]: the Cholesky factor when G is positive
+// definite (the common case, ~r^3/3 flops), else V sqrt(lambda) over the positive eigenvalues (columns
+// with lambda <= 0 add nothing to M and are dropped).
 matrix factor_from_gram(const matrix& g, double w) {
     if (w == 0.0) return matrix(g.rows, 0);
+    dmatrix c = to_double(g);
+    if (cholesky_factor(c)) {
+        matrix l(g.rows, g.rows);
+        const double sw = std::sqrt(w);
+        for (std::int64_t j = 0; j < g.rows; ++j)
+            for (std::int64_t i = j; i < g.rows; ++i)
+                l(i, j) = static_cast<float>(c(i, j) * sw);
+        return l;
+    }
     const auto eig = top_eigenvectors(to_double(g), g.rows);
     std::int64_t keep = 0;
     while (keep < g.rows && eig.values[static_cast<std::size_t>(keep)] > 0.0)
         ++keep;
     matrix l(g.rows, keep);
     for (std::int64_t j = 0; j < keep; ++j) {
-        const double s = std::sqrt(w * eig.values[static_cast<std::size_t>(j)]);
+        const double sc = std::sqrt(w * eig.values[static_cast<std::size_t>(j)]);
         for (std::int64_t i = 0; i < g.rows; ++i)
-            l(i, j) = static_cast<float>(eig.vectors(i, j) * s);
+            l(i, j) = static_cast<float>(eig.vectors(i, j) * sc);
     }
     return l;
 }
@@ -480,6 +490,29 @@ dmatrix OpsBackend::residuals(const module_batch& batch, std::span<const jd_basi
             g[static_cast<std::size_t>(c)] = detail::factor_spd(graw[static_cast<std::size_t>(c)]);
         }
     }
+    // JD-Full bases: captured energy ||U^T dW V||^2 per (adapter, basis) in one device-side op.
+    std::vector<std::int64_t> full_off, full_width, full_col;
+    bool any_diag = false;
+    for (std::int64_t c = 0; c < nb; ++c) {
+        const auto off = offset[static_cast<std::size_t>(c)];
+        if (off < 0) continue;
+        if (bases[static_cast<std::size_t>(c)]->method == jd_method::full) {
+            full_off.push_back(off);
+            full_width.push_back(bases[static_cast<std::size_t>(c)]->rank());
+            full_col.push_back(c);
+        } else {
+            any_diag = true;
+        }
+    }
+    if (!full_off.empty()) {
+        const dmatrix cap = m_ops->block_core_norms(u_all, v_all, full_off, full_width);
+        for (std::size_t j = 0; j < full_col.size(); ++j)
+            for (std::size_t k = 0; k < n; ++k)
+                out(static_cast<std::int64_t>(k), full_col[j]) =
+                    std::max(0.0, norms[k] - cap(static_cast<std::int64_t>(k), static_cast<std::int64_t>(j)));
+    }
+    if (!any_diag) return out;
+    // JD-Diag bases: captured 2 sigma^T b - sigma^T G sigma with b = diag(U^T dW V), on the host.
     const matrix qb_all = m_ops->project(U, u_all); // [R, total]
     const matrix pa_all = m_ops->project(V, v_all);
     const auto ld = std::max<std::int64_t>(1, lay.total);
@@ -487,25 +520,19 @@ dmatrix OpsBackend::residuals(const module_batch& batch, std::span<const jd_basi
         const auto rk = lay.ranks[k], row = lay.offsets[k];
         for (std::int64_t c = 0; c < nb; ++c) {
             const auto off = offset[static_cast<std::size_t>(c)];
-            if (off < 0) continue;
-            const jd_basis& basis = *bases[static_cast<std::size_t>(c)];
-            const auto rc = basis.rank();
+            if (off < 0 || bases[static_cast<std::size_t>(c)]->method != jd_method::diag) continue;
+            const auto rc = bases[static_cast<std::size_t>(c)]->rank();
             const view qb{qb_all.data.data() + row + off * ld, rk, rc, ld};
             const view pa{pa_all.data.data() + row + off * ld, rk, rc, ld};
-            double captured = 0.0;
-            if (basis.method == jd_method::full) {
-                captured = frobenius2(gemm(op::t, qb, op::n, pa));
-            } else {
-                std::vector<double> rhs(static_cast<std::size_t>(rc), 0.0);
-                for (std::int64_t j = 0; j < rc; ++j)
-                    for (std::int64_t i = 0; i < rk; ++i)
-                        rhs[static_cast<std::size_t>(j)] += static_cast<double>(qb(i, j)) * pa(i, j);
-                const auto s = solve_vec(g[static_cast<std::size_t>(c)], rhs);
-                double sb = 0.0;
-                for (std::size_t j = 0; j < s.size(); ++j)
-                    sb += s[j] * rhs[j];
-                captured = 2.0 * sb - quad(graw[static_cast<std::size_t>(c)], s);
-            }
+            std::vector<double> rhs(static_cast<std::size_t>(rc), 0.0);
+            for (std::int64_t j = 0; j < rc; ++j)
+                for (std::int64_t i = 0; i < rk; ++i)
+                    rhs[static_cast<std::size_t>(j)] += static_cast<double>(qb(i, j)) * pa(i, j);
+            const auto sv = solve_vec(g[static_cast<std::size_t>(c)], rhs);
+            double sb = 0.0;
+            for (std::size_t j = 0; j < sv.size(); ++j)
+                sb += sv[j] * rhs[j];
+            const double captured = 2.0 * sb - quad(graw[static_cast<std::size_t>(c)], sv);
             out(static_cast<std::int64_t>(k), c) = std::max(0.0, norms[k] - captured);
         }
     }

@@ -5,7 +5,7 @@
 // the ops; r x r algebra (objectives, cores, Cholesky solves, Rayleigh-Ritz) runs on the host in double.
 // With HostLinalgOps this is the CPU proof of the GPU path's logic; with CudaLinalgOps it is the CUDA
 // backend (cuda_backend.hpp). Differences from CpuBackend, all exact in exact arithmetic:
-//  - the HOSVD init factors L_i come from an eigendecomposition of the r_i x r_i Gram instead of a QR
+//  - the HOSVD init factors L_i come from a Cholesky factor of the r_i x r_i Gram instead of a QR
 //    of the d x r_i factor (same L L^T; avoids a per-adapter d-sized QR);
 //  - norms and errors use fp32 products of the factors (CpuBackend: double), so an exact fit's error is
 //    ~1e-6 ||dW||^2 instead of ~1e-12.

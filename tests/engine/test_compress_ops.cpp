@@ -85,6 +85,29 @@ private slots:
         const matrix yl = ops.top_large_gram(ops_side::u, factors, 3);
         QCOMPARE(ys.cols, std::int64_t(3));
         QVERIFY(oc::subspace_gap(ys, yl) < 1e-6);
+        // block_core_norms: ||Xu_j^T dW_k Xv_j||^2 against the dense dW_k (row-major [24, 20], double).
+        const matrix xu = gaussian_matrix(24, 5, g), xv = gaussian_matrix(20, 5, g);
+        const std::vector<std::int64_t> boff = {0, 2, 4}, bw = {2, 2, 1};
+        const dmatrix cn = ops.block_core_norms(xu, xv, boff, bw);
+        QCOMPARE(cn.rows, std::int64_t(3));
+        QCOMPARE(cn.cols, std::int64_t(3));
+        for (std::size_t k = 0; k < members.size(); ++k) {
+            const auto dw = test::dense_delta(batch, members[k]);
+            for (std::size_t j = 0; j < boff.size(); ++j) {
+                double want = 0.0;
+                for (std::int64_t a = 0; a < bw[j]; ++a)
+                    for (std::int64_t b = 0; b < bw[j]; ++b) {
+                        double e = 0.0;
+                        for (std::int64_t o = 0; o < 24; ++o)
+                            for (std::int64_t i = 0; i < 20; ++i)
+                                e += xu(o, boff[j] + a) * dw[std::size_t(o * 20 + i)] * xv(i, boff[j] + b);
+                        want += e * e;
+                    }
+                const double got = cn(std::int64_t(k), std::int64_t(j));
+                QVERIFY2(std::abs(got - want) <= 1e-4 * want,
+                         oc::msg("block core norm", got, want, 1e-4 * want).c_str());
+            }
+        }
         // split/stack round trip.
         const matrix back = stack_rows(l, split_rows(l, p));
         QCOMPARE(back.data, p.data);

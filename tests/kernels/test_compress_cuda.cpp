@@ -53,6 +53,17 @@ void expect_same_primitives(LinalgOps& host, LinalgOps& dev, const module_batch&
         QVERIFY(oc::subspace_gap(ys, yd) < 1e-6);
         QVERIFY(oc::rel_diff(gemm(op::t, ys, op::n, ys), gemm(op::t, yd, op::n, yd)) < 1e-4); // eigenvalues
         QVERIFY(oc::subspace_gap(host.top_large_gram(side, f, 4), dev.top_large_gram(side, f, 4)) < 1e-6);
+        {
+            const matrix xu = gaussian_matrix(host.layout().d_out, 9, g),
+                         xv = gaussian_matrix(host.layout().d_in, 9, g);
+            const std::vector<std::int64_t> off = {0, 4, 5}, w = {4, 1, 4};
+            const dmatrix ch = host.block_core_norms(xu, xv, off, w),
+                          cd = dev.block_core_norms(xu, xv, off, w);
+            QCOMPARE(cd.rows, ch.rows);
+            QCOMPARE(cd.cols, ch.cols);
+            for (std::size_t i = 0; i < ch.data.size(); ++i)
+                QVERIFY(std::abs(ch.data[i] - cd.data[i]) <= 1e-4 * std::max(ch.data[i], 1e-12));
+        }
         const matrix a = gaussian_matrix(d, 6, g);
         const auto [qh, rh] = host.qr(a);
         const auto [qd, rd] = dev.qr(a);

@@ -95,6 +95,15 @@ private slots:
         QCOMPARE(reversed_column(3, 4), std::int64_t(0));
     }
 
+    void sumSquaresAccumulatesInDouble() {
+        // 2^24 + 1 ones: a float accumulator stalls at 2^24, the double one is exact.
+        const std::vector<float> ones((1u << 24) + 1, 1.0f);
+        QCOMPARE(sum_squares(ones.data(), std::int64_t(ones.size())), double((1u << 24) + 1));
+        const float v[] = {3.0f, -4.0f, 0.5f};
+        QCOMPARE(sum_squares(v, 3), 25.25);
+        QCOMPARE(sum_squares(v, 0), 0.0);
+    }
+
     void unusableDeviceIsAnErrorNotACrash() {
         const auto probe = probe_cuda_devices();
         QCOMPARE(linalg_compiled(), probe.compiled);
