@@ -6,6 +6,7 @@
 #include "engine/compress/backend_registry.hpp"
 #include "engine/compress/cpu_backend.hpp"
 #include "engine/compress/cuda_backend.hpp"
+#include "engine/compress/fleet_compressor.hpp"
 #include "engine/compress/host_linalg_ops.hpp"
 #include "engine/compress/ops_backend.hpp"
 #include "tests/engine/test_compress_ops_compare.hpp"
@@ -210,6 +211,41 @@ private slots:
             QVERIFY(std::abs(dense - err[k]) <= 1e-5 * norms[k]);
         }
         QVERIFY(oc::subspace_gap(fit.basis.u, fleet.group_u[0][0]) < 1e-6);
+    }
+
+    void fleetCompressionMatchesCpu_data() {
+        QTest::addColumn<int>("method");
+        QTest::newRow("jd-full") << int(jd_method::full);
+        QTest::newRow("jd-diag") << int(jd_method::diag);
+    }
+    void fleetCompressionMatchesCpu() {
+        // The whole driver (features, k-means, alternation with residuals, errors) over both backends.
+        QFETCH(int, method);
+        test::planted_fleet_options po;
+        po.groups = 3;
+        po.adapters_per_group = 5;
+        po.subspace_rank = 3;
+        po.adapter_ranks = {3, 5, 2};
+        po.diagonal_cores = method == int(jd_method::diag);
+        po.noise = 0.02;
+        po.missing_probability = 0.1;
+        po.seed = 42;
+        auto fleet = test::make_planted_fleet(po);
+        compress_options o;
+        o.jd.method = jd_method(method);
+        o.jd.rank = 3;
+        o.clusters = 3;
+        CpuBackend cpu(cpu_backend_options{2});
+        auto ops = host_backend();
+        const auto rc = compress_fleet(*fleet.source, cpu, o);
+        const auto rg = compress_fleet(*fleet.source, ops, o);
+        QVERIFY(test::same_partition(rc.assignment, fleet.labels));
+        QVERIFY(test::same_partition(rg.assignment, fleet.labels));
+        QVERIFY2(std::abs(rc.mean_error - rg.mean_error) <= 1e-3,
+                 oc::msg("mean relative error", rg.mean_error, rc.mean_error, 1e-3).c_str());
+        QVERIFY(rg.mean_error < 0.01); // planted at 2% noise energy
+        for (std::size_t a = 0; a < rc.adapter_error.size(); ++a)
+            QVERIFY(std::abs(rc.adapter_error[a] - rg.adapter_error[a]) <= 1e-3);
     }
 
     void registryReportsWhyCudaIsUnavailable() {
