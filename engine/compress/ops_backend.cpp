@@ -4,6 +4,7 @@
 #include "engine/compress/ops_backend.hpp"
 
 #include "engine/compress/cpu_detail.hpp"
+#include "engine/compress/parallel.hpp"
 #include "engine/core/error.hpp"
 
 #include <algorithm>
@@ -101,13 +102,14 @@ matrix factor_from_gram(const matrix& g, double w) {
     return l;
 }
 
-// Appends random directions to `y` [d, k] up to r columns and orthonormalizes (as cpu_detail does).
-matrix fill_and_orthonormalize(const matrix& y, std::int64_t r, rng& fill) {
+// Appends random directions to `y` [d, k] up to r columns and orthonormalizes (as cpu_detail does; the
+// Householder QR runs through the ops, so a device does the O(d r^2) part).
+matrix fill_and_orthonormalize(LinalgOps& ops, const matrix& y, std::int64_t r, rng& fill) {
     matrix full(y.rows, r);
     std::copy(y.data.begin(), y.data.end(), full.data.begin());
     for (std::size_t i = y.data.size(); i < full.data.size(); ++i)
         full.data[i] = static_cast<float>(fill.normal());
-    return orthonormalize(std::move(full));
+    return ops.qr(std::move(full)).first;
 }
 
 dmatrix upper_inverse(const matrix& rr, std::int64_t r) {
@@ -153,6 +155,7 @@ std::vector<double> OpsBackend::working_norms2(const module_batch& batch,
 }
 
 std::vector<double> OpsBackend::norms2(const module_batch& batch) {
+    blas_threads_guard blas(1); // host-side products are r x r: threads only add overhead
     batch.validate();
     const auto all = all_positions(batch);
     m_ops->select(batch, all);
@@ -172,8 +175,8 @@ matrix OpsBackend::top_subspace(ops_side s, const std::vector<matrix>& factors, 
         for (const auto& f : factors)
             m += f.cols;
         const auto k = std::min(r, m);
-        if (k == 0) return fill_and_orthonormalize(matrix(d, 0), r, fill);
-        return fill_and_orthonormalize(m_ops->top_small_gram(s, factors, k), r, fill);
+        if (k == 0) return fill_and_orthonormalize(*m_ops, matrix(d, 0), r, fill);
+        return fill_and_orthonormalize(*m_ops, m_ops->top_small_gram(s, factors, k), r, fill);
     }
     case eigen_strategy::exact_large_gram:
         return m_ops->top_large_gram(s, factors, r);
@@ -215,6 +218,7 @@ matrix OpsBackend::top_subspace(ops_side s, const std::vector<matrix>& factors, 
 
 jd_fit OpsBackend::fit_jd_full(const module_batch& batch, std::span<const std::size_t> members,
                                const jd_options& options, const jd_basis* warm) {
+    blas_threads_guard blas(1); // host-side products are r x r: threads only add overhead
     batch.validate();
     detail::check_members(batch, members, "fit_jd_full");
     detail::check_rank(batch, options.rank);
@@ -247,8 +251,8 @@ jd_fit OpsBackend::fit_jd_full(const module_batch& batch, std::span<const std::s
     std::vector<matrix> lu(n), lv(n);
     if (warm != nullptr && !warm->empty()) {
         check_warm(batch, *warm, r);
-        u = orthonormalize(warm->u);
-        v = orthonormalize(warm->v);
+        u = m_ops->qr(warm->u).first; // a JD-Diag basis is not orthonormal; a JD-Full one barely changes
+        v = m_ops->qr(warm->v).first;
     } else if (options.init == jd_init::hosvd) {
         // U from sum_k w_k B_k (A_k A_k^T) B_k^T, V from sum_k w_k A_k^T (B_k^T B_k) A_k.
         const auto gb = m_ops->block_grams(U), ga = m_ops->block_grams(V);
@@ -303,6 +307,7 @@ jd_fit OpsBackend::fit_jd_full(const module_batch& batch, std::span<const std::s
 
 jd_fit OpsBackend::fit_jd_diag(const module_batch& batch, std::span<const std::size_t> members,
                                const jd_options& options, const jd_basis* warm) {
+    blas_threads_guard blas(1); // host-side products are r x r: threads only add overhead
     batch.validate();
     detail::check_members(batch, members, "fit_jd_diag");
     detail::check_rank(batch, options.rank);
@@ -429,6 +434,7 @@ jd_fit OpsBackend::fit_jd_diag(const module_batch& batch, std::span<const std::s
 
 std::vector<matrix> OpsBackend::project(const module_batch& batch, const jd_basis& basis,
                                         std::span<const std::size_t> members) {
+    blas_threads_guard blas(1); // host-side products are r x r: threads only add overhead
     batch.validate();
     check_basis(batch, basis, "project");
     detail::check_positions(batch, members, "project");
@@ -454,6 +460,7 @@ std::vector<matrix> OpsBackend::project(const module_batch& batch, const jd_basi
 
 dmatrix OpsBackend::residuals(const module_batch& batch, std::span<const jd_basis* const> bases,
                               std::span<const std::size_t> adapters) {
+    blas_threads_guard blas(1); // host-side products are r x r: threads only add overhead
     batch.validate();
     detail::check_positions(batch, adapters, "residuals");
     const auto n = adapters.size();
@@ -541,6 +548,7 @@ dmatrix OpsBackend::residuals(const module_batch& batch, std::span<const jd_basi
 
 std::vector<double> OpsBackend::errors(const module_batch& batch, const jd_basis& basis,
                                        std::span<const std::size_t> members, std::span<const matrix> cores) {
+    blas_threads_guard blas(1); // host-side products are r x r: threads only add overhead
     batch.validate();
     check_basis(batch, basis, "errors");
     detail::check_positions(batch, members, "errors");
