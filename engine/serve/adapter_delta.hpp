@@ -13,6 +13,8 @@
 
 namespace lorafleet::serve {
 
+class worker_pool;
+
 // The seven linear modules of a Llama-family decoder layer, in the order they run.
 enum class module_kind { q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj };
 constexpr int module_kind_count = 7;
@@ -39,8 +41,10 @@ public:
     //   y:             [n_tokens, d_out] row-major, already holds the base output; accumulate into it
     //   token_adapter: [n_tokens]        adapter slot of each token, -1 = base model (leave y alone)
     // d_in / d_out are the module's shapes in the base model's geometry. Called from one thread at a time.
+    // `pool` (may be null) is the caller's worker pool, idle during the call: an implementation may spread
+    // its work over it (the forward pass lends its own, so no second set of threads competes for the cores).
     virtual void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
-                       std::span<const int> token_adapter) = 0;
+                       std::span<const int> token_adapter, worker_pool* pool) = 0;
 };
 
 } // namespace lorafleet::serve

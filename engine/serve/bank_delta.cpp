@@ -7,43 +7,16 @@
 #include "engine/compress/backend_registry.hpp"
 #include "engine/compress/peft_module_source.hpp"
 #include "engine/core/error.hpp"
+#include "engine/core/float16.hpp"
 #include "engine/io/peft_adapter.hpp"
-#include "engine/serve/gemm.hpp"
+#include "engine/serve/factored_delta.hpp"
+#include "engine/serve/worker_pool.hpp"
 
 #include <algorithm>
-#include <immintrin.h>
 
 namespace lorafleet::serve {
 
 namespace {
-
-// y[o] += a * x[o] for o < n. The default build is -O2, where GCC does not vectorize this loop (it
-// cannot rule out aliasing cheaply), and it is the hot loop of the expand product: 8-wide AVX where the
-// CPU has it. Multiply then add, like the scalar loop (no FMA), so both paths give the same bits.
-[[gnu::target("avx")]] void axpy_avx(int n, float a, const float* __restrict x, float* __restrict y) {
-    const __m256 va = _mm256_set1_ps(a);
-    int o = 0;
-    for (; o + 8 <= n; o += 8)
-        _mm256_storeu_ps(y + o,
-                         _mm256_add_ps(_mm256_loadu_ps(y + o), _mm256_mul_ps(va, _mm256_loadu_ps(x + o))));
-    for (; o < n; ++o)
-        y[o] += a * x[o];
-}
-
-void axpy_portable(int n, float a, const float* __restrict x, float* __restrict y) {
-    for (int o = 0; o < n; ++o)
-        y[o] += a * x[o];
-}
-
-using axpy_fn = void (*)(int, float, const float* __restrict, float* __restrict);
-
-axpy_fn axpy_kernel() {
-    static const axpy_fn fn = [] {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx") ? axpy_avx : axpy_portable;
-    }();
-    return fn;
-}
 
 std::string shape_text(std::int64_t d_out, std::int64_t d_in) {
     return "[" + std::to_string(d_out) + ", " + std::to_string(d_in) + "]";
@@ -58,9 +31,8 @@ std::uint64_t BankDelta::slot_entry::bytes() const {
     return n;
 }
 
-BankDelta::BankDelta(bank::compressed_bank bank, io::model_geometry base, const std::string& where,
-                     int threads)
-    : m_bank(std::move(bank)), m_base(std::move(base)), m_pool(std::make_unique<worker_pool>(threads)) {
+BankDelta::BankDelta(bank::compressed_bank bank, io::model_geometry base, const std::string& where)
+    : m_bank(std::move(bank)), m_base(std::move(base)) {
     m_bank.validate(where);
     m_module_index.assign(std::size_t(std::max(m_base.num_layers, 0)), {});
     for (auto& row : m_module_index)
@@ -94,18 +66,36 @@ BankDelta::BankDelta(bank::compressed_bank bank, io::model_geometry base, const 
         c.shrink_to_fit();
     }
     const int r = m_bank.rank;
-    m_ut.resize(m_bank.modules.size());
+    m_kernel.resize(m_bank.modules.size());
+    m_half.assign(m_bank.modules.size(), 0);
     for (std::size_t m = 0; m < m_bank.modules.size(); ++m) {
         const std::size_t d_out = std::size_t(m_bank.modules[m].d_out);
-        m_ut[m].resize(m_bank.bases[m].size());
-        for (std::size_t c = 0; c < m_bank.bases[m].size(); ++c) {
-            const auto& basis = m_bank.bases[m][c];
+        const auto& bases = m_bank.bases[m];
+        const auto exact_half = [](const std::vector<float>& v) {
+            return std::all_of(v.begin(), v.end(), [](float f) { return f16_to_f32(f32_to_f16(f)) == f; });
+        };
+        bool half = true;
+        for (const auto& b : bases)
+            half = half && exact_half(b.u) && exact_half(b.vt);
+        m_half[m] = half;
+        m_kernel[m].resize(bases.size());
+        for (std::size_t c = 0; c < bases.size(); ++c) {
+            const auto& basis = bases[c];
             if (basis.empty()) continue;
-            auto& ut = m_ut[m][c];
-            ut.resize(d_out * std::size_t(r));
+            auto& k = m_kernel[m][c];
+            std::vector<float> ut(d_out * std::size_t(r));
             for (std::size_t o = 0; o < d_out; ++o)
                 for (int p = 0; p < r; ++p)
                     ut[std::size_t(p) * d_out + o] = basis.u[o * std::size_t(r) + std::size_t(p)];
+            if (half) {
+                k.ut16.resize(ut.size());
+                std::transform(ut.begin(), ut.end(), k.ut16.begin(), [](float f) { return f32_to_f16(f); });
+                k.vt16.resize(basis.vt.size());
+                std::transform(basis.vt.begin(), basis.vt.end(), k.vt16.begin(),
+                               [](float f) { return f32_to_f16(f); });
+            } else {
+                k.ut = std::move(ut);
+            }
         }
     }
 }
@@ -120,6 +110,12 @@ int BankDelta::take_slot(bank::bank_adapter adapter, std::size_t bank_index) {
         if (adapter.has_module(m)) {
             const float* core = m_bank.core(m, bank_index);
             e.cores[m].assign(core, core + cs);
+            if (m_bank.kind == bank::method::jd_full) { // kept transposed: the kernel reads Σᵀ (header)
+                const int r = m_bank.rank;
+                for (int p = 0; p < r; ++p)
+                    for (int q = 0; q < r; ++q)
+                        e.cores[m][std::size_t(q) * r + p] = core[std::size_t(p) * r + q];
+            }
         }
     e.adapter = std::move(adapter);
     const int slot = int(m_slots.size());
@@ -217,9 +213,9 @@ adapter_memory_stats BankDelta::memory() const {
     for (const auto& per_module : m_bank.bases)
         for (const auto& b : per_module)
             bytes += (b.u.size() + b.vt.size()) * sizeof(float);
-    for (const auto& per_module : m_ut)
-        for (const auto& ut : per_module)
-            bytes += ut.size() * sizeof(float);
+    for (const auto& per_module : m_kernel)
+        for (const auto& k : per_module)
+            bytes += k.bytes();
     bytes += m_live_core_bytes;
     s.resident_adapters = int(m_live_count);
     s.resident_bytes = bytes;
@@ -228,81 +224,72 @@ adapter_memory_stats BankDelta::memory() const {
 }
 
 void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
-                      std::span<const int> token_adapter) {
+                      std::span<const int> token_adapter, worker_pool* pool) {
     if (layer < 0 || std::size_t(layer) >= m_module_index.size()) return;
     const int mi = m_module_index[std::size_t(layer)][std::size_t(m)];
     if (mi < 0) return;
 
+    // Tokens in cluster order, so each cluster's bases stay in cache while its tokens stream through.
     m_members.resize(std::size_t(m_bank.clusters));
     for (auto& members : m_members)
         members.clear();
+    const auto& bases = m_bank.bases[std::size_t(mi)];
     for (int t = 0; t < n_tokens; ++t) {
         const int slot = token_adapter[std::size_t(t)];
         if (slot < 0) continue;
         const slot_entry& e = live(slot, "bank adapter");
         if (e.cores[std::size_t(mi)].empty()) continue; // the adapter lacks this module
+        if (bases[std::size_t(e.adapter.cluster)].empty()) continue;
         m_members[std::size_t(e.adapter.cluster)].push_back(t);
     }
-    m_active.clear();
-    for (int c = 0; c < m_bank.clusters; ++c)
-        if (!m_members[std::size_t(c)].empty() && !m_bank.bases[std::size_t(mi)][std::size_t(c)].empty())
-            m_active.push_back(c);
-    if (m_active.empty()) return;
-    m_scratch.resize(std::size_t(m_pool->size()));
-    if (m_active.size() == 1) {
-        apply_cluster(mi, m_active.front(), x, y, token_adapter, m_scratch.front());
+    m_tokens.clear();
+    m_runs.clear();
+    // Runs of at most 16 tokens of one cluster: enough to share the basis reads, small enough to balance.
+    constexpr std::size_t run_tokens = 16;
+    const std::size_t d_in = std::size_t(m_bank.modules[std::size_t(mi)].d_in);
+    const std::size_t d_out = std::size_t(m_bank.modules[std::size_t(mi)].d_out);
+    for (int c = 0; c < m_bank.clusters; ++c) {
+        const auto& members = m_members[std::size_t(c)];
+        for (std::size_t i = 0; i < members.size(); i += run_tokens)
+            m_runs.push_back(
+                {c, m_tokens.size() + i, m_tokens.size() + std::min(members.size(), i + run_tokens)});
+        for (const int t : members)
+            m_tokens.push_back(
+                {x + std::size_t(t) * d_in, y + std::size_t(t) * d_out,
+                 m_slots[std::size_t(token_adapter[std::size_t(t)])].cores[std::size_t(mi)].data()});
+    }
+    if (m_tokens.empty()) return;
+
+    const int r = m_bank.rank;
+    const bool full = m_bank.kind == bank::method::jd_full;
+    const bool half = m_half[std::size_t(mi)];
+    auto run = [&](const token_run& run, float* scratch) {
+        const std::span<const factored_token> tokens(m_tokens.data() + run.begin, run.end - run.begin);
+        const auto& k = m_kernel[std::size_t(mi)][std::size_t(run.cluster)];
+        if (half)
+            add_factored_delta(
+                factored_basis<std::uint16_t>{k.vt16.data(), k.ut16.data(), r, int(d_in), int(d_out)}, full,
+                tokens, scratch);
+        else
+            add_factored_delta(factored_basis<float>{bases[std::size_t(run.cluster)].vt.data(), k.ut.data(),
+                                                     r, int(d_in), int(d_out)},
+                               full, tokens, scratch);
+    };
+    const int workers = pool ? pool->size() : 1;
+    m_scratch.resize(std::size_t(workers));
+    for (auto& s : m_scratch)
+        s.resize(8 * std::size_t(r));
+    // A token costs r·(d_in + d_out + r) multiply-adds; below ~10⁵ in all (a few decode tokens), waking the
+    // caller's idle workers costs more than it saves. A worker that wakes late takes no run (worker_pool).
+    const double work = double(m_tokens.size()) * r * double(d_in + d_out + std::size_t(r));
+    if (workers == 1 || m_runs.size() == 1 || work < 1.0e5) {
+        for (const auto& rr : m_runs)
+            run(rr, m_scratch.front().data());
         return;
     }
-    // Clusters own disjoint token rows of y, so they can run on any thread in any order.
-    m_pool->run(m_active.size(), [&](std::size_t item, int worker) {
-        apply_cluster(mi, m_active[item], x, y, token_adapter, m_scratch[std::size_t(worker)]);
+    pool->run(m_runs.size(), [&](std::size_t item, int worker) {
+        run(m_runs[item], m_scratch[std::size_t(worker)].data());
     });
-}
-
-void BankDelta::apply_cluster(int mi, int c, const float* x, float* y, std::span<const int> token_adapter,
-                              cluster_scratch& s) {
-    const auto& mod = m_bank.modules[std::size_t(mi)];
-    const int d_in = int(mod.d_in), d_out = int(mod.d_out), r = m_bank.rank;
-    const bool full = m_bank.kind == bank::method::jd_full;
-    const auto& rows = m_members[std::size_t(c)];
-    const auto& basis = m_bank.bases[std::size_t(mi)][std::size_t(c)];
-    const int nc = int(rows.size());
-    s.xc.resize(std::size_t(nc) * d_in);
-    s.z.resize(std::size_t(nc) * r);
-    s.w.resize(std::size_t(nc) * r);
-    s.yc.resize(std::size_t(d_out));
-    for (int j = 0; j < nc; ++j)
-        std::copy_n(x + std::size_t(rows[std::size_t(j)]) * d_in, d_in, s.xc.data() + std::size_t(j) * d_in);
-    // Z = X_c · V_c: Vᵀ is [r, d_in] row-major, the "w" layout of gemm_nt.
-    gemm_nt(nc, r, d_in, 1.0f, s.xc.data(), d_in, basis.vt.data(), d_in, s.z.data(), r, false);
-    for (int j = 0; j < nc; ++j) {
-        const int slot = token_adapter[std::size_t(rows[std::size_t(j)])];
-        const float* core = m_slots[std::size_t(slot)].cores[std::size_t(mi)].data();
-        const float* z = s.z.data() + std::size_t(j) * r;
-        float* w = s.w.data() + std::size_t(j) * r;
-        if (full) {
-            for (int p = 0; p < r; ++p) {
-                float acc = 0.0f;
-                for (int q = 0; q < r; ++q)
-                    acc += core[std::size_t(p) * r + q] * z[q];
-                w[p] = acc;
-            }
-        } else {
-            for (int p = 0; p < r; ++p)
-                w[p] = core[p] * z[p];
-        }
-    }
-    // ΔY = W · U_cᵀ, per token: Σ_p w_p · (row p of U_cᵀ), vectorized over d_out, summed in order of p.
-    const float* ut = m_ut[std::size_t(mi)][std::size_t(c)].data();
-    float* dy = s.yc.data();
-    const axpy_fn axpy = axpy_kernel();
-    for (int j = 0; j < nc; ++j) {
-        const float* w = s.w.data() + std::size_t(j) * r;
-        std::fill_n(dy, d_out, 0.0f);
-        for (int p = 0; p < r; ++p)
-            axpy(d_out, w[p], ut + std::size_t(p) * d_out, dy);
-        axpy(d_out, 1.0f, dy, y + std::size_t(rows[std::size_t(j)]) * d_out);
-    }
 }
 
 } // namespace lorafleet::serve

@@ -1,23 +1,22 @@
 // BankDelta: serving straight from a compressed bank (method.md §7). For a module, the step's tokens are
-// grouped by their adapter's cluster c; per cluster one product Z = X_c·V_c [n_c, r], per token
-// w = Σ_i z [r] (Σ_i [r, r], or diag(σ_i)), and ΔY_c = W·U_cᵀ [n_c, d_out] added to the tokens' rows. ΔY
-// is summed per token as Σ_p w_p·(row p of U_cᵀ), from a transposed copy of U_c kept for that: with
-// k = r that tiny, gemm_nt's per-element horizontal reductions would cost more than the products. No
-// per-adapter factor of size d ever exists: an adapter costs its cores only. Invariants: every bank module is
-// a decoder linear of a layer the base model has, with the base's exact [d_out, d_in] (shape_mismatch naming
-// the module otherwise); all bases and cores are float32 and resident; tokens with slot -1, or whose adapter
-// lacks the module, are left untouched; a token's delta depends only on its own row (batch-invariant
-// products, gemm.hpp); slots are never reused. Threading: not thread-safe; the serving engine calls every
-// method from its own thread. apply() spreads the step's clusters over an internal worker_pool (each cluster
-// writes only its own tokens' rows, and each token's products are the same whichever thread computes them, so
-// results do not depend on threads).
+// taken cluster by cluster, and each token adds U_c·(Σ_i·(V_cᵀx)) to its row with add_factored_delta
+// (factored_delta.hpp): V_cᵀx [r], then the core (Σ_i [r, r], or diag(σ_i)), then U_c from a transposed copy
+// Uᵀ [r, d_out] kept for that. On a CPU the cluster's bases stay in cache while its tokens stream through, so
+// the per-token form costs only the r·(d_in + d_out + r) multiply-adds. No per-adapter factor of size d ever
+// exists: an adapter costs its cores only. Invariants: every bank module is a decoder linear of a layer the
+// base model has, with the base's exact [d_out, d_in] (shape_mismatch naming the module otherwise); all bases
+// and cores are float32 and resident; tokens with slot -1, or whose adapter lacks the module, are left
+// untouched; a token's delta depends only on its own row (batch-invariant); slots are never reused.
+// Threading: not thread-safe; the serving engine calls every method from its own thread. apply() splits a
+// large step into runs of tokens on the caller's worker_pool (each token writes only its own row,
+// and its products are the same whichever thread computes them, so results do not depend on threads).
 #pragma once
 
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/compress/compress_backend.hpp"
 #include "engine/io/hf_config.hpp"
 #include "engine/serve/adapter_provider.hpp"
-#include "engine/serve/worker_pool.hpp"
+#include "engine/serve/factored_delta.hpp"
 
 #include <array>
 #include <map>
@@ -31,8 +30,7 @@ class BankDelta final : public AdapterProvider {
 public:
     // Takes the bank (as read_bank returns it); shape_mismatch when it does not fit `base`. `where`
     // names the bank in errors (its folder). Adapters get slots 0..n-1 in bank order.
-    // `threads` sizes apply()'s worker pool (<= 0: one per hardware thread, 1: everything inline).
-    BankDelta(bank::compressed_bank bank, io::model_geometry base, const std::string& where, int threads = 0);
+    BankDelta(bank::compressed_bank bank, io::model_geometry base, const std::string& where);
     ~BankDelta() override;
 
     std::string_view mode() const override { return "compressed"; }
@@ -46,7 +44,7 @@ public:
     adapter_memory_stats memory() const override;
 
     void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
-               std::span<const int> token_adapter) override;
+               std::span<const int> token_adapter, worker_pool* pool) override;
 
     int rank() const { return m_bank.rank; }
     int clusters() const { return m_bank.clusters; }
@@ -54,7 +52,7 @@ public:
 private:
     struct slot_entry {
         bank::bank_adapter adapter;            // name, source, cluster, per-module errors
-        std::vector<std::vector<float>> cores; // [bank module]: core_size() floats, empty where absent
+        std::vector<std::vector<float>> cores; // [bank module]: Σᵀ [r, r] or σ [r], empty where absent
         bool alive = true;
         std::uint64_t bytes() const;
     };
@@ -68,23 +66,29 @@ private:
     std::vector<slot_entry> m_slots;
     std::map<std::string, int, std::less<>> m_by_name;    // live adapters only
     std::unique_ptr<compress::CompressBackend> m_backend; // for add(), created on first use
-    std::vector<std::vector<std::vector<float>>> m_ut;    // [bank module][cluster] U_cᵀ [r, d_out]
+    // The kernel's copies of each cluster basis (factored_delta.hpp): Uᵀ [r, d_out], and when every value of
+    // the module's bases is exactly an IEEE half (a bank stored as F16), Vᵀ and Uᵀ as halves instead, which
+    // halves the bytes a step reads without changing a single value.
+    struct kernel_basis {
+        std::vector<float> ut;           // [r, d_out] (float path)
+        std::vector<std::uint16_t> vt16; // [r, d_in]  (half path)
+        std::vector<std::uint16_t> ut16; // [r, d_out] (half path)
+        std::uint64_t bytes() const { return ut.size() * 4 + (vt16.size() + ut16.size()) * 2; }
+    };
+    std::vector<std::vector<kernel_basis>> m_kernel; // [bank module][cluster]
+    std::vector<char> m_half;                        // [bank module] bases held as halves
     std::uint64_t m_live_core_bytes = 0; // Σ bytes() over live slots (memory() runs every engine step)
     std::size_t m_live_count = 0;        // live slots
 
     // Scratch for apply(), grown on demand.
-    struct cluster_scratch {
-        std::vector<float> xc; // [n_c, d_in]
-        std::vector<float> z;  // [n_c, r]
-        std::vector<float> w;  // [n_c, r]
-        std::vector<float> yc; // [d_out] one token's ΔY
-    };
-    void apply_cluster(int mi, int c, const float* x, float* y, std::span<const int> token_adapter,
-                       cluster_scratch& s);
     std::vector<std::vector<int>> m_members; // [cluster] token rows of the step in that cluster
-    std::vector<int> m_active;               // clusters with tokens in this call
-    std::vector<cluster_scratch> m_scratch;  // [worker]
-    std::unique_ptr<worker_pool> m_pool;
+    struct token_run {
+        int cluster = 0;
+        std::size_t begin = 0, end = 0; // range of m_tokens
+    };
+    std::vector<factored_token> m_tokens;      // the step's adapter tokens, cluster by cluster
+    std::vector<token_run> m_runs;             // work items: runs of one cluster's tokens
+    std::vector<std::vector<float>> m_scratch; // [worker] 8·r floats for add_factored_delta
 };
 
 } // namespace lorafleet::serve

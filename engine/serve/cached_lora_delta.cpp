@@ -175,7 +175,7 @@ bool CachedLoraDelta::is_resident(int slot) const {
 }
 
 void CachedLoraDelta::apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
-                            std::span<const int> token_adapter) {
+                            std::span<const int> token_adapter, worker_pool* pool) {
     int checked = -1; // token_adapter is mostly runs of one slot: check each run once
     for (int t = 0; t < n_tokens; ++t) {
         const int slot = token_adapter[std::size_t(t)];
@@ -185,7 +185,7 @@ void CachedLoraDelta::apply(int layer, module_kind m, const float* x, float* y, 
                                                    " is not resident (prepare() was not called for it)");
         checked = slot;
     }
-    m_resident.apply(layer, m, x, y, n_tokens, token_adapter);
+    m_resident.apply(layer, m, x, y, n_tokens, token_adapter, pool);
 }
 
 } // namespace lorafleet::serve

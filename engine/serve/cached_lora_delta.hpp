@@ -41,7 +41,7 @@ public:
     adapter_memory_stats memory() const override;
 
     void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
-               std::span<const int> token_adapter) override;
+               std::span<const int> token_adapter, worker_pool* pool) override;
 
     bool is_resident(int slot) const;
 

@@ -25,7 +25,7 @@ void project(const linear_weights& w, int layer, module_kind m, const float* x, 
         }
     }
     if (adapters && std::any_of(token_adapter.begin(), token_adapter.end(), [](int s) { return s >= 0; }))
-        adapters->apply(layer, m, x, y, n_tokens, token_adapter);
+        adapters->apply(layer, m, x, y, n_tokens, token_adapter, pool);
 }
 
 } // namespace lorafleet::serve

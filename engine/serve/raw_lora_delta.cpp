@@ -32,7 +32,7 @@ void RawLoraDelta::erase_slot(int slot) {
 }
 
 void RawLoraDelta::apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
-                         std::span<const int> token_adapter) {
+                         std::span<const int> token_adapter, worker_pool*) {
     const auto shape = m_geometry.linear_shape(module_name(m));
     const int d_in = static_cast<int>(shape->d_in), d_out = static_cast<int>(shape->d_out);
     for (int t0 = 0; t0 < n_tokens;) {

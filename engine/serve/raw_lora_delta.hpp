@@ -31,7 +31,7 @@ public:
     void erase_slot(int slot);
 
     void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
-               std::span<const int> token_adapter) override;
+               std::span<const int> token_adapter, worker_pool* pool) override;
 
 private:
     io::model_geometry m_geometry;

@@ -123,10 +123,10 @@ public:
         return s;
     }
     void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
-               std::span<const int> token_adapter) override {
+               std::span<const int> token_adapter, worker_pool* pool) override {
         for (int s : token_adapter)
             if (s >= 0 && std::find(m_allowed.begin(), m_allowed.end(), s) == m_allowed.end()) ++violations;
-        m_delta.apply(layer, m, x, y, n_tokens, token_adapter);
+        m_delta.apply(layer, m, x, y, n_tokens, token_adapter, pool);
     }
 
     // Written on the engine thread, read by the test after shutdown.
