@@ -8,13 +8,18 @@
 #include "engine/core/error.hpp"
 #include "engine/core/random.hpp"
 #include "engine/serve/bank_delta.hpp"
+#include "engine/serve/cached_lora_delta.hpp"
 #include "engine/serve/cuda_bank.hpp"
+#include "engine/serve/cuda_lora_cache.hpp"
 #include "engine/serve/cuda_transformer.hpp"
 #include "engine/serve/raw_lora_delta.hpp"
 #include "engine/serve/sampler.hpp"
 #include "engine/serve/transformer.hpp"
 #include "kernels/device_probe.hpp"
+#include "tests/support/peft_writer.hpp"
 #include "tests/support/test_paths.hpp"
+
+#include <QTemporaryDir>
 
 #include <QtTest/QtTest>
 
@@ -182,7 +187,7 @@ private slots:
         const auto w = fixture_model();
         const auto& g = w->geometry();
         const auto bank = model_bank(g, bank::method(kind));
-        BankDelta cpu_bank(bank, g, "bank", 1);
+        BankDelta cpu_bank(bank, g, "bank");
         const auto dev_bank = upload_bank(bank, g, "bank");
         transformer cpu(w, 1);
         cuda_transformer gpu(w);
@@ -348,6 +353,51 @@ private slots:
         const int tokens_slots[] = {4, 9};
         QCOMPARE(cache->begin_step(tokens_slots, 2, nullptr).code,
                  kernels::serve_bad_argument_code); // 9 not resident
+    }
+
+    // Real PEFT folders on both sides: CachedLoraDelta on the CPU, cuda_lora_cache (two pages for three
+    // adapters) on the device, the same step mixing two adapters and the base model.
+    void peftAdaptersMatchCachedLoraDelta() {
+        const auto w = fixture_model();
+        const auto& g = w->geometry();
+        QTemporaryDir tmp;
+        QVERIFY(tmp.isValid());
+        CachedLoraDelta cpu_lora(g, 64u << 20);
+        std::vector<std::shared_ptr<const io::peft_adapter>> peft;
+        io::peft_load_options options;
+        options.base = &g;
+        for (int i = 0; i < 3; ++i) {
+            const auto dir =
+                std::filesystem::path(tmp.path().toStdString()) / ("adapter-" + std::to_string(i));
+            test::write_crafted_adapter(
+                dir, test::crafted_llama_adapter(g, {"q_proj", "v_proj", "o_proj"}, 2 + 2 * i, 4.0 + 4 * i));
+            QCOMPARE(cpu_lora.add(dir, dir.filename().string()).slot, i);
+            peft.push_back(std::make_shared<const io::peft_adapter>(io::load_peft_adapter(dir, options)));
+        }
+        cuda_lora_cache gpu_lora(g, peft, 2 * CachedLoraDelta::resident_bytes_of(*peft[2]));
+        QCOMPARE(gpu_lora.pages(), 2);
+        transformer cpu(w, 1);
+        cuda_transformer gpu(w);
+        for (const auto& pair : {std::vector<int>{2, 0}, std::vector<int>{1, 2}}) {
+            QCOMPARE(cpu_lora.prepare(pair), std::size_t(2));
+            QCOMPARE(gpu_lora.prepare(pair), std::size_t(2));
+            kv_cache cc = cpu.make_cache(8u << 20), gc = gpu.make_cache(8u << 20);
+            std::vector<std::vector<int>> p;
+            std::vector<sequence_step> step;
+            const int slot_of[] = {pair[0], -1, pair[1]};
+            for (int s = 0; s < 3; ++s) {
+                p.push_back(prompt(11, 80 + s, g.vocab_size));
+                cc.add_sequence(s);
+                gc.add_sequence(s);
+            }
+            for (int s = 0; s < 3; ++s)
+                step.push_back({s, p[std::size_t(s)], {}, slot_of[s], false});
+            const auto want = cpu.forward(cc, step, &cpu_lora);
+            const auto got = gpu.forward(gc, step, gpu_lora.device());
+            for (int s = 0; s < 3; ++s)
+                compare_logits(got.last(s), want.last(s), QString("peft slot %1").arg(slot_of[s]));
+        }
+        QCOMPARE(gpu_lora.misses(), std::uint64_t(3));
     }
 
     void errorsLeaveTheCacheUsable() {

@@ -63,7 +63,7 @@ private slots:
     void bankTokenPathMatchesBankDelta() {
         QFETCH(int, kind);
         const bank::compressed_bank bank = test::make_random_bank(bank::method(kind), 17);
-        BankDelta delta(bank, bank_geometry(), "random bank", 1);
+        BankDelta delta(bank, bank_geometry(), "random bank");
         const int r = bank.rank, n = 19;
         const bool full = bank.kind == bank::method::jd_full;
         std::vector<int> token_slots(n);
@@ -75,7 +75,8 @@ private slots:
             const auto x = random_vector(std::size_t(n) * d_in, 40 + m);
             const auto y0 = random_vector(std::size_t(n) * d_out, 50 + m);
             auto want = y0;
-            delta.apply(mod.layer, *parse_module_kind(mod.short_name), x.data(), want.data(), n, token_slots);
+            delta.apply(mod.layer, *parse_module_kind(mod.short_name), x.data(), want.data(), n, token_slots,
+                        nullptr);
             auto got = y0;
             int touched = 0;
             for (int t = 0; t < n; ++t) {
@@ -154,7 +155,7 @@ private slots:
             const auto x = random_vector(std::size_t(n) * d_in, 300 + mi);
             const auto y0 = random_vector(std::size_t(n) * d_out, 400 + mi);
             auto want = y0;
-            delta.apply(0, mods[mi], x.data(), want.data(), n, token_slots);
+            delta.apply(0, mods[mi], x.data(), want.data(), n, token_slots, nullptr);
             auto got = y0;
             for (int t = 0; t < n; ++t) {
                 const int s = token_slots[std::size_t(t)];

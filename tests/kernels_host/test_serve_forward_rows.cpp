@@ -242,7 +242,7 @@ private slots:
         const auto& g = w->geometry();
         const auto bank = q_v_bank(g);
         std::unique_ptr<BankDelta> delta;
-        if (with_bank) delta = std::make_unique<BankDelta>(bank, g, "bank", 1);
+        if (with_bank) delta = std::make_unique<BankDelta>(bank, g, "bank");
         const int slot = with_bank ? 1 : -1;
         transformer cpu(w, 1);
         kv_cache cache = cpu.make_cache(8u << 20);
