@@ -43,7 +43,8 @@ struct metrics_snapshot {
     int queue_depth = 0; // submitted, not yet running
     int running = 0;     // sequences in the batch (admitted, holding KV blocks)
     int last_batch_tokens = 0;
-    int peak_running = 0; // most sequences running at once (admitted, holding KV blocks) since start
+    int peak_running = 0;    // most sequences running at once (admitted, holding KV blocks) since start
+    int active_adapters = 0; // distinct adapters among the sequences of the last step (0 when idle)
     // Since start.
     std::uint64_t requests_submitted = 0, requests_completed = 0, requests_failed = 0, requests_cancelled = 0;
     std::uint64_t prompt_tokens = 0, completion_tokens = 0, steps = 0;

@@ -77,7 +77,7 @@ void metrics_recorder::on_dequeue_without_run() {
     on_admit(); // the same bookkeeping: it leaves the queue
 }
 
-void metrics_recorder::on_step(int prefill_tokens, int decode_tokens, int running) {
+void metrics_recorder::on_step(int prefill_tokens, int decode_tokens, int running, int active_adapters) {
     const auto now = clock::now();
     std::lock_guard lock(m_mutex);
     prune(now);
@@ -86,11 +86,13 @@ void metrics_recorder::on_step(int prefill_tokens, int decode_tokens, int runnin
     m_counters.last_batch_tokens = prefill_tokens + decode_tokens;
     m_counters.running = running;
     m_counters.peak_running = std::max(m_counters.peak_running, running);
+    m_counters.active_adapters = active_adapters;
 }
 
 void metrics_recorder::set_running(int running) {
     std::lock_guard lock(m_mutex);
     m_counters.running = running;
+    if (running == 0) m_counters.active_adapters = 0;
 }
 
 void metrics_recorder::on_complete(const completion& c) {

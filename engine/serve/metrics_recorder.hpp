@@ -38,7 +38,7 @@ public:
     void on_submit();              // a request was accepted into the queue
     void on_admit();               // a queued request started running
     void on_dequeue_without_run(); // a queued request ended before running (cancel, failure)
-    void on_step(int prefill_tokens, int decode_tokens, int running);
+    void on_step(int prefill_tokens, int decode_tokens, int running, int active_adapters = 0);
     void set_running(int running);
     struct completion {
         completion_status status = completion_status::finished;

@@ -333,7 +333,13 @@ struct serving_engine::impl {
                 completion_status::failed, std::string("forward step failed: ") + e.what());
             return;
         }
-        recorder.on_step(prefill_tokens, decode_tokens, static_cast<int>(running.size()));
+        std::vector<int> adapters;
+        for (const sequence_step& s : batch)
+            if (s.adapter >= 0) adapters.push_back(s.adapter);
+        std::sort(adapters.begin(), adapters.end());
+        const auto distinct = std::unique(adapters.begin(), adapters.end()) - adapters.begin();
+        recorder.on_step(prefill_tokens, decode_tokens, static_cast<int>(running.size()),
+                         static_cast<int>(distinct));
 
         std::vector<std::pair<std::uint64_t, std::string>> failed;
         std::vector<std::uint64_t> finished;

@@ -110,6 +110,8 @@ std::string render_prometheus(const serve::metrics_snapshot& m, const prometheus
              static_cast<double>(m.running));
     w.single("lorafleet_peak_running_sequences", "gauge", "Most sequences running at once since start.",
              static_cast<double>(m.peak_running));
+    w.single("lorafleet_active_adapters", "gauge", "Distinct adapters in the last engine step.",
+             static_cast<double>(m.active_adapters));
     w.single("lorafleet_last_batch_tokens", "gauge", "Tokens in the last forward step.",
              static_cast<double>(m.last_batch_tokens));
 

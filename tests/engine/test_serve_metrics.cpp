@@ -37,8 +37,9 @@ private slots:
         QCOMPARE(s.requests_submitted, std::uint64_t(5));
         QCOMPARE(s.queue_depth, 3);
 
-        rec.on_step(30, 2, 2);
-        rec.on_step(0, 2, 2);
+        rec.on_step(30, 2, 2, 2);
+        QCOMPARE(rec.snapshot().active_adapters, 2);
+        rec.on_step(0, 2, 2, 1);
         metrics_recorder::completion c;
         c.adapter = "a";
         c.prompt_tokens = 30;
@@ -64,6 +65,9 @@ private slots:
         QCOMPARE(s.steps, std::uint64_t(2));
         QCOMPARE(s.last_batch_tokens, 2);
         QCOMPARE(s.peak_running, 2);
+        QCOMPARE(s.active_adapters, 1); // the last step's
+        rec.set_running(0);
+        QCOMPARE(rec.snapshot().active_adapters, 0); // idle: nothing is active
         QCOMPARE(s.end_to_end.count, std::uint64_t(2));
         QCOMPARE(s.end_to_end.p50, 0.3);
         QCOMPARE(s.end_to_end.p99, 0.5);

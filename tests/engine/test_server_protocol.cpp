@@ -382,6 +382,7 @@ private slots:
         m.memory.kv_cache_used = 4096;
         m.memory.rss = 5ull << 30;
         m.peak_running = 17;
+        m.active_adapters = 12;
         m.adapters_loaded = 31;
         // 30 adapters with distinct request counts plus the base model, in scrambled order.
         std::uint64_t total_requests = 0, total_prompt = 0;
@@ -439,6 +440,7 @@ private slots:
         QCOMPARE(memory.at("kv_cache_used"), 4096.0);
         QCOMPARE(e.named("lorafleet_process_resident_bytes").at(0).value, double(5ull << 30));
         QCOMPARE(e.named("lorafleet_peak_running_sequences").at(0).value, 17.0);
+        QCOMPARE(e.named("lorafleet_active_adapters").at(0).value, 12.0);
 
         // Per adapter: the 5 busiest by requests (base 100, the odd name 99, ad-29 39, ad-28 38, ad-27 37),
         // then __other__ with the rest; the sums over the series equal the snapshot's.
