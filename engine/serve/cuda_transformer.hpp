@@ -7,10 +7,11 @@
 // The kv_cache passed to forward() provides the block bookkeeping only; its own host storage is never
 // touched. The device pools hold the data of one cache: they are (re)allocated to the cache's block
 // count the first time a cache is seen and when a different one is passed, which forgets what the device
-// held, so use one cache per cuda_transformer. Adapters: a kernels::device_adapters (a device_bank from
-// cuda_bank.hpp, or a device_lora_cache), slots as the host providers number them.
-// Results agree with the CPU transformer to float rounding (different summation orders), not bit for bit.
-// Not thread-safe: one forward() at a time; the weights are shared and immutable.
+// held, so use one cache per cuda_transformer and fill it only through this object (keys a CPU
+// transformer wrote into the cache's host storage are not on the device). Adapters: a
+// kernels::device_adapters (a device_bank from cuda_bank.hpp, or cuda_lora_cache::device()), slots as the
+// host providers number them. Results agree with the CPU transformer to float rounding (different summation
+// orders), not bit for bit. Not thread-safe: one forward() at a time; the weights are shared and immutable.
 #pragma once
 
 #include "engine/serve/kv_cache.hpp"
