@@ -1,12 +1,12 @@
-// cuda_transformer (see the header): validate and reserve exactly as transformer.cpp does, flatten the
-// step into the arrays kernels::device_step wants (tokens, positions, per-token offsets into the
+// cuda_transformer (see the header): validate and reserve with step_layout.hpp as transformer.cpp does,
+// flatten the step into the arrays kernels::device_step wants (tokens, positions, per-token offsets into the
 // concatenated block tables, output rows, adapter slots), run it on the device, then commit the lengths.
 #include "engine/serve/cuda_transformer.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/serve/step_layout.hpp"
 
 #include <algorithm>
-#include <unordered_map>
 
 namespace lorafleet::serve {
 
@@ -63,52 +63,10 @@ cuda_transformer::~cuda_transformer() = default;
 step_logits cuda_transformer::forward(kv_cache& cache, std::span<const sequence_step> batch,
                                       kernels::device_adapters* adapters) {
     const auto& g = geometry();
-    const model_weights& w = *m_weights;
-    if (cache.layers() != g.num_layers || cache.kv_heads() != g.num_kv_heads ||
-        cache.head_dim() != g.head_dim)
-        throw usage_error("forward", "the kv cache was made for a different model geometry");
-
-    // Validate the whole step and check capacity before changing anything (as transformer::forward).
-    std::unordered_map<int, int> first_pos;
-    int n = 0, extra_blocks = 0, released_blocks = 0;
-    for (const sequence_step& s : batch) {
-        const std::string where = "sequence " + std::to_string(s.seq_id);
-        if (!cache.has_sequence(s.seq_id)) throw usage_error(where, "is not in the kv cache");
-        if (s.tokens.empty()) throw usage_error(where, "a step needs at least one new token");
-        if (!s.positions.empty() && s.positions.size() != s.tokens.size())
-            throw usage_error(where, "positions and tokens differ in length");
-        const int len = cache.length(s.seq_id);
-        const int first = s.positions.empty() ? len : s.positions[0];
-        for (std::size_t i = 0; i < s.positions.size(); ++i)
-            if (s.positions[i] != first + int(i)) throw usage_error(where, "positions must be consecutive");
-        if (first < 0 || first > len)
-            throw usage_error(where, "first position " + std::to_string(first) + " skips past the " +
-                                         std::to_string(len) + " cached tokens");
-        const int end = first + static_cast<int>(s.tokens.size());
-        if (end > w.max_context())
-            throw usage_error(where, "reaches position " + std::to_string(end - 1) +
-                                         ", beyond the model's context of " +
-                                         std::to_string(w.max_context()) + " tokens");
-        for (int tok : s.tokens)
-            if (tok < 0 || tok >= g.vocab_size)
-                throw usage_error(where, "token id " + std::to_string(tok) + " is outside the vocabulary (" +
-                                             std::to_string(g.vocab_size) + ")");
-        if (!first_pos.emplace(s.seq_id, first).second) throw usage_error(where, "appears twice in one step");
-        if (end > cache.max_tokens())
-            throw kv_capacity_error(where + " needs " + std::to_string(end) +
-                                        " tokens, but the whole cache holds " +
-                                        std::to_string(cache.max_tokens()),
-                                    true);
-        const int owned = static_cast<int>(cache.block_table(s.seq_id).size());
-        const int kept = std::min(owned, cache.blocks_for(first));
-        released_blocks += owned - kept;
-        extra_blocks += std::max(0, cache.blocks_for(end) - kept);
-        n += static_cast<int>(s.tokens.size());
-    }
-    if (extra_blocks > cache.free_blocks() + released_blocks)
-        throw kv_capacity_error("the step needs " + std::to_string(extra_blocks) + " more blocks, only " +
-                                    std::to_string(cache.free_blocks() + released_blocks) + " are free",
-                                false);
+    // Validate the whole step and check capacity before changing anything (step_layout.hpp, shared with
+    // transformer::forward).
+    step_layout layout = plan_forward_step(cache, *m_weights, batch);
+    const int n = layout.tokens;
     step_logits result;
     result.vocab = g.vocab_size;
     result.first_row.push_back(0);
@@ -123,48 +81,37 @@ step_logits cuda_transformer::forward(kv_cache& cache, std::span<const sequence_
         m_cache_block_size = cache.block_size();
     }
 
-    // Snapshot of the block tables before the step (restored if the device fails).
+    // Lengths before the step (restored if the device fails).
     std::vector<int> old_length;
     for (const sequence_step& s : batch)
         old_length.push_back(cache.length(s.seq_id));
-    for (const sequence_step& s : batch)
-        cache.truncate(s.seq_id, first_pos[s.seq_id]);
-    for (const sequence_step& s : batch)
-        cache.reserve(s.seq_id, first_pos[s.seq_id] + static_cast<int>(s.tokens.size()));
+    reserve_forward_step(cache, batch, layout);
+    result.first_row = layout.first_row;
 
-    m_tokens.clear();
-    m_positions.clear();
+    // Concatenated block tables, each token pointing at its sequence's.
     m_table_offset.clear();
     m_tables.clear();
-    m_out_rows.clear();
-    m_adapter.clear();
-    bool any_adapter = false;
-    for (const sequence_step& s : batch) {
-        const int first = first_pos[s.seq_id];
-        const std::span<const int> blocks = cache.block_table(s.seq_id);
-        const int offset = static_cast<int>(m_tables.size());
+    std::vector<int> offset_of(batch.size());
+    for (std::size_t b = 0; b < batch.size(); ++b) {
+        const std::span<const int> blocks = cache.block_table(batch[b].seq_id);
+        offset_of[b] = static_cast<int>(m_tables.size());
         m_tables.insert(m_tables.end(), blocks.begin(), blocks.end());
-        for (std::size_t i = 0; i < s.tokens.size(); ++i) {
-            if (s.all_logits || i + 1 == s.tokens.size())
-                m_out_rows.push_back(static_cast<int>(m_tokens.size()));
-            m_tokens.push_back(s.tokens[i]);
-            m_positions.push_back(first + static_cast<int>(i));
-            m_table_offset.push_back(offset);
-            m_adapter.push_back(s.adapter);
-            any_adapter = any_adapter || s.adapter >= 0;
-        }
-        result.first_row.push_back(static_cast<int>(m_out_rows.size()));
+    }
+    bool any_adapter = false;
+    for (int t = 0; t < n; ++t) {
+        m_table_offset.push_back(offset_of[std::size_t(layout.batch_index[std::size_t(t)])]);
+        any_adapter = any_adapter || layout.adapter[std::size_t(t)] >= 0;
     }
     kernels::device_step st;
     st.n = n;
-    st.tokens = m_tokens.data();
-    st.positions = m_positions.data();
+    st.tokens = layout.token.data();
+    st.positions = layout.position.data();
     st.table_offset = m_table_offset.data();
     st.tables = m_tables.data();
     st.tables_len = static_cast<int>(m_tables.size());
-    st.out_rows = m_out_rows.data();
-    st.rows = static_cast<int>(m_out_rows.size());
-    st.token_adapter = any_adapter && adapters ? m_adapter.data() : nullptr;
+    st.out_rows = layout.out_rows.data();
+    st.rows = static_cast<int>(layout.out_rows.size());
+    st.token_adapter = any_adapter && adapters ? layout.adapter.data() : nullptr;
     result.values.resize(std::size_t(st.rows) * std::size_t(g.vocab_size));
     const kernels::serve_status status =
         m_device->forward(st, st.token_adapter ? adapters : nullptr, result.values.data());
@@ -175,8 +122,7 @@ step_logits cuda_transformer::forward(kv_cache& cache, std::span<const sequence_
             cache.truncate(s.seq_id, std::min(old_length[b++], cache.length(s.seq_id)));
         throw_if_failed(status, "cuda forward");
     }
-    for (const sequence_step& s : batch)
-        cache.set_length(s.seq_id, first_pos[s.seq_id] + static_cast<int>(s.tokens.size()));
+    commit_forward_step(cache, batch, layout);
     return result;
 }
 

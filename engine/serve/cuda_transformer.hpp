@@ -62,7 +62,7 @@ private:
     int m_cache_blocks = 0;
     int m_cache_block_size = 0;
     // Step staging (host), reused.
-    std::vector<int> m_tokens, m_positions, m_table_offset, m_tables, m_out_rows, m_adapter;
+    std::vector<int> m_table_offset, m_tables;
 };
 
 } // namespace lorafleet::serve

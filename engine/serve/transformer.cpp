@@ -7,20 +7,16 @@
 
 #include "engine/core/error.hpp"
 #include "engine/serve/linear.hpp"
+#include "engine/serve/step_layout.hpp"
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_map>
 
 namespace lorafleet::serve {
 
 // ---- Per-token plan of a step -------------------------------------------------------------------------
 struct transformer::token_plan {
-    std::vector<int> token;    // [n] token ids
-    std::vector<int> position; // [n]
-    std::vector<int> seq;      // [n] sequence id
-    std::vector<int> adapter;  // [n] adapter slot, -1 = none
-    std::vector<int> out_rows; // token indices whose logits are returned, in output order
+    std::span<const int> position; // [n] (the step_layout's)
     // Block table of each token's sequence (valid during the step: nothing reallocates it meanwhile).
     std::vector<std::span<const int>> blocks; // [n]
 };
@@ -168,76 +164,21 @@ step_logits transformer::forward(kv_cache& cache, std::span<const sequence_step>
                                  AdapterDelta* adapters) {
     const auto& g = geometry();
     const model_weights& w = *m_weights;
-    if (cache.layers() != g.num_layers || cache.kv_heads() != g.num_kv_heads ||
-        cache.head_dim() != g.head_dim)
-        throw usage_error("forward", "the kv cache was made for a different model geometry");
-
-    // Validate the whole step and check capacity before changing anything.
-    std::unordered_map<int, int> first_pos; // seq id -> position of its first new token
-    int n = 0, extra_blocks = 0, released_blocks = 0;
-    for (const sequence_step& s : batch) {
-        const std::string where = "sequence " + std::to_string(s.seq_id);
-        if (!cache.has_sequence(s.seq_id)) throw usage_error(where, "is not in the kv cache");
-        if (s.tokens.empty()) throw usage_error(where, "a step needs at least one new token");
-        if (!s.positions.empty() && s.positions.size() != s.tokens.size())
-            throw usage_error(where, "positions and tokens differ in length");
-        const int len = cache.length(s.seq_id);
-        const int first = s.positions.empty() ? len : s.positions[0];
-        for (std::size_t i = 0; i < s.positions.size(); ++i)
-            if (s.positions[i] != first + int(i)) throw usage_error(where, "positions must be consecutive");
-        if (first < 0 || first > len)
-            throw usage_error(where, "first position " + std::to_string(first) + " skips past the " +
-                                         std::to_string(len) + " cached tokens");
-        const int end = first + static_cast<int>(s.tokens.size());
-        if (end > w.max_context())
-            throw usage_error(where, "reaches position " + std::to_string(end - 1) +
-                                         ", beyond the model's context of " +
-                                         std::to_string(w.max_context()) + " tokens");
-        for (int tok : s.tokens)
-            if (tok < 0 || tok >= g.vocab_size)
-                throw usage_error(where, "token id " + std::to_string(tok) + " is outside the vocabulary (" +
-                                             std::to_string(g.vocab_size) + ")");
-        if (!first_pos.emplace(s.seq_id, first).second) throw usage_error(where, "appears twice in one step");
-        if (end > cache.max_tokens())
-            throw kv_capacity_error(where + " needs " + std::to_string(end) +
-                                        " tokens, but the whole cache holds " +
-                                        std::to_string(cache.max_tokens()),
-                                    true);
-        const int owned = static_cast<int>(cache.block_table(s.seq_id).size());
-        const int kept = std::min(owned, cache.blocks_for(first));
-        released_blocks += owned - kept;
-        extra_blocks += std::max(0, cache.blocks_for(end) - kept);
-        n += static_cast<int>(s.tokens.size());
-    }
-    if (extra_blocks > cache.free_blocks() + released_blocks)
-        throw kv_capacity_error("the step needs " + std::to_string(extra_blocks) + " more blocks, only " +
-                                    std::to_string(cache.free_blocks() + released_blocks) + " are free",
-                                false);
+    // Validate the whole step and check capacity before changing anything (step_layout.hpp).
+    step_layout layout = plan_forward_step(cache, w, batch);
+    const int n = layout.tokens;
     step_logits result;
     result.vocab = g.vocab_size;
     result.first_row.push_back(0);
     if (n == 0) return result;
 
+    reserve_forward_step(cache, batch, layout);
+    result.first_row = layout.first_row;
     token_plan plan;
-    // Rewinds first (they release blocks), then reservations: the check above guarantees they succeed.
-    for (const sequence_step& s : batch)
-        cache.truncate(s.seq_id, first_pos[s.seq_id]);
-    for (const sequence_step& s : batch)
-        cache.reserve(s.seq_id, first_pos[s.seq_id] + static_cast<int>(s.tokens.size()));
-    for (const sequence_step& s : batch) {
-        const int first = first_pos[s.seq_id];
-        const std::span<const int> blocks = cache.block_table(s.seq_id);
-        for (std::size_t i = 0; i < s.tokens.size(); ++i) {
-            if (s.all_logits || i + 1 == s.tokens.size())
-                plan.out_rows.push_back(static_cast<int>(plan.token.size()));
-            plan.token.push_back(s.tokens[i]);
-            plan.position.push_back(first + static_cast<int>(i));
-            plan.seq.push_back(s.seq_id);
-            plan.adapter.push_back(s.adapter);
-            plan.blocks.push_back(blocks);
-        }
-        result.first_row.push_back(static_cast<int>(plan.out_rows.size()));
-    }
+    plan.position = layout.position;
+    plan.blocks.reserve(std::size_t(n));
+    for (const int b : layout.batch_index)
+        plan.blocks.push_back(cache.block_table(batch[std::size_t(b)].seq_id));
 
     // Scratch sized for this step.
     const int d = g.hidden_size, hd = g.head_dim, half = hd / 2, ffn = g.intermediate_size;
@@ -260,7 +201,7 @@ step_logits transformer::forward(kv_cache& cache, std::span<const sequence_step>
 
     // Embeddings and the RoPE angles of every token (angles computed in double, stored as float).
     for (int t = 0; t < n; ++t) {
-        const float* e = w.embed.data + std::size_t(plan.token[std::size_t(t)]) * d;
+        const float* e = w.embed.data + std::size_t(layout.token[std::size_t(t)]) * d;
         std::copy(e, e + d, m_x.data() + std::size_t(t) * d);
         const double p = plan.position[std::size_t(t)];
         for (int i = 0; i < half; ++i) {
@@ -271,7 +212,7 @@ step_logits transformer::forward(kv_cache& cache, std::span<const sequence_step>
     }
 
     const float eps = static_cast<float>(g.rms_norm_eps);
-    const std::span<const int> slots = plan.adapter;
+    const std::span<const int> slots = layout.adapter;
     const int bs = cache.block_size();
     for (int l = 0; l < g.num_layers; ++l) {
         const layer_weights& L = w.layers[std::size_t(l)];
@@ -320,15 +261,14 @@ step_logits transformer::forward(kv_cache& cache, std::span<const sequence_step>
     }
 
     // Final norm and lm_head, only on the rows whose logits are returned.
-    const int rows = static_cast<int>(plan.out_rows.size());
+    const int rows = static_cast<int>(layout.out_rows.size());
     for (int r = 0; r < rows; ++r)
-        rms_norm(m_x.data() + std::size_t(plan.out_rows[std::size_t(r)]) * d, w.final_norm.data,
+        rms_norm(m_x.data() + std::size_t(layout.out_rows[std::size_t(r)]) * d, w.final_norm.data,
                  m_xn.data() + std::size_t(r) * d, 1, d, eps);
     result.values.resize(std::size_t(rows) * std::size_t(g.vocab_size));
     matmul_transposed(w.lm_head, m_xn.data(), result.values.data(), rows, &m_pool);
 
-    for (const sequence_step& s : batch)
-        cache.set_length(s.seq_id, first_pos[s.seq_id] + static_cast<int>(s.tokens.size()));
+    commit_forward_step(cache, batch, layout);
     return result;
 }
 
