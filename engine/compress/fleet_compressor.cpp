@@ -1,10 +1,12 @@
 // The fleet driver (see fleet_compressor.hpp for the pass structure). Invariants kept here:
-//  - at most one module_batch is alive at a time (streaming);
+//  - at most one module_batch is alive at a time in the driver (streaming); with prefetch_modules the
+//    source holds one more, the next module, loading on its background thread;
 //  - ||dW_i||^2 of every (module, adapter) is computed once, on the first load, and reused;
 //  - every random choice comes from rng(options.jd.seed, ...), so a run is reproducible for a fixed
 //    backend thread count.
 #include "engine/compress/fleet_compressor.hpp"
 
+#include "engine/compress/prefetching_module_source.hpp"
 #include "engine/compress/random.hpp"
 #include "engine/core/error.hpp"
 
@@ -83,9 +85,11 @@ void compute_aggregates(compression_result& r) {
 
 class fleet_driver {
 public:
+    // `prefetch` (may be null) is `source` itself when it prefetches; the driver tells it which module
+    // comes next where that is not simply m + 1.
     fleet_driver(ModuleSource& source, CompressBackend& backend, const compress_options& options,
-                 const progress_callback& progress)
-        : m_src(source), m_backend(backend), m_opt(options), m_progress(progress) {}
+                 const progress_callback& progress, PrefetchingModuleSource* prefetch)
+        : m_src(source), m_backend(backend), m_opt(options), m_progress(progress), m_prefetch(prefetch) {}
 
     compression_result run();
 
@@ -116,6 +120,7 @@ private:
     CompressBackend& m_backend;
     compress_options m_opt;
     const progress_callback& m_progress;
+    PrefetchingModuleSource* m_prefetch = nullptr;
 
     std::size_t m_n = 0;
     std::vector<module_shape> m_shapes;
@@ -302,6 +307,7 @@ void fleet_driver::ensure_features() {
     for (std::size_t j = 0; j < chosen.size(); ++j) {
         const auto rg = ranks[j];
         const auto block = 2 * rg * rg;
+        if (m_prefetch) m_prefetch->expect(j + 1 < chosen.size() ? chosen[j + 1] : 0); // then a full pass
         const module_batch batch = load(chosen[j], "features");
         matrix raw(block, static_cast<std::int64_t>(m_n)); // [block, n]
         if (batch.size() > 0) {
@@ -829,7 +835,14 @@ compression_result fleet_driver::run() {
 
 compression_result compress_fleet(ModuleSource& source, CompressBackend& backend,
                                   const compress_options& options, const progress_callback& progress) {
-    fleet_driver driver(source, backend, options, progress);
+    if (!options.prefetch_modules) {
+        fleet_driver driver(source, backend, options, progress, nullptr);
+        return driver.run();
+    }
+    // Declared before the driver so that it outlives it; on an error or a cancel its destructor waits
+    // for the one load in flight, if any.
+    PrefetchingModuleSource prefetching(source);
+    fleet_driver driver(prefetching, backend, options, progress, &prefetching);
     return driver.run();
 }
 
@@ -845,16 +858,27 @@ adapter_projection add_adapter(const compression_result& result, ModuleSource& s
     std::vector<std::vector<matrix>> cores(k, std::vector<matrix>(nm));
     std::vector<std::vector<double>> errs(k, std::vector<double>(nm, nan_v));
     bool any = false;
+    struct matched {
+        std::size_t source_module, module;
+        std::string name;
+    };
+    std::vector<matched> todo; // the modules to load, in the source's order
     for (std::size_t sm = 0; sm < source.module_count(); ++sm) {
-        const auto shape = source.module(sm);
+        auto shape = source.module(sm);
         std::size_t m = nm;
         for (std::size_t j = 0; j < nm; ++j)
             if (result.modules[j].name == shape.name) m = j;
-        if (m == nm) {
+        if (m == nm)
             out.unmatched_modules.push_back(shape.name);
-            continue;
-        }
-        module_batch batch = source.load(sm);
+        else
+            todo.push_back({sm, m, std::move(shape.name)});
+    }
+    PrefetchingModuleSource prefetching(source);
+    for (std::size_t t = 0; t < todo.size(); ++t) {
+        const auto sm = todo[t].source_module, m = todo[t].module;
+        const auto& shape = todo[t];
+        prefetching.expect(t + 1 < todo.size() ? todo[t + 1].source_module : source.module_count()); // none
+        module_batch batch = prefetching.load(sm);
         batch.validate();
         if (batch.d_out != result.modules[m].d_out || batch.d_in != result.modules[m].d_in)
             throw shape_mismatch(shape.name,

@@ -1,5 +1,6 @@
 // The fleet-level driver of "Compress then Serve" (method.md §5, §6): streaming passes over a
-// ModuleSource (one module in memory at a time), clustering of adapters (one assignment per adapter,
+// ModuleSource (one module in memory at a time, plus the next one being prefetched unless
+// options.prefetch_modules is off), clustering of adapters (one assignment per adapter,
 // shared by all its modules), automatic choice of the cluster count, exact per-adapter per-module
 // errors, and the incremental addition of an adapter to an existing result. All numerics of a module
 // go through a CompressBackend.
@@ -39,6 +40,10 @@ struct compress_options {
     std::int64_t feature_rank = 32;
     std::size_t feature_budget = 65536;
     int kmeans_restarts = 10;
+    // Streaming passes load module m + 1 on a background thread while module m is fitted
+    // (PrefetchingModuleSource): two modules resident instead of one, the same results bit for bit.
+    // Off: one module at a time, each loaded when it is needed.
+    bool prefetch_modules = true;
 };
 
 struct progress_info {
@@ -52,7 +57,7 @@ using progress_callback = std::function<bool(const progress_info&)>;
 
 struct compression_timing {
     double total_s = 0.0;
-    double load_s = 0.0;     // ModuleSource::load
+    double load_s = 0.0;     // waiting for ModuleSource::load (a prefetched load's time hides behind compute)
     double fit_s = 0.0;      // backend fits (JD-Full / JD-Diag)
     double residual_s = 0.0; // clustering residuals
     double error_s = 0.0;    // exact errors

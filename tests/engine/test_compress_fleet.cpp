@@ -229,6 +229,7 @@ private slots:
         o.jd.rank = po.subspace_rank;
         o.clusters = po.groups;
         o.feature_modules = 2;
+        o.prefetch_modules = false; // the strict contract; the prefetching one: test_compress_prefetch
         const auto r = compress_fleet(counting, backend, o);
         QVERIFY(!counting.overlapped);
         const int nm = static_cast<int>(po.modules.size());
