@@ -3,6 +3,7 @@
 // Two implementations: BankDelta (compressed bank, method.md §7: per cluster x·V_c, per-token Σ_i,
 // ·U_cᵀ) and CachedLoraDelta (raw per-adapter A_i, B_i behind a byte-bounded LRU cache that loads
 // misses from the mmapped PEFT files — the vLLM-style baseline).
+// Optionally a device twin (the same slots on a CUDA device, see device_twin below).
 // Threading: the serving engine calls every method from its own thread only (between forward steps);
 // other threads read the engine's copies (serving_engine::adapters(), metrics()).
 // Invariants: a slot stays bound to its adapter until remove(); slots are never reused for another
@@ -20,13 +21,17 @@
 #include <string_view>
 #include <vector>
 
+namespace lorafleet::kernels {
+class device_adapters; // kernels/serve_device_model.hpp
+}
+
 namespace lorafleet::serve {
 
 struct adapter_info {
-    std::string name; // the adapter's folder name; what requests use in "model"
-    int slot = -1;    // what the engine passes to AdapterDelta::apply
-    std::string source;                                   // folder it came from (may be empty)
-    int cluster = -1;                                     // compressed mode; -1 in raw mode
+    std::string name;   // the adapter's folder name; what requests use in "model"
+    int slot = -1;      // what the engine passes to AdapterDelta::apply
+    std::string source; // folder it came from (may be empty)
+    int cluster = -1;   // compressed mode; -1 in raw mode
     double error = std::numeric_limits<double>::quiet_NaN(); // mean squared relative error (compressed)
     std::uint64_t bytes = 0; // resident bytes this adapter costs (Σ_i for compressed, A+B for raw)
 };
@@ -42,7 +47,7 @@ struct adapter_memory_stats {
 
 class AdapterProvider : public AdapterDelta {
 public:
-    virtual std::string_view mode() const = 0; // "compressed" or "raw"
+    virtual std::string_view mode() const = 0;         // "compressed" or "raw"
     virtual int find(std::string_view name) const = 0; // slot, or -1 for an unknown name
     virtual std::vector<adapter_info> list() const = 0;
 
@@ -61,6 +66,15 @@ public:
     virtual bool remove(std::string_view name) = 0;
 
     virtual adapter_memory_stats memory() const = 0;
+
+    // Device twin, for serving on a CUDA device (forward_pass.hpp): the same adapters under the same
+    // slots, as the kernels' device_adapters. has_device_twin: whether this provider can make one (the
+    // default: no). device_twin: makes it on the first call (uploads; backend_unavailable when the device
+    // refuses) and returns the same object afterwards; null when there is none. Once it exists, prepare()
+    // makes slots resident on the device, and add() / remove() throw unsupported_error: changing the
+    // adapter set is not mirrored on the device yet, and serving stale adapters is never an option.
+    virtual bool has_device_twin() const { return false; }
+    virtual kernels::device_adapters* device_twin() { return nullptr; }
 };
 
 } // namespace lorafleet::serve

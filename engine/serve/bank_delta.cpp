@@ -9,6 +9,7 @@
 #include "engine/core/error.hpp"
 #include "engine/core/float16.hpp"
 #include "engine/io/peft_adapter.hpp"
+#include "engine/serve/cuda_bank.hpp"
 #include "engine/serve/factored_delta.hpp"
 #include "engine/serve/worker_pool.hpp"
 
@@ -102,6 +103,43 @@ BankDelta::BankDelta(bank::compressed_bank bank, io::model_geometry base, const 
 
 BankDelta::~BankDelta() = default;
 
+namespace {
+const char* const no_device_changes =
+    "adapters cannot be added to or removed from a bank served on a CUDA device (the device bank has no "
+    "per-slot upload yet); serve with --device cpu to change adapters at runtime";
+}
+
+kernels::device_adapters* BankDelta::device_twin() {
+    if (!m_device) {
+        // Per module, every slot's core back in the bank's layout (Σ, not the kernel's Σᵀ; zeros where
+        // the slot lacks the module or was removed).
+        const std::size_t cs = std::size_t(m_bank.core_size()), slots = m_slots.size();
+        const int r = m_bank.rank;
+        std::vector<std::vector<float>> cores(m_bank.modules.size());
+        std::vector<int> slot_cluster;
+        for (const slot_entry& e : m_slots)
+            slot_cluster.push_back(e.adapter.cluster);
+        for (std::size_t m = 0; m < m_bank.modules.size(); ++m) {
+            cores[m].assign(slots * cs, 0.0f);
+            for (std::size_t i = 0; i < slots; ++i) {
+                const slot_entry& e = m_slots[i];
+                if (!e.alive || e.cores[m].empty()) continue;
+                const float* src = e.cores[m].data();
+                float* dst = cores[m].data() + i * cs;
+                if (m_bank.kind == bank::method::jd_full) {
+                    for (int p = 0; p < r; ++p)
+                        for (int q = 0; q < r; ++q)
+                            dst[std::size_t(p) * r + q] = src[std::size_t(q) * r + p];
+                } else {
+                    std::copy(src, src + cs, dst);
+                }
+            }
+        }
+        m_device = upload_bank(m_bank, cores, slot_cluster, m_base, "bank device twin");
+    }
+    return m_device.get();
+}
+
 int BankDelta::take_slot(bank::bank_adapter adapter, std::size_t bank_index) {
     slot_entry e;
     e.cores.resize(m_bank.modules.size());
@@ -170,6 +208,7 @@ adapter_info BankDelta::add(const std::filesystem::path& peft_dir, const std::st
     if (name.empty()) throw usage_error(peft_dir.string(), "an adapter needs a non-empty name");
     if (find(name) >= 0)
         throw usage_error(peft_dir.string(), "an adapter named '" + name + "' is already in the bank");
+    if (m_device) throw unsupported_error(peft_dir.string(), no_device_changes);
     io::peft_load_options options;
     options.base = &m_base;
     auto adapter = std::make_shared<const io::peft_adapter>(io::load_peft_adapter(peft_dir, options));
@@ -197,6 +236,7 @@ adapter_info BankDelta::add(const std::filesystem::path& peft_dir, const std::st
 bool BankDelta::remove(std::string_view name) {
     const int slot = find(name);
     if (slot < 0) return false;
+    if (m_device) throw unsupported_error(std::string(name), no_device_changes);
     slot_entry& e = m_slots[std::size_t(slot)];
     e.alive = false;
     m_by_name.erase(e.adapter.name);

@@ -24,6 +24,10 @@
 #include <string>
 #include <vector>
 
+namespace lorafleet::kernels {
+class device_bank; // kernels/serve_device_model.hpp
+}
+
 namespace lorafleet::serve {
 
 class BankDelta final : public AdapterProvider {
@@ -45,6 +49,12 @@ public:
 
     void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
                std::span<const int> token_adapter, worker_pool* pool) override;
+
+    // Device twin: the bases and every slot's core uploaded as a kernels::device_bank (cuda_bank.hpp), made
+    // on the first call; afterwards add()/remove() of a bank adapter throw unsupported_error (the device
+    // bank has no per-slot upload yet).
+    bool has_device_twin() const override { return true; }
+    kernels::device_adapters* device_twin() override;
 
     int rank() const { return m_bank.rank; }
     int clusters() const { return m_bank.clusters; }
@@ -79,6 +89,7 @@ private:
     std::vector<char> m_half;                        // [bank module] bases held as halves
     std::uint64_t m_live_core_bytes = 0; // Σ bytes() over live slots (memory() runs every engine step)
     std::size_t m_live_count = 0;        // live slots
+    std::unique_ptr<kernels::device_bank> m_device; // the device twin, once asked for
 
     // Scratch for apply(), grown on demand.
     std::vector<std::vector<int>> m_members; // [cluster] token rows of the step in that cluster

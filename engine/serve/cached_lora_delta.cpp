@@ -4,6 +4,7 @@
 #include "engine/serve/cached_lora_delta.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/serve/cuda_lora_cache.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -22,6 +23,24 @@ std::string mib(std::uint64_t bytes) {
 
 CachedLoraDelta::CachedLoraDelta(io::model_geometry base, std::uint64_t cache_bytes)
     : m_base(std::move(base)), m_capacity(cache_bytes), m_resident(m_base) {}
+
+CachedLoraDelta::~CachedLoraDelta() = default;
+
+kernels::device_adapters* CachedLoraDelta::device_twin() {
+    if (!m_device) {
+        std::vector<std::shared_ptr<const io::peft_adapter>> adapters;
+        for (const entry& e : m_slots)
+            adapters.push_back(e.adapter); // null for a removed slot: the twin refuses it like live() does
+        m_device = std::make_unique<cuda_lora_cache>(m_base, std::move(adapters), m_capacity);
+    }
+    return m_device->device();
+}
+
+namespace {
+const char* const no_device_changes =
+    "adapters cannot be added or removed while they are served on a CUDA device (the device cache does not "
+    "mirror changes yet); serve with --device cpu to change adapters at runtime";
+}
 
 std::uint64_t CachedLoraDelta::resident_bytes_of(const io::peft_adapter& a) {
     std::uint64_t floats = 0;
@@ -94,6 +113,7 @@ void CachedLoraDelta::evict(int slot) {
 std::size_t CachedLoraDelta::prepare(std::span<const int> slots) {
     for (const int s : slots)
         live(s, "prepare");
+    if (m_device) return m_device->prepare(slots);
     const std::uint64_t tick = ++m_tick;
     for (std::size_t i = 0; i < slots.size(); ++i) {
         const int slot = slots[i];
@@ -128,6 +148,7 @@ adapter_info CachedLoraDelta::add(const std::filesystem::path& peft_dir, const s
     if (name.empty()) throw usage_error(peft_dir.string(), "an adapter needs a non-empty name");
     if (m_by_name.count(name))
         throw usage_error(peft_dir.string(), "an adapter named '" + name + "' is already registered");
+    if (m_device) throw unsupported_error(peft_dir.string(), no_device_changes);
     io::peft_load_options options;
     options.base = &m_base;
     auto adapter = std::make_shared<const io::peft_adapter>(io::load_peft_adapter(peft_dir, options));
@@ -151,6 +172,7 @@ adapter_info CachedLoraDelta::add(const std::filesystem::path& peft_dir, const s
 bool CachedLoraDelta::remove(std::string_view name) {
     const auto it = m_by_name.find(name);
     if (it == m_by_name.end()) return false;
+    if (m_device) throw unsupported_error(std::string(name), no_device_changes);
     const int slot = it->second;
     evict(slot);
     m_slots[std::size_t(slot)].adapter.reset(); // unmaps the file once nothing else holds it
@@ -167,6 +189,11 @@ adapter_memory_stats CachedLoraDelta::memory() const {
     s.evictions = m_evictions;
     for (const auto& e : m_slots)
         s.resident_adapters += e.resident ? 1 : 0;
+    if (m_device) { // the device cache serves: its capacity and counters
+        s.capacity_bytes = m_device->page_bytes() * std::uint64_t(m_device->pages());
+        s.hits = m_device->hits();
+        s.misses = m_device->misses();
+    }
     return s;
 }
 

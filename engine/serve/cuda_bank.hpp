@@ -18,4 +18,12 @@ namespace lorafleet::serve {
 std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& bank,
                                                   const io::model_geometry& base, const std::string& where);
 
+// The same from a bank whose adapters live elsewhere (BankDelta keeps them per slot): the modules, bases,
+// kind and rank of `shape` (its adapters and cores are ignored), `cores` [modules] -> [slots, core_size]
+// in the bank's layout (zeros for a module a slot lacks), `slot_cluster` [slots].
+std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& shape,
+                                                  const std::vector<std::vector<float>>& cores,
+                                                  const std::vector<int>& slot_cluster,
+                                                  const io::model_geometry& base, const std::string& where);
+
 } // namespace lorafleet::serve

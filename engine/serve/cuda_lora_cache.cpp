@@ -14,6 +14,7 @@ cuda_lora_cache::cuda_lora_cache(const io::model_geometry& base,
                                  std::uint64_t cache_bytes)
     : m_adapters(std::move(adapters)) {
     for (const auto& a : m_adapters) {
+        if (!a) continue; // a removed slot
         for (const auto& mod : a->modules)
             if (!parse_module_kind(mod.short_name) || mod.layer < 0 || mod.layer >= base.num_layers)
                 throw validation_error(a->dir.string(),
@@ -44,7 +45,7 @@ cuda_lora_cache::cuda_lora_cache(const io::model_geometry& base,
 
 std::size_t cuda_lora_cache::prepare(std::span<const int> slots) {
     for (const int s : slots)
-        if (s < 0 || std::size_t(s) >= m_adapters.size())
+        if (s < 0 || std::size_t(s) >= m_adapters.size() || !m_adapters[std::size_t(s)])
             throw usage_error("adapter cache", "adapter slot " + std::to_string(s) + " is not registered");
     int resident = 0;
     throw_if_failed(m_cache->prepare(slots.data(), static_cast<int>(slots.size()), &resident, nullptr),

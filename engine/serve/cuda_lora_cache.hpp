@@ -20,6 +20,7 @@ namespace lorafleet::serve {
 
 class cuda_lora_cache {
 public:
+    // `adapters` may hold nulls (slots removed before the cache was made: never prepared).
     // validation_error when not even one page fits `cache_bytes` or an adapter's module is not a decoder
     // linear of `base`; backend_unavailable when the device refuses.
     cuda_lora_cache(const io::model_geometry& base,

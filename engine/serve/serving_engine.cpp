@@ -12,7 +12,6 @@
 #include "engine/serve/metrics_recorder.hpp"
 #include "engine/serve/request_state.hpp"
 #include "engine/serve/step_planner.hpp"
-#include "engine/serve/transformer.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -27,13 +26,18 @@ namespace lorafleet::serve {
 
 namespace {
 const std::string where = "serving engine";
-}
+// Why add_adapter / remove_adapter refuse on a device (AdapterProvider::device_twin).
+const std::string no_device_changes =
+    "adapters cannot be added or removed while serving on a CUDA device (not mirrored on the device yet); "
+    "serve with --device cpu to change adapters at runtime";
+} // namespace
 
 struct serving_engine::impl {
     impl(std::shared_ptr<const model_weights> w, std::shared_ptr<const Tokenizer> t,
          std::unique_ptr<AdapterProvider> a, engine_options o)
         : weights(std::move(w)), tokenizer(std::move(t)), provider(std::move(a)), options(o),
-          model(weights, o.threads), cache(model.make_cache(o.kv_cache_bytes)), recorder(o.metrics_window_s) {
+          chosen(make_forward_pass(o.device, weights, o.threads, provider.get())), model(*chosen.pass),
+          cache(model.make_cache(o.kv_cache_bytes)), recorder(o.metrics_window_s) {
         if (options.max_batch_tokens < 1) throw usage_error(where, "max_batch_tokens must be >= 1");
         if (options.max_running < 1) throw usage_error(where, "max_running must be >= 1");
         if (options.prefill_chunk < 1) throw usage_error(where, "prefill_chunk must be >= 1");
@@ -49,8 +53,9 @@ struct serving_engine::impl {
     std::shared_ptr<const Tokenizer> tokenizer;
     std::unique_ptr<AdapterProvider> provider; // engine thread only (after construction)
     engine_options options;
-    transformer model; // engine thread only
-    kv_cache cache;    // engine thread only; block_size/total_blocks are constant
+    forward_pass_choice chosen; // the pass and how it was chosen
+    ForwardPass& model;         // *chosen.pass; engine thread only
+    kv_cache cache;             // engine thread only; block_size/total_blocks are constant
     int context = 0;
     int usable_vocab = 0;
     std::string mode;
@@ -458,6 +463,7 @@ std::future<adapter_info> serving_engine::add_adapter(const std::filesystem::pat
             try {
                 if (!d.provider)
                     throw usage_error(where, "this engine serves the base model only (no adapters)");
+                if (d.model.device() != "cpu") throw unsupported_error(where, no_device_changes);
                 adapter_info info = d.provider->add(peft_dir, name);
                 d.publish_adapters(d.provider->list());
                 promise->set_value(std::move(info));
@@ -490,6 +496,7 @@ std::future<bool> serving_engine::remove_adapter(const std::string& name) {
                     promise->set_value(false);
                     return;
                 }
+                if (d.model.device() != "cpu") throw unsupported_error(where, no_device_changes);
                 {
                     // No new request can name it from now on; those already sent are in `incoming`.
                     std::lock_guard lock(d.mutex);
@@ -520,6 +527,14 @@ std::vector<adapter_info> serving_engine::adapters() const {
 
 std::string_view serving_engine::adapter_mode() const {
     return m_impl->mode;
+}
+
+std::string_view serving_engine::device() const {
+    return m_impl->model.device();
+}
+
+const std::string& serving_engine::device_note() const {
+    return m_impl->chosen.note;
 }
 
 metrics_snapshot serving_engine::metrics() const {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "engine/serve/adapter_provider.hpp"
+#include "engine/serve/forward_pass.hpp"
 #include "engine/serve/generate.hpp"
 #include "engine/serve/metrics.hpp"
 #include "engine/serve/model_weights.hpp"
@@ -28,16 +29,20 @@ namespace lorafleet::serve {
 
 struct engine_options {
     std::uint64_t kv_cache_bytes = 256ull << 20;
-    int max_batch_tokens = 256;    // tokens per forward step (prefill chunks + decode tokens)
-    int max_running = 64;          // sequences in the running batch
-    int prefill_chunk = 64;        // prompt tokens a sequence contributes to one step at most
-    int threads = 0;               // transformer threads; 0 = hardware threads
-    double metrics_window_s = 10;  // rolling window of rates and percentiles
+    int max_batch_tokens = 256;   // tokens per forward step (prefill chunks + decode tokens)
+    int max_running = 64;         // sequences in the running batch
+    int prefill_chunk = 64;       // prompt tokens a sequence contributes to one step at most
+    int threads = 0;              // transformer threads; 0 = hardware threads
+    double metrics_window_s = 10; // rolling window of rates and percentiles
+    // Where the forward pass runs (forward_pass.hpp): cuda throws backend_unavailable from the constructor
+    // when no device is usable; auto picks cuda only when a device is usable and the adapters have a
+    // device twin. On cuda, add_adapter / remove_adapter fail with unsupported_error (not mirrored yet).
+    device_choice device = device_choice::cpu;
 };
 
 struct completion_request {
-    std::string adapter;     // adapter name; "" = the base model
-    std::vector<int> prompt; // token ids, not empty
+    std::string adapter;      // adapter name; "" = the base model
+    std::vector<int> prompt;  // token ids, not empty
     generation_params params; // max_tokens, sampling, stop strings, stop_at_eos (adapter/prefill ignored)
     // Called on the engine thread with each new piece of text; keep it short (queue it, do not block).
     std::function<void(std::string_view)> on_text;
@@ -49,19 +54,20 @@ enum class completion_status { finished, cancelled, failed };
 
 struct completion_result {
     completion_status status = completion_status::finished;
-    std::string error;   // why, when failed or cancelled
+    std::string error; // why, when failed or cancelled
     finish_reason reason = finish_reason::max_tokens;
     std::string text;
     std::vector<int> tokens;
     int prompt_tokens = 0;
-    double queue_s = 0;  // submit -> first scheduled
-    double ttft_s = 0;   // submit -> first generated token
-    double total_s = 0;  // submit -> done
+    double queue_s = 0; // submit -> first scheduled
+    double ttft_s = 0;  // submit -> first generated token
+    double total_s = 0; // submit -> done
 };
 
 class serving_engine {
 public:
-    // `adapters` may be null (base model only). Starts the engine thread.
+    // `adapters` may be null (base model only). Starts the engine thread. Throws backend_unavailable /
+    // unsupported_error when options.device is cuda and the device or the adapters cannot serve there.
     serving_engine(std::shared_ptr<const model_weights> weights, std::shared_ptr<const Tokenizer> tokenizer,
                    std::unique_ptr<AdapterProvider> adapters, engine_options options = {});
     ~serving_engine(); // shutdown(false)
@@ -80,6 +86,9 @@ public:
     std::future<bool> remove_adapter(const std::string& name);
     std::vector<adapter_info> adapters() const;
     std::string_view adapter_mode() const; // "compressed", "raw" or "base"
+    std::string_view device() const;       // where the forward pass runs: "cpu" or "cuda"
+    const std::string&
+    device_note() const; // how it was chosen, e.g. "cpu (auto: no usable CUDA device: ...)"
 
     metrics_snapshot metrics() const;
     const Tokenizer& tokenizer() const;
