@@ -42,7 +42,7 @@ const char* usage_text =
     "                                 --max-tokens T [--compare base,raw] [--concurrency C] [--prompts "
     "FILE]\n"
     "                                 [--adapter-cache-mb M] [--kv-cache-mb M] [--max-running R] [--seed S]\n"
-    "                                 [--threads N] [--stop-at-eos] [--json]\n"
+    "                                 [--threads N] [--device cpu|cuda|auto] [--stop-at-eos] [--json]\n"
     "\n"
     "Serves N requests with adapters drawn uniformly from the fleet (seeded) through the continuous-\n"
     "batching engine and reports throughput, latency, memory and adapter-cache hit rate. Modes run one\n"
@@ -64,6 +64,8 @@ const char* usage_text =
     "  --max-running R        sequences in one batch at most (default 64)\n"
     "  --seed S               seed of the adapter and prompt draws (default 0)\n"
     "  --threads N            transformer threads (default: one per hardware thread)\n"
+    "  --device D             where the forward pass runs: cpu (default), cuda, or auto (cuda when a\n"
+    "                         device is usable, else cpu); printed on stderr\n"
     "  --stop-at-eos          end a request at EOS (token counts then vary by mode)\n"
     "  --json                 one JSON document on stdout: {\"runs\": [{\"mode\", \"adapters\",\n"
     "                         \"requests_per_s\", \"tokens_per_s\", \"p50_ms\", \"p99_ms\", \"peak_rss_mb\", "
@@ -146,6 +148,7 @@ struct bench_setup {
     int max_tokens = 0;
     bool stop_at_eos = false;
     int concurrency = 0;
+    bool log_device = false; // --device given: say which device each mode ran on
 };
 
 run_report run_mode(const bench_setup& s, const std::string& mode,
@@ -164,6 +167,8 @@ run_report run_mode(const bench_setup& s, const std::string& mode,
     if (provider && names.empty()) throw validation_error(mode, "the fleet has no adapters");
 
     serve::serving_engine engine(s.weights, s.tokenizer, std::move(provider), s.options);
+    if (s.log_device)
+        std::fprintf(stderr, "bench-serve: %s: device %s\n", mode.c_str(), engine.device_note().c_str());
     std::mutex mutex;
     std::condition_variable cv;
     int in_flight = 0, done = 0;
@@ -249,7 +254,7 @@ std::string fixed(double v, int digits) {
 
 int run_bench_serve(const std::vector<std::string>& args) {
     arg_parser p({"model", "bank", "adapters", "compare", "requests", "max-tokens", "concurrency", "prompts",
-                  "adapter-cache-mb", "kv-cache-mb", "max-running", "seed", "threads"},
+                  "adapter-cache-mb", "kv-cache-mb", "max-running", "seed", "threads", "device"},
                  {"json", "stop-at-eos"});
     p.parse(args);
     if (!p.positionals().empty())
@@ -279,6 +284,8 @@ int run_bench_serve(const std::vector<std::string>& args) {
     s.options.kv_cache_bytes = std::uint64_t(p.get_int("kv-cache-mb", 256, 1, 1 << 20)) << 20;
     s.options.max_running = static_cast<int>(p.get_int("max-running", 64, 1, 1 << 16));
     s.options.threads = static_cast<int>(p.get_int("threads", 0, 0, 1024));
+    s.options.device = serve::parse_device_choice(p.get_or("device", "cpu"));
+    s.log_device = p.has("device");
     s.options.metrics_window_s = 1e9; // the whole run is the window
     auto log = [&](const std::string& line) { std::fprintf(stderr, "bench-serve: %s\n", line.c_str()); };
 

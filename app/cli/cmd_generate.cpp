@@ -1,17 +1,21 @@
 // `lorafleet-cli generate`: text generation with the base model on the CPU. Prints only the generated text
 // (streamed as it is produced, complete UTF-8 characters only), so the output can be piped; --stats adds
 // one line of timings on stderr. An adapter (--adapter NAME) is served from a compressed bank (--bank) or
-// from raw PEFT folders behind the LRU adapter cache (--adapters, --adapter-cache-mb).
+// from raw PEFT folders behind the LRU adapter cache (--adapters, --adapter-cache-mb). --device cuda (or
+// auto, when a device is usable) runs the same request through the serving engine on the device
+// (forward_pass.hpp); the CPU path is serve::generate as always.
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "engine/core/error.hpp"
 #include "engine/serve/adapter_providers.hpp"
 #include "engine/serve/generate.hpp"
 #include "engine/serve/model_weights.hpp"
+#include "engine/serve/serving_engine.hpp"
 #include "engine/serve/tokenizer.hpp"
 #include "engine/serve/transformer.hpp"
 
 #include <cstdio>
+#include <future>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -25,6 +29,7 @@ const char* usage_text =
     "                              [--adapter-cache-mb M] --prompt TEXT --max-tokens N [--temperature T]\n"
     "                              [--top-p P] [--top-k K] [--seed S] [--stop TEXT]... [--threads N] "
     "[--stats]\n"
+    "                              [--device cpu|cuda|auto]\n"
     "\n"
     "Generates text with a Llama / Mistral / Qwen2 model in HuggingFace format (config.json,\n"
     "model.safetensors or a sharded index, tokenizer.json or tokenizer.model) on the CPU in float32.\n"
@@ -43,11 +48,60 @@ const char* usage_text =
     "  --seed S           random seed for sampling (default 0); the same seed gives the same text\n"
     "  --stop TEXT        stop before this text (repeatable)\n"
     "  --threads N        attention threads (default: one per hardware thread)\n"
-    "  --stats            print token counts and tokens/s on stderr\n";
+    "  --stats            print token counts and tokens/s on stderr\n"
+    "  --device D         cpu (the default), cuda (exit 1 with the reason when no device is usable), or\n"
+    "                     auto (cuda when usable, else cpu); the choice is printed on stderr\n";
+
+// The device path: one request through a serving_engine on the chosen device, streamed like generate().
+int run_on_device(std::shared_ptr<const serve::model_weights> weights,
+                  std::shared_ptr<const serve::Tokenizer> tokenizer,
+                  std::unique_ptr<serve::AdapterProvider> adapters, serve::device_choice device, int threads,
+                  const std::string& adapter, std::vector<int> ids, const serve::generation_params& params,
+                  bool stats) {
+    if (ids.empty() || ids.front() < 0)
+        throw usage_error("generate", "the prompt is empty and the tokenizer has no BOS token to start from");
+    const auto& g = weights->geometry();
+    serve::engine_options eo;
+    eo.device = device;
+    eo.threads = threads;
+    eo.max_running = 1;
+    // Room for the whole context, plus a block of slack per the cache's rounding.
+    eo.kv_cache_bytes = std::uint64_t(weights->max_context() + 64) * std::uint64_t(g.num_layers) *
+                        std::uint64_t(g.num_kv_heads) * std::uint64_t(g.head_dim) * 2 * sizeof(float);
+    serve::serving_engine engine(weights, tokenizer, std::move(adapters), eo);
+    std::promise<serve::completion_result> done;
+    auto future = done.get_future();
+    serve::completion_request req;
+    req.adapter = adapter;
+    req.prompt = std::move(ids);
+    req.params = params;
+    req.on_text = [](std::string_view text) {
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+    };
+    req.on_done = [&done](const serve::completion_result& r) { done.set_value(r); };
+    engine.submit(std::move(req));
+    const serve::completion_result r = future.get();
+    engine.shutdown(false);
+    if (isatty(STDOUT_FILENO)) std::fputc('\n', stdout);
+    std::fflush(stdout);
+    if (r.status != serve::completion_status::finished) throw lorafleet::error("generate", r.error);
+    if (stats) {
+        const double decode_s = r.total_s - r.ttft_s;
+        std::fprintf(stderr,
+                     "prompt %d tokens, %.1f tok/s prefill; generated %zu tokens (%s), %.1f tok/s decode "
+                     "(device %s)\n",
+                     r.prompt_tokens, r.ttft_s > 0 ? r.prompt_tokens / r.ttft_s : 0.0, r.tokens.size(),
+                     std::string(serve::finish_reason_name(r.reason)).c_str(),
+                     decode_s > 0 && r.tokens.size() > 1 ? double(r.tokens.size() - 1) / decode_s : 0.0,
+                     std::string(engine.device()).c_str());
+    }
+    return 0;
+}
 
 int run_generate(const std::vector<std::string>& args) {
     arg_parser p({"model", "prompt", "max-tokens", "temperature", "top-p", "top-k", "seed", "stop", "threads",
-                  "bank", "adapters", "adapter", "adapter-cache-mb"},
+                  "bank", "adapters", "adapter", "adapter-cache-mb", "device"},
                  {"stats"});
     p.parse(args);
     if (!p.positionals().empty())
@@ -74,10 +128,10 @@ int run_generate(const std::vector<std::string>& args) {
     if (p.has("adapter-cache-mb") && !p.has("adapters"))
         throw usage_error("generate", "--adapter-cache-mb applies to --adapters only");
     const auto cache_mb = static_cast<std::uint64_t>(p.get_int("adapter-cache-mb", 1024, 1, 1 << 24));
+    const serve::device_choice device = serve::parse_device_choice(p.get_or("device", "cpu"));
 
     auto weights = serve::model_weights::load(model_dir);
-    const auto tokenizer = serve::load_tokenizer(model_dir);
-    serve::transformer model(weights, threads);
+    const std::shared_ptr<const serve::Tokenizer> tokenizer = serve::load_tokenizer(model_dir);
 
     std::unique_ptr<serve::AdapterProvider> adapters;
     if (p.has("bank")) adapters = serve::open_bank_provider(p.required("bank"), weights->geometry());
@@ -100,10 +154,21 @@ int run_generate(const std::vector<std::string>& args) {
                                               (known.empty() ? std::string(" (there are none)")
                                                              : "; known adapters: " + names));
         }
+    }
+    const serve::device_resolution resolved = serve::resolve_device(device, adapters.get());
+    if (p.has("device")) std::fprintf(stderr, "generate: device %s\n", resolved.note.c_str());
+    if (resolved.device == serve::device_choice::cuda) {
+        std::vector<int> ids = tokenizer->encode(prompt, true);
+        if (ids.empty()) ids.push_back(tokenizer->bos_id()); // the engine refuses an empty prompt
+        return run_on_device(weights, tokenizer, std::move(adapters), device, threads,
+                             p.get_or("adapter", ""), std::move(ids), params, p.has("stats"));
+    }
+    if (p.has("adapter")) {
         const int slot = params.adapter;
         if (adapters->prepare(std::span<const int>(&slot, 1)) != 1)
-            throw validation_error(name, "the adapter does not fit in the adapter cache");
+            throw validation_error(p.required("adapter"), "the adapter does not fit in the adapter cache");
     }
+    serve::transformer model(weights, threads);
 
     std::vector<int> ids = tokenizer->encode(prompt, true);
     if (ids.empty()) {

@@ -29,7 +29,7 @@ const char* usage_text =
     "usage: lorafleet-cli serve --model DIR [--bank BANK | --adapters DIR[,DIR...]...] [--host ADDR]\n"
     "                           [--port N] [--api-key KEY] [--kv-cache-mb M] [--adapter-cache-mb M]\n"
     "                           [--max-request-bytes B] [--max-tokens-cap N] [--served-name NAME]\n"
-    "                           [--threads N] [--http-threads N]\n"
+    "                           [--threads N] [--http-threads N] [--device cpu|cuda|auto]\n"
     "\n"
     "Serves the model and its adapters over an OpenAI-compatible HTTP API: POST /v1/completions,\n"
     "POST /v1/chat/completions (\"stream\": true for server-sent events), GET /v1/models,\n"
@@ -50,7 +50,9 @@ const char* usage_text =
     "  --max-tokens-cap N      most completion tokens one request may ask for (default 4096)\n"
     "  --served-name NAME      the base model's name in requests and /v1/models\n"
     "  --threads N             transformer threads (default: one per hardware thread)\n"
-    "  --http-threads N        connections served at once (default 32)\n";
+    "  --http-threads N        connections served at once (default 32)\n"
+    "  --device D              where the forward pass runs: cpu (default), cuda, or auto (cuda when a\n"
+    "                          device is usable, else cpu). On cuda, POST/DELETE /v1/adapters are refused\n";
 
 int g_stop_pipe[2] = {-1, -1};
 
@@ -61,7 +63,7 @@ void on_stop_signal(int sig) {
 
 int run_serve(const std::vector<std::string>& args) {
     arg_parser p({"model", "bank", "adapters", "host", "port", "api-key", "kv-cache-mb", "adapter-cache-mb",
-                  "max-request-bytes", "max-tokens-cap", "served-name", "threads", "http-threads"},
+                  "max-request-bytes", "max-tokens-cap", "served-name", "threads", "http-threads", "device"},
                  {});
     p.parse(args);
     if (!p.positionals().empty())
@@ -91,6 +93,7 @@ int run_serve(const std::vector<std::string>& args) {
     serve::engine_options eo;
     eo.kv_cache_bytes = static_cast<std::uint64_t>(p.get_int("kv-cache-mb", 256, 1, 1 << 20)) << 20;
     eo.threads = static_cast<int>(p.get_int("threads", 0, 0, 1024));
+    eo.device = serve::parse_device_choice(p.get_or("device", "cpu"));
     const std::uint64_t adapter_cache =
         static_cast<std::uint64_t>(p.get_int("adapter-cache-mb", 1024, 1, 1 << 24)) << 20;
 
@@ -122,6 +125,7 @@ int run_serve(const std::vector<std::string>& args) {
     std::fprintf(stderr, "serve: %s, %zu adapters (%s mode), chat format %s\n", http.base_name().c_str(),
                  engine.adapters().size(), std::string(engine.adapter_mode()).c_str(),
                  std::string(server::chat_format_name(chat.format())).c_str());
+    std::fprintf(stderr, "serve: device %s\n", engine.device_note().c_str());
     std::fprintf(stderr, "listening on http://%s:%d\n", so.host.c_str(), port);
     std::fflush(stderr);
 
