@@ -46,7 +46,8 @@ public:
 
     // Module m: the prefetched batch when it is m (waiting for it if it is still loading), else loaded
     // now. Before returning, starts the prefetch of the predicted next module (the background thread has
-    // begun that load when this returns). Rethrows the wrapped source's error for m.
+    // taken that request when this returns, so it loads while the caller computes). Rethrows the wrapped
+    // source's error for m.
     module_batch load(std::size_t m) override;
 
     // The caller's next load() will be followed by a load of `next` (instead of the default m + 1): the
