@@ -1,7 +1,8 @@
 // serving_engine: continuous batching over one base model and an optional AdapterProvider. Requests for
 // any mix of adapters join and leave the running batch every step; prompts are prefilled in chunks
 // alongside other sequences' decode tokens; the paged KV cache has a byte budget, a request that does not
-// fit waits and one that never could is refused at submit(). One engine thread runs the steps; every
+// fit waits and one that never could is refused at submit(). The forward pass runs on the CPU or on a
+// CUDA device (engine_options::device, forward_pass.hpp). One engine thread runs the steps; every
 // public method is thread-safe.
 // Invariants: each accepted request gets exactly one on_done; on_text pieces concatenated equal the
 // final text (valid UTF-8, no stop string); a request's tokens do not depend on what else is in the batch
