@@ -327,6 +327,8 @@ struct http_server::impl {
             throw api_error(409, e.what(), "name", "name_taken");
         } catch (const io_error& e) {
             throw api_error(400, e.what(), "path", "adapter_unreadable");
+        } catch (const unsupported_error& e) { // e.g. serving on CUDA: the device bank cannot change live
+            throw api_error(501, e.what(), "", "unsupported_while_serving", "server_error");
         } catch (const lorafleet::error& e) {
             throw api_error(400, e.what(), "path", "invalid_adapter");
         }
@@ -341,7 +343,13 @@ struct http_server::impl {
         if (!begin_work())
             throw api_error(503, "the server is shutting down", "", "shutting_down", "server_error");
         work_guard guard{this};
-        if (!engine.remove_adapter(name).get())
+        bool removed = false;
+        try {
+            removed = engine.remove_adapter(name).get();
+        } catch (const unsupported_error& e) {
+            throw api_error(501, e.what(), "", "unsupported_while_serving", "server_error");
+        }
+        if (!removed)
             throw api_error(404, "no adapter named '" + name + "'", "name", "model_not_found",
                             "not_found_error");
         send_json(res, 200, {{"id", name}, {"object", "model"}, {"deleted", true}});
