@@ -2,6 +2,7 @@
 #include "engine/compress/parallel.hpp"
 
 #include <algorithm>
+#include <mutex>
 
 extern "C" {
 // Declared here rather than through <cblas.h> so this file does not depend on which cblas.h the
@@ -12,12 +13,23 @@ int openblas_get_num_threads(void);
 
 namespace lorafleet::compress {
 
-blas_threads_guard::blas_threads_guard(int threads) : m_previous(openblas_get_num_threads()) {
-    openblas_set_num_threads(std::max(1, threads));
+namespace {
+std::mutex g_blas_mutex;
+int g_blas_guards = 0;   // guards alive, on any thread
+int g_blas_previous = 0; // the count before the first of them
+} // namespace
+
+blas_threads_guard::blas_threads_guard(int threads) {
+    std::lock_guard lock(g_blas_mutex);
+    if (g_blas_guards++ == 0) {
+        g_blas_previous = openblas_get_num_threads();
+        openblas_set_num_threads(std::max(1, threads));
+    }
 }
 
 blas_threads_guard::~blas_threads_guard() {
-    openblas_set_num_threads(m_previous);
+    std::lock_guard lock(g_blas_mutex);
+    if (--g_blas_guards == 0) openblas_set_num_threads(g_blas_previous);
 }
 
 int hardware_threads() {

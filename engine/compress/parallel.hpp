@@ -4,7 +4,10 @@
 // BLAS / LAPACK call single-threaded and parallelizes itself (over adapters, or over column blocks of a
 // big product). Why not OpenBLAS threads: its idle workers spin (sched_yield) for a while after every
 // threaded call and then compete with our workers; and our static partition keeps results independent
-// of scheduling. OpenBLAS's thread count is process-wide, so only one thread may change it at a time.
+// of scheduling. OpenBLAS's thread count is process-wide, and guards live on several threads at once (the
+// module prefetch thread loads while the fitting thread computes), so guards are counted: the first
+// one alive sets the count, the last one to end restores what was there before; in between nobody
+// changes it (every guard in the engine asks for 1 thread; a later guard's own request is ignored).
 #pragma once
 
 #include <condition_variable>
@@ -17,16 +20,13 @@
 
 namespace lorafleet::compress {
 
-// Sets OpenBLAS's thread count for the lifetime of the guard, then restores the previous value.
+// Sets OpenBLAS's thread count while any guard is alive (see above), then restores the previous value.
 class blas_threads_guard {
 public:
     explicit blas_threads_guard(int threads);
     ~blas_threads_guard();
     blas_threads_guard(const blas_threads_guard&) = delete;
     blas_threads_guard& operator=(const blas_threads_guard&) = delete;
-
-private:
-    int m_previous;
 };
 
 // Number of hardware threads (at least 1).

@@ -11,8 +11,16 @@
 
 #include <QtTest/QtTest>
 
+#include <memory>
+#include <thread>
+
 #include <atomic>
 #include <cmath>
+
+extern "C" {
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+}
 
 using namespace lorafleet;
 using namespace lorafleet::compress;
@@ -221,6 +229,21 @@ private slots:
         std::atomic<int> total{0};
         pool.parallel_for(10, [&](std::size_t b, std::size_t e, int) { total += static_cast<int>(e - b); });
         QCOMPARE(total.load(), 10);
+    }
+
+    void blas_guards_overlapping_across_threads_keep_one_thread_until_the_last_ends() {
+        openblas_set_num_threads(2);
+        if (openblas_get_num_threads() != 2) QSKIP("this OpenBLAS runs single-threaded");
+        // Two overlapping guards that do not nest (A starts, B starts on another thread, A ends, B ends):
+        // while B is alive the count must stay 1, and only B's end restores 2.
+        auto a = std::make_unique<blas_threads_guard>(1);
+        std::unique_ptr<blas_threads_guard> b;
+        std::thread([&] { b = std::make_unique<blas_threads_guard>(1); }).join();
+        QCOMPARE(openblas_get_num_threads(), 1);
+        a.reset();
+        QCOMPARE(openblas_get_num_threads(), 1);
+        std::thread([&] { b.reset(); }).join();
+        QCOMPARE(openblas_get_num_threads(), 2);
     }
 
     void module_batch_validates_sizes() {
