@@ -15,6 +15,7 @@
 #include "engine/serve/tokenizer.hpp"
 #include "kernels/device_probe.hpp"
 #include "tests/support/peft_writer.hpp"
+#include "tests/support/random_bank.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <QTemporaryDir>
@@ -46,43 +47,7 @@ std::shared_ptr<const Tokenizer> tokenizer() {
 // A random JD-Full bank on q/v of every layer: 2 clusters, rank 4, adapters a0..a2, large enough to
 // change greedy tokens.
 bank::compressed_bank random_bank(const io::model_geometry& g) {
-    random_stream rng(5);
-    bank::compressed_bank b;
-    b.kind = bank::method::jd_full;
-    b.rank = 4;
-    b.clusters = 2;
-    for (int i = 0; i < 3; ++i) {
-        bank::bank_adapter a;
-        a.name = "a" + std::to_string(i);
-        a.cluster = i % 2;
-        b.adapters.push_back(a);
-    }
-    for (int l = 0; l < g.num_layers; ++l)
-        for (const char* name : {"q_proj", "v_proj"}) {
-            const auto shape = *g.linear_shape(name);
-            b.modules.push_back(
-                {"model.layers." + std::to_string(l) + "." + name, l, name, shape.d_out, shape.d_in});
-        }
-    b.bases.resize(b.modules.size());
-    b.cores.resize(b.modules.size());
-    for (std::size_t m = 0; m < b.modules.size(); ++m) {
-        for (int c = 0; c < b.clusters; ++c) {
-            bank::cluster_basis basis;
-            basis.u.resize(std::size_t(b.modules[m].d_out * b.rank));
-            basis.vt.resize(std::size_t(b.rank * b.modules[m].d_in));
-            for (auto& x : basis.u)
-                x = float(rng.normal() * 0.2);
-            for (auto& x : basis.vt)
-                x = float(rng.normal() * 0.2);
-            b.bases[m].push_back(basis);
-        }
-        b.cores[m].resize(b.adapters.size() * std::size_t(b.core_size()));
-        for (auto& x : b.cores[m])
-            x = float(rng.normal());
-        for (auto& a : b.adapters)
-            a.errors.push_back(0.1);
-    }
-    return b;
+    return test::make_model_bank(g, {.modules = {"q_proj", "v_proj"}, .basis_scale = 0.2, .seed = 5});
 }
 
 std::unique_ptr<AdapterProvider> bank_provider() {

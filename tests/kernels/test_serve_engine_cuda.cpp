@@ -17,6 +17,7 @@
 #include "engine/serve/tokenizer.hpp"
 #include "kernels/device_probe.hpp"
 #include "tests/support/peft_writer.hpp"
+#include "tests/support/random_bank.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <QTemporaryDir>
@@ -47,44 +48,11 @@ std::shared_ptr<const Tokenizer> tokenizer() {
 
 // A random bank on q/k/v/o of every layer: 2 clusters, rank 4, adapters a0..a3.
 bank::compressed_bank random_bank(bank::method kind) {
-    const auto& g = weights()->geometry();
-    random_stream rng(17 + int(kind));
-    bank::compressed_bank b;
-    b.kind = kind;
-    b.rank = 4;
-    b.clusters = 2;
-    for (int i = 0; i < 4; ++i) {
-        bank::bank_adapter a;
-        a.name = "a" + std::to_string(i);
-        a.cluster = i % 2;
-        b.adapters.push_back(a);
-    }
-    for (int l = 0; l < g.num_layers; ++l)
-        for (const char* name : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
-            const auto shape = *g.linear_shape(name);
-            b.modules.push_back(
-                {"model.layers." + std::to_string(l) + "." + name, l, name, shape.d_out, shape.d_in});
-        }
-    b.bases.resize(b.modules.size());
-    b.cores.resize(b.modules.size());
-    for (std::size_t m = 0; m < b.modules.size(); ++m) {
-        for (int c = 0; c < b.clusters; ++c) {
-            bank::cluster_basis basis;
-            basis.u.resize(std::size_t(b.modules[m].d_out * b.rank));
-            basis.vt.resize(std::size_t(b.rank * b.modules[m].d_in));
-            for (auto& x : basis.u)
-                x = float(rng.normal() * 0.15);
-            for (auto& x : basis.vt)
-                x = float(rng.normal() * 0.15);
-            b.bases[m].push_back(basis);
-        }
-        b.cores[m].resize(b.adapters.size() * std::size_t(b.core_size()));
-        for (auto& x : b.cores[m])
-            x = float(rng.normal());
-        for (auto& a : b.adapters)
-            a.errors.push_back(0.1);
-    }
-    return b;
+    return test::make_model_bank(weights()->geometry(), {.kind = kind,
+                                                         .modules = {"q_proj", "k_proj", "v_proj", "o_proj"},
+                                                         .adapters = 4,
+                                                         .basis_scale = 0.15,
+                                                         .seed = 17 + std::uint64_t(kind)});
 }
 
 using request_list = std::vector<std::pair<std::string, std::string>>; // adapter, prompt

@@ -16,6 +16,7 @@
 #include "kernels/rmsnorm_row.hpp"
 #include "kernels/rope_rotate.hpp"
 #include "kernels/swiglu.hpp"
+#include "tests/support/random_bank.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <QtTest/QtTest>
@@ -185,43 +186,7 @@ void compare_logits(std::span<const float> got, std::span<const float> want, con
 }
 
 bank::compressed_bank q_v_bank(const io::model_geometry& g) {
-    random_stream rng(5);
-    bank::compressed_bank b;
-    b.kind = bank::method::jd_full;
-    b.rank = 4;
-    b.clusters = 2;
-    for (int i = 0; i < 3; ++i) {
-        bank::bank_adapter a;
-        a.name = "a" + std::to_string(i);
-        a.cluster = i % 2;
-        b.adapters.push_back(a);
-    }
-    for (int l = 0; l < g.num_layers; ++l)
-        for (const char* name : {"q_proj", "v_proj", "down_proj"}) {
-            const auto shape = *g.linear_shape(name);
-            b.modules.push_back(
-                {"model.layers." + std::to_string(l) + "." + name, l, name, shape.d_out, shape.d_in});
-        }
-    b.bases.resize(b.modules.size());
-    b.cores.resize(b.modules.size());
-    for (std::size_t m = 0; m < b.modules.size(); ++m) {
-        for (int c = 0; c < 2; ++c) {
-            bank::cluster_basis basis;
-            basis.u.resize(std::size_t(b.modules[m].d_out * b.rank));
-            basis.vt.resize(std::size_t(b.rank * b.modules[m].d_in));
-            for (auto& v : basis.u)
-                v = float(rng.normal() * 0.1);
-            for (auto& v : basis.vt)
-                v = float(rng.normal() * 0.1);
-            b.bases[m].push_back(basis);
-        }
-        b.cores[m].resize(b.adapters.size() * std::size_t(b.core_size()));
-        for (auto& v : b.cores[m])
-            v = float(rng.normal());
-        for (auto& a : b.adapters)
-            a.errors.push_back(0.1);
-    }
-    return b;
+    return test::make_model_bank(g, {.modules = {"q_proj", "v_proj", "down_proj"}, .seed = 5});
 }
 
 } // namespace

@@ -1,5 +1,7 @@
 #include "tests/support/random_bank.hpp"
 
+#include "engine/core/random.hpp"
+
 #include <cmath>
 #include <random>
 
@@ -47,6 +49,46 @@ bank::compressed_bank make_random_bank(bank::method kind, unsigned seed) {
             if (b.adapters[i].has_module(m))
                 for (std::int64_t k = 0; k < b.core_size(); ++k)
                     b.core(m, i)[k] = normal(gen);
+    }
+    return b;
+}
+
+bank::compressed_bank make_model_bank(const io::model_geometry& g, const model_bank_spec& spec) {
+    random_stream rng(spec.seed);
+    bank::compressed_bank b;
+    b.kind = spec.kind;
+    b.rank = spec.rank;
+    b.clusters = spec.clusters;
+    for (int i = 0; i < spec.adapters; ++i) {
+        bank::bank_adapter a;
+        a.name = "a" + std::to_string(i);
+        a.cluster = i % spec.clusters;
+        b.adapters.push_back(a);
+    }
+    for (int l = 0; l < g.num_layers; ++l)
+        for (const auto& name : spec.modules) {
+            const auto shape = *g.linear_shape(name);
+            b.modules.push_back(
+                {"model.layers." + std::to_string(l) + "." + name, l, name, shape.d_out, shape.d_in});
+        }
+    b.bases.resize(b.modules.size());
+    b.cores.resize(b.modules.size());
+    for (std::size_t m = 0; m < b.modules.size(); ++m) {
+        for (int c = 0; c < b.clusters; ++c) {
+            bank::cluster_basis basis;
+            basis.u.resize(std::size_t(b.modules[m].d_out * b.rank));
+            basis.vt.resize(std::size_t(b.rank * b.modules[m].d_in));
+            for (auto& x : basis.u)
+                x = float(rng.normal() * spec.basis_scale);
+            for (auto& x : basis.vt)
+                x = float(rng.normal() * spec.basis_scale);
+            b.bases[m].push_back(basis);
+        }
+        b.cores[m].resize(b.adapters.size() * std::size_t(b.core_size()));
+        for (auto& x : b.cores[m])
+            x = float(rng.normal());
+        for (auto& a : b.adapters)
+            a.errors.push_back(0.1);
     }
     return b;
 }
