@@ -7,7 +7,8 @@
 // end-to-end throughput runs (bench-serve) swing by ±25%.
 //
 // usage: bench_adapter_step --bank BANK [--model DIR] [--batches 1,8,32,64] [--iterations 300]
-//                           [--context 24] [--threads N] [--seed S]
+//                           [--context 24] [--threads N] [--seed S] [--only base|compressed]
+// --only times one mode (for a profiler; the other column then reads 0). [--only base|compressed]
 #include "engine/core/error.hpp"
 #include "engine/serve/adapter_providers.hpp"
 #include "engine/serve/model_weights.hpp"
@@ -54,13 +55,14 @@ double median_of(std::vector<double> v) {
 }
 
 step_times run_batch(transformer& model, AdapterProvider& bank, int batch, int iterations, int context,
-                     std::mt19937_64& rng) {
+                     std::mt19937_64& rng, const std::string& only) {
     const auto& g = model.geometry();
     kv_cache cache =
         model.make_cache(kv_cache::block_bytes(g) * std::uint64_t(batch) * std::uint64_t(context / 16 + 2));
     const auto adapters = bank.list();
     std::uniform_int_distribution<std::size_t> pick(0, adapters.size() - 1);
-    std::vector<std::vector<int>> prompts(static_cast<std::size_t>(batch)), positions(static_cast<std::size_t>(batch));
+    std::vector<std::vector<int>> prompts(static_cast<std::size_t>(batch)),
+        positions(static_cast<std::size_t>(batch));
     std::vector<int> slots(static_cast<std::size_t>(batch));
     std::vector<sequence_step> prefill(static_cast<std::size_t>(batch));
     for (int b = 0; b < batch; ++b) {
@@ -98,9 +100,11 @@ step_times run_batch(transformer& model, AdapterProvider& bank, int batch, int i
         timed(adapter_step, &bank);
     }
     for (int i = 0; i < iterations; ++i) {
-        t.base.push_back(timed(base_step, nullptr));
-        t.compressed.push_back(timed(adapter_step, &bank));
+        if (only != "compressed") t.base.push_back(timed(base_step, nullptr));
+        if (only != "base") t.compressed.push_back(timed(adapter_step, &bank));
     }
+    if (t.base.empty()) t.base.push_back(0.0);
+    if (t.compressed.empty()) t.compressed.push_back(0.0);
     return t;
 }
 
@@ -109,6 +113,7 @@ step_times run_batch(transformer& model, AdapterProvider& bank, int batch, int i
 int main(int argc, char** argv) {
     std::string model_dir = std::string(LORAFLEET_SOURCE_DIR) + "/resources/models/tinystories-656k";
     std::string bank_dir;
+    std::string only; // "", "base" or "compressed"
     std::vector<int> batches{1, 8, 32, 64};
     int iterations = 300, context = 24, threads = 0;
     unsigned long long seed = 1;
@@ -127,11 +132,15 @@ int main(int argc, char** argv) {
             context = std::atoi(argv[++i]);
         else if (a == "--threads" && has)
             threads = std::atoi(argv[++i]);
+        else if (a == "--only" && has)
+            only = argv[++i];
         else if (a == "--seed" && has)
             seed = std::strtoull(argv[++i], nullptr, 10);
         else {
-            std::fprintf(stderr, "usage: bench_adapter_step --bank BANK [--model DIR] [--batches 1,8,32,64] "
-                                 "[--iterations 300] [--context 24] [--threads N] [--seed S]\n");
+            std::fprintf(
+                stderr,
+                "usage: bench_adapter_step --bank BANK [--model DIR] [--batches 1,8,32,64] "
+                "[--iterations 300] [--context 24] [--threads N] [--seed S] [--only base|compressed]\n");
             return 2;
         }
     }
@@ -150,7 +159,7 @@ int main(int argc, char** argv) {
         std::printf("%6s %12s %12s %12s %12s %10s %10s\n", "batch", "base min us", "base med us",
                     "compr min us", "compr med us", "min ratio", "med ratio");
         for (const int batch : batches) {
-            const auto t = run_batch(model, *bank, batch, iterations, context, rng);
+            const auto t = run_batch(model, *bank, batch, iterations, context, rng, only);
             const double bmin = min_of(t.base), bmed = median_of(t.base);
             const double cmin = min_of(t.compressed), cmed = median_of(t.compressed);
             // ratio = compressed tokens/s over base tokens/s = base time over compressed time

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -32,6 +33,18 @@ constexpr std::optional<module_kind> parse_module_kind(std::string_view name) {
     return std::nullopt;
 }
 
+// An update split so that the forward pass can run it inside the base product's own parallel loop (one
+// hand-off to the worker threads per projection instead of two): AdapterDelta::fuse() prepares it, then
+// fused_pre(item, worker) for item < pre_items read x only (e.g. the shrink x·V and the core), and once all
+// of them have finished, fused_post(j0, j1, worker) adds the update to columns [j0, j1) of every token's y,
+// after the base values of those columns are final. Column ranges are disjoint and start at multiples of
+// 16; pre items run concurrently with each other, posts of different ranges too. `work` is the update's
+// multiply-adds (it counts towards going parallel).
+struct fused_delta {
+    std::size_t pre_items = 0;
+    double work = 0.0;
+};
+
 class AdapterDelta {
 public:
     virtual ~AdapterDelta() = default;
@@ -45,6 +58,18 @@ public:
     // its work over it (the forward pass lends its own, so no second set of threads competes for the cores).
     virtual void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
                        std::span<const int> token_adapter, worker_pool* pool) = 0;
+
+    // Optional fused form of apply() (fused_delta above): prepares this module's update for the step and
+    // returns true when it can run that way, with results equal bit for bit to apply()'s; false (the
+    // default) means "call apply() after the product". `workers` is the size of the pool that will run
+    // it. Until the next fuse() or apply(), the forward pass calls fused_pre / fused_post as described.
+    virtual bool fuse(int layer, module_kind m, const float* x, float* y, int n_tokens,
+                      std::span<const int> token_adapter, int workers, fused_delta& out) {
+        (void)layer, (void)m, (void)x, (void)y, (void)n_tokens, (void)token_adapter, (void)workers, (void)out;
+        return false;
+    }
+    virtual void fused_pre(std::size_t item, int worker) { (void)item, (void)worker; }
+    virtual void fused_post(int j0, int j1, int worker) { (void)j0, (void)j1, (void)worker; }
 };
 
 } // namespace lorafleet::serve

@@ -60,6 +60,7 @@ BankDelta::BankDelta(bank::compressed_bank bank, io::model_geometry base, const 
     }
     auto adapters = std::move(m_bank.adapters);
     m_bank.adapters.clear();
+    m_core_ptr.assign(m_bank.modules.size(), {});
     for (std::size_t i = 0; i < adapters.size(); ++i)
         take_slot(std::move(adapters[i]), i);
     for (auto& c : m_bank.cores) {
@@ -163,6 +164,10 @@ int BankDelta::take_slot(bank::bank_adapter adapter, std::size_t bank_index) {
     const std::uint64_t bytes = e.bytes();
     m_slots.push_back(std::move(e));
     m_by_name.emplace(name, slot);
+    const slot_entry& kept = m_slots.back(); // moving the entry kept every core's buffer where it was
+    for (std::size_t m = 0; m < m_core_ptr.size(); ++m)
+        m_core_ptr[m].push_back(kept.cores[m].empty() ? nullptr : kept.cores[m].data());
+    m_slot_cluster.push_back(kept.adapter.cluster);
     m_live_core_bytes += bytes;
     ++m_live_count;
     return slot;
@@ -239,6 +244,9 @@ bool BankDelta::remove(std::string_view name) {
     if (m_device) throw unsupported_error(std::string(name), no_device_changes);
     slot_entry& e = m_slots[std::size_t(slot)];
     e.alive = false;
+    m_slot_cluster[std::size_t(slot)] = -1;
+    for (auto& ptrs : m_core_ptr)
+        ptrs[std::size_t(slot)] = nullptr;
     m_by_name.erase(e.adapter.name);
     m_live_core_bytes -= e.bytes();
     --m_live_count;
@@ -263,24 +271,33 @@ adapter_memory_stats BankDelta::memory() const {
     return s;
 }
 
-void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
-                      std::span<const int> token_adapter, worker_pool* pool) {
-    if (layer < 0 || std::size_t(layer) >= m_module_index.size()) return;
+int BankDelta::collect(int layer, module_kind m, const float* x, float* y, int n_tokens,
+                       std::span<const int> token_adapter) {
+    if (layer < 0 || std::size_t(layer) >= m_module_index.size()) return -1;
     const int mi = m_module_index[std::size_t(layer)][std::size_t(m)];
-    if (mi < 0) return;
+    if (mi < 0) return -1;
 
     // Tokens in cluster order, so each cluster's bases stay in cache while its tokens stream through.
     m_members.resize(std::size_t(m_bank.clusters));
     for (auto& members : m_members)
         members.clear();
     const auto& bases = m_bank.bases[std::size_t(mi)];
+    const auto& core_ptr = m_core_ptr[std::size_t(mi)];
+    const std::size_t core_bytes = std::size_t(m_bank.core_size()) * sizeof(float);
     for (int t = 0; t < n_tokens; ++t) {
         const int slot = token_adapter[std::size_t(t)];
         if (slot < 0) continue;
-        const slot_entry& e = live(slot, "bank adapter");
-        if (e.cores[std::size_t(mi)].empty()) continue; // the adapter lacks this module
-        if (bases[std::size_t(e.adapter.cluster)].empty()) continue;
-        m_members[std::size_t(e.adapter.cluster)].push_back(t);
+        if (std::size_t(slot) >= m_slot_cluster.size() || m_slot_cluster[std::size_t(slot)] < 0)
+            live(slot, "bank adapter"); // throws
+        const float* core = core_ptr[std::size_t(slot)];
+        if (!core) continue; // the adapter lacks this module
+        const int cluster = m_slot_cluster[std::size_t(slot)];
+        if (bases[std::size_t(cluster)].empty()) continue;
+        // The cores of a step's adapters are scattered over the bank and rarely still cached: ask for
+        // them now, so they arrive while the tokens before them are being shrunk.
+        for (std::size_t b = 0; b < core_bytes; b += 64)
+            __builtin_prefetch(reinterpret_cast<const char*>(core) + b);
+        m_members[std::size_t(cluster)].push_back(t);
     }
     m_tokens.clear();
     m_runs.clear();
@@ -294,26 +311,39 @@ void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_
             m_runs.push_back(
                 {c, m_tokens.size() + i, m_tokens.size() + std::min(members.size(), i + run_tokens)});
         for (const int t : members)
-            m_tokens.push_back(
-                {x + std::size_t(t) * d_in, y + std::size_t(t) * d_out,
-                 m_slots[std::size_t(token_adapter[std::size_t(t)])].cores[std::size_t(mi)].data()});
+            m_tokens.push_back({x + std::size_t(t) * d_in, y + std::size_t(t) * d_out,
+                                core_ptr[std::size_t(token_adapter[std::size_t(t)])]});
     }
-    if (m_tokens.empty()) return;
+    return m_tokens.empty() ? -1 : mi;
+}
 
+factored_basis<std::uint16_t> BankDelta::half_basis(int mi, int cluster) const {
+    const auto& mod = m_bank.modules[std::size_t(mi)];
+    const auto& k = m_kernel[std::size_t(mi)][std::size_t(cluster)];
+    return {k.vt16.data(), k.ut16.data(), m_bank.rank, int(mod.d_in), int(mod.d_out)};
+}
+
+factored_basis<float> BankDelta::float_basis(int mi, int cluster) const {
+    const auto& mod = m_bank.modules[std::size_t(mi)];
+    return {m_bank.bases[std::size_t(mi)][std::size_t(cluster)].vt.data(),
+            m_kernel[std::size_t(mi)][std::size_t(cluster)].ut.data(), m_bank.rank, int(mod.d_in),
+            int(mod.d_out)};
+}
+
+void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
+                      std::span<const int> token_adapter, worker_pool* pool) {
+    m_fused_module = -1;
+    const int mi = collect(layer, m, x, y, n_tokens, token_adapter);
+    if (mi < 0) return;
     const int r = m_bank.rank;
     const bool full = m_bank.kind == bank::method::jd_full;
     const bool half = m_half[std::size_t(mi)];
     auto run = [&](const token_run& run, float* scratch) {
         const std::span<const factored_token> tokens(m_tokens.data() + run.begin, run.end - run.begin);
-        const auto& k = m_kernel[std::size_t(mi)][std::size_t(run.cluster)];
         if (half)
-            add_factored_delta(
-                factored_basis<std::uint16_t>{k.vt16.data(), k.ut16.data(), r, int(d_in), int(d_out)}, full,
-                tokens, scratch);
+            add_factored_delta(half_basis(mi, run.cluster), full, tokens, scratch);
         else
-            add_factored_delta(factored_basis<float>{bases[std::size_t(run.cluster)].vt.data(), k.ut.data(),
-                                                     r, int(d_in), int(d_out)},
-                               full, tokens, scratch);
+            add_factored_delta(float_basis(mi, run.cluster), full, tokens, scratch);
     };
     const int workers = pool ? pool->size() : 1;
     m_scratch.resize(std::size_t(workers));
@@ -321,7 +351,8 @@ void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_
         s.resize(8 * std::size_t(r));
     // A token costs r·(d_in + d_out + r) multiply-adds; below ~10⁵ in all (a few decode tokens), waking the
     // caller's idle workers costs more than it saves. A worker that wakes late takes no run (worker_pool).
-    const double work = double(m_tokens.size()) * r * double(d_in + d_out + std::size_t(r));
+    const auto& mod = m_bank.modules[std::size_t(mi)];
+    const double work = double(m_tokens.size()) * r * double(mod.d_in + mod.d_out + r);
     if (workers == 1 || m_runs.size() == 1 || work < 1.0e5) {
         for (const auto& rr : m_runs)
             run(rr, m_scratch.front().data());
@@ -330,6 +361,49 @@ void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_
     pool->run(m_runs.size(), [&](std::size_t item, int worker) {
         run(m_runs[item], m_scratch[std::size_t(worker)].data());
     });
+}
+
+bool BankDelta::fuse(int layer, module_kind m, const float* x, float* y, int n_tokens,
+                     std::span<const int> token_adapter, int workers, fused_delta& out) {
+    m_fused_module = collect(layer, m, x, y, n_tokens, token_adapter);
+    out = fused_delta{};
+    if (m_fused_module < 0) return true; // nothing to add: the product alone
+    const int r = m_bank.rank;
+    m_scratch.resize(std::size_t(std::max(workers, 1)));
+    for (auto& s : m_scratch)
+        s.resize(8 * std::size_t(r));
+    m_w.resize(m_tokens.size() * std::size_t(r));
+    const auto& mod = m_bank.modules[std::size_t(m_fused_module)];
+    out.work = double(m_tokens.size()) * r * double(mod.d_in + mod.d_out + r);
+    out.pre_items = m_runs.size();
+    return true;
+}
+
+void BankDelta::fused_pre(std::size_t item, int worker) {
+    const int mi = m_fused_module, r = m_bank.rank;
+    const bool full = m_bank.kind == bank::method::jd_full;
+    const token_run& run = m_runs[item];
+    const std::span<const factored_token> tokens(m_tokens.data() + run.begin, run.end - run.begin);
+    float* w = m_w.data() + run.begin * std::size_t(r);
+    float* scratch = m_scratch[std::size_t(worker)].data();
+    if (m_half[std::size_t(mi)])
+        factored_shrink(half_basis(mi, run.cluster), full, tokens, w, scratch);
+    else
+        factored_shrink(float_basis(mi, run.cluster), full, tokens, w, scratch);
+}
+
+void BankDelta::fused_post(int j0, int j1, int) {
+    const int mi = m_fused_module, r = m_bank.rank;
+    if (mi < 0) return;
+    const bool half = m_half[std::size_t(mi)];
+    for (const token_run& run : m_runs) {
+        const std::span<const factored_token> tokens(m_tokens.data() + run.begin, run.end - run.begin);
+        const float* w = m_w.data() + run.begin * std::size_t(r);
+        if (half)
+            factored_expand(half_basis(mi, run.cluster), tokens, w, j0, j1);
+        else
+            factored_expand(float_basis(mi, run.cluster), tokens, w, j0, j1);
+    }
 }
 
 } // namespace lorafleet::serve

@@ -49,6 +49,12 @@ public:
 
     void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
                std::span<const int> token_adapter, worker_pool* pool) override;
+    // Fused form: one pre item per run of a cluster's tokens (shrink and core into per-token w), then the
+    // expand of each block of output columns for every run (factored_shrink / factored_expand).
+    bool fuse(int layer, module_kind m, const float* x, float* y, int n_tokens,
+              std::span<const int> token_adapter, int workers, fused_delta& out) override;
+    void fused_pre(std::size_t item, int worker) override;
+    void fused_post(int j0, int j1, int worker) override;
 
     // Device twin: the bases and every slot's core uploaded as a kernels::device_bank (cuda_bank.hpp), made
     // on the first call; afterwards add()/remove() of a bank adapter throw unsupported_error (the device
@@ -91,6 +97,10 @@ private:
     std::size_t m_live_count = 0;        // live slots
     std::unique_ptr<kernels::device_bank> m_device; // the device twin, once asked for
 
+    // What a step looks up per token, flat so that it costs no pointer chase through slot_entry:
+    std::vector<std::vector<const float*>> m_core_ptr; // [bank module][slot] the slot's core, null if none
+    std::vector<int> m_slot_cluster;                   // [slot] the slot's cluster, -1 once removed
+
     // Scratch for apply(), grown on demand.
     std::vector<std::vector<int>> m_members; // [cluster] token rows of the step in that cluster
     struct token_run {
@@ -100,6 +110,16 @@ private:
     std::vector<factored_token> m_tokens;      // the step's adapter tokens, cluster by cluster
     std::vector<token_run> m_runs;             // work items: runs of one cluster's tokens
     std::vector<std::vector<float>> m_scratch; // [worker] 8·r floats for add_factored_delta
+    std::vector<float> m_w;                    // [m_tokens, r] per-token Σ_i·(Vᵀx) of a fused update
+    int m_fused_module = -1;                   // bank module of the prepared fused update, -1: none
+
+    // Fills m_tokens / m_runs for module `m` of `layer`; the bank module's index, or -1 when no token of
+    // the step has an update there.
+    int collect(int layer, module_kind m, const float* x, float* y, int n_tokens,
+                std::span<const int> token_adapter);
+    // The kernel's view of bank module `mi`'s basis for `cluster`, as halves or floats.
+    factored_basis<std::uint16_t> half_basis(int mi, int cluster) const;
+    factored_basis<float> float_basis(int mi, int cluster) const;
 };
 
 } // namespace lorafleet::serve

@@ -6,7 +6,9 @@
 //  expand: y_t += Σ_p w_t[p]·Uᵀ[p, o..o+16) for 16 outputs at a time, G×2 accumulators, each Uᵀ vector
 //          loaded feeds G tokens.
 // Every (row, token) accumulator sees the same sequence of operations whatever G is, so a token's result
-// does not depend on its neighbours.
+// does not depend on its neighbours. The expand of a column range [j0, j1) with j0 a multiple of 16 runs
+// exactly the vector/scalar steps the whole-row expand runs on those columns, so splitting the expand by
+// such ranges (factored_expand) changes no bit.
 #include "engine/serve/factored_delta.hpp"
 
 #include "engine/core/float16.hpp"
@@ -30,10 +32,8 @@ inline float widen(std::uint16_t v) {
 
 // ---- Portable (one token at a time, float32 in the same loop order as the AVX2 path's scalar tails) -----
 template <class Elem>
-void token_portable(const factored_basis<Elem>& b, bool full, const factored_token& t, float* scratch) {
+void shrink_portable(const factored_basis<Elem>& b, bool full, const factored_token& t, float* w, float* z) {
     const int r = b.rank;
-    float* z = scratch;
-    float* w = scratch + r;
     for (int p = 0; p < r; ++p) {
         float acc = 0.0f;
         for (int k = 0; k < b.d_in; ++k)
@@ -50,19 +50,16 @@ void token_portable(const factored_basis<Elem>& b, bool full, const factored_tok
             w[p] = t.core[p] * z[p];
         }
     }
-    for (int o = 0; o < b.d_out; ++o) {
-        float acc = 0.0f;
-        for (int p = 0; p < r; ++p)
-            acc += w[p] * widen(b.ut[std::size_t(p) * b.d_out + o]);
-        t.y[o] += acc;
-    }
 }
 
 template <class Elem>
-void delta_portable(const factored_basis<Elem>& b, bool full, std::span<const factored_token> tokens,
-                    float* scratch) {
-    for (const auto& t : tokens)
-        token_portable(b, full, t, scratch);
+void expand_portable(const factored_basis<Elem>& b, const factored_token& t, const float* w, int j0, int j1) {
+    for (int o = j0; o < j1; ++o) {
+        float acc = 0.0f;
+        for (int p = 0; p < b.rank; ++p)
+            acc += w[p] * widen(b.ut[std::size_t(p) * b.d_out + o]);
+        t.y[o] += acc;
+    }
 }
 
 // ---- AVX2 + FMA + F16C ------------------------------------------------------------------------------------
@@ -121,9 +118,11 @@ LF_TARGET void matvec_group(int rows, int cols, const Elem* m, const float* cons
     }
 }
 
-// y_t[o] += Σ_p w_t[p]·ut[p, o] for G tokens.
+// y_t[o] += Σ_p w_t[p]·ut[p, o] for G tokens and o in [0, width); ut's rows are `stride` apart.
 template <int G, class Elem>
-LF_TARGET void expand_group(int r, int d_out, const Elem* ut, const float* const* w, float* const* y) {
+LF_TARGET void expand_group(int r, int width, int stride, const Elem* ut, const float* const* w,
+                            float* const* y) {
+    const int d_out = width;
     int o = 0;
     for (; o + 16 <= d_out; o += 16) {
         __m256 acc[G][2];
@@ -131,7 +130,7 @@ LF_TARGET void expand_group(int r, int d_out, const Elem* ut, const float* const
         for (int g = 0; g < G; ++g)
             acc[g][0] = acc[g][1] = _mm256_setzero_ps();
         for (int p = 0; p < r; ++p) {
-            const Elem* row = ut + std::size_t(p) * d_out + o;
+            const Elem* row = ut + std::size_t(p) * stride + o;
             const __m256 u0 = load8(row), u1 = load8(row + 8);
 #pragma GCC unroll 4
             for (int g = 0; g < G; ++g) {
@@ -150,7 +149,7 @@ LF_TARGET void expand_group(int r, int d_out, const Elem* ut, const float* const
         for (int g = 0; g < G; ++g) {
             __m256 acc = _mm256_setzero_ps();
             for (int p = 0; p < r; ++p)
-                acc = _mm256_fmadd_ps(_mm256_broadcast_ss(w[g] + p), load8(ut + std::size_t(p) * d_out + o),
+                acc = _mm256_fmadd_ps(_mm256_broadcast_ss(w[g] + p), load8(ut + std::size_t(p) * stride + o),
                                       acc);
             _mm256_storeu_ps(y[g] + o, _mm256_add_ps(_mm256_loadu_ps(y[g] + o), acc));
         }
@@ -159,7 +158,7 @@ LF_TARGET void expand_group(int r, int d_out, const Elem* ut, const float* const
         for (int g = 0; g < G; ++g) {
             float acc = 0.0f;
             for (int p = 0; p < r; ++p)
-                acc += w[g][p] * widen(ut[std::size_t(p) * d_out + o]);
+                acc += w[g][p] * widen(ut[std::size_t(p) * stride + o]);
             y[g][o] += acc;
         }
 }
@@ -182,53 +181,88 @@ LF_TARGET void core_full(int r, const float* core_t, const float* z, float* w) {
     }
 }
 
+// w_t = Σ_t·(Vᵀx_t) for G tokens, into w + g·r; `z` holds G·r floats.
 template <int G, class Elem>
-LF_TARGET void group_avx2(const factored_basis<Elem>& b, bool full, const factored_token* t, float* scratch) {
+LF_TARGET void shrink_group(const factored_basis<Elem>& b, bool full, const factored_token* t, float* w_out,
+                            float* z_buf) {
     const int r = b.rank;
     const float* x[G];
-    float* y[G];
     float* z[G];
-    float* w[G];
     for (int g = 0; g < G; ++g) {
         x[g] = t[g].x;
-        y[g] = t[g].y;
-        z[g] = scratch + std::size_t(2 * g) * r;
-        w[g] = z[g] + r;
+        z[g] = z_buf + std::size_t(g) * r;
     }
     matvec_group<G>(r, b.d_in, b.vt, x, z);
     for (int g = 0; g < G; ++g) {
+        float* w = w_out + std::size_t(g) * r;
         if (full) {
-            core_full(r, t[g].core, z[g], w[g]);
+            core_full(r, t[g].core, z[g], w);
         } else {
             for (int p = 0; p < r; ++p)
-                w[g][p] = t[g].core[p] * z[g][p];
+                w[p] = t[g].core[p] * z[g][p];
         }
     }
-    const float* wc[G];
-    for (int g = 0; g < G; ++g)
-        wc[g] = w[g];
-    expand_group<G>(r, b.d_out, b.ut, wc, y);
+}
+
+// y_t[j0, j1) += (U·w_t)[j0, j1) for G tokens, w_t at w + g·r.
+template <int G, class Elem>
+LF_TARGET void expand_columns(const factored_basis<Elem>& b, const factored_token* t, const float* w_in,
+                              int j0, int j1) {
+    const float* w[G];
+    float* y[G];
+    for (int g = 0; g < G; ++g) {
+        w[g] = w_in + std::size_t(g) * b.rank;
+        y[g] = t[g].y + j0;
+    }
+    expand_group<G>(b.rank, j1 - j0, b.d_out, b.ut + j0, w, y);
+}
+
+// Calls fn.template operator()<G>(first token index) for groups of four, then one group of the rest.
+template <class Fn> LF_TARGET void for_groups(std::size_t n, Fn&& fn) {
+    std::size_t i = 0;
+    for (; i + max_group <= n; i += max_group)
+        fn.template operator()<4>(i);
+    switch (n - i) {
+    case 3:
+        fn.template operator()<3>(i);
+        break;
+    case 2:
+        fn.template operator()<2>(i);
+        break;
+    case 1:
+        fn.template operator()<1>(i);
+        break;
+    default:
+        break;
+    }
+}
+
+template <class Elem>
+LF_TARGET void shrink_avx2(const factored_basis<Elem>& b, bool full, std::span<const factored_token> tokens,
+                           float* w, float* scratch) {
+    for_groups(tokens.size(), [&]<int G>(std::size_t i) {
+        shrink_group<G>(b, full, tokens.data() + i, w + i * std::size_t(b.rank), scratch);
+    });
+}
+
+template <class Elem>
+LF_TARGET void expand_avx2(const factored_basis<Elem>& b, std::span<const factored_token> tokens,
+                           const float* w, int j0, int j1) {
+    for_groups(tokens.size(), [&]<int G>(std::size_t i) {
+        expand_columns<G>(b, tokens.data() + i, w + i * std::size_t(b.rank), j0, j1);
+    });
 }
 
 template <class Elem>
 LF_TARGET void delta_avx2(const factored_basis<Elem>& b, bool full, std::span<const factored_token> tokens,
                           float* scratch) {
-    std::size_t i = 0;
-    for (; i + max_group <= tokens.size(); i += max_group)
-        group_avx2<4>(b, full, tokens.data() + i, scratch);
-    switch (tokens.size() - i) {
-    case 3:
-        group_avx2<3>(b, full, tokens.data() + i, scratch);
-        break;
-    case 2:
-        group_avx2<2>(b, full, tokens.data() + i, scratch);
-        break;
-    case 1:
-        group_avx2<1>(b, full, tokens.data() + i, scratch);
-        break;
-    default:
-        break;
-    }
+    // Group by group, so a group's w stays in registers' reach: scratch holds z (4·r) then w (4·r).
+    const int r = b.rank;
+    for_groups(tokens.size(), [&]<int G>(std::size_t i) {
+        float* w = scratch + std::size_t(max_group) * r;
+        shrink_group<G>(b, full, tokens.data() + i, w, scratch);
+        expand_columns<G>(b, tokens.data() + i, w, 0, b.d_out);
+    });
 }
 
 #undef LF_TARGET
@@ -260,22 +294,68 @@ template <class Elem> void reference(const factored_basis<Elem>& b, bool full, c
     }
 }
 
+template <class Elem>
+void add_delta(const factored_basis<Elem>& basis, bool full, std::span<const factored_token> tokens,
+               float* scratch) {
+    if (use_avx2()) {
+        delta_avx2(basis, full, tokens, scratch);
+        return;
+    }
+    for (const auto& t : tokens) {
+        shrink_portable(basis, full, t, scratch + basis.rank, scratch);
+        expand_portable(basis, t, scratch + basis.rank, 0, basis.d_out);
+    }
+}
+
+template <class Elem>
+void shrink(const factored_basis<Elem>& basis, bool full, std::span<const factored_token> tokens, float* w,
+            float* scratch) {
+    if (use_avx2()) {
+        shrink_avx2(basis, full, tokens, w, scratch);
+        return;
+    }
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+        shrink_portable(basis, full, tokens[i], w + i * std::size_t(basis.rank), scratch);
+}
+
+template <class Elem>
+void expand(const factored_basis<Elem>& basis, std::span<const factored_token> tokens, const float* w, int j0,
+            int j1) {
+    if (use_avx2()) {
+        expand_avx2(basis, tokens, w, j0, j1);
+        return;
+    }
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+        expand_portable(basis, tokens[i], w + i * std::size_t(basis.rank), j0, j1);
+}
+
 } // namespace
 
 void add_factored_delta(const factored_basis<float>& basis, bool full, std::span<const factored_token> tokens,
                         float* scratch) {
-    if (use_avx2())
-        delta_avx2(basis, full, tokens, scratch);
-    else
-        delta_portable(basis, full, tokens, scratch);
+    add_delta(basis, full, tokens, scratch);
 }
-
 void add_factored_delta(const factored_basis<std::uint16_t>& basis, bool full,
                         std::span<const factored_token> tokens, float* scratch) {
-    if (use_avx2())
-        delta_avx2(basis, full, tokens, scratch);
-    else
-        delta_portable(basis, full, tokens, scratch);
+    add_delta(basis, full, tokens, scratch);
+}
+
+void factored_shrink(const factored_basis<float>& basis, bool full, std::span<const factored_token> tokens,
+                     float* w, float* scratch) {
+    shrink(basis, full, tokens, w, scratch);
+}
+void factored_shrink(const factored_basis<std::uint16_t>& basis, bool full,
+                     std::span<const factored_token> tokens, float* w, float* scratch) {
+    shrink(basis, full, tokens, w, scratch);
+}
+
+void factored_expand(const factored_basis<float>& basis, std::span<const factored_token> tokens,
+                     const float* w, int j0, int j1) {
+    expand(basis, tokens, w, j0, j1);
+}
+void factored_expand(const factored_basis<std::uint16_t>& basis, std::span<const factored_token> tokens,
+                     const float* w, int j0, int j1) {
+    expand(basis, tokens, w, j0, j1);
 }
 
 void add_factored_delta_reference(const factored_basis<float>& basis, bool full,

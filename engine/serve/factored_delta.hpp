@@ -39,6 +39,19 @@ void add_factored_delta(const factored_basis<float>& basis, bool full, std::span
 void add_factored_delta(const factored_basis<std::uint16_t>& basis, bool full,
                         std::span<const factored_token> tokens, float* scratch);
 
+// The same update in two halves, for callers that spread the expand over blocks of output columns:
+// factored_shrink writes w_t = Σ_t·(Vᵀx_t) to w + t·r for every token (`scratch`: at least 4·r floats);
+// factored_expand then adds (U·w_t)[j0, j1) to y_t[j0, j1). Shrinking once and expanding over column
+// ranges whose starts are multiples of 16 gives bit for bit what add_factored_delta gives.
+void factored_shrink(const factored_basis<float>& basis, bool full, std::span<const factored_token> tokens,
+                     float* w, float* scratch);
+void factored_shrink(const factored_basis<std::uint16_t>& basis, bool full,
+                     std::span<const factored_token> tokens, float* w, float* scratch);
+void factored_expand(const factored_basis<float>& basis, std::span<const factored_token> tokens,
+                     const float* w, int j0, int j1);
+void factored_expand(const factored_basis<std::uint16_t>& basis, std::span<const factored_token> tokens,
+                     const float* w, int j0, int j1);
+
 // One token with plain scalar loops in double, widening half inputs: the reference of the tests.
 void add_factored_delta_reference(const factored_basis<float>& basis, bool full, const factored_token& token);
 void add_factored_delta_reference(const factored_basis<std::uint16_t>& basis, bool full,

@@ -10,6 +10,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 
 namespace lorafleet::serve {
 namespace {
@@ -142,19 +144,54 @@ bool gemm_uses_avx2() {
 
 void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const float* w, int ldw, float* y,
              int ldy, bool accumulate, worker_pool* pool) {
+    gemm_nt(m, n, k, alpha, x, ldx, w, ldw, y, ldy, accumulate, pool, gemm_fused{});
+}
+
+void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const float* w, int ldw, float* y,
+             int ldy, bool accumulate, worker_pool* pool, const gemm_fused& fused) {
     if (m <= 0 || n <= 0) return;
-    const int blocks = (n + block_w - 1) / block_w;
+    const std::size_t blocks = std::size_t((n + block_w - 1) / block_w);
+    const std::size_t pre = fused.pre ? fused.pre_items : 0;
     // Threads pay off once a block holds real work (a few hundred thousand multiply-adds in all).
-    const bool parallel = pool && pool->size() > 1 && blocks > 1 && double(m) * n * k >= 2.0e5;
-    auto block = [&](std::size_t b, int) {
-        const int j0 = static_cast<int>(b) * block_w;
-        run_block(j0, std::min(n, j0 + block_w), m, k, alpha, x, ldx, w, ldw, y, ldy, accumulate);
+    const bool parallel =
+        pool && pool->size() > 1 && blocks + pre > 1 && double(m) * n * k + fused.work >= 2.0e5;
+    std::atomic<std::size_t> pre_done{0};
+    auto item = [&](std::size_t i, int worker) {
+        if (i < pre) {
+            // Counted even if it throws (the pool rethrows after the loop), so no block waits forever.
+            struct done_guard {
+                std::atomic<std::size_t>& done;
+                ~done_guard() { done.fetch_add(1, std::memory_order_release); }
+            } guard{pre_done};
+            fused.pre(i, worker);
+            return;
+        }
+        const int j0 = static_cast<int>(i - pre) * block_w, j1 = std::min(n, j0 + block_w);
+        run_block(j0, j1, m, k, alpha, x, ldx, w, ldw, y, ldy, accumulate);
+        if (!fused.post) return;
+        // Items are claimed in index order, so every pre item is already running on some thread: the wait
+        // is bounded by one item's time. Yield now and then: on a loaded machine that thread may be parked.
+        for (unsigned spins = 0; pre_done.load(std::memory_order_acquire) < pre; ++spins) {
+            if (spins % 64 == 63)
+                std::this_thread::yield();
+            else
+                _mm_pause();
+        }
+        fused.post(j0, j1, worker);
     };
     if (parallel) {
-        pool->run(std::size_t(blocks), block);
+        // A one-reference closure fits std::function's inline storage: no allocation per product.
+        pool->run(pre + blocks, [&item](std::size_t i, int worker) { item(i, worker); });
     } else {
-        for (int b = 0; b < blocks; ++b)
-            block(std::size_t(b), 0);
+        // One thread: the pre items, every block, then one post over all columns (the same bits as a
+        // post per block, since posts of disjoint column ranges are independent; fewer calls).
+        for (std::size_t i = 0; i < pre; ++i)
+            item(i, 0);
+        for (std::size_t b = 0; b < blocks; ++b) {
+            const int j0 = static_cast<int>(b) * block_w;
+            run_block(j0, std::min(n, j0 + block_w), m, k, alpha, x, ldx, w, ldw, y, ldy, accumulate);
+        }
+        if (fused.post) fused.post(0, n, 0);
     }
 }
 

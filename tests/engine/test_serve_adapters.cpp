@@ -4,6 +4,8 @@
 //  - compressed (BankDelta) logits equal serving the bank's exported PEFT adapters raw, in one step that
 //    mixes adapters of both clusters and a base-model sequence (JD-Full and JD-Diag);
 //  - a sequence's logits in that mixed step equal its logits run alone, bit for bit, in both modes;
+//  - the bank's fused update (pre items and column-block posts, as the forward pass runs it inside its
+//    GEMM) equals its apply() bit for bit on every module, leaving base-model rows untouched;
 //  - the LRU cache follows a hand-computed trace of hits, misses, evictions and resident set;
 //  - runtime add projects an adapter planted in one cluster's subspace onto that cluster with ~0 error and
 //    reproduces its raw logits; remove makes the name unknown and generation with the slot refused;
@@ -37,6 +39,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <random>
 
 using namespace lorafleet;
 using namespace lorafleet::serve;
@@ -477,6 +480,59 @@ private slots:
     }
 
     // 6. Bad input.
+    void fusedUpdateEqualsApply() {
+        auto bank = open_bank_provider(m_bank_full, m_geom);
+        const auto infos = bank->list();
+        QVERIFY(infos.size() >= 4);
+        const std::vector<int> token_slot{infos[0].slot, -1, infos[1].slot, infos[2].slot, infos[0].slot,
+                                          infos[3].slot, -1, infos[1].slot};
+        std::vector<int> live;
+        for (const int s : token_slot)
+            if (s >= 0) live.push_back(s);
+        QCOMPARE(bank->prepare(live), live.size());
+        const int n = int(token_slot.size());
+        std::mt19937_64 rng(7);
+        std::normal_distribution<float> g(0.0f, 1.0f);
+        int modules = 0;
+        for (int layer = 0; layer < m_geom.num_layers; ++layer)
+            for (int k = 0; k < module_kind_count; ++k) {
+                const auto kind = static_cast<module_kind>(k);
+                const auto shape = m_geom.linear_shape(std::string(module_name(kind)));
+                QVERIFY(shape.has_value());
+                const int d_in = int(shape->d_in), d_out = int(shape->d_out);
+                std::vector<float> x(std::size_t(n) * d_in), y0(std::size_t(n) * d_out);
+                for (auto& v : x)
+                    v = g(rng);
+                for (auto& v : y0)
+                    v = g(rng);
+                std::vector<float> applied = y0, fused_y = y0;
+                bank->apply(layer, kind, x.data(), applied.data(), n, token_slot, nullptr);
+                fused_delta fused;
+                QVERIFY(bank->fuse(layer, kind, x.data(), fused_y.data(), n, token_slot, 2, fused));
+                for (std::size_t i = fused.pre_items; i-- > 0;) // any order, any worker
+                    bank->fused_pre(i, int(i % 2));
+                for (int j0 = (d_out - 1) / 48 * 48; j0 >= 0; j0 -= 48)
+                    bank->fused_post(j0, std::min(d_out, j0 + 48), j0 / 48 % 2);
+                QVERIFY2(std::memcmp(applied.data(), fused_y.data(), applied.size() * sizeof(float)) == 0,
+                         qPrintable(QString("layer %1 %2").arg(layer).arg(module_name(kind).data())));
+                // Modules the fleet does not adapt are left alone; the others move every adapter row.
+                const bool adapted = std::find(fleet_modules.begin(), fleet_modules.end(),
+                                               std::string(module_name(kind))) != fleet_modules.end();
+                double moved = 0;
+                for (int t = 0; t < n; ++t)
+                    for (int o = 0; o < d_out; ++o) {
+                        const std::size_t i = std::size_t(t) * d_out + std::size_t(o);
+                        if (token_slot[std::size_t(t)] < 0 || !adapted)
+                            QCOMPARE(fused_y[i], y0[i]);
+                        else
+                            moved = std::max(moved, double(std::abs(fused_y[i] - y0[i])));
+                    }
+                QVERIFY2(!adapted || moved > 0, "the adapters should change their rows");
+                modules += adapted;
+            }
+        QCOMPARE(modules, int(fleet_modules.size()) * m_geom.num_layers);
+    }
+
     void bankOfAnotherGeometryIsRefused() {
         const fs::path dir = tmp() / "foreign-bank";
         bank::write_bank(dir, test::make_random_bank(bank::method::jd_full, 3));

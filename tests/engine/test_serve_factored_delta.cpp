@@ -3,7 +3,9 @@
 //  - float and half bases, JD-Full (Σᵀ) and JD-Diag cores, odd ranks and shapes (1, 5, 8, 13, 16 ×
 //    1, 19, 111, 128, 384), groups of 7 tokens (a group of four and one of three): every output within
 //    float rounding of a double-precision scalar reference;
-//  - batch invariance: each token computed alone gives exactly the bits it gets inside the group.
+//  - batch invariance: each token computed alone gives exactly the bits it gets inside the group;
+//  - factored_shrink once + factored_expand over column ranges (16- and 48-wide blocks, any order) gives
+//    exactly add_factored_delta's bits.
 #include "engine/core/float16.hpp"
 #include "engine/serve/factored_delta.hpp"
 
@@ -158,6 +160,55 @@ private slots:
             check_against_reference<float>(r, d_in, d_out, full);
             check_against_reference<std::uint16_t>(r, d_in, d_out, full);
         }
+    }
+
+    void splitShrinkExpandEqualsWhole_data() {
+        QTest::addColumn<int>("r");
+        QTest::addColumn<int>("d_in");
+        QTest::addColumn<int>("d_out");
+        QTest::addColumn<int>("block");
+        for (int r : {1, 8, 13})
+            for (auto [d_in, d_out] : {std::pair{19, 111}, {128, 384}, {384, 19}, {5, 1}})
+                for (int block : {16, 48})
+                    QTest::addRow("r%d_%dx%d_block%d", r, d_in, d_out, block) << r << d_in << d_out << block;
+    }
+    void splitShrinkExpandEqualsWhole() {
+        QFETCH(int, r);
+        QFETCH(int, d_in);
+        QFETCH(int, d_out);
+        QFETCH(int, block);
+        for (bool full : {true, false})
+            for (bool half : {false, true}) {
+                const int n = 7;
+                const problem p = make_problem(r, d_in, d_out, n, full, std::uint64_t(r * 31 + d_out));
+                const auto whole =
+                    half ? run_kernel<std::uint16_t>(p, full, 0, n) : run_kernel<float>(p, full, 0, n);
+                std::vector<std::vector<float>> y(p.y0);
+                std::vector<factored_token> tokens;
+                for (int t = 0; t < n; ++t)
+                    tokens.push_back({p.x[std::size_t(t)].data(), y[std::size_t(t)].data(),
+                                      p.cores[std::size_t(t)].data()});
+                std::vector<float> w(std::size_t(n) * r, std::nanf("")), scratch(4 * std::size_t(r));
+                if (half)
+                    factored_shrink(basis_of<std::uint16_t>(p), full, tokens, w.data(), scratch.data());
+                else
+                    factored_shrink(basis_of<float>(p), full, tokens, w.data(), scratch.data());
+                // Last block first: the blocks are independent.
+                for (int j0 = (d_out - 1) / block * block; j0 >= 0; j0 -= block) {
+                    const int j1 = std::min(d_out, j0 + block);
+                    if (half)
+                        factored_expand(basis_of<std::uint16_t>(p), tokens, w.data(), j0, j1);
+                    else
+                        factored_expand(basis_of<float>(p), tokens, w.data(), j0, j1);
+                }
+                for (int t = 0; t < n; ++t)
+                    QVERIFY2(std::memcmp(whole[std::size_t(t)].data(), y[std::size_t(t)].data(),
+                                         sizeof(float) * std::size_t(d_out)) == 0,
+                             qPrintable(QString("token %1 (%2, %3)")
+                                            .arg(t)
+                                            .arg(full ? "full" : "diag")
+                                            .arg(half ? "half" : "float")));
+            }
     }
 
     void halfAndFloatBasesAgree() {
