@@ -42,7 +42,8 @@ const char* usage_text =
     "                                 --max-tokens T [--compare base,raw] [--concurrency C] [--prompts "
     "FILE]\n"
     "                                 [--adapter-cache-mb M] [--kv-cache-mb M] [--max-running R] [--seed S]\n"
-    "                                 [--threads N] [--device cpu|cuda|auto] [--stop-at-eos] [--json]\n"
+    "                                 [--threads N] [--device cpu|cuda|auto] [--rounds K] [--stop-at-eos]\n"
+    "                                 [--json]\n"
     "\n"
     "Serves N requests with adapters drawn uniformly from the fleet (seeded) through the continuous-\n"
     "batching engine and reports throughput, latency, memory and adapter-cache hit rate. Modes run one\n"
@@ -66,10 +67,14 @@ const char* usage_text =
     "  --threads N            transformer threads (default: one per hardware thread)\n"
     "  --device D             where the forward pass runs: cpu (default), cuda, or auto (cuda when a\n"
     "                         device is usable, else cpu); printed on stderr\n"
+    "  --rounds K             run the modes K times in turn (compressed, base, raw, compressed, ...) and\n"
+    "                         report each mode's median round by tokens/s (default 1); on a noisy\n"
+    "                         machine alternating rounds keep slow drifts out of the ratios\n"
     "  --stop-at-eos          end a request at EOS (token counts then vary by mode)\n"
     "  --json                 one JSON document on stdout: {\"runs\": [{\"mode\", \"adapters\",\n"
     "                         \"requests_per_s\", \"tokens_per_s\", \"p50_ms\", \"p99_ms\", \"peak_rss_mb\", "
-    "...}]}\n";
+    "...,\n"
+    "                         \"rounds_tokens_per_s\": [one per round]}]}\n";
 
 // ---- Prompts
 // ------------------------------------------------------------------------------------------------ The
@@ -254,7 +259,7 @@ std::string fixed(double v, int digits) {
 
 int run_bench_serve(const std::vector<std::string>& args) {
     arg_parser p({"model", "bank", "adapters", "compare", "requests", "max-tokens", "concurrency", "prompts",
-                  "adapter-cache-mb", "kv-cache-mb", "max-running", "seed", "threads", "device"},
+                  "adapter-cache-mb", "kv-cache-mb", "max-running", "seed", "threads", "device", "rounds"},
                  {"json", "stop-at-eos"});
     p.parse(args);
     if (!p.positionals().empty())
@@ -335,46 +340,65 @@ int run_bench_serve(const std::vector<std::string>& args) {
         warm.max_tokens = std::min(max_tokens, 4);
         run_mode(warm, "warm-up", nullptr, 0);
     }
-    std::vector<run_report> reports;
+    const int rounds = p.get_int("rounds", 1, 1, 1000);
+    std::vector<std::vector<run_report>> by_mode(modes.size()); // [mode][round]
     std::uint64_t bank_resident = 0;
     std::optional<temp_dir> exported; // the bank's adapters as PEFT folders, for raw with --bank
-    for (const std::string& mode : modes) {
-        malloc_trim(0); // give the previous mode's memory back, so its peak RSS is its own
-        const auto t0 = std::chrono::steady_clock::now();
-        std::unique_ptr<serve::AdapterProvider> provider;
-        if (mode == "compressed") {
-            provider = serve::open_bank_provider(*p.get("bank"), geometry);
-            bank_resident = provider->memory().resident_bytes;
-        } else if (mode == "raw") {
-            std::vector<fs::path> paths = adapter_paths;
-            if (has_bank) {
-                if (!exported) {
-                    exported.emplace();
-                    log("exporting the bank's adapters as PEFT to " + exported->path.string());
-                    const auto bank = bank::read_bank(*p.get("bank"));
-                    bank::export_peft_adapters(bank, exported->path);
+    for (int round = 0; round < rounds; ++round)
+        for (std::size_t mi = 0; mi < modes.size(); ++mi) {
+            const std::string& mode = modes[mi];
+            malloc_trim(0); // give the previous mode's memory back, so its peak RSS is its own
+            const auto t0 = std::chrono::steady_clock::now();
+            std::unique_ptr<serve::AdapterProvider> provider;
+            if (mode == "compressed") {
+                provider = serve::open_bank_provider(*p.get("bank"), geometry);
+                bank_resident = provider->memory().resident_bytes;
+            } else if (mode == "raw") {
+                std::vector<fs::path> paths = adapter_paths;
+                if (has_bank) {
+                    if (!exported) {
+                        exported.emplace();
+                        log("exporting the bank's adapters as PEFT to " + exported->path.string());
+                        const auto bank = bank::read_bank(*p.get("bank"));
+                        bank::export_peft_adapters(bank, exported->path);
+                    }
+                    paths = {exported->path};
                 }
-                paths = {exported->path};
+                // Memory-matched: the raw cache gets what the compressed bank holds resident.
+                const std::uint64_t bytes = cache_bytes ? *cache_bytes
+                                            : has_bank  ? bank_resident
+                                                        : (256ull << 20);
+                provider = serve::open_raw_provider(paths, geometry, bytes);
             }
-            // Memory-matched: the raw cache gets what the compressed bank holds resident.
-            const std::uint64_t bytes = cache_bytes ? *cache_bytes
-                                        : has_bank  ? bank_resident
-                                                    : (256ull << 20);
-            provider = serve::open_raw_provider(paths, geometry, bytes);
+            const double load_s =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            const std::string label =
+                "mode " + mode + (rounds > 1 ? " (round " + std::to_string(round + 1) + ")" : std::string());
+            log(label + ": " + std::to_string(requests) + " requests x " + std::to_string(max_tokens) +
+                " tokens ...");
+            by_mode[mi].push_back(run_mode(s, mode, std::move(provider), load_s));
+            const run_report& r = by_mode[mi].back();
+            log(label + ": " + fixed(r.requests_per_s(), 2) + " requests/s, " + fixed(r.tokens_per_s(), 1) +
+                " tokens/s" +
+                (r.failed ? ", " + std::to_string(r.failed) + " failed: " + r.first_error : ""));
         }
-        const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        log("mode " + mode + ": " + std::to_string(requests) + " requests x " + std::to_string(max_tokens) +
-            " tokens ...");
-        reports.push_back(run_mode(s, mode, std::move(provider), load_s));
-        const run_report& r = reports.back();
-        log("mode " + mode + ": " + fixed(r.requests_per_s(), 2) + " requests/s, " +
-            fixed(r.tokens_per_s(), 1) + " tokens/s" +
-            (r.failed ? ", " + std::to_string(r.failed) + " failed: " + r.first_error : ""));
+    // Each mode's median round by tokens/s (the lower middle one for an even count), whole.
+    std::vector<run_report> reports;
+    std::vector<std::vector<double>> round_rates(modes.size());
+    for (std::size_t mi = 0; mi < modes.size(); ++mi) {
+        std::vector<run_report> runs = by_mode[mi];
+        for (const run_report& r : runs)
+            round_rates[mi].push_back(r.tokens_per_s());
+        std::sort(runs.begin(), runs.end(), [](const run_report& a, const run_report& b) {
+            return a.tokens_per_s() < b.tokens_per_s();
+        });
+        reports.push_back(runs[(runs.size() - 1) / 2]);
     }
 
     if (json) {
         nlohmann::json runs = nlohmann::json::array();
-        for (const run_report& r : reports) {
+        for (std::size_t mi = 0; mi < reports.size(); ++mi) {
+            const run_report& r = reports[mi];
             nlohmann::json j;
             j["mode"] = r.mode;
             j["adapters"] = r.adapters;
@@ -399,6 +423,7 @@ int run_bench_serve(const std::vector<std::string>& args) {
             j["cache_misses"] = r.misses;
             j["cache_evictions"] = r.evictions;
             j["cache_hit_rate"] = r.hit_rate() < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.hit_rate());
+            j["rounds_tokens_per_s"] = round_rates[mi];
             if (!r.first_error.empty()) j["first_error"] = r.first_error;
             runs.push_back(j);
         }
@@ -407,6 +432,7 @@ int run_bench_serve(const std::vector<std::string>& args) {
         doc["model"] = model_dir;
         doc["seed"] = seed;
         doc["concurrency"] = s.concurrency;
+        doc["rounds"] = rounds;
         std::cout << doc.dump(2) << "\n";
     } else {
         std::printf("%-11s %8s %10s %10s %9s %9s %12s %10s %8s\n", "mode", "adapters", "requests/s",
@@ -416,8 +442,9 @@ int run_bench_serve(const std::vector<std::string>& args) {
                         r.requests_per_s(), r.tokens_per_s(), r.p50_ms, r.p99_ms, r.peak_rss_mb, r.adapter_mb,
                         r.hit_rate() < 0 ? "-" : fixed(r.hit_rate(), 3).c_str());
     }
-    for (const run_report& r : reports)
-        if (r.failed) return 1;
+    for (const auto& runs : by_mode)
+        for (const run_report& r : runs)
+            if (r.failed) return 1;
     return 0;
 }
 

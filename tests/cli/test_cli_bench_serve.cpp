@@ -1,7 +1,8 @@
 // bench-serve through the real CLI on the demo model with a tiny synthetic fleet (synth + compress): the
 // JSON report has one run per mode in order, every request finished, and since EOS is ignored each mode
 // produced exactly requests × max_tokens tokens; the compressed and raw modes report the fleet's size, the
-// raw mode's cache counts one lookup per adapter per step. Wrong usage exits with code 2.
+// raw mode's cache counts one lookup per adapter per step; with --rounds K each mode runs K times in turn
+// and reports its median round. Wrong usage exits with code 2.
 #include "engine/serve/tokenizer.hpp"
 #include "tests/support/cli_runner.hpp"
 #include "tests/support/test_paths.hpp"
@@ -12,7 +13,9 @@
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
+#include <algorithm>
 #include <fstream>
+#include <vector>
 
 using lorafleet::test::run_cli;
 
@@ -113,6 +116,42 @@ private slots:
         QCOMPARE(run["completion_tokens"].toInteger(), qint64(requests * 3));
     }
 
+    void roundsReportEachModesMedianRound() {
+        QTemporaryDir tmp;
+        const QString fleet = tmp.path() + "/fleet";
+        auto r = run_cli({"synth", "--out", fleet, "--adapters", "3", "--geometry", "tinystories-656k",
+                          "--rank", "2", "--dtype", "f32"});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        const int requests = 4, max_tokens = 3;
+        r = run_cli({"bench-serve", "--model", model_dir(), "--adapters", fleet, "--compare", "base",
+                     "--requests", QString::number(requests), "--max-tokens", QString::number(max_tokens),
+                     "--rounds", "3", "--threads", "1", "--json"});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        const auto doc = parse_object(r.out);
+        QCOMPARE(doc["rounds"].toInt(), 3);
+        const auto runs = doc["runs"].toArray();
+        QCOMPARE(runs.size(), 2);
+        QCOMPARE(runs[0].toObject()["mode"].toString(), QString("raw"));
+        QCOMPARE(runs[1].toObject()["mode"].toString(), QString("base"));
+        for (const auto& v : runs) {
+            const auto run = v.toObject();
+            const auto rates = run["rounds_tokens_per_s"].toArray();
+            QCOMPARE(rates.size(), 3);
+            std::vector<double> sorted;
+            for (const auto& x : rates) {
+                QVERIFY(x.toDouble() > 0);
+                sorted.push_back(x.toDouble());
+            }
+            std::sort(sorted.begin(), sorted.end());
+            QCOMPARE(run["tokens_per_s"].toDouble(), sorted[1]); // the median round, whole
+            QCOMPARE(run["completion_tokens"].toInteger(), qint64(requests * max_tokens));
+            QVERIFY(qAbs(run["tokens_per_s"].toDouble() - run["requests_per_s"].toDouble() * max_tokens) <
+                    1e-6 * run["tokens_per_s"].toDouble() + 1e-9);
+        }
+        // The stderr log names every round of every mode.
+        QCOMPARE(r.err.count("(round "), 2 * 3 * 2); // a start and an end line each
+    }
+
     void wrongUsageExitsWithTwo() {
         auto r = run_cli({"bench-serve", "--model", model_dir(), "--requests", "2", "--max-tokens", "2"});
         QCOMPARE(r.exit_code, 2); // neither --bank nor --adapters
@@ -120,6 +159,10 @@ private slots:
                      "--max-tokens", "2", "--compare", "turbo"});
         QCOMPARE(r.exit_code, 2);
         QVERIFY(r.err.contains("turbo"));
+        r = run_cli({"bench-serve", "--model", model_dir(), "--adapters", "x", "--requests", "2",
+                     "--max-tokens", "2", "--rounds", "0"});
+        QCOMPARE(r.exit_code, 2);
+        QVERIFY(r.err.contains("rounds"));
     }
 };
 
