@@ -1,6 +1,8 @@
 // CUDA build of the device probe (see device_probe.hpp).
 #include "kernels/device_probe.hpp"
 
+#include "kernels/cuda_libraries.hpp"
+
 #include <cuda_runtime_api.h>
 
 namespace lorafleet::kernels {
@@ -27,6 +29,12 @@ cuda_probe_result probe_cuda_devices() {
     }
     r.available = !r.devices.empty();
     if (!r.available) r.reason = "CUDA devices present but none could be queried";
+    // Compression and serving on the device both need cuBLAS and cuSOLVER: a device without them is not
+    // usable. (Loaded only here, once a device exists, so a machine without a GPU never maps them.)
+    if (r.available && !cuda_math_libraries().loaded) {
+        r.available = false;
+        r.reason = cuda_math_libraries().reason;
+    }
     return r;
 }
 
