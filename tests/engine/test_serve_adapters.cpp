@@ -47,10 +47,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path model_dir() {
-    return test::source_dir() / "resources/models/tinystories-656k";
-}
-
 const std::vector<std::string> fleet_modules{"q_proj", "v_proj", "o_proj", "down_proj"};
 
 // A random PEFT adapter on `modules` of every layer: A ~ N(0, 1/d_in), B ~ N(0, b_sigma²), F32.
@@ -175,7 +171,7 @@ class TestServeAdapters : public QObject {
 private slots:
     void initTestCase() {
         QVERIFY(m_tmp.isValid());
-        m_weights = model_weights::load(model_dir());
+        m_weights = model_weights::load(test::demo_model_dir());
         m_model = std::make_unique<transformer>(m_weights, 1);
         m_geom = m_weights->geometry();
         // A planted fleet of 6 adapters in 2 groups; strong enough (scale 16) to move the logits.
@@ -214,8 +210,8 @@ private slots:
         // The merged model: every tensor copied, each adapted weight replaced by W + s·B·A (double sums).
         const fs::path merged = tmp() / "merged";
         fs::create_directories(merged);
-        fs::copy_file(model_dir() / "config.json", merged / "config.json");
-        const auto src = io::safetensors_file::open(model_dir() / "model.safetensors");
+        fs::copy_file(test::demo_model_dir() / "config.json", merged / "config.json");
+        const auto src = io::safetensors_file::open(test::demo_model_dir() / "model.safetensors");
         std::vector<std::vector<float>> values;
         std::vector<std::vector<std::byte>> bytes;
         std::vector<io::tensor_data> tensors;
@@ -466,7 +462,7 @@ private slots:
         QCOMPARE(provider->list().size(), std::size_t(6));
         QCOMPARE(provider->memory().resident_bytes, bytes_before - info.bytes);
         QVERIFY_THROWS_EXCEPTION(usage_error, provider->prepare(std::span(&slot, 1)));
-        const auto tokenizer = load_tokenizer(model_dir());
+        const auto tokenizer = load_tokenizer(test::demo_model_dir());
         generation_params params;
         params.max_tokens = 4;
         params.adapter = slot;

@@ -30,17 +30,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path model_dir() {
-    return test::source_dir() / "resources/models/tinystories-656k";
-}
-
 std::shared_ptr<const model_weights> weights() {
-    static const auto w = model_weights::load(model_dir());
+    static const auto w = model_weights::load(test::demo_model_dir());
     return w;
 }
 
 std::shared_ptr<const Tokenizer> tokenizer() {
-    static const std::shared_ptr<const Tokenizer> t = load_tokenizer(model_dir());
+    static const std::shared_ptr<const Tokenizer> t = load_tokenizer(test::demo_model_dir());
     return t;
 }
 

@@ -14,6 +14,10 @@ inline std::filesystem::path source_dir() {
 inline std::filesystem::path fixtures_dir() {
     return LORAFLEET_FIXTURES_DIR;
 }
+// The demo model the program ships (resources/, not ../shared): present in every checkout.
+inline std::filesystem::path demo_model_dir() {
+    return source_dir() / "resources/models/tinystories-656k";
+}
 inline std::filesystem::path cli_path() {
     return LORAFLEET_CLI_PATH;
 }
