@@ -330,12 +330,21 @@ factored_basis<float> BankDelta::float_basis(int mi, int cluster) const {
             int(mod.d_out)};
 }
 
+double BankDelta::size_scratch(int mi, int workers) {
+    const std::size_t r = std::size_t(m_bank.rank);
+    m_scratch.resize(std::size_t(std::max(workers, 1)));
+    for (auto& s : m_scratch)
+        s.resize(8 * r);
+    // A token costs r·(d_in + d_out + r) multiply-adds.
+    const auto& mod = m_bank.modules[std::size_t(mi)];
+    return double(m_tokens.size()) * double(r) * double(std::size_t(mod.d_in + mod.d_out) + r);
+}
+
 void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
                       std::span<const int> token_adapter, worker_pool* pool) {
     m_fused_module = -1;
     const int mi = collect(layer, m, x, y, n_tokens, token_adapter);
     if (mi < 0) return;
-    const int r = m_bank.rank;
     const bool full = m_bank.kind == bank::method::jd_full;
     const bool half = m_half[std::size_t(mi)];
     auto run = [&](const token_run& run, float* scratch) {
@@ -346,13 +355,9 @@ void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_
             add_factored_delta(float_basis(mi, run.cluster), full, tokens, scratch);
     };
     const int workers = pool ? pool->size() : 1;
-    m_scratch.resize(std::size_t(workers));
-    for (auto& s : m_scratch)
-        s.resize(8 * std::size_t(r));
-    // A token costs r·(d_in + d_out + r) multiply-adds; below ~10⁵ in all (a few decode tokens), waking the
-    // caller's idle workers costs more than it saves. A worker that wakes late takes no run (worker_pool).
-    const auto& mod = m_bank.modules[std::size_t(mi)];
-    const double work = double(m_tokens.size()) * r * double(mod.d_in + mod.d_out + r);
+    // Below ~10⁵ multiply-adds in all (a few decode tokens), waking the caller's idle workers costs more
+    // than it saves. A worker that wakes late takes no run (worker_pool).
+    const double work = size_scratch(mi, workers);
     if (workers == 1 || m_runs.size() == 1 || work < 1.0e5) {
         for (const auto& rr : m_runs)
             run(rr, m_scratch.front().data());
@@ -368,13 +373,8 @@ bool BankDelta::fuse(int layer, module_kind m, const float* x, float* y, int n_t
     m_fused_module = collect(layer, m, x, y, n_tokens, token_adapter);
     out = fused_delta{};
     if (m_fused_module < 0) return true; // nothing to add: the product alone
-    const int r = m_bank.rank;
-    m_scratch.resize(std::size_t(std::max(workers, 1)));
-    for (auto& s : m_scratch)
-        s.resize(8 * std::size_t(r));
-    m_w.resize(m_tokens.size() * std::size_t(r));
-    const auto& mod = m_bank.modules[std::size_t(m_fused_module)];
-    out.work = double(m_tokens.size()) * r * double(mod.d_in + mod.d_out + r);
+    out.work = size_scratch(m_fused_module, workers);
+    m_w.resize(m_tokens.size() * std::size_t(m_bank.rank));
     out.pre_items = m_runs.size();
     return true;
 }

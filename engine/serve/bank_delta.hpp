@@ -117,6 +117,9 @@ private:
     // the step has an update there.
     int collect(int layer, module_kind m, const float* x, float* y, int n_tokens,
                 std::span<const int> token_adapter);
+    // Grows the per-worker scratch for `workers` threads; the multiply-adds of module `mi`'s update for the
+    // collected tokens.
+    double size_scratch(int mi, int workers);
     // The kernel's view of bank module `mi`'s basis for `cluster`, as halves or floats.
     factored_basis<std::uint16_t> half_basis(int mi, int cluster) const;
     factored_basis<float> float_basis(int mi, int cluster) const;
