@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <string>
 
 namespace lorafleet::kernels {
@@ -115,6 +116,7 @@ struct linalg_context_state {
     cublasHandle_t blas = nullptr;
     cusolverDnHandle_t solver = nullptr;
     std::size_t budget = 0;
+    std::mutex budget_mutex; // guards `used` (async_uploader charges buffers from another thread)
     std::size_t used = 0;
     void* staging[2] = {nullptr, nullptr};
     cudaEvent_t staged[2] = {nullptr, nullptr};
@@ -167,13 +169,21 @@ void destroy_state(linalg_context_state& s) noexcept {
     if (s.solver) cusolverDnDestroy(s.solver);
     if (s.blas) cublasDestroy(s.blas);
     if (s.stream) cudaStreamDestroy(s.stream);
-    s = linalg_context_state{};
+    s.stream = nullptr;
+    s.blas = nullptr;
+    s.solver = nullptr;
+    s.info = nullptr;
+    for (int i = 0; i < 2; ++i) {
+        s.staging[i] = nullptr;
+        s.staged[i] = nullptr;
+    }
 }
 
 std::size_t linalg_context::budget_bytes() const {
     return m_state->budget;
 }
 std::size_t linalg_context::used_bytes() const {
+    std::lock_guard lk(m_state->budget_mutex);
     return m_state->used;
 }
 void linalg_context::synchronize() {
@@ -213,6 +223,7 @@ void device_buffer::release() noexcept {
     if (m_ptr != nullptr && m_ctx != nullptr) {
         cudaStreamSynchronize(m_ctx->state().stream); // pending work may still read it
         cudaFree(m_ptr);
+        std::lock_guard lk(m_ctx->state().budget_mutex);
         m_ctx->state().used -= m_bytes;
     }
     m_ptr = nullptr;
@@ -225,33 +236,135 @@ void device_buffer::reserve(linalg_context& ctx, std::size_t bytes) {
     m_ctx = &ctx;
     if (bytes == 0) return;
     auto& s = ctx.state();
-    if (s.used + bytes > s.budget)
-        throw linalg_error("budget", 0,
-                           "device memory budget of " + std::to_string(s.budget >> 20) + " MiB exceeded (" +
-                               std::to_string(s.used >> 20) + " MiB in use, " + std::to_string(bytes >> 20) +
-                               " MiB more requested); raise --gpu-memory-mb");
-    check_cuda(cudaMalloc(&m_ptr, bytes), "cudaMalloc");
+    {
+        // Charged before the allocation, so two threads cannot both pass the check.
+        std::lock_guard lk(s.budget_mutex);
+        if (s.used + bytes > s.budget)
+            throw linalg_error("budget", 0,
+                               "device memory budget of " + std::to_string(s.budget >> 20) +
+                                   " MiB exceeded (" + std::to_string(s.used >> 20) + " MiB in use, " +
+                                   std::to_string(bytes >> 20) +
+                                   " MiB more requested); raise --gpu-memory-mb");
+        s.used += bytes;
+    }
+    const cudaError_t e = cudaMalloc(&m_ptr, bytes);
+    if (e != cudaSuccess) {
+        m_ptr = nullptr;
+        std::lock_guard lk(s.budget_mutex);
+        s.used -= bytes;
+    }
+    check_cuda(e, "cudaMalloc");
     m_bytes = bytes;
-    s.used += bytes;
 }
 
-void upload(linalg_context& ctx, const void* host, void* device, std::size_t bytes) {
-    auto& s = ctx.state();
+namespace {
+
+// Host -> device through two pinned buffers of kStagingBytes on `stream`: packing chunk k + 1 overlaps
+// the DMA of chunk k; each buffer's event guards its reuse.
+void staged_upload(cudaStream_t stream, void* const (&staging)[2], cudaEvent_t const (&staged)[2], int& slot,
+                   const void* host, void* device, std::size_t bytes) {
     const auto* src = static_cast<const unsigned char*>(host);
     auto* dst = static_cast<unsigned char*>(device);
     std::size_t done = 0;
-    int& slot = s.next_slot;
     while (done < bytes) {
         const std::size_t n = std::min(kStagingBytes, bytes - done);
         // The slot's previous DMA must be finished before it is overwritten.
-        check_cuda(cudaEventSynchronize(s.staged[slot]), "cudaEventSynchronize");
-        std::memcpy(s.staging[slot], src + done, n);
-        check_cuda(cudaMemcpyAsync(dst + done, s.staging[slot], n, cudaMemcpyHostToDevice, s.stream),
+        check_cuda(cudaEventSynchronize(staged[slot]), "cudaEventSynchronize");
+        std::memcpy(staging[slot], src + done, n);
+        check_cuda(cudaMemcpyAsync(dst + done, staging[slot], n, cudaMemcpyHostToDevice, stream),
                    "cudaMemcpyAsync");
-        check_cuda(cudaEventRecord(s.staged[slot], s.stream), "cudaEventRecord");
+        check_cuda(cudaEventRecord(staged[slot], stream), "cudaEventRecord");
         done += n;
         slot ^= 1;
     }
+}
+
+} // namespace
+
+void upload(linalg_context& ctx, const void* host, void* device, std::size_t bytes) {
+    auto& s = ctx.state();
+    staged_upload(s.stream, s.staging, s.staged, s.next_slot, host, device, bytes);
+}
+
+// ---- async_uploader ----------------------------------------------------------------------------------
+struct async_uploader_state {
+    int device = 0;
+    cudaStream_t stream = nullptr;
+    void* staging[2] = {nullptr, nullptr};
+    cudaEvent_t staged[2] = {nullptr, nullptr};
+    int next_slot = 0;
+    cudaEvent_t context_mark = nullptr; // after_context()
+    cudaEvent_t done = nullptr;         // finish()
+
+    ~async_uploader_state() {
+        if (stream) cudaStreamSynchronize(stream);
+        for (int i = 0; i < 2; ++i) {
+            if (staged[i]) cudaEventDestroy(staged[i]);
+            if (staging[i]) cudaFreeHost(staging[i]);
+        }
+        if (context_mark) cudaEventDestroy(context_mark);
+        if (done) cudaEventDestroy(done);
+        if (stream) cudaStreamDestroy(stream);
+    }
+};
+
+async_uploader::async_uploader(linalg_context& ctx) : m_ctx(ctx), m_state(new async_uploader_state) {
+    auto& u = *m_state;
+    u.device = ctx.state().device;
+    check_cuda(cudaSetDevice(u.device), "cudaSetDevice");
+    check_cuda(cudaStreamCreateWithFlags(&u.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    for (int i = 0; i < 2; ++i) {
+        check_cuda(cudaMallocHost(&u.staging[i], kStagingBytes), "cudaMallocHost");
+        check_cuda(cudaEventCreateWithFlags(&u.staged[i], cudaEventDisableTiming), "cudaEventCreate");
+    }
+    check_cuda(cudaEventCreateWithFlags(&u.context_mark, cudaEventDisableTiming), "cudaEventCreate");
+    check_cuda(cudaEventCreateWithFlags(&u.done, cudaEventDisableTiming), "cudaEventCreate");
+}
+
+async_uploader::~async_uploader() = default;
+
+void async_uploader::reserve(device_buffer& buffer, std::size_t bytes) {
+    check_cuda(cudaSetDevice(m_state->device), "cudaSetDevice");
+    buffer.reserve(m_ctx, bytes);
+}
+
+void async_uploader::upload(const void* host, void* device, std::size_t bytes) {
+    auto& u = *m_state;
+    check_cuda(cudaSetDevice(u.device), "cudaSetDevice");
+    staged_upload(u.stream, u.staging, u.staged, u.next_slot, host, device, bytes);
+}
+
+void async_uploader::gather_transposed_blocks(const float* src, float* dst, std::int64_t d, std::int64_t cols,
+                                              const std::int64_t* col_base, const std::int64_t* col_rank,
+                                              const std::int64_t* col_local) {
+    if (d * cols == 0) return;
+    check_cuda(cudaSetDevice(m_state->device), "cudaSetDevice");
+    gather_transposed_kernel<<<blocks_for(d * cols, 256), 256, 0, m_state->stream>>>(
+        src, dst, d, cols, col_base, col_rank, col_local);
+    check_cuda(cudaGetLastError(), "gather_transposed_kernel");
+}
+
+void async_uploader::after_context() {
+    auto& u = *m_state;
+    check_cuda(cudaSetDevice(u.device), "cudaSetDevice");
+    check_cuda(cudaEventRecord(u.context_mark, m_ctx.state().stream), "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(u.stream, u.context_mark, 0), "cudaStreamWaitEvent");
+}
+
+void async_uploader::finish() {
+    check_cuda(cudaSetDevice(m_state->device), "cudaSetDevice");
+    check_cuda(cudaEventRecord(m_state->done, m_state->stream), "cudaEventRecord");
+}
+
+void async_uploader::context_waits() {
+    check_cuda(cudaSetDevice(m_state->device), "cudaSetDevice");
+    check_cuda(cudaStreamWaitEvent(m_ctx.state().stream, m_state->done, 0), "cudaStreamWaitEvent");
+}
+
+void async_uploader::synchronize() {
+    check_cuda(cudaSetDevice(m_state->device), "cudaSetDevice");
+    check_cuda(cudaStreamSynchronize(m_state->stream), "cudaStreamSynchronize");
+    check_cuda(cudaGetLastError(), "kernel launch");
 }
 
 void download(linalg_context& ctx, const void* device, void* host, std::size_t bytes) {

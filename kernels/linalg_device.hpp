@@ -8,7 +8,8 @@
 // and message; a build without CUDA links linalg_not_compiled.cpp, where every entry throws
 // linalg_error("not compiled"). Calls enqueue on the context's stream and return without waiting,
 // except download(), synchronize() and the eigen/QR routines' info checks, which wait.
-// Thread affinity: a context and its buffers are used by one thread at a time. C++17 (nvcc compiles
+// Thread affinity: a context and its buffers are used by one thread at a time, except through an
+// async_uploader (below). C++17 (nvcc compiles
 // the .cu side with CUDA standard 17).
 #pragma once
 
@@ -85,6 +86,44 @@ private:
     linalg_context* m_ctx = nullptr;
     void* m_ptr = nullptr;
     std::size_t m_bytes = 0;
+};
+
+// A second stream with its own pinned staging buffers, for filling device buffers of a context from
+// ANOTHER host thread while the context's stream computes (the compression backend uploads module m + 1
+// during module m). Ordering with the context's stream is explicit and event-based:
+//  - after_context(): this stream's later work waits for everything the context's stream has enqueued
+//    so far (buffers being refilled may still be read there);
+//  - finish(): marks the end of what has been enqueued here so far;
+//  - context_waits(): the context's stream's later work waits for the last finish() mark.
+// Thread affinity: an uploader is used by one thread at a time (callers serialize; it need not be the
+// context's thread). Every call sets the context's device on the calling thread first. Charging
+// device_buffer memory to a context's budget is thread-safe, so reserve() may run beside the context's
+// own allocations.
+struct async_uploader_state;
+
+class async_uploader {
+public:
+    explicit async_uploader(linalg_context& ctx);
+    ~async_uploader(); // waits for its stream
+    async_uploader(const async_uploader&) = delete;
+    async_uploader& operator=(const async_uploader&) = delete;
+
+    void reserve(device_buffer& buffer, std::size_t bytes);
+    // Host -> device on this stream; `host` may be reused when this returns.
+    void upload(const void* host, void* device, std::size_t bytes);
+    // gather_transposed_blocks (below) on this stream.
+    void gather_transposed_blocks(const float* src, float* dst, std::int64_t d, std::int64_t cols,
+                                  const std::int64_t* col_base, const std::int64_t* col_rank,
+                                  const std::int64_t* col_local);
+    void after_context();
+    void finish();
+    void context_waits();
+    // Waits for everything enqueued here; rethrows an asynchronous error.
+    void synchronize();
+
+private:
+    linalg_context& m_ctx;
+    std::unique_ptr<async_uploader_state> m_state;
 };
 
 // Host -> device through the pinned staging buffers; `host` may be reused when this returns.

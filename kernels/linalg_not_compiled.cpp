@@ -22,6 +22,7 @@ bool linalg_compiled() {
 }
 
 struct linalg_context_state {};
+struct async_uploader_state {};
 
 linalg_context::linalg_context(std::size_t, int) {
     not_compiled("linalg_context");
@@ -47,6 +48,33 @@ void device_buffer::reserve(linalg_context&, std::size_t) {
     not_compiled("device_buffer");
 }
 void device_buffer::release() noexcept {}
+
+async_uploader::async_uploader(linalg_context& ctx) : m_ctx(ctx) {
+    not_compiled("async_uploader");
+}
+async_uploader::~async_uploader() = default;
+void async_uploader::reserve(device_buffer&, std::size_t) {
+    not_compiled("async_uploader");
+}
+void async_uploader::upload(const void*, void*, std::size_t) {
+    not_compiled("async_uploader");
+}
+void async_uploader::gather_transposed_blocks(const float*, float*, std::int64_t, std::int64_t,
+                                              const std::int64_t*, const std::int64_t*, const std::int64_t*) {
+    not_compiled("async_uploader");
+}
+void async_uploader::after_context() {
+    not_compiled("async_uploader");
+}
+void async_uploader::finish() {
+    not_compiled("async_uploader");
+}
+void async_uploader::context_waits() {
+    not_compiled("async_uploader");
+}
+void async_uploader::synchronize() {
+    not_compiled("async_uploader");
+}
 
 void upload(linalg_context&, const void*, void*, std::size_t) {
     not_compiled("upload");

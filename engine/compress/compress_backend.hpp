@@ -9,7 +9,7 @@
 //  - Cores: JD-Full Sigma_i is [r, r]; JD-Diag stores its diagonal sigma_i as [r, 1].
 //  - Norms, residuals and errors are ABSOLUTE squared Frobenius values in double; the driver divides by
 //    ||Delta W_i||^2. Values are clamped at 0 (rounding can make an exact fit's residual slightly < 0).
-//  - A backend instance is used by one thread at a time.
+//  - A backend instance is used by one thread at a time, except stage() (a look-ahead hint).
 #pragma once
 
 #include "engine/compress/dense.hpp"
@@ -125,6 +125,12 @@ public:
     virtual std::vector<double> errors(const module_batch& batch, const jd_basis& basis,
                                        std::span<const std::size_t> members,
                                        std::span<const matrix> cores) = 0;
+
+    // Look-ahead hint, callable from ANOTHER thread while the other calls run (the fleet driver calls it
+    // from the module prefetch thread): `batch` is probably the next module. A device backend starts
+    // uploading it so that the copy overlaps the current module's compute. `batch` need only stay alive
+    // until stage() returns; never throws (a failed hint is dropped). Default: nothing.
+    virtual void stage(const module_batch& batch) noexcept { (void)batch; }
 
     // Dispatches on options.method.
     jd_fit fit(const module_batch& batch, std::span<const std::size_t> members, const jd_options& options,

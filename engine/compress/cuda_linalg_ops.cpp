@@ -7,7 +7,9 @@
 #include "kernels/linalg_device.hpp"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <numeric>
 #include <tuple>
 
@@ -39,28 +41,129 @@ struct adapter_key {
     }
 };
 
+std::vector<adapter_key> keys_of(const module_batch& batch) {
+    std::vector<adapter_key> keys;
+    keys.reserve(batch.size());
+    for (const auto& f : batch.adapters)
+        keys.push_back({f.a.data(), f.b.data(), f.rank, f.a.front(), f.a.back(), f.b.front(), f.b.back()});
+    return keys;
+}
+
+bool is_budget(const kd::linalg_error& e) {
+    return e.api() == "budget";
+}
+
+// One module's factors on the device: u = T_u [d_out, R_all], v = T_v [d_in, R_all] in batch order.
+struct resident_batch {
+    std::string name;
+    std::int64_t d_out = -1, d_in = -1;
+    std::vector<adapter_key> keys; // empty while (re)filling: never matches a batch then
+    std::vector<std::int64_t> offsets;
+    kd::device_buffer u, v;
+
+    bool holds(const module_batch& b, const std::vector<adapter_key>& k) const {
+        return !keys.empty() && name == b.name && d_out == b.d_out && d_in == b.d_in && keys == k;
+    }
+};
+
+// Uploads `batch` into `r` through `up`, which provides reserve(buffer, bytes), upload(host, device,
+// bytes) and gather(...) (gather_transposed_blocks) on one stream; `raw` and `meta` are its staging
+// buffers for lora_B and the gather's column table. Enqueues only: the caller orders the stream.
+template <class Up>
+void fill(resident_batch& r, const module_batch& batch, std::vector<adapter_key> keys, kd::device_buffer& raw,
+          kd::device_buffer& meta_buffer, Up& up) {
+    r.keys.clear();
+    r.offsets.assign(batch.size(), 0);
+    std::int64_t total = 0;
+    for (std::size_t p = 0; p < batch.size(); ++p) {
+        r.offsets[p] = total;
+        total += batch.adapters[p].rank;
+    }
+    const auto floats = [](std::int64_t n) {
+        return static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * F;
+    };
+    up.reserve(r.v, floats(batch.d_in * total));
+    up.reserve(r.u, floats(batch.d_out * total));
+    up.reserve(raw, floats(batch.d_out * total));
+    // lora_A [r, d_in] row-major == A^T column-major: concatenation is T_v as is.
+    for (std::size_t p = 0; p < batch.size(); ++p)
+        up.upload(batch.adapters[p].a.data(), r.v.f32() + batch.d_in * r.offsets[p],
+                  batch.adapters[p].a.size() * F);
+    // lora_B [d_out, r] row-major: stage the concatenation in `raw`, gather-transpose into T_u.
+    for (std::size_t p = 0; p < batch.size(); ++p)
+        up.upload(batch.adapters[p].b.data(), raw.f32() + batch.d_out * r.offsets[p],
+                  batch.adapters[p].b.size() * F);
+    std::vector<std::int64_t> meta(static_cast<std::size_t>(3 * total));
+    for (std::size_t p = 0; p < batch.size(); ++p)
+        for (std::int64_t j = 0; j < batch.adapters[p].rank; ++j) {
+            const auto c = static_cast<std::size_t>(r.offsets[p] + j);
+            meta[c] = batch.d_out * r.offsets[p];
+            meta[static_cast<std::size_t>(total) + c] = batch.adapters[p].rank;
+            meta[static_cast<std::size_t>(2 * total) + c] = j;
+        }
+    up.reserve(meta_buffer, std::max<std::size_t>(meta.size(), 1) * sizeof(std::int64_t));
+    if (!meta.empty()) up.upload(meta.data(), meta_buffer.data(), meta.size() * sizeof(std::int64_t));
+    const auto* mp = static_cast<const std::int64_t*>(meta_buffer.data());
+    up.gather(raw.f32(), r.u.f32(), batch.d_out, total, mp, mp + total, mp + 2 * total);
+    r.name = batch.name;
+    r.d_out = batch.d_out;
+    r.d_in = batch.d_in;
+    r.keys = std::move(keys);
+}
+
+// The look-ahead upload (stage()): one module filled on the uploader's stream by the staging thread.
+// empty -> filling (stage() claims it) -> ready (stage() done) -> empty (select() takes it, or drops it
+// when a module that was not staged comes first; reserve() evicts it when the budget runs out).
+enum class stage_phase { empty, filling, ready };
+
+struct staging_area {
+    std::mutex mutex;
+    std::condition_variable cv; // filling -> not filling
+    stage_phase phase = stage_phase::empty;
+    resident_batch batch;
+    kd::device_buffer raw, meta;
+    std::unique_ptr<kd::async_uploader> uploader; // created by the first stage()
+    std::size_t hits = 0;
+};
+
 } // namespace
 
 struct CudaLinalgOps::state {
-    kd::linalg_context ctx;
-    // Resident batch.
-    std::string name;
-    std::int64_t d_out = -1, d_in = -1;
-    std::vector<adapter_key> keys;
-    std::vector<std::int64_t> all_offsets; // per batch position
-    kd::device_buffer all_u, all_v;        // [d_out, R_all], [d_in, R_all]
-    // Working set (points into all_* when it is the whole batch in order).
+    kd::linalg_context ctx; // first: outlives every buffer and the uploader
+    resident_batch current; // the selected batch's module
+    // Working set (points into current when it is the whole batch in order).
     kd::device_buffer work_u, work_v;
     const float* cur_u = nullptr;
     const float* cur_v = nullptr;
     // Scratch.
     kd::device_buffer in, out, p, p2, small, x, gram, evals, meta;
+    staging_area staged;
 
     state(std::size_t budget, int device) : ctx(budget, device) {}
 
     const float* t(ops_side s) const { return s == ops_side::u ? cur_u : cur_v; }
+    // Grows `b`; when the budget is exhausted, frees the staged module (the look-ahead must never make a
+    // compression fail that fits without it) and tries again.
+    void reserve_bytes(kd::device_buffer& b, std::size_t bytes) {
+        try {
+            b.reserve(ctx, bytes);
+            return;
+        } catch (const kd::linalg_error& e) {
+            if (!is_budget(e)) throw;
+            std::unique_lock lk(staged.mutex);
+            staged.cv.wait(lk, [&] { return staged.phase != stage_phase::filling; });
+            if (staged.batch.u.bytes() + staged.batch.v.bytes() + staged.raw.bytes() + staged.meta.bytes() ==
+                0)
+                throw;
+            staged.batch = resident_batch{};
+            staged.raw = kd::device_buffer();
+            staged.meta = kd::device_buffer();
+            staged.phase = stage_phase::empty;
+        }
+        b.reserve(ctx, bytes);
+    }
     float* reserve(kd::device_buffer& b, std::int64_t floats) {
-        b.reserve(ctx, static_cast<std::size_t>(std::max<std::int64_t>(floats, 1)) * F);
+        reserve_bytes(b, static_cast<std::size_t>(std::max<std::int64_t>(floats, 1)) * F);
         return b.f32();
     }
     float* put(kd::device_buffer& b, const float* host, std::int64_t floats) {
@@ -75,6 +178,32 @@ struct CudaLinalgOps::state {
     }
 };
 
+namespace {
+
+// fill() through the context's own stream.
+struct context_path {
+    CudaLinalgOps::state& s;
+    void reserve(kd::device_buffer& b, std::size_t bytes) { s.reserve_bytes(b, bytes); }
+    void upload(const void* host, void* device, std::size_t bytes) { kd::upload(s.ctx, host, device, bytes); }
+    void gather(const float* src, float* dst, std::int64_t d, std::int64_t cols, const std::int64_t* base,
+                const std::int64_t* rank, const std::int64_t* local) {
+        kd::gather_transposed_blocks(s.ctx, src, dst, d, cols, base, rank, local);
+    }
+};
+
+// fill() through the uploader's stream (the staging thread).
+struct uploader_path {
+    kd::async_uploader& up;
+    void reserve(kd::device_buffer& b, std::size_t bytes) { up.reserve(b, bytes); }
+    void upload(const void* host, void* device, std::size_t bytes) { up.upload(host, device, bytes); }
+    void gather(const float* src, float* dst, std::int64_t d, std::int64_t cols, const std::int64_t* base,
+                const std::int64_t* rank, const std::int64_t* local) {
+        up.gather_transposed_blocks(src, dst, d, cols, base, rank, local);
+    }
+};
+
+} // namespace
+
 CudaLinalgOps::CudaLinalgOps(std::size_t budget_bytes, int device) {
     guarded([&] { m = std::make_unique<state>(budget_bytes, device); });
 }
@@ -87,71 +216,86 @@ std::size_t CudaLinalgOps::budget_bytes() const {
 std::size_t CudaLinalgOps::used_bytes() const {
     return m->ctx.used_bytes();
 }
+std::size_t CudaLinalgOps::stage_hits() const {
+    std::lock_guard lk(m->staged.mutex);
+    return m->staged.hits;
+}
+
+void CudaLinalgOps::stage(const module_batch& batch) noexcept {
+    auto& st = m->staged;
+    try {
+        batch.validate();
+        auto keys = keys_of(batch);
+        {
+            std::lock_guard lk(st.mutex);
+            // A ready module not selected yet is kept: the caller is about to take it.
+            if (st.phase != stage_phase::empty) return;
+            if (!st.uploader) st.uploader = std::make_unique<kd::async_uploader>(m->ctx);
+            // The buffers refilled below may still be read by work enqueued before (an earlier module).
+            st.uploader->after_context();
+            st.phase = stage_phase::filling;
+        }
+        bool ok = false;
+        try {
+            uploader_path up{*st.uploader};
+            fill(st.batch, batch, std::move(keys), st.raw, st.meta, up);
+            st.uploader->finish();
+            ok = true;
+        } catch (...) {
+            st.batch.keys.clear(); // a partial upload never matches
+        }
+        {
+            std::lock_guard lk(st.mutex);
+            st.phase = ok ? stage_phase::ready : stage_phase::empty;
+        }
+        st.cv.notify_all();
+    } catch (...) {
+        // A hint: select() uploads the module itself (and reports what went wrong there).
+    }
+}
 
 void CudaLinalgOps::select(const module_batch& batch, std::span<const std::size_t> members) {
     batch.validate();
     set_layout(batch, members);
     guarded([&] {
         auto& s = *m;
-        std::vector<adapter_key> keys;
-        keys.reserve(batch.size());
-        for (const auto& f : batch.adapters)
-            keys.push_back(
-                {f.a.data(), f.b.data(), f.rank, f.a.front(), f.a.back(), f.b.front(), f.b.back()});
-        if (s.name != batch.name || s.d_out != batch.d_out || s.d_in != batch.d_in || s.keys != keys) {
-            s.keys.clear(); // invalid until the upload completes
-            s.all_offsets.assign(batch.size(), 0);
-            std::int64_t total = 0;
-            for (std::size_t p = 0; p < batch.size(); ++p) {
-                s.all_offsets[p] = total;
-                total += batch.adapters[p].rank;
-            }
-            float* av = s.reserve(s.all_v, batch.d_in * total);
-            float* au = s.reserve(s.all_u, batch.d_out * total);
-            // lora_A [r, d_in] row-major == A^T column-major: concatenation is T_v as is.
-            for (std::size_t p = 0; p < batch.size(); ++p)
-                kd::upload(s.ctx, batch.adapters[p].a.data(), av + batch.d_in * s.all_offsets[p],
-                           batch.adapters[p].a.size() * F);
-            // lora_B [d_out, r] row-major: stage the concatenation in `x`, gather-transpose into T_u.
-            float* raw = s.reserve(s.x, batch.d_out * total);
-            for (std::size_t p = 0; p < batch.size(); ++p)
-                kd::upload(s.ctx, batch.adapters[p].b.data(), raw + batch.d_out * s.all_offsets[p],
-                           batch.adapters[p].b.size() * F);
-            std::vector<std::int64_t> meta(static_cast<std::size_t>(3 * total));
-            for (std::size_t p = 0; p < batch.size(); ++p)
-                for (std::int64_t j = 0; j < batch.adapters[p].rank; ++j) {
-                    const auto c = static_cast<std::size_t>(s.all_offsets[p] + j);
-                    meta[c] = batch.d_out * s.all_offsets[p];
-                    meta[static_cast<std::size_t>(total) + c] = batch.adapters[p].rank;
-                    meta[static_cast<std::size_t>(2 * total) + c] = j;
+        auto keys = keys_of(batch);
+        if (!s.current.holds(batch, keys)) {
+            bool taken = false;
+            {
+                std::lock_guard lk(s.staged.mutex);
+                if (s.staged.phase == stage_phase::ready) {
+                    if (s.staged.batch.holds(batch, keys)) {
+                        std::swap(s.current, s.staged.batch);
+                        s.staged.uploader->context_waits();
+                        ++s.staged.hits;
+                        taken = true;
+                    }
+                    s.staged.phase = stage_phase::empty; // taken, or stale: another module came first
                 }
-            s.meta.reserve(s.ctx, std::max<std::size_t>(meta.size(), 1) * sizeof(std::int64_t));
-            if (!meta.empty())
-                kd::upload(s.ctx, meta.data(), s.meta.data(), meta.size() * sizeof(std::int64_t));
-            const auto* mp = static_cast<const std::int64_t*>(s.meta.data());
-            kd::gather_transposed_blocks(s.ctx, raw, au, batch.d_out, total, mp, mp + total, mp + 2 * total);
-            s.ctx.synchronize();
-            s.name = batch.name;
-            s.d_out = batch.d_out;
-            s.d_in = batch.d_in;
-            s.keys = std::move(keys);
+            }
+            if (!taken) {
+                context_path up{s};
+                fill(s.current, batch, std::move(keys), s.x, s.meta, up);
+                s.ctx.synchronize();
+            }
         }
         bool whole = members.size() == batch.size();
         for (std::size_t k = 0; whole && k < members.size(); ++k)
             whole = members[k] == k;
         if (whole) {
-            s.cur_u = s.all_u.f32();
-            s.cur_v = s.all_v.f32();
+            s.cur_u = s.current.u.f32();
+            s.cur_v = s.current.v.f32();
             return;
         }
         const auto& l = layout();
         float* wu = s.reserve(s.work_u, batch.d_out * l.total);
         float* wv = s.reserve(s.work_v, batch.d_in * l.total);
         for (std::size_t k = 0; k < members.size(); ++k) {
-            const auto from = s.all_offsets[members[k]], r = l.ranks[k];
-            kd::copy_device(s.ctx, s.all_u.f32() + batch.d_out * from, wu + batch.d_out * l.offsets[k],
+            const auto from = s.current.offsets[members[k]], r = l.ranks[k];
+            kd::copy_device(s.ctx, s.current.u.f32() + batch.d_out * from, wu + batch.d_out * l.offsets[k],
                             static_cast<std::size_t>(batch.d_out * r) * F);
-            kd::copy_device(s.ctx, s.all_v.f32() + batch.d_in * from, wv + batch.d_in * l.offsets[k],
+            kd::copy_device(s.ctx, s.current.v.f32() + batch.d_in * from, wv + batch.d_in * l.offsets[k],
                             static_cast<std::size_t>(batch.d_in * r) * F);
         }
         s.cur_u = wu;
@@ -398,7 +542,7 @@ dmatrix CudaLinalgOps::block_core_norms(const matrix& xu, const matrix& xv,
         for (const auto w : widths)
             core_floats = std::max(core_floats, n * w * w);
         float* cores = s.reserve(s.gram, core_floats);
-        s.evals.reserve(s.ctx, static_cast<std::size_t>(n * nb) * sizeof(double));
+        s.reserve_bytes(s.evals, static_cast<std::size_t>(n * nb) * sizeof(double));
         auto* sums = static_cast<double*>(s.evals.data());
         kd::fill_zero(s.ctx, sums, static_cast<std::size_t>(n * nb) * sizeof(double));
         for (std::int64_t j = 0; j < nb; ++j) {

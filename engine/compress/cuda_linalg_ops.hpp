@@ -7,7 +7,8 @@
 // Residency key: the batch's name, shape, span pointers and a few sampled values; a source must not
 // hand out different data at the same addresses under the same module name.
 // Device errors (including an exhausted --gpu-memory-mb budget) surface as backend_unavailable("cuda",
-// ...) with the CUDA / cuBLAS / cuSOLVER code and message. Thread affinity: one thread at a time.
+// ...) with the CUDA / cuBLAS / cuSOLVER code and message. Thread affinity: one thread at a time, except
+// stage(), which may run on another thread beside the other calls.
 #pragma once
 
 #include "engine/compress/linalg_ops.hpp"
@@ -36,8 +37,17 @@ public:
                              std::span<const std::int64_t> widths) override;
     std::pair<matrix, matrix> qr(matrix a) override;
 
+    // Look-ahead (see LinalgOps::stage): uploads the batch on a second stream with its own pinned
+    // buffers, from the calling thread, while this object's stream computes; a later select() of the same
+    // batch (same residency key) makes the compute stream wait for that upload instead of uploading.
+    // One module is staged at a time (a call while one is staged or being staged is dropped). The staged
+    // copy is freed when the budget is needed for the ops' own buffers.
+    void stage(const module_batch& batch) noexcept override;
+
     std::size_t budget_bytes() const;
     std::size_t used_bytes() const;
+    // How many select() calls found their module already staged (tests, logs).
+    std::size_t stage_hits() const;
 
     struct state;
 

@@ -842,6 +842,8 @@ compression_result compress_fleet(ModuleSource& source, CompressBackend& backend
     // Declared before the driver so that it outlives it; on an error or a cancel its destructor waits
     // for the one load in flight, if any.
     PrefetchingModuleSource prefetching(source);
+    // The next module's device upload (if the backend has one) runs on the prefetch thread too.
+    prefetching.on_prefetched([&backend](const module_batch& next) { backend.stage(next); });
     fleet_driver driver(prefetching, backend, options, progress, &prefetching);
     return driver.run();
 }

@@ -8,7 +8,7 @@
 // Working set: select(batch, members) makes T_u = [B_1 ... B_n] [d_out, R] and T_v = [A_1^T ... A_n^T]
 // [d_in, R] current, member k's columns at layout().offsets[k], R = sum of the members' ranks r_k.
 // `batch` must stay alive and unchanged until the next select(). All results are fp32 (fp32 compute).
-// Thread affinity: one thread at a time (like CompressBackend).
+// Thread affinity: one thread at a time (like CompressBackend), except stage().
 #pragma once
 
 #include "engine/compress/dense.hpp"
@@ -42,6 +42,11 @@ public:
 
     // Makes `members` (batch positions, in this order) the working set; validates positions.
     virtual void select(const module_batch& batch, std::span<const std::size_t> members) = 0;
+    // Look-ahead hint, callable from ANOTHER thread while the other calls run: `batch` is probably the
+    // next module to be selected, so an implementation may start moving it (to a device) now. `batch`
+    // need only stay alive until stage() returns. Never throws: on any error the hint is dropped and
+    // select() does the work (and reports the error). Default: nothing.
+    virtual void stage(const module_batch& batch) noexcept { (void)batch; }
     const ops_layout& layout() const { return m_layout; }
 
     // T^T X [R, c] for X [d, c].

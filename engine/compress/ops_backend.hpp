@@ -28,6 +28,7 @@ public:
     LinalgOps& ops() { return *m_ops; }
 
     std::vector<double> norms2(const module_batch& batch) override;
+    void stage(const module_batch& batch) noexcept override { m_ops->stage(batch); }
     using CompressBackend::fit_jd_diag;
     using CompressBackend::fit_jd_full;
     jd_fit fit_jd_full(const module_batch& batch, std::span<const std::size_t> members,

@@ -32,11 +32,19 @@ void PrefetchingModuleSource::worker() {
         m_inflight = p.module;
         ++m_started;
         m_cv.notify_all(); // load() waits until its request has started
+        const auto on_prefetched = m_on_prefetched;
         lk.unlock();
         try {
             p.batch.emplace(m_source.load(p.module));
         } catch (...) {
             p.error = std::current_exception(); // rethrown by the load() that asks for this module
+        }
+        if (p.batch && on_prefetched) {
+            try {
+                on_prefetched(*p.batch);
+            } catch (...) {
+                // A hint's failure is not the module's: the batch is handed out as loaded.
+            }
         }
         lk.lock();
         m_inflight.reset();
@@ -84,6 +92,11 @@ module_batch PrefetchingModuleSource::load(std::size_t m) {
     lk.unlock();
     if (got->error) std::rethrow_exception(got->error);
     return std::move(*got->batch);
+}
+
+void PrefetchingModuleSource::on_prefetched(std::function<void(const module_batch&)> listener) {
+    std::lock_guard lk(m_mutex);
+    m_on_prefetched = std::move(listener);
 }
 
 void PrefetchingModuleSource::expect(std::size_t next) {

@@ -25,6 +25,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -55,6 +56,13 @@ public:
     // up by that load(). Out-of-range hints are ignored at use (no prefetch).
     void expect(std::size_t next);
 
+    // Called on the background thread with every batch it loaded, before that batch can be handed out
+    // (the load() that takes it waits for the listener): the fleet driver passes it to
+    // CompressBackend::stage so the device upload of module m + 1 overlaps module m. Not called for
+    // batches loaded on the caller's thread, nor for failed loads; an exception from it is dropped.
+    // Set it before the first load().
+    void on_prefetched(std::function<void(const module_batch&)> listener);
+
     // How many wrapped loads ran in the background / how many of them the caller got (tests, logs).
     std::size_t prefetches_started() const;
     std::size_t prefetch_hits() const;
@@ -75,6 +83,7 @@ private:
     std::optional<std::size_t> m_inflight; // the module the worker is loading now
     std::optional<prefetched> m_ready;     // the finished prefetch (at most one)
     std::optional<std::size_t> m_hint;     // expect()
+    std::function<void(const module_batch&)> m_on_prefetched;
     bool m_stop = false;
     std::size_t m_started = 0;
     std::size_t m_hits = 0;

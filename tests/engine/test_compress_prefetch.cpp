@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -156,6 +157,67 @@ planted_fleet_options ragged_fleet() {
     po.seed = 11;
     return po;
 }
+
+// A CpuBackend that records the look-ahead hints it gets (stage()) and the batches the driver computes
+// on (norms2 / fit / residuals), by the address of the first adapter's lora_A data, which identifies a
+// loaded module (the source's storage of that module).
+class StageRecordingBackend final : public CompressBackend {
+public:
+    std::string name() const override { return "stage-recording"; }
+    void stage(const module_batch& batch) noexcept override {
+        std::lock_guard lk(mutex);
+        events.push_back({true, key(batch), std::this_thread::get_id()});
+    }
+    std::vector<double> norms2(const module_batch& b) override {
+        used(b);
+        return cpu.norms2(b);
+    }
+    jd_fit fit_jd_full(const module_batch& b, std::span<const std::size_t> m, const jd_options& o,
+                       const jd_basis* w) override {
+        used(b);
+        return cpu.fit_jd_full(b, m, o, w);
+    }
+    jd_fit fit_jd_diag(const module_batch& b, std::span<const std::size_t> m, const jd_options& o,
+                       const jd_basis* w) override {
+        used(b);
+        return cpu.fit_jd_diag(b, m, o, w);
+    }
+    std::vector<matrix> project(const module_batch& b, const jd_basis& basis,
+                                std::span<const std::size_t> m) override {
+        used(b);
+        return cpu.project(b, basis, m);
+    }
+    dmatrix residuals(const module_batch& b, std::span<const jd_basis* const> bases,
+                      std::span<const std::size_t> a) override {
+        used(b);
+        return cpu.residuals(b, bases, a);
+    }
+    std::vector<double> errors(const module_batch& b, const jd_basis& basis, std::span<const std::size_t> m,
+                               std::span<const matrix> cores) override {
+        used(b);
+        return cpu.errors(b, basis, m, cores);
+    }
+
+    struct event {
+        bool stage = false; // else: the first use of a newly loaded batch
+        const float* key = nullptr;
+        std::thread::id thread;
+    };
+    std::mutex mutex;
+    std::vector<event> events;
+
+private:
+    static const float* key(const module_batch& b) {
+        return b.adapters.empty() ? nullptr : b.adapters[0].a.data();
+    }
+    void used(const module_batch& b) {
+        std::lock_guard lk(mutex);
+        if (m_last_use != key(b)) events.push_back({false, key(b), std::this_thread::get_id()});
+        m_last_use = key(b);
+    }
+    const float* m_last_use = nullptr;
+    CpuBackend cpu{cpu_backend_options{2}};
+};
 
 } // namespace
 
@@ -320,6 +382,87 @@ private slots:
         QVERIFY(!inst.concurrent);
         // For the record only (speed targets belong in benchmarks): serial would be ~ 2 * nm * 20 ms.
         qInfo("prefetched loop: %.0f ms for %zu modules (load 20 ms + compute 20 ms each)", wall * 1e3, nm);
+    }
+
+    void the_listener_sees_each_background_batch_before_it_is_handed_out() {
+        const auto po = ragged_fleet();
+        auto fleet = make_planted_fleet(po);
+        auto reference = make_planted_fleet(po);
+        event_log log;
+        InstrumentedSource inst(*fleet.source, &log);
+        std::mutex mutex;
+        std::vector<std::pair<std::string, const float*>> heard;
+        std::vector<std::thread::id> threads;
+        std::optional<PrefetchingModuleSource> holder(std::in_place, inst);
+        auto& pre = *holder;
+        pre.on_prefetched([&](const module_batch& b) {
+            {
+                std::lock_guard lk(mutex);
+                heard.emplace_back(b.name, b.adapters.at(0).a.data());
+                threads.push_back(std::this_thread::get_id());
+            }
+            log.add("heard " + b.name);
+            if (b.name == po.modules[2].name) throw std::runtime_error("a failing hint");
+        });
+        std::vector<module_batch> got;
+        for (const std::size_t m : {0, 1, 2, 3, 5}) // 4 is a wrong guess (prefetched, never taken)
+            got.push_back(pre.load(m));
+        holder.reset(); // joins the prefetch of 0 (after 5) that load(5) started
+        std::lock_guard lk(mutex);
+        // Module 0 was loaded on the caller's thread: no hint. 1, 2, 3, 4 (the guess after 3) and 0 (the
+        // guess after 5) were prefetched and heard; 5 was loaded directly after the wrong guess.
+        const std::vector<std::size_t> expected = {1, 2, 3, 4, 0};
+        QCOMPARE(heard.size(), expected.size());
+        for (std::size_t i = 0; i < expected.size(); ++i) {
+            QCOMPARE(QString::fromStdString(heard[i].first),
+                     QString::fromStdString(po.modules[expected[i]].name));
+            QVERIFY(threads[i] != std::this_thread::get_id());
+        }
+        // The listener saw the very storage that load() handed out (a device upload keyed on it is reused).
+        for (std::size_t i = 0; i < 3; ++i)
+            QCOMPARE(got[i + 1].adapters.at(0).a.data(), heard[i].second);
+        // ... before load() returned it: heard m precedes the end of the following module's wait.
+        QVERIFY(log.index("heard " + po.modules[1].name) < log.index("start 2"));
+        // A throwing listener does not spoil the batch.
+        QVERIFY(same_batch(got[2], reference.source->load(2)));
+        QVERIFY(same_batch(got[4], reference.source->load(5)));
+    }
+
+    void the_driver_stages_each_next_module_from_the_prefetch_thread() {
+        const auto po = ragged_fleet();
+        auto fleet = make_planted_fleet(po);
+        compress_options o;
+        o.jd.rank = po.subspace_rank;
+        o.clusters = po.groups;
+        o.prefetch_modules = true;
+        StageRecordingBackend rec;
+        const auto result = compress_fleet(*fleet.source, rec, o);
+        QVERIFY(same_partition(result.assignment, fleet.labels));
+        std::lock_guard lk(rec.mutex);
+        // Every loaded batch after the very first was staged (the same storage) before its first use: at
+        // each first use of a module's storage, more stages of it than earlier (staged) first uses.
+        // (The in-memory source hands out the same storage for a module on every pass.)
+        std::map<const float*, int> stages, uses;
+        int first_uses = 0;
+        for (const auto& e : rec.events) {
+            qInfo("%s %p", e.stage ? "stage" : "use", (const void*)e.key);
+            if (e.stage) {
+                ++stages[e.key];
+                QVERIFY(e.thread != std::this_thread::get_id());
+                continue;
+            }
+            QCOMPARE(e.thread, std::this_thread::get_id());
+            if (first_uses++ == 0) continue; // loaded before any prefetch
+            QVERIFY2(stages[e.key] > uses[e.key], qPrintable("first use " + QString::number(first_uses)));
+            ++uses[e.key];
+        }
+        QVERIFY(first_uses >= 2 * int(po.modules.size())); // at least two passes
+        // Without prefetching there is no look-ahead.
+        o.prefetch_modules = false;
+        StageRecordingBackend plain;
+        (void)compress_fleet(*fleet.source, plain, o);
+        QVERIFY(
+            std::none_of(plain.events.begin(), plain.events.end(), [](const auto& e) { return e.stage; }));
     }
 
     void compress_fleet_is_identical_with_and_without_prefetch() {

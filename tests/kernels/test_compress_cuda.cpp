@@ -7,10 +7,12 @@
 #include "engine/compress/cpu_backend.hpp"
 #include "engine/compress/cuda_backend.hpp"
 #include "engine/compress/cuda_linalg_ops.hpp"
+#include "engine/compress/fleet_compressor.hpp"
 #include "engine/compress/host_linalg_ops.hpp"
 #include "engine/compress/ops_backend.hpp"
 #include "kernels/device_probe.hpp"
 #include "tests/engine/test_compress_ops_compare.hpp"
+#include "tests/support/planted_fleet.hpp"
 
 #include <QtTest/QtTest>
 
@@ -121,6 +123,48 @@ private slots:
         if (QTest::currentTestFailed()) return;
         const std::vector<std::size_t> group = {0, 3, 6, 9, 12};
         oc::expect_same_module_results(cpu, *cuda, batch, group, o, tol);
+    }
+
+    // The whole driver with the look-ahead: each next module is uploaded on the second stream by the
+    // prefetch thread, the compute stream takes it over, and the results equal the CPU backend's.
+    void stagedFleetCompressionMatchesCpu() {
+        test::planted_fleet_options po;
+        po.modules = {{"layers.0.q_proj", 96, 80},
+                      {"layers.0.v_proj", 48, 80},
+                      {"layers.1.q_proj", 96, 80},
+                      {"layers.1.v_proj", 48, 80},
+                      {"layers.2.q_proj", 64, 80}};
+        po.adapter_ranks = {4, 6, 5};
+        po.noise = 0.05;
+        po.missing_probability = 0.2;
+        po.seed = 23;
+        auto fleet = test::make_planted_fleet(po);
+        compress_options o;
+        o.jd.rank = po.subspace_rank;
+        o.clusters = po.groups;
+        o.prefetch_modules = true;
+        CpuBackend cpu(cpu_backend_options{2});
+        const auto want = compress_fleet(*fleet.source, cpu, o);
+        OpsBackend cuda("cuda", std::make_unique<CudaLinalgOps>(std::size_t(256) << 20));
+        const auto got = compress_fleet(*fleet.source, cuda, o);
+        QVERIFY(test::same_partition(got.assignment, want.assignment));
+        QVERIFY(test::same_partition(got.assignment, fleet.labels));
+        for (std::size_t a = 0; a < want.errors.size(); ++a)
+            for (std::size_t m = 0; m < want.errors[a].size(); ++m) {
+                if (std::isnan(want.errors[a][m])) {
+                    QVERIFY(std::isnan(got.errors[a][m]));
+                    continue;
+                }
+                QVERIFY2(std::abs(got.errors[a][m] - want.errors[a][m]) < 1e-4,
+                         qPrintable(QString("adapter %1 module %2: %3 vs %4")
+                                        .arg(a)
+                                        .arg(m)
+                                        .arg(got.errors[a][m])
+                                        .arg(want.errors[a][m])));
+            }
+        const auto& ops = dynamic_cast<CudaLinalgOps&>(cuda.ops());
+        qInfo("staged modules taken over by select(): %zu", ops.stage_hits());
+        QVERIFY(ops.stage_hits() >= po.modules.size()); // two passes at least, all but the first staged
     }
 
     void badInputIsRejected() {
