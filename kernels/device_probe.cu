@@ -14,7 +14,8 @@ cuda_probe_result probe_cuda_devices() {
     int count = 0;
     const cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) {
-        r.reason = std::string("CUDA runtime: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
+        r.reason =
+            std::string("CUDA runtime: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
         cudaGetLastError(); // clear the sticky-free error state
         return r;
     }

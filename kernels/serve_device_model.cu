@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstring>
 #include <unordered_map>
 
 namespace lorafleet::kernels {
@@ -435,8 +436,9 @@ struct device_bank::state {
     std::size_t cap_tokens = 0;
     float *z = nullptr, *w = nullptr;
     std::size_t cap_z = 0, cap_w = 0;
-    int count = 0;
+    int count = 0, tile_count = 0;
     std::vector<int> host;
+    std::vector<bank_tile> tile_host;
 
     ~state() {
         for (module& md : modules) {
@@ -459,6 +461,8 @@ serve_status device_bank::create(int layers, int rank, int clusters, bool full,
                                  std::unique_ptr<device_bank>& out) {
     if (layers <= 0 || rank <= 0 || clusters <= 0)
         return bad_argument("device_bank", "layers, rank, clusters > 0");
+    if (rank > bank_max_rank)
+        return bad_argument("device_bank", "the device kernels take banks of rank at most 128");
     for (int c : slot_cluster)
         if (c < 0 || c >= clusters)
             return bad_argument("device_bank", "an adapter's cluster is out of range");
@@ -532,7 +536,9 @@ serve_status device_bank::begin_step(const int* token_slot, int n, void* stream)
         return S.slot_cluster[std::size_t(token_slot[a])] < S.slot_cluster[std::size_t(token_slot[b])];
     });
     const std::size_t c = order.size();
-    S.host.resize(3 * c);
+    // [row c | cluster c | slot c | tiles (3 ints each, at most c)]
+    static_assert(sizeof(bank_tile) == 3 * sizeof(int), "bank_tile is three ints");
+    S.host.resize(6 * c);
     for (std::size_t j = 0; j < c; ++j) {
         const int slot = token_slot[order[j]];
         S.host[j] = order[j];
@@ -540,11 +546,16 @@ serve_status device_bank::begin_step(const int* token_slot, int n, void* stream)
         S.host[2 * c + j] = slot;
     }
     S.count = int(c);
+    S.tile_count = 0;
     if (c == 0) return {};
-    LF_TRY(grow(S.tokens, S.cap_tokens, 3 * c, "cudaMalloc(bank tokens)"));
-    LF_TRY(grow(S.z, S.cap_z, c * std::size_t(S.rank), "cudaMalloc(bank z)"));
+    S.tile_host.resize(c);
+    S.tile_count = plan_bank_tiles(S.host.data() + c, int(c), bank_tile_tokens, S.tile_host.data());
+    std::memcpy(S.host.data() + 3 * c, S.tile_host.data(), std::size_t(S.tile_count) * sizeof(bank_tile));
+    const std::size_t ints = 3 * c + 3 * std::size_t(S.tile_count);
+    LF_TRY(grow(S.tokens, S.cap_tokens, 6 * c, "cudaMalloc(bank tokens)"));
+    LF_TRY(grow(S.z, S.cap_z, std::size_t(bank_max_splits) * c * std::size_t(S.rank), "cudaMalloc(bank z)"));
     LF_TRY(grow(S.w, S.cap_w, c * std::size_t(S.rank), "cudaMalloc(bank w)"));
-    LF_CUDA(cudaMemcpyAsync(S.tokens, S.host.data(), 3 * c * sizeof(int), cudaMemcpyHostToDevice,
+    LF_CUDA(cudaMemcpyAsync(S.tokens, S.host.data(), ints * sizeof(int), cudaMemcpyHostToDevice,
                             as_stream(stream)),
             "cudaMemcpy(bank tokens)");
     return {};
@@ -570,6 +581,8 @@ serve_status device_bank::apply(int layer, int module, const float* x, float* y,
     tok.cluster = S.tokens + S.count;
     tok.slot = S.tokens + 2 * S.count;
     tok.count = S.count;
+    tok.tiles = reinterpret_cast<const bank_tile*>(S.tokens + 3 * S.count);
+    tok.tile_count = S.tile_count;
     return launch_bank_apply(view, tok, x, y, S.z, S.w, stream);
 }
 

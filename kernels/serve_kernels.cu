@@ -4,6 +4,7 @@
 // run to run, and agree with the CPU engine to float rounding. No CUB/Thrust (compile time): reductions are
 // warp shuffles and shared memory written here.
 #include "kernels/adapter_rows.hpp"
+#include "kernels/bank_tiles.hpp"
 #include "kernels/rmsnorm_row.hpp"
 #include "kernels/rope_rotate.hpp"
 #include "kernels/serve_kernels.hpp"
@@ -160,34 +161,49 @@ __global__ void add_bias_kernel(float* y, const float* bias, int rows, int cols)
     if (i < std::size_t(rows) * std::size_t(cols)) y[i] += bias[i % std::size_t(cols)];
 }
 
-// Bank shrink: one warp per (adapted token j, basis column p): z[j, p] = V_c[:, p] · x[row_j].
-__global__ void bank_shrink_kernel(bank_module_view M, adapted_tokens T, const float* x, float* z) {
-    const int warp = int((std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32), lane = threadIdx.x % 32;
-    if (warp >= T.count * M.rank) return;
-    const int j = warp / M.rank, p = warp % M.rank;
-    const float* vt = M.vt + (std::size_t(T.cluster[j]) * M.rank + std::size_t(p)) * std::size_t(M.d_in);
-    const float s = warp_dot(vt, x + std::size_t(T.row[j]) * std::size_t(M.d_in), M.d_in, lane);
-    if (lane == 0) z[std::size_t(j) * M.rank + p] = s;
+// Bank shrink, block (tile, split): x and V_cᵀ chunks staged in shared memory, each thread's (j, p)
+// pairs accumulated in registers over the split's chunks (bank_tiles.hpp).
+__global__ void bank_shrink_tiled_kernel(bank_module_view M, adapted_tokens T, const float* x, float* zpart,
+                                         int splits) {
+    extern __shared__ float shared[];
+    float* xs = shared;
+    float* vs = shared + bank_tile_tokens * bank_shrink_stride;
+    const bank_tile tile = T.tiles[blockIdx.x];
+    const int split = int(blockIdx.y), tid = int(threadIdx.x), threads = int(blockDim.x);
+    int begin = 0, end = 0;
+    bank_split_range(M.d_in, splits, split, &begin, &end);
+    float acc[bank_pairs_per_thread];
+    for (int i = 0; i < bank_pairs_per_thread; ++i)
+        acc[i] = 0.0f;
+    for (int k0 = begin; k0 < end; k0 += bank_shrink_k) {
+        const int klen = end - k0 < bank_shrink_k ? end - k0 : bank_shrink_k;
+        bank_shrink_stage(M.vt, T.row, x, M.d_in, M.rank, tile, k0, klen, xs, vs, tid, threads);
+        __syncthreads();
+        bank_shrink_accumulate(xs, vs, tile, M.rank, klen, acc, tid, threads);
+        __syncthreads();
+    }
+    bank_shrink_store(acc, tile, M.rank, split, T.count, zpart, tid, threads);
 }
 
-// Bank core: one thread per (j, p).
-__global__ void bank_core_kernel(bank_module_view M, adapted_tokens T, const float* z, float* w) {
+// Bank core: one thread per (j, p), the shrink's split partials summed in order.
+__global__ void bank_core_kernel(bank_module_view M, adapted_tokens T, const float* zpart, int splits,
+                                 float* w) {
     const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= std::size_t(T.count) * std::size_t(M.rank)) return;
     const int j = int(i / std::size_t(M.rank)), p = int(i % std::size_t(M.rank));
     const std::size_t core_size = M.full ? std::size_t(M.rank) * M.rank : std::size_t(M.rank);
-    w[i] = bank_core_element(M.cores + std::size_t(T.slot[j]) * core_size, M.full,
-                             z + std::size_t(j) * M.rank, p, M.rank);
+    w[i] = bank_core_from_splits(M.cores + std::size_t(T.slot[j]) * core_size, M.full, zpart, splits, T.count,
+                                 j, p, M.rank);
 }
 
-// Bank expand: one thread per (j, output o): y[row_j, o] += U_c[o, :] · w_j.
-__global__ void bank_expand_kernel(bank_module_view M, adapted_tokens T, const float* w, float* y) {
-    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i >= std::size_t(T.count) * std::size_t(M.d_out)) return;
-    const int j = int(i / std::size_t(M.d_out)), o = int(i % std::size_t(M.d_out));
-    const float* u = M.u + std::size_t(T.cluster[j]) * std::size_t(M.d_out) * std::size_t(M.rank);
-    y[std::size_t(T.row[j]) * std::size_t(M.d_out) + o] +=
-        bank_expand_element(u, w + std::size_t(j) * M.rank, o, M.rank);
+// Bank expand, block (tile, column block): the tile's w staged, then one output column per thread for
+// every token of the tile.
+__global__ void bank_expand_tiled_kernel(bank_module_view M, adapted_tokens T, const float* w, float* y) {
+    __shared__ float ws[bank_tile_tokens * bank_max_rank];
+    const bank_tile tile = T.tiles[blockIdx.x];
+    bank_expand_stage(w, tile, M.rank, ws, int(threadIdx.x), int(blockDim.x));
+    __syncthreads();
+    bank_expand_column(M.u, T.row, ws, M.d_out, M.rank, tile, int(blockIdx.y * blockDim.x + threadIdx.x), y);
 }
 
 // BGMV shrink: one warp per (token, p < max_rank).
@@ -348,12 +364,20 @@ serve_status launch_bank_apply(const bank_module_view& module, const adapted_tok
     if (tokens.count <= 0) return {};
     if (module.rank <= 0 || module.d_in <= 0 || module.d_out <= 0)
         return bad_argument("launch_bank_apply", "rank and module shape must be positive");
+    if (module.rank > bank_max_rank)
+        return bad_argument("launch_bank_apply", "rank above bank_max_rank (128)");
+    if (tokens.tiles == nullptr || tokens.tile_count <= 0)
+        return bad_argument("launch_bank_apply", "adapted tokens without tiles");
     const cudaStream_t s = as_stream(stream);
+    const int splits = bank_shrink_splits(tokens.tile_count, module.d_in);
+    const std::size_t shrink_shared = std::size_t(bank_shrink_shared_floats(module.rank)) * sizeof(float);
+    bank_shrink_tiled_kernel<<<dim3(unsigned(tokens.tile_count), unsigned(splits)), bank_block_threads,
+                               shrink_shared, s>>>(module, tokens, x, z, splits);
     const std::size_t mr = std::size_t(tokens.count) * module.rank;
-    bank_shrink_kernel<<<blocks_for(mr * 32), threads_per_block, 0, s>>>(module, tokens, x, z);
-    bank_core_kernel<<<blocks_for(mr), threads_per_block, 0, s>>>(module, tokens, z, w);
-    bank_expand_kernel<<<blocks_for(std::size_t(tokens.count) * module.d_out), threads_per_block, 0, s>>>(
-        module, tokens, w, y);
+    bank_core_kernel<<<blocks_for(mr), threads_per_block, 0, s>>>(module, tokens, z, splits, w);
+    bank_expand_tiled_kernel<<<dim3(unsigned(tokens.tile_count),
+                                    blocks_for(std::size_t(module.d_out), bank_block_threads)),
+                               bank_block_threads, 0, s>>>(module, tokens, w, y);
     return launched("launch_bank_apply");
 }
 

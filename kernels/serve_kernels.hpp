@@ -8,6 +8,7 @@
 // (stream ordering is the caller's business).
 #pragma once
 
+#include "kernels/bank_tiles.hpp"
 #include "kernels/paged_attention.hpp"
 #include "kernels/sampling_row.hpp"
 #include "kernels/serve_status.hpp"
@@ -54,14 +55,16 @@ serve_status launch_add(float* x, const float* y, std::size_t count, void* strea
 // y[r, :] += bias for r < rows: y [rows, cols], bias [cols].
 serve_status launch_add_bias(float* y, const float* bias, int rows, int cols, void* stream);
 
-// ---- Compressed bank (method.md §7), one module ----
+// ---- Compressed bank (method.md §7), one module: tiled segmented products (bank_tiles.hpp) ----
 // The step's adapted tokens j < m, ordered by cluster (segments of one basis): row[j] is the token's row
-// in x / y, cluster[j] its cluster, slot[j] its adapter's core index.
+// in x / y, cluster[j] its cluster, slot[j] its adapter's core index; tiles [tile_count] cut them into
+// runs of at most bank_tile_tokens tokens of one cluster (plan_bank_tiles).
 //   vt    [clusters, r, d_in]   V_cᵀ (zeros where a cluster has no basis)
 //   u     [clusters, d_out, r]  U_c
 //   cores [slots, r * r] (full) or [slots, r] (diagonal); zeros where an adapter lacks the module
-//   z, w  [m, r]                workspace
+//   z     [bank_max_splits, m, r] workspace (the shrink's per-split partials); w [m, r] workspace
 // Adds U_c Σ_i V_cᵀ x to each adapted token's row of y [*, d_out]; other rows are untouched.
+// r <= bank_max_rank.
 struct bank_module_view {
     const float* vt = nullptr;
     const float* u = nullptr;
@@ -76,6 +79,8 @@ struct adapted_tokens {
     const int* cluster = nullptr;
     const int* slot = nullptr;
     int count = 0; // m
+    const bank_tile* tiles = nullptr;
+    int tile_count = 0;
 };
 serve_status launch_bank_apply(const bank_module_view& module, const adapted_tokens& tokens, const float* x,
                                float* y, float* z, float* w, void* stream);
