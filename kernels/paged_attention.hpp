@@ -56,28 +56,49 @@ LORAFLEET_HD void online_softmax_push(online_softmax_state& st, float* acc, int 
     }
 }
 
-// Folds positions first, first + stride, ... < context into (st, acc[head_dim]) without normalizing: the
-// piece one GPU lane computes. keys / values point at the layer's pools (block 0 of that layer).
-LORAFLEET_HD void paged_attention_partial(const float* q, const float* keys, const float* values,
-                                          const int* block_table, int context, int first, int stride,
-                                          int kv_head, const paged_kv_layout& L, float scale,
-                                          online_softmax_state& st, float* acc) {
-    const int hd = L.head_dim;
-    for (int j = first; j < context; j += stride) {
-        const int block = block_table[j / L.block_size], slot = j % L.block_size;
-        const std::size_t off = paged_kv_offset(L, block, kv_head, slot);
-        const float* k = keys + off;
-        float s = 0.0f;
-        for (int i = 0; i < hd; ++i)
-            s += q[i] * k[i];
-        online_softmax_push(st, acc, hd, s * scale, values + off);
+// ---- The device kernel's split: one warp per (token, query head), each lane owning the head dims
+// i = lane, lane + 32, ... (coalesced loads, at most attention_lane_dims accumulators per lane held in
+// registers). Per position: every lane's share of q · k, a butterfly warp sum (identical on all lanes),
+// then every lane folds the score into its own copy of the softmax state and its dims.
+constexpr int attention_lanes = 32;
+constexpr int attention_lane_dims = 8; // head_dim <= 256
+
+// Lane's share of q · k: sum of q[i] k[i] over i = lane, lane + 32, ... < head_dim, in that order.
+LORAFLEET_HD float attention_lane_dot(const float* q, const float* k, int head_dim, int lane) {
+    float s = 0.0f;
+    for (int d = 0; d < attention_lane_dims; ++d) {
+        const int i = lane + attention_lanes * d;
+        if (i < head_dim) s += q[i] * k[i];
+    }
+    return s;
+}
+
+// online_softmax_push restricted to the lane's dims: acc[d] is dim lane + 32 d of the value sum.
+LORAFLEET_HD void attention_lane_push(online_softmax_state& st, float* acc, int head_dim, int lane, float s,
+                                      const float* v) {
+    float c = 1.0f, p = 1.0f;
+    if (s > st.m) {
+        c = expf(st.m - s); // 0 for the first score (m = -inf)
+        st.l = st.l * c + 1.0f;
+        st.m = s;
+    } else {
+        p = expf(s - st.m);
+        st.l += p;
+    }
+    for (int d = 0; d < attention_lane_dims; ++d) {
+        const int i = lane + attention_lanes * d;
+        if (i < head_dim) acc[d] = acc[d] * c + p * v[i];
     }
 }
 
-// Weight of a partial state when partials are merged under the common maximum m_all: exp(m - m_all),
-// 0 for a partial that saw no position.
-LORAFLEET_HD float online_softmax_weight(const online_softmax_state& st, float m_all) {
-    return st.l > 0.0f ? expf(st.m - m_all) : 0.0f;
+// The lane's dims of the normalized output.
+LORAFLEET_HD void attention_lane_store(const online_softmax_state& st, const float* acc, int head_dim,
+                                       int lane, float* out) {
+    const float inv = 1.0f / st.l;
+    for (int d = 0; d < attention_lane_dims; ++d) {
+        const int i = lane + attention_lanes * d;
+        if (i < head_dim) out[i] = acc[d] * inv;
+    }
 }
 
 // out = softmax(q · Kᵀ · scale) · V over positions 0..context-1 for one query head (scale is
@@ -89,7 +110,14 @@ LORAFLEET_HD void paged_decode_attention_head(const float* q, const float* keys,
     for (int i = 0; i < hd; ++i)
         out[i] = 0.0f;
     online_softmax_state st{-INFINITY, 0.0f};
-    paged_attention_partial(q, keys, values, block_table, context, 0, 1, kv_head, L, scale, st, out);
+    for (int j = 0; j < context; ++j) {
+        const std::size_t off = paged_kv_offset(L, block_table[j / L.block_size], kv_head, j % L.block_size);
+        const float* k = keys + off;
+        float s = 0.0f;
+        for (int i = 0; i < hd; ++i)
+            s += q[i] * k[i];
+        online_softmax_push(st, out, hd, s * scale, values + off);
+    }
     const float inv = 1.0f / st.l;
     for (int i = 0; i < hd; ++i)
         out[i] *= inv;

@@ -109,41 +109,33 @@ __global__ void kv_write_kernel(const float* k, const float* v, const int* posit
     values[off] = v[i];
 }
 
-// One warp per (token, query head): lane i folds positions i, i + 32, ... with its own online-softmax
-// state (paged_attention_partial), then the 32 partial states merge under their common maximum.
+// One warp per (token, query head), lanes splitting the head's dims (paged_attention.hpp): per position a
+// butterfly sum of the lanes' shares of q · k (the same value on every lane), then each lane folds it into
+// its softmax state and its dims. Accumulators stay in registers; key and value rows load coalesced.
+constexpr int attention_warps_per_block = 4;
+
 __global__ void decode_attention_kernel(const float* q, const float* keys, const float* values,
                                         const int* tables, const int* table_offset, const int* positions,
-                                        int heads, int group, paged_kv_layout L, float scale, float* out) {
-    extern __shared__ float shared[]; // [32, head_dim] partial sums, then [32] m and [32] l
-    const int t = blockIdx.x / heads, h = blockIdx.x % heads, lane = threadIdx.x, hd = L.head_dim;
-    float acc[serve_max_head_dim];
-    for (int i = 0; i < hd; ++i)
-        acc[i] = 0.0f;
-    online_softmax_state st{-INFINITY, 0.0f};
+                                        int n, int heads, int group, paged_kv_layout L, float scale,
+                                        float* out) {
+    const int lane = int(threadIdx.x) % attention_lanes;
+    const int pair = int(blockIdx.x) * attention_warps_per_block + int(threadIdx.x) / attention_lanes;
+    if (pair >= n * heads) return; // the whole warp
+    const int t = pair / heads, h = pair % heads, hd = L.head_dim, kv = h / group;
     const float* qh = q + (std::size_t(t) * heads + std::size_t(h)) * std::size_t(hd);
-    paged_attention_partial(qh, keys, values, tables + table_offset[t], positions[t] + 1, lane, 32, h / group,
-                            L, scale, st, acc);
-    float* acc_s = shared;
-    float* m_s = shared + 32 * hd;
-    float* l_s = m_s + 32;
-    for (int i = 0; i < hd; ++i)
-        acc_s[lane * hd + i] = acc[i];
-    m_s[lane] = st.m;
-    l_s[lane] = st.l;
-    __syncwarp();
-    float m_all = -INFINITY;
-    for (int j = 0; j < 32; ++j)
-        m_all = fmaxf(m_all, m_s[j]);
-    float l_all = 0.0f;
-    for (int j = 0; j < 32; ++j)
-        l_all += l_s[j] * online_softmax_weight({m_s[j], l_s[j]}, m_all);
-    float* o = out + (std::size_t(t) * heads + std::size_t(h)) * std::size_t(hd);
-    for (int i = lane; i < hd; i += 32) {
-        float sum = 0.0f;
-        for (int j = 0; j < 32; ++j)
-            sum += acc_s[j * hd + i] * online_softmax_weight({m_s[j], l_s[j]}, m_all);
-        o[i] = sum / l_all;
+    const int* table = tables + table_offset[t];
+    const int context = positions[t] + 1;
+    float acc[attention_lane_dims];
+    for (int d = 0; d < attention_lane_dims; ++d)
+        acc[d] = 0.0f;
+    online_softmax_state st{-INFINITY, 0.0f};
+    for (int j = 0; j < context; ++j) {
+        const std::size_t off = paged_kv_offset(L, table[j / L.block_size], kv, j % L.block_size);
+        const float s = warp_sum(attention_lane_dot(qh, keys + off, hd, lane)) * scale;
+        attention_lane_push(st, acc, hd, lane, s, values + off);
     }
+    attention_lane_store(st, acc, hd, lane,
+                         out + (std::size_t(t) * heads + std::size_t(h)) * std::size_t(hd));
 }
 
 __global__ void swiglu_kernel(const float* gate, const float* up, float* out, std::size_t count) {
@@ -333,10 +325,12 @@ serve_status launch_decode_attention(const float* q, const float* keys, const fl
         return bad_argument("launch_decode_attention", "head_dim must be in 1..256");
     if (layout.kv_heads <= 0 || heads % layout.kv_heads != 0)
         return bad_argument("launch_decode_attention", "heads must be a multiple of kv_heads");
-    const std::size_t shared = (32 * std::size_t(layout.head_dim) + 64) * sizeof(float);
     const float scale = 1.0f / sqrtf(float(layout.head_dim));
-    decode_attention_kernel<<<unsigned(n * heads), 32, shared, as_stream(stream)>>>(
-        q, keys, values, tables, table_offset, positions, heads, heads / layout.kv_heads, layout, scale, out);
+    const std::size_t pairs = std::size_t(n) * std::size_t(heads);
+    decode_attention_kernel<<<unsigned((pairs + attention_warps_per_block - 1) / attention_warps_per_block),
+                              attention_warps_per_block * attention_lanes, 0, as_stream(stream)>>>(
+        q, keys, values, tables, table_offset, positions, n, heads, heads / layout.kv_heads, layout, scale,
+        out);
     return launched("launch_decode_attention");
 }
 

@@ -18,8 +18,8 @@
 
 namespace lorafleet::kernels {
 
-// Largest head_dim the attention kernel supports (per-lane accumulators live in registers/local memory).
-constexpr int serve_max_head_dim = 256;
+// Largest head_dim the attention kernel supports (a warp's lanes hold attention_lane_dims dims each).
+constexpr int serve_max_head_dim = attention_lanes * attention_lane_dims;
 
 // x[t, :] = table[tokens[t], :]: table [vocab, d], tokens [n], x [n, d].
 serve_status launch_embed(const float* table, const int* tokens, float* x, int n, int d, void* stream);

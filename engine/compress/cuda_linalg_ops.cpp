@@ -155,6 +155,7 @@ struct CudaLinalgOps::state {
             if (staged.batch.u.bytes() + staged.batch.v.bytes() + staged.raw.bytes() + staged.meta.bytes() ==
                 0)
                 throw;
+            staged.uploader->synchronize(); // a ready upload may still be in flight on its stream
             staged.batch = resident_batch{};
             staged.raw = kd::device_buffer();
             staged.meta = kd::device_buffer();

@@ -200,40 +200,59 @@ private slots:
         }
     }
 
-    // What a GPU block does: lanes fold strided positions, then the partial states merge under the common
-    // maximum. Must equal the one-lane result.
-    void stridedPartialsMergeToTheWholeHead() {
-        const k::paged_kv_layout layout{3, 16, 7};
-        const int blocks = 9, context = 131;
-        const auto keys = random_vector(std::size_t(blocks) * 3 * 16 * 7, 61, 2.0);
-        const auto values = random_vector(keys.size(), 62);
-        const int table[] = {4, 0, 8, 2, 6, 1, 7, 3, 5};
-        const auto q = random_vector(7, 63);
-        for (int lanes : {1, 7, 32, 200}) {
+    // What the GPU kernel's warp does (serve_kernels.cu, decode_attention_kernel): 32 lanes split the
+    // head's dims, per position a butterfly sum of their shares of q · k (as __shfl_xor_sync does it),
+    // then each lane folds the score into its own state and dims. Must equal the one-thread result, for
+    // head dims below, at and above one warp's width and at the 256 maximum.
+    void warpSplitAttentionMatchesTheWholeHead() {
+        for (const int hd : {7, 32, 64, 100, 128, 256}) {
+            const k::paged_kv_layout layout{3, 16, hd};
+            const int blocks = 9, context = 131;
+            const auto keys = random_vector(std::size_t(blocks) * 3 * 16 * std::size_t(hd), 61, 2.0);
+            const auto values = random_vector(keys.size(), 62);
+            const int table[] = {4, 0, 8, 2, 6, 1, 7, 3, 5};
+            const auto q = random_vector(std::size_t(hd), 63);
+            const float scale = 1.0f / std::sqrt(float(hd));
             for (int kv = 0; kv < 3; ++kv) {
-                std::vector<k::online_softmax_state> st(std::size_t(lanes), {-INFINITY, 0.0f});
-                std::vector<float> acc(std::size_t(lanes) * 7, 0.0f);
-                for (int lane = 0; lane < lanes; ++lane)
-                    k::paged_attention_partial(q.data(), keys.data(), values.data(), table, context, lane,
-                                               lanes, kv, layout, 0.4f, st[std::size_t(lane)],
-                                               acc.data() + std::size_t(lane) * 7);
-                float m_all = -INFINITY;
-                for (const auto& s : st)
-                    m_all = std::max(m_all, s.m);
-                float l_all = 0;
-                std::vector<float> merged(7, 0.0f);
-                for (int lane = 0; lane < lanes; ++lane) {
-                    const float w = k::online_softmax_weight(st[std::size_t(lane)], m_all);
-                    l_all += st[std::size_t(lane)].l * w;
-                    for (int i = 0; i < 7; ++i)
-                        merged[std::size_t(i)] += acc[std::size_t(lane) * 7 + std::size_t(i)] * w;
+                const int L = k::attention_lanes;
+                std::vector<k::online_softmax_state> st(std::size_t(L), {-INFINITY, 0.0f});
+                std::vector<float> acc(std::size_t(L) * k::attention_lane_dims, 0.0f);
+                for (int j = 0; j < context; ++j) {
+                    const std::size_t off = k::paged_kv_offset(layout, table[j / 16], kv, j % 16);
+                    std::vector<float> part(static_cast<std::size_t>(L));
+                    for (int lane = 0; lane < L; ++lane)
+                        part[std::size_t(lane)] =
+                            k::attention_lane_dot(q.data(), keys.data() + off, hd, lane);
+                    for (int step = L / 2; step > 0; step /= 2) { // xor butterfly, all lanes at once
+                        const auto before = part;
+                        for (int lane = 0; lane < L; ++lane)
+                            part[std::size_t(lane)] =
+                                before[std::size_t(lane)] + before[std::size_t(lane ^ step)];
+                    }
+                    for (int lane = 0; lane < L; ++lane) {
+                        QCOMPARE(part[std::size_t(lane)], part[0]); // every lane folds the same score
+                        k::attention_lane_push(st[std::size_t(lane)],
+                                               acc.data() + std::size_t(lane) * k::attention_lane_dims, hd,
+                                               lane, part[std::size_t(lane)] * scale, values.data() + off);
+                    }
                 }
-                float whole[7];
+                std::vector<float> got(std::size_t(hd), std::nanf(""));
+                for (int lane = 0; lane < L; ++lane)
+                    k::attention_lane_store(st[std::size_t(lane)],
+                                            acc.data() + std::size_t(lane) * k::attention_lane_dims, hd, lane,
+                                            got.data());
+                std::vector<float> whole(static_cast<std::size_t>(hd));
                 k::paged_decode_attention_head(q.data(), keys.data(), values.data(), table, context, kv,
-                                               layout, 0.4f, whole);
-                for (int i = 0; i < 7; ++i)
-                    QVERIFY(std::abs(merged[std::size_t(i)] / l_all - whole[i]) <=
-                            1e-5f * (1 + std::abs(whole[i])));
+                                               layout, scale, whole.data());
+                for (int i = 0; i < hd; ++i)
+                    QVERIFY2(std::abs(got[std::size_t(i)] - whole[std::size_t(i)]) <=
+                                 1e-5f * (1 + std::abs(whole[std::size_t(i)])),
+                             qPrintable(QString("hd %1 kv %2 dim %3: %4 vs %5")
+                                            .arg(hd)
+                                            .arg(kv)
+                                            .arg(i)
+                                            .arg(got[std::size_t(i)])
+                                            .arg(whole[std::size_t(i)])));
             }
         }
     }
