@@ -221,45 +221,87 @@ __global__ void bgmv_expand_kernel(const lora_factor_desc* desc, int n, int d_ou
     y[i] += bgmv_expand_element(D.b, t_buf + std::size_t(t) * max_rank, o, D.rank, D.scale);
 }
 
-// One block per row: greedy rows by a block argmax (lowest id on ties), others by sample_row in thread 0.
+// One block per row (sampling_row.hpp): greedy rows by a block argmax (lowest id on ties); sampled rows
+// by a block count / max, a bitonic sort of the candidates when the row needs their order, the weights in
+// parallel, and the draw (a sequential sum in candidate order) in thread 0.
 __global__ void sample_rows_kernel(const float* logits, int vocab, const sampling_row_params* params,
                                    const double* u, int* ids, double* prob, int* out) {
     __shared__ float best_v[threads_per_block];
     __shared__ int best_i[threads_per_block];
-    const int r = blockIdx.x;
+    const int r = blockIdx.x, tid = int(threadIdx.x), threads = int(blockDim.x);
     const float* row = logits + std::size_t(r) * std::size_t(vocab);
     const sampling_row_params P = params[r];
     if (!(P.temperature == 0.0f || P.top_k == 1)) {
-        if (threadIdx.x == 0)
-            out[r] = sample_row(row, vocab, P, u[r], ids + std::size_t(r) * std::size_t(vocab),
-                                prob + std::size_t(r) * std::size_t(vocab));
+        // Candidates (count) and their largest logit, in one block reduction.
+        int count = 0;
+        float mx = -INFINITY;
+        for (int i = tid; i < vocab; i += threads)
+            if (finite_logit(row[i])) {
+                ++count;
+                mx = fmaxf(mx, row[i]);
+            }
+        best_i[tid] = count;
+        best_v[tid] = mx;
+        __syncthreads();
+        for (int s = threads / 2; s > 0; s >>= 1) {
+            if (tid < s) {
+                best_i[tid] += best_i[tid + s];
+                best_v[tid] = fmaxf(best_v[tid], best_v[tid + s]);
+            }
+            __syncthreads();
+        }
+        const int keep = best_i[0];
+        mx = best_v[0];
+        if (keep == 0) {
+            if (tid == 0) out[r] = -1;
+            return; // every thread: keep is uniform
+        }
+        const bool cut = P.top_k > 0 && P.top_k < keep;
+        const bool order = cut || P.top_p < 1.0f;
+        const int slots = order ? sampling_sort_size(vocab) : vocab;
+        int* ids_r = ids + std::size_t(r) * std::size_t(sampling_sort_size(vocab));
+        double* prob_r = prob + std::size_t(r) * std::size_t(vocab);
+        for (int i = tid; i < slots; i += threads)
+            ids_r[i] = sampling_slot(row, vocab, i);
+        __syncthreads();
+        if (order)
+            for (int k = 2; k <= slots; k <<= 1)
+                for (int j = k >> 1; j > 0; j >>= 1) {
+                    for (int i = tid; i < slots; i += threads)
+                        sampling_bitonic_step(row, ids_r, k, j, i);
+                    __syncthreads();
+                }
+        const int n = order ? (cut ? P.top_k : keep) : vocab;
+        for (int i = tid; i < n; i += threads)
+            prob_r[i] = ids_r[i] >= 0 ? sampling_weight(row[ids_r[i]], mx, P.temperature) : 0.0;
+        __syncthreads();
+        if (tid == 0) out[r] = sample_from_weights(ids_r, prob_r, n, P.top_p, u[r]);
         return;
     }
     int bi = -1;
     float bv = 0.0f;
-    for (int i = int(threadIdx.x); i < vocab;
-         i += int(blockDim.x)) // ascending ids: strict > keeps the lowest
+    for (int i = tid; i < vocab; i += threads) // ascending ids: strict > keeps the lowest
         if (finite_logit(row[i]) && (bi < 0 || row[i] > bv)) {
             bv = row[i];
             bi = i;
         }
-    best_v[threadIdx.x] = bv;
-    best_i[threadIdx.x] = bi;
+    best_v[tid] = bv;
+    best_i[tid] = bi;
     __syncthreads();
-    for (int s = int(blockDim.x) / 2; s > 0; s >>= 1) {
-        if (int(threadIdx.x) < s) {
-            const int oi = best_i[threadIdx.x + s];
-            const float ov = best_v[threadIdx.x + s];
-            const int mi = best_i[threadIdx.x];
-            const float mv = best_v[threadIdx.x];
+    for (int s = threads / 2; s > 0; s >>= 1) {
+        if (tid < s) {
+            const int oi = best_i[tid + s];
+            const float ov = best_v[tid + s];
+            const int mi = best_i[tid];
+            const float mv = best_v[tid];
             if (oi >= 0 && (mi < 0 || ov > mv || (ov == mv && oi < mi))) {
-                best_v[threadIdx.x] = ov;
-                best_i[threadIdx.x] = oi;
+                best_v[tid] = ov;
+                best_i[tid] = oi;
             }
         }
         __syncthreads();
     }
-    if (threadIdx.x == 0) out[r] = best_i[0];
+    if (tid == 0) out[r] = best_i[0];
 }
 
 __device__ std::uint64_t splitmix64(std::uint64_t z) {

@@ -1,7 +1,8 @@
 // kernels/sampling_row.hpp on the CPU against the engine's sampler: fed the same uniforms as the sampler
 // draws (random_stream::uniform from the same seed, one per non-greedy draw), sample_row must choose the
 // very same token for every combination of temperature, top-k and top-p, on odd vocabularies, with ties
-// and non-finite logits in the rows.
+// and non-finite logits in the rows; and so must the device's block-parallel path (bitonic sort, parallel
+// weights, one-thread draw), emulated stage by stage.
 #include "engine/core/random.hpp"
 #include "engine/serve/sampler.hpp"
 #include "kernels/sampling_row.hpp"
@@ -16,6 +17,44 @@ using namespace lorafleet;
 using namespace lorafleet::serve;
 namespace k = lorafleet::kernels;
 
+namespace {
+
+// The sampled-row path of serve_kernels.cu's sample_rows_kernel, emulated: the block's count / max, the
+// slot_count, the bitonic stages (each stage's compare-exchanges in reverse slot order, to show they are
+// independent), the weights, then the one-thread draw. Scratch starts as garbage / NaN.
+int emulate_device_sampled_row(const std::vector<float>& row, const k::sampling_row_params& P, double u) {
+    const int vocab = int(row.size());
+    int keep = 0;
+    float mx = -INFINITY;
+    for (float x : row)
+        if (k::finite_logit(x)) {
+            ++keep;
+            mx = std::max(mx, x);
+        }
+    if (keep == 0) return -1;
+    const bool cut = P.top_k > 0 && P.top_k < keep;
+    const bool order = cut || P.top_p < 1.0f;
+    const int slot_count = order ? k::sampling_sort_size(vocab) : vocab;
+    std::vector<int> ids(static_cast<std::size_t>(k::sampling_sort_size(vocab)), 123456);
+    std::vector<double> prob(static_cast<std::size_t>(vocab), std::nan(""));
+    for (int i = 0; i < slot_count; ++i)
+        ids[std::size_t(i)] = k::sampling_slot(row.data(), vocab, i);
+    if (order)
+        for (int kk = 2; kk <= slot_count; kk <<= 1)
+            for (int j = kk >> 1; j > 0; j >>= 1)
+                for (int i = slot_count; i-- > 0;)
+                    k::sampling_bitonic_step(row.data(), ids.data(), kk, j, i);
+    const int n = order ? (cut ? P.top_k : keep) : vocab;
+    for (int i = 0; i < n; ++i)
+        prob[std::size_t(i)] =
+            ids[std::size_t(i)] >= 0
+                ? k::sampling_weight(row[std::size_t(ids[std::size_t(i)])], mx, P.temperature)
+                : 0.0;
+    return k::sample_from_weights(ids.data(), prob.data(), n, P.top_p, u);
+}
+
+} // namespace
+
 class TestServeSamplingRow : public QObject {
     Q_OBJECT
 private slots:
@@ -23,7 +62,7 @@ private slots:
         const float temps[] = {0.0f, 0.3f, 1.0f, 2.5f};
         const int top_ks[] = {0, 1, 2, 19, 5000};
         const float top_ps[] = {1.0f, 0.9f, 0.5f, 0.01f};
-        int draws = 0, distinct_choices = 0;
+        int draws = 0, distinct_choices = 0, device_draws = 0;
         for (int vocab : {1, 2, 19, 111, 989}) {
             for (float temp : temps)
                 for (int top_k : top_ks)
@@ -64,6 +103,20 @@ private slots:
                                                     .arg(got)
                                                     .arg(want)));
                             QVERIFY(std::isfinite(logits[std::size_t(got)]));
+                            if (!greedy) {
+                                const int dev = emulate_device_sampled_row(logits, p, u);
+                                QVERIFY2(dev == want,
+                                         qPrintable(QString("device path: vocab %1 T %2 k %3 p %4 "
+                                                            "row %5: %6 vs %7")
+                                                        .arg(vocab)
+                                                        .arg(temp)
+                                                        .arg(top_k)
+                                                        .arg(top_p)
+                                                        .arg(row)
+                                                        .arg(dev)
+                                                        .arg(want)));
+                                ++device_draws;
+                            }
                             if (std::find(seen.begin(), seen.end(), got) == seen.end()) seen.push_back(got);
                             ++draws;
                         }
@@ -71,6 +124,7 @@ private slots:
                     }
         }
         QVERIFY(draws > 3000);
+        QVERIFY(device_draws > 2000);
         QVERIFY(distinct_choices > 50); // the comparison covered real sampling, not only greedy picks
     }
 
