@@ -167,7 +167,11 @@ run_result serve(device_transformer& model, const options& o, const std::vector<
         st.rows = w;
         st.token_adapter = adapters ? slots.data() : nullptr;
         next.assign(std::size_t(w), 0);
-        check(model.forward_greedy(st, adapters, next.data()), "prefill");
+        const std::vector<sampling_row_params> greedy(static_cast<std::size_t>(w)); // temperature 0
+        const std::vector<double> no_draw(std::size_t(w), 0.0);
+        const int vocab = geometry_named(o.geometry).vocab;
+        check(model.forward_sample(st, adapters, greedy.data(), no_draw.data(), vocab, next.data()),
+              "prefill");
         // Decode: one token per sequence per step.
         for (int g = 1; g < o.gen; ++g) {
             tokens.assign(next.begin(), next.end());
@@ -186,7 +190,8 @@ run_result serve(device_transformer& model, const options& o, const std::vector<
             st.table_offset = offsets.data();
             st.out_rows = out_rows.data();
             st.token_adapter = adapters ? slots.data() : nullptr;
-            check(model.forward_greedy(st, adapters, next.data()), "decode");
+            check(model.forward_sample(st, adapters, greedy.data(), no_draw.data(), vocab, next.data()),
+                  "decode");
         }
         r.tokens += (long long)w * o.gen;
     }

@@ -103,6 +103,10 @@ struct device_transformer::state {
     std::size_t cap_u = 0;
     int* sampled = nullptr;
     std::size_t cap_sampled = 0;
+    int* sample_ids = nullptr; // sampled rows' scratch (launch_sample_rows)
+    std::size_t cap_sample_ids = 0;
+    double* sample_prob = nullptr;
+    std::size_t cap_sample_prob = 0;
     std::vector<int> host_ints;
     std::vector<sampling_row_params> host_params;
     int rows = 0;
@@ -114,6 +118,8 @@ struct device_transformer::state {
         release(params);
         release(u);
         release(sampled);
+        release(sample_ids);
+        release(sample_prob);
         if (blas) cublasDestroy(blas);
         if (stream) cudaStreamDestroy(stream);
     }
@@ -398,23 +404,38 @@ serve_status device_transformer::forward(const device_step& step, device_adapter
     return {};
 }
 
-serve_status device_transformer::forward_greedy(const device_step& step, device_adapters* adapters,
-                                                int* tokens) {
+serve_status device_transformer::forward_sample(const device_step& step, device_adapters* adapters,
+                                                const sampling_row_params* params, const double* u,
+                                                int vocab_limit, int* tokens) {
     LF_TRY(run(step, adapters));
     state& S = *m;
     const std::size_t rows = std::size_t(S.rows);
-    S.host_params.assign(rows, sampling_row_params{}); // temperature 0: greedy
+    if (rows == 0) return {};
+    const int vocab = std::min(vocab_limit, S.g.vocab);
+    if (vocab <= 0) return bad_argument("device_transformer::forward_sample", "vocab_limit must be positive");
+    bool any_sampled = false;
+    for (std::size_t r = 0; r < rows; ++r)
+        any_sampled = any_sampled || !(params[r].temperature == 0.0f || params[r].top_k == 1);
     LF_TRY(grow(S.params, S.cap_params, rows, "cudaMalloc(params)"));
     LF_TRY(grow(S.u, S.cap_u, rows, "cudaMalloc(u)"));
     LF_TRY(grow(S.sampled, S.cap_sampled, rows, "cudaMalloc(sampled)"));
-    LF_CUDA(cudaMemcpyAsync(S.params, S.host_params.data(), rows * sizeof(sampling_row_params),
-                            cudaMemcpyHostToDevice, S.stream),
+    if (any_sampled) {
+        LF_TRY(grow(S.sample_ids, S.cap_sample_ids, rows * std::size_t(sampling_sort_size(vocab)),
+                    "cudaMalloc(sampling ids)"));
+        LF_TRY(grow(S.sample_prob, S.cap_sample_prob, rows * std::size_t(vocab),
+                    "cudaMalloc(sampling weights)"));
+    }
+    LF_CUDA(cudaMemcpyAsync(S.params, params, rows * sizeof(sampling_row_params), cudaMemcpyHostToDevice,
+                            S.stream),
             "cudaMemcpy(params)");
-    LF_TRY(launch_sample_rows(S.logits, S.rows, S.g.vocab, S.params, S.u, nullptr, nullptr, S.sampled,
-                              S.stream));
+    LF_CUDA(cudaMemcpyAsync(S.u, u, rows * sizeof(double), cudaMemcpyHostToDevice, S.stream),
+            "cudaMemcpy(u)");
+    LF_TRY(launch_sample_rows(S.logits, S.rows, vocab, S.g.vocab, S.params, S.u,
+                              any_sampled ? S.sample_ids : nullptr, any_sampled ? S.sample_prob : nullptr,
+                              S.sampled, S.stream));
     LF_CUDA(cudaMemcpyAsync(tokens, S.sampled, rows * sizeof(int), cudaMemcpyDeviceToHost, S.stream),
             "cudaMemcpy(tokens)");
-    LF_CUDA(cudaStreamSynchronize(S.stream), "forward_greedy");
+    LF_CUDA(cudaStreamSynchronize(S.stream), "forward_sample");
     return {};
 }
 

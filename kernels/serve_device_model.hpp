@@ -14,6 +14,7 @@
 // object (it owns a stream and a cuBLAS handle); the device is the process's current device 0.
 #pragma once
 
+#include "kernels/sampling_row.hpp"
 #include "kernels/serve_status.hpp"
 
 #include <cstddef>
@@ -166,9 +167,12 @@ public:
 
     // Runs one step; logits [rows, vocab] are written to host memory. Synchronous.
     serve_status forward(const device_step& step, device_adapters* adapters, float* logits);
-    // Same, but leaves the logits on the device and takes each output row's greedy token there
-    // (launch_sample_rows): only tokens [rows] come back. Synchronous.
-    serve_status forward_greedy(const device_step& step, device_adapters* adapters, int* tokens);
+    // Same, but leaves the logits on the device and picks each output row's token there
+    // (launch_sample_rows over the first vocab_limit logits, with params[r] and the uniform u[r], host
+    // arrays [rows]): only tokens [rows] come back, -1 for a row without a finite logit. Synchronous.
+    serve_status forward_sample(const device_step& step, device_adapters* adapters,
+                                const sampling_row_params* params, const double* u, int vocab_limit,
+                                int* tokens);
 
     std::size_t device_bytes() const; // weights + KV pools + scratch
     void* stream() const;             // the cudaStream_t everything runs on

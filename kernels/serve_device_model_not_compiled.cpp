@@ -41,8 +41,9 @@ int device_transformer::kv_block_size() const {
 serve_status device_transformer::forward(const device_step&, device_adapters*, float*) {
     return not_compiled("device_transformer::forward");
 }
-serve_status device_transformer::forward_greedy(const device_step&, device_adapters*, int*) {
-    return not_compiled("device_transformer::forward_greedy");
+serve_status device_transformer::forward_sample(const device_step&, device_adapters*,
+                                                const sampling_row_params*, const double*, int, int*) {
+    return not_compiled("device_transformer::forward_sample");
 }
 serve_status device_transformer::run(const device_step&, device_adapters*) {
     return not_compiled("device_transformer::forward");

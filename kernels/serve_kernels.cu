@@ -224,12 +224,13 @@ __global__ void bgmv_expand_kernel(const lora_factor_desc* desc, int n, int d_ou
 // One block per row (sampling_row.hpp): greedy rows by a block argmax (lowest id on ties); sampled rows
 // by a block count / max, a bitonic sort of the candidates when the row needs their order, the weights in
 // parallel, and the draw (a sequential sum in candidate order) in thread 0.
-__global__ void sample_rows_kernel(const float* logits, int vocab, const sampling_row_params* params,
-                                   const double* u, int* ids, double* prob, int* out) {
+__global__ void sample_rows_kernel(const float* logits, int vocab, int stride,
+                                   const sampling_row_params* params, const double* u, int* ids, double* prob,
+                                   int* out) {
     __shared__ float best_v[threads_per_block];
     __shared__ int best_i[threads_per_block];
     const int r = blockIdx.x, tid = int(threadIdx.x), threads = int(blockDim.x);
-    const float* row = logits + std::size_t(r) * std::size_t(vocab);
+    const float* row = logits + std::size_t(r) * std::size_t(stride);
     const sampling_row_params P = params[r];
     if (!(P.temperature == 0.0f || P.top_k == 1)) {
         // Candidates (count) and their largest logit, in one block reduction.
@@ -428,12 +429,14 @@ serve_status launch_bgmv_apply(const lora_factor_desc* desc, int n, int d_in, in
     return launched("launch_bgmv_apply");
 }
 
-serve_status launch_sample_rows(const float* logits, int rows, int vocab, const sampling_row_params* params,
-                                const double* u, int* ids, double* prob, int* out, void* stream) {
+serve_status launch_sample_rows(const float* logits, int rows, int vocab, int stride,
+                                const sampling_row_params* params, const double* u, int* ids, double* prob,
+                                int* out, void* stream) {
     if (rows <= 0) return {};
-    if (vocab <= 0) return bad_argument("launch_sample_rows", "vocab must be positive");
-    sample_rows_kernel<<<unsigned(rows), threads_per_block, 0, as_stream(stream)>>>(logits, vocab, params, u,
-                                                                                    ids, prob, out);
+    if (vocab <= 0 || stride < vocab)
+        return bad_argument("launch_sample_rows", "vocab must be positive and at most the row stride");
+    sample_rows_kernel<<<unsigned(rows), threads_per_block, 0, as_stream(stream)>>>(
+        logits, vocab, stride, params, u, ids, prob, out);
     return launched("launch_sample_rows");
 }
 

@@ -98,13 +98,15 @@ serve_status launch_bgmv_apply(const lora_factor_desc* desc, int n, int d_in, in
                                const float* x, float* y, float* t_buf, void* stream);
 
 // ---- Sampling ----
-// out[r] = sample_row(logits[r, :]) with params[r] and uniform u[r] (all device arrays), one block per
+// out[r] = sample_row(logits[r, 0 .. vocab)) with params[r] and uniform u[r] (all device arrays), row r
+// at logits + r * stride (stride >= vocab: a row may be longer than the pickable vocabulary), one block per
 // row: greedy rows by a block argmax, sampled rows by the block-parallel pieces of sampling_row.hpp
 // (bitonic sort of the candidates when the row needs their order) with scratch ids
 // [rows, sampling_sort_size(vocab)] and prob [rows, vocab] (both may be null when every row is greedy).
 // out[r] = -1 when a row has no finite logit.
-serve_status launch_sample_rows(const float* logits, int rows, int vocab, const sampling_row_params* params,
-                                const double* u, int* ids, double* prob, int* out, void* stream);
+serve_status launch_sample_rows(const float* logits, int rows, int vocab, int stride,
+                                const sampling_row_params* params, const double* u, int* ids, double* prob,
+                                int* out, void* stream);
 
 // Fills p[0..count) with uniform values in [-scale, scale) from a counter-based hash of (seed, index):
 // random weights for benchmarks without a host copy.

@@ -51,7 +51,7 @@ serve_status launch_bgmv_apply(const lora_factor_desc*, int, int, int, int, cons
                                void*) {
     return not_compiled("launch_bgmv_apply");
 }
-serve_status launch_sample_rows(const float*, int, int, const sampling_row_params*, const double*, int*,
+serve_status launch_sample_rows(const float*, int, int, int, const sampling_row_params*, const double*, int*,
                                 double*, int*, void*) {
     return not_compiled("launch_sample_rows");
 }

@@ -60,17 +60,13 @@ cuda_transformer::cuda_transformer(std::shared_ptr<const model_weights> weights)
 
 cuda_transformer::~cuda_transformer() = default;
 
-step_logits cuda_transformer::forward(kv_cache& cache, std::span<const sequence_step> batch,
-                                      kernels::device_adapters* adapters) {
-    const auto& g = geometry();
+bool cuda_transformer::begin_step(kv_cache& cache, std::span<const sequence_step> batch,
+                                  kernels::device_adapters* adapters, pending_step& p) {
     // Validate the whole step and check capacity before changing anything (step_layout.hpp, shared with
     // transformer::forward).
-    step_layout layout = plan_forward_step(cache, *m_weights, batch);
-    const int n = layout.tokens;
-    step_logits result;
-    result.vocab = g.vocab_size;
-    result.first_row.push_back(0);
-    if (n == 0) return result;
+    p.layout = plan_forward_step(cache, *m_weights, batch);
+    const int n = p.layout.tokens;
+    if (n == 0) return false;
 
     // The device pools mirror this cache.
     if (m_cache != &cache || m_cache_blocks != cache.total_blocks() ||
@@ -82,11 +78,10 @@ step_logits cuda_transformer::forward(kv_cache& cache, std::span<const sequence_
     }
 
     // Lengths before the step (restored if the device fails).
-    std::vector<int> old_length;
+    p.old_length.clear();
     for (const sequence_step& s : batch)
-        old_length.push_back(cache.length(s.seq_id));
-    reserve_forward_step(cache, batch, layout);
-    result.first_row = layout.first_row;
+        p.old_length.push_back(cache.length(s.seq_id));
+    reserve_forward_step(cache, batch, p.layout);
 
     // Concatenated block tables, each token pointing at its sequence's.
     m_table_offset.clear();
@@ -99,31 +94,75 @@ step_logits cuda_transformer::forward(kv_cache& cache, std::span<const sequence_
     }
     bool any_adapter = false;
     for (int t = 0; t < n; ++t) {
-        m_table_offset.push_back(offset_of[std::size_t(layout.batch_index[std::size_t(t)])]);
-        any_adapter = any_adapter || layout.adapter[std::size_t(t)] >= 0;
+        m_table_offset.push_back(offset_of[std::size_t(p.layout.batch_index[std::size_t(t)])]);
+        any_adapter = any_adapter || p.layout.adapter[std::size_t(t)] >= 0;
     }
-    kernels::device_step st;
+    kernels::device_step& st = p.step;
+    st = kernels::device_step{};
     st.n = n;
-    st.tokens = layout.token.data();
-    st.positions = layout.position.data();
+    st.tokens = p.layout.token.data();
+    st.positions = p.layout.position.data();
     st.table_offset = m_table_offset.data();
     st.tables = m_tables.data();
     st.tables_len = static_cast<int>(m_tables.size());
-    st.out_rows = layout.out_rows.data();
-    st.rows = static_cast<int>(layout.out_rows.size());
-    st.token_adapter = any_adapter && adapters ? layout.adapter.data() : nullptr;
-    result.values.resize(std::size_t(st.rows) * std::size_t(g.vocab_size));
-    const kernels::serve_status status =
-        m_device->forward(st, st.token_adapter ? adapters : nullptr, result.values.data());
+    st.out_rows = p.layout.out_rows.data();
+    st.rows = static_cast<int>(p.layout.out_rows.size());
+    st.token_adapter = any_adapter && adapters ? p.layout.adapter.data() : nullptr;
+    return true;
+}
+
+void cuda_transformer::end_step(kv_cache& cache, std::span<const sequence_step> batch, const pending_step& p,
+                                const kernels::serve_status& status) {
     if (!status.ok()) {
         // Nothing was committed: return to the lengths before the step (the reservations are released).
         std::size_t b = 0;
         for (const sequence_step& s : batch)
-            cache.truncate(s.seq_id, std::min(old_length[b++], cache.length(s.seq_id)));
+            cache.truncate(s.seq_id, std::min(p.old_length[b++], cache.length(s.seq_id)));
         throw_if_failed(status, "cuda forward");
     }
-    commit_forward_step(cache, batch, layout);
+    commit_forward_step(cache, batch, p.layout);
+}
+
+step_logits cuda_transformer::forward(kv_cache& cache, std::span<const sequence_step> batch,
+                                      kernels::device_adapters* adapters) {
+    step_logits result;
+    result.vocab = geometry().vocab_size;
+    result.first_row.push_back(0);
+    pending_step p;
+    if (!begin_step(cache, batch, adapters, p)) return result;
+    result.first_row = p.layout.first_row;
+    result.values.resize(std::size_t(p.step.rows) * std::size_t(result.vocab));
+    end_step(cache, batch, p,
+             m_device->forward(p.step, p.step.token_adapter ? adapters : nullptr, result.values.data()));
     return result;
+}
+
+std::vector<int> cuda_transformer::forward_tokens(kv_cache& cache, std::span<const sequence_step> batch,
+                                                  kernels::device_adapters* adapters,
+                                                  std::span<const token_choice> choices, int vocab_limit) {
+    if (choices.size() != batch.size())
+        throw usage_error("cuda forward", "one token choice per sequence of the step is needed");
+    std::vector<int> tokens(batch.size(), -1);
+    pending_step p;
+    if (!begin_step(cache, batch, adapters, p)) return tokens;
+    // Row of each sequence's last token; rows nobody wants are picked greedily (cheapest) and dropped.
+    const std::size_t rows = std::size_t(p.step.rows);
+    std::vector<kernels::sampling_row_params> params(rows);
+    std::vector<double> u(rows, 0.0);
+    for (std::size_t b = 0; b < batch.size(); ++b) {
+        const token_choice& c = choices[b];
+        if (!c.wanted) continue;
+        const auto r = std::size_t(p.layout.first_row[b + 1] - 1);
+        params[r] = {c.temperature, c.top_k, c.top_p};
+        u[r] = c.u;
+    }
+    std::vector<int> picked(rows, -1);
+    end_step(cache, batch, p,
+             m_device->forward_sample(p.step, p.step.token_adapter ? adapters : nullptr, params.data(),
+                                      u.data(), std::max(vocab_limit, 1), picked.data()));
+    for (std::size_t b = 0; b < batch.size(); ++b)
+        if (choices[b].wanted) tokens[b] = picked[std::size_t(p.layout.first_row[b + 1] - 1)];
+    return tokens;
 }
 
 } // namespace lorafleet::serve

@@ -16,6 +16,7 @@
 
 #include "engine/serve/kv_cache.hpp"
 #include "engine/serve/model_weights.hpp"
+#include "engine/serve/step_layout.hpp"
 #include "engine/serve/transformer.hpp"
 #include "kernels/serve_device_model.hpp"
 
@@ -52,10 +53,27 @@ public:
     // (a requested rewind stays done) and hold no blocks beyond them.
     step_logits forward(kv_cache& cache, std::span<const sequence_step> batch,
                         kernels::device_adapters* adapters = nullptr);
+    // As ForwardPass::forward_tokens: the same step, each sequence's next token picked on the device
+    // (kernels::launch_sample_rows), only the ids copied back.
+    std::vector<int> forward_tokens(kv_cache& cache, std::span<const sequence_step> batch,
+                                    kernels::device_adapters* adapters, std::span<const token_choice> choices,
+                                    int vocab_limit);
 
     std::size_t device_bytes() const { return m_device->device_bytes(); }
 
 private:
+    struct pending_step {
+        step_layout layout;
+        std::vector<int> old_length; // lengths before the step, restored if the device fails
+        kernels::device_step step;
+    };
+    // Validates and reserves the step and fills p.step; false when it has no token.
+    bool begin_step(kv_cache& cache, std::span<const sequence_step> batch, kernels::device_adapters* adapters,
+                    pending_step& p);
+    // Commits the step, or rolls the reservations back and throws when the device failed.
+    void end_step(kv_cache& cache, std::span<const sequence_step> batch, const pending_step& p,
+                  const kernels::serve_status& status);
+
     std::shared_ptr<const model_weights> m_weights;
     std::unique_ptr<kernels::device_transformer> m_device;
     const kv_cache* m_cache = nullptr; // the cache whose data the device pools hold

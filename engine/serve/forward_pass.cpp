@@ -5,8 +5,11 @@
 
 #include "engine/core/error.hpp"
 #include "engine/serve/cuda_transformer.hpp"
+#include "engine/serve/sampler.hpp"
 #include "engine/serve/transformer.hpp"
 #include "kernels/device_probe.hpp"
+
+#include <algorithm>
 
 namespace lorafleet::serve {
 
@@ -27,6 +30,33 @@ std::string_view device_choice_name(device_choice d) {
         return "auto";
     }
     return "cpu";
+}
+
+std::vector<int> ForwardPass::forward_tokens(kv_cache& cache, std::span<const sequence_step> batch,
+                                             AdapterProvider* adapters, std::span<const token_choice> choices,
+                                             int vocab_limit) {
+    if (choices.size() != batch.size())
+        throw usage_error("forward", "one token choice per sequence of the step is needed");
+    const step_logits logits = forward(cache, batch, adapters);
+    std::vector<int> tokens(batch.size(), -1);
+    std::vector<int> ids;
+    std::vector<double> prob;
+    for (std::size_t b = 0; b < batch.size(); ++b) {
+        const token_choice& c = choices[b];
+        if (!c.wanted) continue;
+        const auto row = logits.last(static_cast<int>(b));
+        const auto limit = std::min(row.size(), static_cast<std::size_t>(std::max(vocab_limit, 0)));
+        sampling_params p;
+        p.temperature = c.temperature;
+        p.top_k = c.top_k;
+        p.top_p = c.top_p;
+        try {
+            tokens[b] = choose_token(p, row.first(limit), c.u, ids, prob);
+        } catch (const validation_error&) {
+            tokens[b] = -1; // no finite logit: the caller reports it for that request
+        }
+    }
+    return tokens;
 }
 
 namespace {
@@ -62,6 +92,13 @@ public:
         if (adapters != m_provider)
             throw usage_error("cuda forward", "the adapter provider is not the one this pass was made for");
         return m_model.forward(cache, batch, adapters ? m_twin : nullptr);
+    }
+    std::vector<int> forward_tokens(kv_cache& cache, std::span<const sequence_step> batch,
+                                    AdapterProvider* adapters, std::span<const token_choice> choices,
+                                    int vocab_limit) override {
+        if (adapters != m_provider)
+            throw usage_error("cuda forward", "the adapter provider is not the one this pass was made for");
+        return m_model.forward_tokens(cache, batch, adapters ? m_twin : nullptr, choices, vocab_limit);
     }
 
 private:

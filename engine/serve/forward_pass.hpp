@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace lorafleet::serve {
 
@@ -40,6 +41,14 @@ public:
     // pass was made for (or null for the base model only).
     virtual step_logits forward(kv_cache& cache, std::span<const sequence_step> batch,
                                 AdapterProvider* adapters) = 0;
+    // forward() and then the pick of each sequence's next token from its last row, restricted to the
+    // first `vocab_limit` logits: choices[b] for sequence b (choices.size() == batch.size()). Returns one
+    // token per sequence: -1 where the choice is not wanted or the row has no finite logit. The picks
+    // equal sampler::sample's given the same uniform (kernels/sampling_row.hpp on a device). Default: on
+    // the host, over forward()'s logits; a device pass picks where the logits are and returns only ids.
+    virtual std::vector<int> forward_tokens(kv_cache& cache, std::span<const sequence_step> batch,
+                                            AdapterProvider* adapters, std::span<const token_choice> choices,
+                                            int vocab_limit);
 };
 
 struct forward_pass_choice {

@@ -20,6 +20,18 @@ struct sequence_step {
     bool all_logits = false;        // logits for every new token, not only the last
 };
 
+// How the next token of one sequence is picked from its last logits row when the forward pass itself
+// picks it (ForwardPass::forward_tokens): the request's sampling parameters and the uniform its sampler
+// drew for this pick (ignored when greedy: temperature 0 or top_k 1). wanted = false: no token is needed
+// from this row (a prompt chunk that is not the last, a request that ends without sampling).
+struct token_choice {
+    bool wanted = false;
+    float temperature = 0.0f;
+    int top_k = 0;
+    float top_p = 1.0f;
+    double u = 0.0;
+};
+
 // Logits of one step: rows for each sequence in batch order.
 struct step_logits {
     int vocab = 0;

@@ -1,8 +1,12 @@
-// request_state (see request_state.hpp). accept() follows generate()'s decode loop step by step: the same
-// order of checks is what makes the engine's output equal generate()'s.
+// request_state (see request_state.hpp). choice_after() + accept_token() follow generate()'s decode loop
+// step by step: the same order of checks (and of sampler draws) is what makes the engine's output equal
+// generate()'s.
 #include "engine/serve/request_state.hpp"
 
+#include "engine/core/error.hpp"
+
 #include <algorithm>
+#include <string>
 
 namespace lorafleet::serve {
 
@@ -56,13 +60,29 @@ void request_state::close_text() {
     if (m_stops.stopped()) m_result.reason = finish_reason::stop_string;
 }
 
-bool request_state::accept(std::span<const float> logits) {
+token_choice request_state::choice_after(int n) {
+    token_choice c;
+    if (prefilling() && m_prefilled + n < prompt_size()) return c; // a prompt chunk that is not the last
+    if (generated() >= m_request.params.max_tokens) return c;      // accept_token ends without a pick
+    const sampling_params& sp = m_sampler.params();
+    c.wanted = true;
+    c.temperature = sp.temperature;
+    c.top_k = sp.top_k;
+    c.top_p = sp.top_p;
+    c.u = m_sampler.greedy() ? 0.0 : m_sampler.draw();
+    return c;
+}
+
+bool request_state::accept_token(int token) {
     const generation_params& p = m_request.params;
     if (generated() >= p.max_tokens) { // max_tokens == 0: the prompt is all there is
         close_text();
         return m_done = true;
     }
-    const int token = m_sampler.sample(logits.first(std::size_t(m_usable_vocab)));
+    if (token < 0 || token >= m_usable_vocab)
+        throw validation_error("sampling", token < 0 ? "no finite logit to choose from"
+                                                     : "picked token " + std::to_string(token) +
+                                                           " is outside the tokenizer's vocabulary");
     if (!m_first_token) m_first_token = clock::now();
     if (p.stop_at_eos && m_tokenizer->is_eos(token)) {
         m_result.reason = finish_reason::eos;

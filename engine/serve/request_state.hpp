@@ -9,6 +9,7 @@
 #pragma once
 
 #include "engine/serve/decode_stream.hpp"
+#include "engine/serve/forward_step.hpp"
 #include "engine/serve/generate.hpp"
 #include "engine/serve/sampler.hpp"
 #include "engine/serve/serving_engine.hpp"
@@ -45,9 +46,16 @@ public:
     std::span<const int> next_tokens(int max_tokens) const;
     // The step that fed `n` tokens ran; the prompt part advances.
     void mark_fed(int n);
-    // Logits after the last fed token, when that token was the prompt's last or a decode token. Returns true
-    // when the request finished (result().reason says why).
-    bool accept(std::span<const float> logits);
+    // For a step that feeds `n` tokens: how the token after them is to be picked (token_choice). Not
+    // wanted while the prompt is unfinished after the step, nor when the request ends without a pick
+    // (max_tokens reached); otherwise the sampling parameters and, for a non-greedy pick, the uniform
+    // drawn NOW from the request's sampler: the one draw a pick from the logits consumes, so a request
+    // samples the same tokens whichever device picks them.
+    token_choice choice_after(int n);
+    // After mark_fed() of that step, when the token fed was the prompt's last or a decode token: takes
+    // the token picked with choice_after() (-1: the row had no finite logit, a validation_error). Returns
+    // true when the request finished (result().reason says why).
+    bool accept_token(int token);
 
     void mark_scheduled(clock::time_point now); // first time in a step (queue_s)
     // Final result with the given status; for cancelled/failed requests `why` goes to result.error.

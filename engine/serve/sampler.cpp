@@ -30,56 +30,64 @@ sampler::sampler(const sampling_params& params) : m_params(params), m_rng(params
     m_params.validate();
 }
 
-int sampler::sample(std::span<const float> logits) {
-    if (m_params.temperature == 0.0f || m_params.top_k == 1) return greedy_token(logits);
+int choose_token(const sampling_params& params, std::span<const float> logits, double u,
+                 std::vector<int>& ids, std::vector<double>& prob) {
+    if (params.temperature == 0.0f || params.top_k == 1) return greedy_token(logits);
 
     // Candidates: finite logits only, best first.
-    m_ids.clear();
+    ids.clear();
     for (std::size_t i = 0; i < logits.size(); ++i)
-        if (std::isfinite(logits[i])) m_ids.push_back(static_cast<int>(i));
-    if (m_ids.empty()) throw validation_error("sampling", "no finite logit to choose from");
+        if (std::isfinite(logits[i])) ids.push_back(static_cast<int>(i));
+    if (ids.empty()) throw validation_error("sampling", "no finite logit to choose from");
     auto better = [&](int a, int b) {
         return logits[std::size_t(a)] != logits[std::size_t(b)]
                    ? logits[std::size_t(a)] > logits[std::size_t(b)]
                    : a < b;
     };
-    std::size_t keep = m_ids.size();
-    if (m_params.top_k > 0 && std::size_t(m_params.top_k) < keep) {
-        keep = std::size_t(m_params.top_k);
-        std::partial_sort(m_ids.begin(), m_ids.begin() + std::ptrdiff_t(keep), m_ids.end(), better);
-        m_ids.resize(keep);
-    } else if (m_params.top_p < 1.0f) {
-        std::sort(m_ids.begin(), m_ids.end(), better);
+    std::size_t keep = ids.size();
+    if (params.top_k > 0 && std::size_t(params.top_k) < keep) {
+        keep = std::size_t(params.top_k);
+        std::partial_sort(ids.begin(), ids.begin() + std::ptrdiff_t(keep), ids.end(), better);
+        ids.resize(keep);
+    } else if (params.top_p < 1.0f) {
+        std::sort(ids.begin(), ids.end(), better);
     }
 
     // Softmax of logit / temperature over the candidates.
     float mx = -INFINITY;
-    for (int id : m_ids)
+    for (int id : ids)
         mx = std::max(mx, logits[std::size_t(id)]);
-    m_prob.resize(keep);
+    prob.resize(keep);
     double total = 0;
     for (std::size_t i = 0; i < keep; ++i) {
-        m_prob[i] = std::exp(double(logits[std::size_t(m_ids[i])] - mx) / m_params.temperature);
-        total += m_prob[i];
+        prob[i] = std::exp(double(logits[std::size_t(ids[i])] - mx) / params.temperature);
+        total += prob[i];
     }
     // Nucleus: candidates are sorted here whenever top_p < 1; keep the shortest prefix reaching top_p.
-    if (m_params.top_p < 1.0f) {
+    if (params.top_p < 1.0f) {
         double mass = 0;
         std::size_t i = 0;
         while (i < keep) {
-            mass += m_prob[i++];
-            if (mass >= double(m_params.top_p) * total) break;
+            mass += prob[i++];
+            if (mass >= double(params.top_p) * total) break;
         }
         keep = i;
         total = mass;
     }
-    const double u = m_rng.uniform() * total;
+    const double target = u * total;
     double acc = 0;
     for (std::size_t i = 0; i < keep; ++i) {
-        acc += m_prob[i];
-        if (u < acc) return m_ids[i];
+        acc += prob[i];
+        if (target < acc) return ids[i];
     }
-    return m_ids[keep - 1]; // u within rounding of total
+    return ids[keep - 1]; // u within rounding of total
+}
+
+int sampler::sample(std::span<const float> logits) {
+    if (greedy()) return greedy_token(logits);
+    // One uniform per non-greedy pick (drawn even when the row turns out to have no candidate: the
+    // request fails then, so the stream no longer matters).
+    return choose_token(m_params, logits, draw(), m_ids, m_prob);
 }
 
 } // namespace lorafleet::serve

@@ -26,11 +26,21 @@ struct sampling_params {
 // argmax with ties broken towards the lowest id; validation_error when no logit is finite.
 int greedy_token(std::span<const float> logits);
 
+// The token `params` choose from `logits` with the uniform u in [0, 1) (ignored when greedy): what
+// sampler::sample does after its draw. ids / prob are scratch. validation_error when no logit is finite.
+int choose_token(const sampling_params& params, std::span<const float> logits, double u,
+                 std::vector<int>& ids, std::vector<double>& prob);
+
 class sampler {
 public:
     explicit sampler(const sampling_params& params);
     int sample(std::span<const float> logits);
     const sampling_params& params() const { return m_params; }
+    // Greedy (temperature 0 or top_k 1): sample() draws nothing.
+    bool greedy() const { return m_params.temperature == 0.0f || m_params.top_k == 1; }
+    // The uniform the next non-greedy sample() would draw, consumed now (for a pick made elsewhere: on the
+    // device that holds the logits, kernels/sampling_row.hpp has the same semantics).
+    double draw() { return m_rng.uniform(); }
 
 private:
     sampling_params m_params;

@@ -325,9 +325,16 @@ struct serving_engine::impl {
             (r.prefilling() ? prefill_tokens : decode_tokens) += static_cast<int>(s.tokens.size());
             batch.push_back(s);
         }
-        step_logits logits;
+        // Each sequence's pick is prepared before the step (its sampler's draw), so the forward pass can
+        // pick on the device that holds the logits and return only token ids.
+        std::vector<token_choice> choices;
+        choices.reserve(plan.size());
+        for (std::size_t b = 0; b < plan.size(); ++b)
+            choices.push_back(running[std::size_t(plan[b].index)].state->choice_after(
+                static_cast<int>(batch[b].tokens.size())));
+        std::vector<int> picked;
         try {
-            logits = model.forward(cache, batch, provider.get());
+            picked = model.forward_tokens(cache, batch, provider.get(), choices, usable_vocab);
         } catch (const std::exception& e) {
             // The step's sequences may be half written: fail them, keep serving the others.
             std::vector<std::uint64_t> ids;
@@ -353,7 +360,7 @@ struct serving_engine::impl {
             r.mark_fed(static_cast<int>(batch[b].tokens.size()));
             if (r.prefilling()) continue; // a middle chunk: its logits are not needed
             try {
-                if (r.accept(logits.last(static_cast<int>(b)))) finished.push_back(r.id());
+                if (r.accept_token(picked[b])) finished.push_back(r.id());
             } catch (const std::exception& e) {
                 failed.emplace_back(r.id(), e.what());
             }

@@ -295,9 +295,11 @@ private slots:
         QCOMPARE(cache->hits(), std::uint64_t(2));
     }
 
-    // forward_greedy samples on the device (launch_sample_rows); it must pick each row's argmax of the
-    // logits forward() returns for the same step (rerun at the same positions: the KV writes repeat).
-    void deviceGreedySamplingPicksTheArgmax() {
+    // forward_sample picks on the device (launch_sample_rows); given the same uniforms it must pick what
+    // the engine's sampler picks from the logits forward() returns for the same step (rerun at the same
+    // positions: the KV writes repeat): greedy rows, and sampled rows with top-k / top-p (sorted on the
+    // device), over the whole vocabulary and over a shorter limit.
+    void deviceSamplingPicksWhatTheSamplerPicks() {
         const auto w = fixture_model();
         const auto& g = w->geometry();
         std::unique_ptr<kernels::device_transformer> dev;
@@ -320,12 +322,35 @@ private slots:
         st.rows = st.n;
         std::vector<float> logits(tokens.size() * std::size_t(g.vocab_size));
         throw_if_failed(dev->forward(st, nullptr, logits.data()), "forward");
-        std::vector<int> picked(tokens.size(), -2);
-        throw_if_failed(dev->forward_greedy(st, nullptr, picked.data()), "forward_greedy");
-        for (std::size_t r = 0; r < tokens.size(); ++r)
-            QCOMPARE(picked[r],
-                     greedy_token(std::span<const float>(logits.data() + r * std::size_t(g.vocab_size),
-                                                         std::size_t(g.vocab_size))));
+        random_stream uniforms(5);
+        int sampled_rows = 0;
+        for (const int limit : {g.vocab_size, g.vocab_size - 7})
+            for (int pass = 0; pass < 2; ++pass) { // greedy everywhere, then mixed
+                std::vector<kernels::sampling_row_params> params(tokens.size());
+                std::vector<double> u(tokens.size(), 0.0);
+                for (std::size_t r = 0; r < tokens.size(); ++r)
+                    if (pass == 1 && r % 4 != 0) {
+                        params[r] = {0.6f + 0.2f * float(r % 3), int(r % 3) * 25, r % 2 ? 0.9f : 1.0f};
+                        u[r] = uniforms.uniform();
+                        ++sampled_rows;
+                    }
+                std::vector<int> picked(tokens.size(), -2);
+                throw_if_failed(
+                    dev->forward_sample(st, nullptr, params.data(), u.data(), limit, picked.data()),
+                    "forward_sample");
+                std::vector<int> ids;
+                std::vector<double> prob;
+                for (std::size_t r = 0; r < tokens.size(); ++r) {
+                    sampling_params sp;
+                    sp.temperature = params[r].temperature;
+                    sp.top_k = params[r].top_k;
+                    sp.top_p = params[r].top_p;
+                    const std::span<const float> row(logits.data() + r * std::size_t(g.vocab_size),
+                                                     std::size_t(limit));
+                    QCOMPARE(picked[r], choose_token(sp, row, u[r], ids, prob));
+                }
+            }
+        QVERIFY(sampled_rows > 20);
         // A block id outside the pools is refused before anything runs.
         const std::vector<int> bad_table = {3, 8};
         st.tables = bad_table.data();
