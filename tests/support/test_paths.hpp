@@ -4,22 +4,29 @@
 
 #include <QtTest/QtTest>
 
+#include <cstdlib>
 #include <filesystem>
 
 namespace lorafleet::test {
 
+// Each path can be moved at run time (LORAFLEET_TEST_SOURCE_DIR, LORAFLEET_TEST_FIXTURES_DIR,
+// LORAFLEET_TEST_CLI), so test binaries built here also run from a copy elsewhere (bench/gpu_kit.sh).
+inline std::filesystem::path path_from_env(const char* name, const char* built_in) {
+    const char* v = std::getenv(name);
+    return v != nullptr && *v != '\0' ? std::filesystem::path(v) : std::filesystem::path(built_in);
+}
 inline std::filesystem::path source_dir() {
-    return LORAFLEET_SOURCE_DIR;
+    return path_from_env("LORAFLEET_TEST_SOURCE_DIR", LORAFLEET_SOURCE_DIR);
 }
 inline std::filesystem::path fixtures_dir() {
-    return LORAFLEET_FIXTURES_DIR;
+    return path_from_env("LORAFLEET_TEST_FIXTURES_DIR", LORAFLEET_FIXTURES_DIR);
 }
 // The demo model the program ships (resources/, not ../shared): present in every checkout.
 inline std::filesystem::path demo_model_dir() {
     return source_dir() / "resources/models/tinystories-656k";
 }
 inline std::filesystem::path cli_path() {
-    return LORAFLEET_CLI_PATH;
+    return path_from_env("LORAFLEET_TEST_CLI", LORAFLEET_CLI_PATH);
 }
 
 } // namespace lorafleet::test
