@@ -219,6 +219,15 @@ private:
     CpuBackend cpu{cpu_backend_options{2}};
 };
 
+// Compression of a planted fleet at its planted rank and cluster count, prefetching.
+compress_options prefetching_options(const planted_fleet_options& po) {
+    compress_options o;
+    o.jd.rank = po.subspace_rank;
+    o.clusters = po.groups;
+    o.prefetch_modules = true;
+    return o;
+}
+
 } // namespace
 
 class TestCompressPrefetch : public QObject {
@@ -431,10 +440,7 @@ private slots:
     void the_driver_stages_each_next_module_from_the_prefetch_thread() {
         const auto po = ragged_fleet();
         auto fleet = make_planted_fleet(po);
-        compress_options o;
-        o.jd.rank = po.subspace_rank;
-        o.clusters = po.groups;
-        o.prefetch_modules = true;
+        compress_options o = prefetching_options(po);
         StageRecordingBackend rec;
         const auto result = compress_fleet(*fleet.source, rec, o);
         QVERIFY(same_partition(result.assignment, fleet.labels));
@@ -511,10 +517,7 @@ private slots:
     void cancelling_waits_for_at_most_the_one_load_in_flight() {
         const auto po = ragged_fleet();
         auto fleet = make_planted_fleet(po);
-        compress_options o;
-        o.jd.rank = po.subspace_rank;
-        o.clusters = po.groups;
-        o.prefetch_modules = true;
+        compress_options o = prefetching_options(po);
         InstrumentedSource inst(*fleet.source);
         int calls = 0;
         QVERIFY_THROWS_EXCEPTION(cancelled_error, compress_fleet(inst, backend, o, [&](const progress_info&) {
