@@ -5,9 +5,11 @@
 //   shrink  block (tile, split): for the tile's tokens j and p < r, the partial z_s[j, p] =
 //           V_cᵀ[p, K_s] · x[row_j, K_s] over the split's columns K_s, x and V_cᵀ staged in shared memory
 //           bank_shrink_k columns at a time; one partial per split (no atomics: deterministic)
-//   core    thread (j, p): w[j, p] = (Σ_i z_j)[p] with z_j = the splits' partials summed in split order
-//   expand  block (tile, column block): the tile's w staged in shared memory, then thread o adds
+//   expand  block (tile, column block): the tile's w_j = Σ_i z_j (z_j = the splits' partials summed in
+//           split order, each adapter's own core) computed into shared memory, then thread o adds
 //           U_c[o, :] · w_j to y[row_j, o] for every token j of the tile (U_c's row read once per tile)
+// Two launches per module; the core product (r² per token) is redone by each column block of a tile,
+// which costs less than a launch and a workspace round trip.
 // Every phase of a kernel between two __syncthreads() is a function of (block, thread) here, so the CPU
 // tests run these very bodies thread by thread and phase by phase (tests/kernels_host/test_bank_tiles.cpp)
 // and the kernels in serve_kernels.cu are thin loops over them. Row-major float32; sums in index order
@@ -133,11 +135,17 @@ LORAFLEET_HD float bank_core_from_splits(const float* core, bool full, const flo
     return acc;
 }
 
-// Expand phase 1: stage the tile's w rows (consecutive in w [m, rank]) into ws [tile.count, rank].
-LORAFLEET_HD void bank_expand_stage(const float* w, bank_tile tile, int rank, float* ws, int tid,
+// Expand phase 1: the tile's core products into ws [tile.count, rank]: ws[j, p] = bank_core_from_splits
+// of token tile.first + j with its adapter's core (cores [slots, rank * rank] full or [slots, rank]
+// diagonal, slot [m]).
+LORAFLEET_HD void bank_expand_stage(const float* cores, bool full, const int* slot, const float* zpart,
+                                    int splits, int m, bank_tile tile, int rank, float* ws, int tid,
                                     int threads) {
-    for (int e = tid; e < tile.count * rank; e += threads)
-        ws[e] = w[static_cast<long long>(tile.first) * rank + e];
+    const long long core_size = full ? static_cast<long long>(rank) * rank : rank;
+    for (int e = tid; e < tile.count * rank; e += threads) {
+        const int j = tile.first + e / rank, p = e % rank;
+        ws[e] = bank_core_from_splits(cores + slot[j] * core_size, full, zpart, splits, m, j, p, rank);
+    }
 }
 
 // Expand phase 2: output column o of every token of the tile: y[row_j, o] += U_c[o, :] · w_j, with u

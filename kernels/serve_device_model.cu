@@ -455,8 +455,8 @@ struct device_bank::state {
     std::size_t bytes = 0;
     int* tokens = nullptr; // [3, m]: rows, clusters, slots
     std::size_t cap_tokens = 0;
-    float *z = nullptr, *w = nullptr;
-    std::size_t cap_z = 0, cap_w = 0;
+    float* z = nullptr;
+    std::size_t cap_z = 0;
     int count = 0, tile_count = 0;
     std::vector<int> host;
     std::vector<bank_tile> tile_host;
@@ -469,7 +469,6 @@ struct device_bank::state {
         }
         release(tokens);
         release(z);
-        release(w);
     }
 };
 
@@ -575,7 +574,6 @@ serve_status device_bank::begin_step(const int* token_slot, int n, void* stream)
     const std::size_t ints = 3 * c + 3 * std::size_t(S.tile_count);
     LF_TRY(grow(S.tokens, S.cap_tokens, 6 * c, "cudaMalloc(bank tokens)"));
     LF_TRY(grow(S.z, S.cap_z, std::size_t(bank_max_splits) * c * std::size_t(S.rank), "cudaMalloc(bank z)"));
-    LF_TRY(grow(S.w, S.cap_w, c * std::size_t(S.rank), "cudaMalloc(bank w)"));
     LF_CUDA(cudaMemcpyAsync(S.tokens, S.host.data(), ints * sizeof(int), cudaMemcpyHostToDevice,
                             as_stream(stream)),
             "cudaMemcpy(bank tokens)");
@@ -604,7 +602,7 @@ serve_status device_bank::apply(int layer, int module, const float* x, float* y,
     tok.count = S.count;
     tok.tiles = reinterpret_cast<const bank_tile*>(S.tokens + 3 * S.count);
     tok.tile_count = S.tile_count;
-    return launch_bank_apply(view, tok, x, y, S.z, S.w, stream);
+    return launch_bank_apply(view, tok, x, y, S.z, stream);
 }
 
 std::size_t device_bank::device_bytes() const {

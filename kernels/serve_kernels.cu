@@ -177,23 +177,14 @@ __global__ void bank_shrink_tiled_kernel(bank_module_view M, adapted_tokens T, c
     bank_shrink_store(acc, tile, M.rank, split, T.count, zpart, tid, threads);
 }
 
-// Bank core: one thread per (j, p), the shrink's split partials summed in order.
-__global__ void bank_core_kernel(bank_module_view M, adapted_tokens T, const float* zpart, int splits,
-                                 float* w) {
-    const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i >= std::size_t(T.count) * std::size_t(M.rank)) return;
-    const int j = int(i / std::size_t(M.rank)), p = int(i % std::size_t(M.rank));
-    const std::size_t core_size = M.full ? std::size_t(M.rank) * M.rank : std::size_t(M.rank);
-    w[i] = bank_core_from_splits(M.cores + std::size_t(T.slot[j]) * core_size, M.full, zpart, splits, T.count,
-                                 j, p, M.rank);
-}
-
-// Bank expand, block (tile, column block): the tile's w staged, then one output column per thread for
-// every token of the tile.
-__global__ void bank_expand_tiled_kernel(bank_module_view M, adapted_tokens T, const float* w, float* y) {
+// Bank expand, block (tile, column block): the tile's core products into shared memory, then one output
+// column per thread for every token of the tile.
+__global__ void bank_expand_tiled_kernel(bank_module_view M, adapted_tokens T, const float* zpart, int splits,
+                                         float* y) {
     __shared__ float ws[bank_tile_tokens * bank_max_rank];
     const bank_tile tile = T.tiles[blockIdx.x];
-    bank_expand_stage(w, tile, M.rank, ws, int(threadIdx.x), int(blockDim.x));
+    bank_expand_stage(M.cores, M.full, T.slot, zpart, splits, T.count, tile, M.rank, ws, int(threadIdx.x),
+                      int(blockDim.x));
     __syncthreads();
     bank_expand_column(M.u, T.row, ws, M.d_out, M.rank, tile, int(blockIdx.y * blockDim.x + threadIdx.x), y);
 }
@@ -397,7 +388,7 @@ serve_status launch_add_bias(float* y, const float* bias, int rows, int cols, vo
 }
 
 serve_status launch_bank_apply(const bank_module_view& module, const adapted_tokens& tokens, const float* x,
-                               float* y, float* z, float* w, void* stream) {
+                               float* y, float* z, void* stream) {
     if (tokens.count <= 0) return {};
     if (module.rank <= 0 || module.d_in <= 0 || module.d_out <= 0)
         return bad_argument("launch_bank_apply", "rank and module shape must be positive");
@@ -410,11 +401,9 @@ serve_status launch_bank_apply(const bank_module_view& module, const adapted_tok
     const std::size_t shrink_shared = std::size_t(bank_shrink_shared_floats(module.rank)) * sizeof(float);
     bank_shrink_tiled_kernel<<<dim3(unsigned(tokens.tile_count), unsigned(splits)), bank_block_threads,
                                shrink_shared, s>>>(module, tokens, x, z, splits);
-    const std::size_t mr = std::size_t(tokens.count) * module.rank;
-    bank_core_kernel<<<blocks_for(mr), threads_per_block, 0, s>>>(module, tokens, z, splits, w);
     bank_expand_tiled_kernel<<<dim3(unsigned(tokens.tile_count),
                                     blocks_for(std::size_t(module.d_out), bank_block_threads)),
-                               bank_block_threads, 0, s>>>(module, tokens, w, y);
+                               bank_block_threads, 0, s>>>(module, tokens, z, splits, y);
     return launched("launch_bank_apply");
 }
 

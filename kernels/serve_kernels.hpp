@@ -62,7 +62,7 @@ serve_status launch_add_bias(float* y, const float* bias, int rows, int cols, vo
 //   vt    [clusters, r, d_in]   V_cᵀ (zeros where a cluster has no basis)
 //   u     [clusters, d_out, r]  U_c
 //   cores [slots, r * r] (full) or [slots, r] (diagonal); zeros where an adapter lacks the module
-//   z     [bank_max_splits, m, r] workspace (the shrink's per-split partials); w [m, r] workspace
+//   z     [bank_max_splits, m, r] workspace (the shrink's per-split partials)
 // Adds U_c Σ_i V_cᵀ x to each adapted token's row of y [*, d_out]; other rows are untouched.
 // r <= bank_max_rank.
 struct bank_module_view {
@@ -83,7 +83,7 @@ struct adapted_tokens {
     int tile_count = 0;
 };
 serve_status launch_bank_apply(const bank_module_view& module, const adapted_tokens& tokens, const float* x,
-                               float* y, float* z, float* w, void* stream);
+                               float* y, float* z, void* stream);
 
 // ---- Raw LoRA (BGMV), one module ----
 // Per token t < n, desc[t] (device array) gives its adapter's factors on this module, or a = nullptr for

@@ -44,7 +44,7 @@ serve_status launch_add_bias(float*, const float*, int, int, void*) {
     return not_compiled("launch_add_bias");
 }
 serve_status launch_bank_apply(const bank_module_view&, const adapted_tokens&, const float*, float*, float*,
-                               float*, void*) {
+                               void*) {
     return not_compiled("launch_bank_apply");
 }
 serve_status launch_bgmv_apply(const lora_factor_desc*, int, int, int, int, const float*, float*, float*,

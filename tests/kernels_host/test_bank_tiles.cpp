@@ -1,6 +1,7 @@
 // kernels/bank_tiles.hpp on the CPU: the tiled segmented bank kernels of launch_bank_apply run here
 // phase by phase and thread by thread, exactly as serve_kernels.cu composes them (every thread's staging,
-// then every thread's accumulation, per chunk; per-split partials; core; expand staging then columns),
+// then every thread's accumulation, per chunk; per-split partials; the expand's core products then its
+// columns),
 // against a double-precision per-token reference of y += U_c Σ_i V_cᵀ x. Shared memory and workspaces
 // start as NaN, so a value read before it is written poisons the result. Shapes cover ragged d_in (not a
 // multiple of the staged chunk), ranks 1..128, segments longer than a tile, a lone token, JD-Full and
@@ -30,11 +31,11 @@ std::vector<float> random_vector(std::size_t n, random_stream& rng) {
     return v;
 }
 
-// launch_bank_apply's three kernels, emulated: grid loops outside, block threads inside each phase.
+// launch_bank_apply's two kernels, emulated: grid loops outside, block threads inside each phase.
 void emulate_bank_apply(const k::bank_module_view& M, const k::adapted_tokens& T, const float* x, float* y) {
     const int m = T.count, r = M.rank, threads = k::bank_block_threads;
     const int splits = k::bank_shrink_splits(T.tile_count, M.d_in);
-    std::vector<float> z(std::size_t(k::bank_max_splits) * m * r, nan_f), w(std::size_t(m) * r, nan_f);
+    std::vector<float> z(std::size_t(k::bank_max_splits) * m * r, nan_f);
     for (int b = 0; b < T.tile_count; ++b)
         for (int split = 0; split < splits; ++split) {
             std::vector<float> shared(std::size_t(k::bank_shrink_shared_floats(r)), nan_f);
@@ -57,17 +58,13 @@ void emulate_bank_apply(const k::bank_module_view& M, const k::adapted_tokens& T
                 k::bank_shrink_store(acc.data() + std::size_t(tid) * k::bank_pairs_per_thread, T.tiles[b], r,
                                      split, m, z.data(), tid, threads);
         }
-    const std::size_t core_size = M.full ? std::size_t(r) * r : std::size_t(r);
-    for (int j = 0; j < m; ++j)
-        for (int p = 0; p < r; ++p)
-            w[std::size_t(j) * r + p] = k::bank_core_from_splits(M.cores + std::size_t(T.slot[j]) * core_size,
-                                                                 M.full, z.data(), splits, m, j, p, r);
     const int column_blocks = (M.d_out + threads - 1) / threads;
     for (int b = 0; b < T.tile_count; ++b)
         for (int cb = 0; cb < column_blocks; ++cb) {
             std::vector<float> ws(std::size_t(k::bank_tile_tokens) * k::bank_max_rank, nan_f);
             for (int tid = 0; tid < threads; ++tid)
-                k::bank_expand_stage(w.data(), T.tiles[b], r, ws.data(), tid, threads);
+                k::bank_expand_stage(M.cores, M.full, T.slot, z.data(), splits, m, T.tiles[b], r, ws.data(),
+                                     tid, threads);
             for (int tid = 0; tid < threads; ++tid)
                 k::bank_expand_column(M.u, T.row, ws.data(), M.d_out, r, T.tiles[b], cb * threads + tid, y);
         }
