@@ -20,6 +20,7 @@ std::unique_ptr<AdapterProvider> open_bank_provider(const std::filesystem::path&
 // Raw PEFT adapters (each a folder, or a parent folder of adapter folders), named by folder name;
 // at most `cache_bytes` of float32 A/B resident at a time, misses loaded from the mmapped files.
 std::unique_ptr<AdapterProvider> open_raw_provider(const std::vector<std::filesystem::path>& paths,
-                                                   const io::model_geometry& base, std::uint64_t cache_bytes);
+                                                   const io::model_geometry& base,
+                                                   std::uint64_t cache_bytes);
 
 } // namespace lorafleet::serve
