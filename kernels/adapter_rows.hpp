@@ -1,7 +1,5 @@
-// Per-token adapter arithmetic shared by the GPU adapter kernels and their CPU checks.
-// Compressed bank (method.md §7, engine/serve/bank_delta.cpp): after the cluster's shrink z = V_cᵀ x [r],
-// each token multiplies by its own core: w = Σ_i z (JD-Full, Σ_i [r, r] row-major) or w = σ_i ∘ z (JD-Diag,
-// σ_i [r]); the expand y += U_c w follows. Raw LoRA (engine/serve/raw_lora_delta.cpp, the Punica BGMV
+// Per-token raw LoRA arithmetic shared by the GPU's BGMV kernels and their CPU checks (the compressed
+// bank's kernels are tiled: bank_tiles.hpp). Raw LoRA (engine/serve/raw_lora_delta.cpp, the Punica BGMV
 // pair for one token): shrink t = A x (A [rank, d_in] as PEFT stores it), expand y += scale · B t
 // (B [d_out, rank]). Sums run in index order in float, like the CPU's scalar reference order; the CPU's
 // gemm_nt sums in 8 interleaved partials, so the two agree to float rounding. Pure functions: any thread.
@@ -17,17 +15,6 @@ LORAFLEET_HD float dot_in_order(const float* a, const float* b, int n) {
     for (int k = 0; k < n; ++k)
         acc += a[k] * b[k];
     return acc;
-}
-
-// Element p of a token's core product: (Σ_i z)[p] with core [r, r] (full), or σ_i[p] z[p] (diagonal).
-LORAFLEET_HD float bank_core_element(const float* core, bool full, const float* z, int p, int r) {
-    return full ? dot_in_order(core + p * r, z, r) : core[p] * z[p];
-}
-
-// Bank core product of one token: z, w [r]; core [r, r] (full) or [r] (diagonal). w must not alias z.
-LORAFLEET_HD void bank_core_product(const float* core, bool full, const float* z, float* w, int r) {
-    for (int p = 0; p < r; ++p)
-        w[p] = bank_core_element(core, full, z, p, r);
 }
 
 // Raw LoRA shrink of one token: t[p] = A[p, :] · x for p < rank.
@@ -46,11 +33,6 @@ LORAFLEET_HD void bgmv_expand_token(const float* b, const float* t, float* y, in
                                     float scale) {
     for (int o = 0; o < d_out; ++o)
         y[o] += bgmv_expand_element(b, t, o, rank, scale);
-}
-
-// Compressed expand of one output element: (U_c w)[o] = sum_p U[o, p] w[p], U [d_out, r] row-major.
-LORAFLEET_HD float bank_expand_element(const float* u, const float* w, int o, int r) {
-    return dot_in_order(u + o * r, w, r);
 }
 
 } // namespace lorafleet::kernels

@@ -9,6 +9,7 @@
 #include "engine/core/random.hpp"
 #include "kernels/bank_tiles.hpp"
 #include "kernels/serve_kernels.hpp"
+#include "tests/support/bank_tiles_emulation.hpp"
 
 #include <QtTest/QtTest>
 
@@ -29,45 +30,6 @@ std::vector<float> random_vector(std::size_t n, random_stream& rng) {
     for (auto& x : v)
         x = float(rng.normal());
     return v;
-}
-
-// launch_bank_apply's two kernels, emulated: grid loops outside, block threads inside each phase.
-void emulate_bank_apply(const k::bank_module_view& M, const k::adapted_tokens& T, const float* x, float* y) {
-    const int m = T.count, r = M.rank, threads = k::bank_block_threads;
-    const int splits = k::bank_shrink_splits(T.tile_count, M.d_in);
-    std::vector<float> z(std::size_t(k::bank_max_splits) * m * r, nan_f);
-    for (int b = 0; b < T.tile_count; ++b)
-        for (int split = 0; split < splits; ++split) {
-            std::vector<float> shared(std::size_t(k::bank_shrink_shared_floats(r)), nan_f);
-            float* xs = shared.data();
-            float* vs = shared.data() + k::bank_tile_tokens * k::bank_shrink_stride;
-            std::vector<float> acc(std::size_t(threads) * k::bank_pairs_per_thread, 0.0f);
-            int begin = 0, end = 0;
-            k::bank_split_range(M.d_in, splits, split, &begin, &end);
-            for (int k0 = begin; k0 < end; k0 += k::bank_shrink_k) {
-                const int klen = std::min(k::bank_shrink_k, end - k0);
-                for (int tid = 0; tid < threads; ++tid)
-                    k::bank_shrink_stage(M.vt, T.row, x, M.d_in, r, T.tiles[b], k0, klen, xs, vs, tid,
-                                         threads);
-                for (int tid = 0; tid < threads; ++tid)
-                    k::bank_shrink_accumulate(xs, vs, T.tiles[b], r, klen,
-                                              acc.data() + std::size_t(tid) * k::bank_pairs_per_thread, tid,
-                                              threads);
-            }
-            for (int tid = 0; tid < threads; ++tid)
-                k::bank_shrink_store(acc.data() + std::size_t(tid) * k::bank_pairs_per_thread, T.tiles[b], r,
-                                     split, m, z.data(), tid, threads);
-        }
-    const int column_blocks = (M.d_out + threads - 1) / threads;
-    for (int b = 0; b < T.tile_count; ++b)
-        for (int cb = 0; cb < column_blocks; ++cb) {
-            std::vector<float> ws(std::size_t(k::bank_tile_tokens) * k::bank_max_rank, nan_f);
-            for (int tid = 0; tid < threads; ++tid)
-                k::bank_expand_stage(M.cores, M.full, T.slot, z.data(), splits, m, T.tiles[b], r, ws.data(),
-                                     tid, threads);
-            for (int tid = 0; tid < threads; ++tid)
-                k::bank_expand_column(M.u, T.row, ws.data(), M.d_out, r, T.tiles[b], cb * threads + tid, y);
-        }
 }
 
 struct bank_case {
@@ -189,7 +151,7 @@ private slots:
         T.tiles = tiles.data();
         T.tile_count = tile_count;
         std::vector<float> y = y0;
-        emulate_bank_apply(M, T, x.data(), y.data());
+        test::emulate_bank_apply(M, T, x.data(), y.data());
 
         // Reference in double, token by token.
         std::vector<double> want(y0.begin(), y0.end());

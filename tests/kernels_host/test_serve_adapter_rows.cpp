@@ -1,11 +1,14 @@
-// kernels/adapter_rows.hpp on the CPU against the engine's adapter deltas: the compressed bank's per-token
-// path (shrink by V_c, core product, expand by U_c) against BankDelta::apply on a random bank with every
-// corner (JD-Full and JD-Diag, a GQA-shaped module, an adapter lacking a module, an empty basis, base
-// tokens), and the raw BGMV shrink/expand against RawLoraDelta::apply with odd shapes and mixed ranks.
+// The device's adapter arithmetic on the CPU against the engine's adapter deltas: the compressed bank's
+// tiled kernels (kernels/bank_tiles.hpp, emulated as device_bank runs them) against BankDelta::apply on a
+// random bank with every corner (JD-Full and JD-Diag, a GQA-shaped module, an adapter lacking a module, an
+// empty basis, base tokens), and the raw BGMV shrink/expand (kernels/adapter_rows.hpp) against
+// RawLoraDelta::apply with odd shapes and mixed ranks.
 #include "engine/core/random.hpp"
 #include "engine/serve/bank_delta.hpp"
 #include "engine/serve/raw_lora_delta.hpp"
 #include "kernels/adapter_rows.hpp"
+#include "kernels/bank_tiles.hpp"
+#include "tests/support/bank_tiles_emulation.hpp"
 #include "tests/support/random_bank.hpp"
 
 #include <QtTest/QtTest>
@@ -64,8 +67,7 @@ private slots:
         QFETCH(int, kind);
         const bank::compressed_bank bank = test::make_random_bank(bank::method(kind), 17);
         BankDelta delta(bank, bank_geometry(), "random bank");
-        const int r = bank.rank, n = 19;
-        const bool full = bank.kind == bank::method::jd_full;
+        const int n = 19;
         std::vector<int> token_slots(n);
         for (int t = 0; t < n; ++t)
             token_slots[std::size_t(t)] = t % 7 - 1; // -1 (base) and every adapter 0..5
@@ -78,21 +80,12 @@ private slots:
             delta.apply(mod.layer, *parse_module_kind(mod.short_name), x.data(), want.data(), n, token_slots,
                         nullptr);
             auto got = y0;
-            int touched = 0;
+            test::emulate_bank_module(bank, m, token_slots, x.data(), got.data(), n);
+            int touched = 0; // tokens whose adapter has the module and a basis for it
             for (int t = 0; t < n; ++t) {
                 const int s = token_slots[std::size_t(t)];
                 if (s < 0 || !bank.adapters[std::size_t(s)].has_module(m)) continue;
-                const auto& basis = bank.bases[m][std::size_t(bank.adapters[std::size_t(s)].cluster)];
-                if (basis.empty()) continue;
-                const float* xt = x.data() + std::size_t(t) * d_in;
-                std::vector<float> z(static_cast<std::size_t>(r)), w(static_cast<std::size_t>(r));
-                for (int p = 0; p < r; ++p)
-                    z[std::size_t(p)] = k::dot_in_order(basis.vt.data() + std::size_t(p) * d_in, xt, d_in);
-                k::bank_core_product(bank.core(m, std::size_t(s)), full, z.data(), w.data(), r);
-                for (int o = 0; o < d_out; ++o)
-                    got[std::size_t(t) * d_out + std::size_t(o)] +=
-                        k::bank_expand_element(basis.u.data(), w.data(), o, r);
-                ++touched;
+                if (!bank.bases[m][std::size_t(bank.adapters[std::size_t(s)].cluster)].empty()) ++touched;
             }
             QVERIFY(touched > 0);
             QVERIFY(got != y0);
@@ -103,16 +96,18 @@ private slots:
     void bankCoreProductIsTheMatrixVectorProduct() {
         for (int r : {1, 4, 19}) {
             const auto core = random_vector(std::size_t(r) * r, 3 + r);
-            const auto z = random_vector(std::size_t(r), 4 + r);
+            const auto z = random_vector(std::size_t(r), 4 + r); // one token, one split
             std::vector<float> w(static_cast<std::size_t>(r));
-            k::bank_core_product(core.data(), true, z.data(), w.data(), r);
+            for (int p = 0; p < r; ++p)
+                w[std::size_t(p)] = k::bank_core_from_splits(core.data(), true, z.data(), 1, 1, 0, p, r);
             for (int p = 0; p < r; ++p) {
                 double ref = 0;
                 for (int q = 0; q < r; ++q)
                     ref += double(core[std::size_t(p * r + q)]) * z[std::size_t(q)];
                 QVERIFY(std::abs(w[std::size_t(p)] - ref) <= 1e-5 * (1 + std::abs(ref)));
             }
-            k::bank_core_product(core.data(), false, z.data(), w.data(), r); // diagonal: first r entries
+            for (int p = 0; p < r; ++p) // diagonal: first r entries
+                w[std::size_t(p)] = k::bank_core_from_splits(core.data(), false, z.data(), 1, 1, 0, p, r);
             for (int p = 0; p < r; ++p)
                 QCOMPARE(w[std::size_t(p)], core[std::size_t(p)] * z[std::size_t(p)]);
         }

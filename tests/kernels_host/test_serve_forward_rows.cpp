@@ -1,10 +1,10 @@
 // The device forward pass's composition, run on the CPU: the TinyStories-656K fixture (GQA, tied
 // embeddings) pushed through the kernels' row functions in the order and memory layout that
 // kernels/serve_device_model.cu uses (embed, RMSNorm by partial sums, projections, the compressed bank's
-// shrink / core / expand per token, RoPE per (token, pair), paged KV pools written through
-// paged_kv_offset with a scattered block table, online-softmax attention per query head, SwiGLU, final
-// norm on the output rows, lm_head), compared with the CPU transformer's logits — with and without a
-// bank adapter. It checks that the pieces fit together and that the tolerance the GPU test uses
+// tiled shrink / expand (tests/support/bank_tiles_emulation.hpp), RoPE per (token, pair), paged KV pools
+// written through paged_kv_offset with a scattered block table, online-softmax attention per query head,
+// SwiGLU, final norm on the output rows, lm_head), compared with the CPU transformer's logits — with and
+// without a bank adapter. It checks that the pieces fit together and that the tolerance the GPU test uses
 // (tests/kernels/test_serve_device_forward.cpp) holds for the kernels' summation orders.
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/core/random.hpp"
@@ -16,6 +16,7 @@
 #include "kernels/rmsnorm_row.hpp"
 #include "kernels/rope_rotate.hpp"
 #include "kernels/swiglu.hpp"
+#include "tests/support/bank_tiles_emulation.hpp"
 #include "tests/support/random_bank.hpp"
 #include "tests/support/test_paths.hpp"
 
@@ -41,25 +42,6 @@ void linear(const weight_tensor& w, const float* x, float* y, int n) {
         for (int o = 0; o < d_out; ++o)
             y[std::size_t(t) * d_out + o] =
                 k::dot_in_order(w.data + std::size_t(o) * d_in, x + std::size_t(t) * d_in, d_in);
-}
-
-// One bank module's delta for every adapted token (what launch_bank_apply computes).
-void bank_delta(const bank::compressed_bank& b, std::size_t m, const std::vector<int>& slot, const float* x,
-                float* y, int n) {
-    const int r = b.rank, d_in = int(b.modules[m].d_in), d_out = int(b.modules[m].d_out);
-    std::vector<float> z(static_cast<std::size_t>(r)), w(static_cast<std::size_t>(r));
-    for (int t = 0; t < n; ++t) {
-        if (slot[std::size_t(t)] < 0) continue;
-        const auto& basis = b.bases[m][std::size_t(b.adapters[std::size_t(slot[std::size_t(t)])].cluster)];
-        if (basis.empty()) continue;
-        for (int p = 0; p < r; ++p)
-            z[std::size_t(p)] =
-                k::dot_in_order(basis.vt.data() + std::size_t(p) * d_in, x + std::size_t(t) * d_in, d_in);
-        k::bank_core_product(b.core(m, std::size_t(slot[std::size_t(t)])), b.kind == bank::method::jd_full,
-                             z.data(), w.data(), r);
-        for (int o = 0; o < d_out; ++o)
-            y[std::size_t(t) * d_out + o] += k::bank_expand_element(basis.u.data(), w.data(), o, r);
-    }
 }
 
 // The row-function forward of one step of one sequence (positions first..first+n-1), logits of every row.
@@ -90,7 +72,7 @@ struct row_forward {
         linear(w.layers[std::size_t(l)].linear[std::size_t(kind)].weight, x, y, n);
         if (!bank) return;
         const int m = module_index(l, name);
-        if (m >= 0) bank_delta(*bank, std::size_t(m), slot, x, y, n);
+        if (m >= 0) test::emulate_bank_module(*bank, std::size_t(m), slot, x, y, n);
     }
 
     std::vector<float> step(const std::vector<int>& tokens, int first, int slot_id) {
