@@ -32,7 +32,7 @@ sampler::sampler(const sampling_params& params) : m_params(params), m_rng(params
 
 int choose_token(const sampling_params& params, std::span<const float> logits, double u,
                  std::vector<int>& ids, std::vector<double>& prob) {
-    if (params.temperature == 0.0f || params.top_k == 1) return greedy_token(logits);
+    if (params.greedy()) return greedy_token(logits);
 
     // Candidates: finite logits only, best first.
     ids.clear();

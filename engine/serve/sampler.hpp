@@ -21,6 +21,8 @@ struct sampling_params {
     std::uint64_t seed = 0;
 
     void validate() const; // usage_error for negative temperature/top_k or top_p outside (0, 1]
+    // temperature 0 or top_k 1: the argmax, no uniform drawn.
+    bool greedy() const { return temperature == 0.0f || top_k == 1; }
 };
 
 // argmax with ties broken towards the lowest id; validation_error when no logit is finite.
@@ -36,8 +38,8 @@ public:
     explicit sampler(const sampling_params& params);
     int sample(std::span<const float> logits);
     const sampling_params& params() const { return m_params; }
-    // Greedy (temperature 0 or top_k 1): sample() draws nothing.
-    bool greedy() const { return m_params.temperature == 0.0f || m_params.top_k == 1; }
+    // Greedy (sampling_params::greedy): sample() draws nothing.
+    bool greedy() const { return m_params.greedy(); }
     // The uniform the next non-greedy sample() would draw, consumed now (for a pick made elsewhere: on the
     // device that holds the logits, kernels/sampling_row.hpp has the same semantics).
     double draw() { return m_rng.uniform(); }
