@@ -14,6 +14,8 @@
 #include "engine/serve/step_planner.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <limits>
@@ -69,7 +71,17 @@ struct serving_engine::impl {
     bool finish_in_flight = true;
     std::uint64_t next_id = 1;
     std::deque<std::unique_ptr<request_state>> incoming;
-    std::unordered_set<std::uint64_t> live;    // submitted, on_done not yet called
+    std::unordered_set<std::uint64_t> live; // submitted, on_done not yet called
+
+    // ---- health(): written without the lock, read by any thread ----
+    std::atomic<std::size_t> pending{0};      // live.size()
+    std::atomic<std::int64_t> progress_ns{0}; // steady clock: last loop iteration done / idle -> busy
+    std::atomic<bool> thread_done{false};
+    static std::int64_t now_ns() {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    }
     std::unordered_set<std::uint64_t> cancels; // cancel() asked, not yet handled
     std::deque<std::function<void()>> commands;
     std::map<std::string, int, std::less<>> slots_by_name;
@@ -135,6 +147,7 @@ struct serving_engine::impl {
         {
             std::lock_guard lock(mutex);
             live.erase(r.id());
+            pending.store(live.size(), std::memory_order_relaxed);
             cancels.erase(r.id());
         }
         if (r.request().on_done) {
@@ -244,6 +257,7 @@ struct serving_engine::impl {
             if (running.empty()) {
                 recorder.set_running(0);
                 update_memory();
+                progress_ns.store(now_ns(), std::memory_order_relaxed);
                 if (stop && waiting.empty()) break;
                 continue;
             }
@@ -257,8 +271,10 @@ struct serving_engine::impl {
                     retire(running.size() - 1, completion_status::failed, why);
             }
             update_memory();
+            progress_ns.store(now_ns(), std::memory_order_relaxed);
         }
         update_memory();
+        thread_done.store(true, std::memory_order_relaxed);
     }
 
     // Asks the provider for `slots`; returns how many may run. On a provider exception, finds the adapters
@@ -430,7 +446,9 @@ std::uint64_t serving_engine::submit(completion_request request) {
         id = d.next_id++;
         d.incoming.push_back(std::make_unique<request_state>(id, std::move(request), slot, capacity,
                                                              d.context, d.usable_vocab, *d.tokenizer));
+        if (d.live.empty()) d.progress_ns.store(impl::now_ns(), std::memory_order_relaxed); // idle -> busy
         d.live.insert(id);
+        d.pending.store(d.live.size(), std::memory_order_relaxed);
         d.recorder.on_submit();
     }
     d.wake.notify_one();
@@ -546,6 +564,16 @@ const std::string& serving_engine::device_note() const {
 
 metrics_snapshot serving_engine::metrics() const {
     return m_impl->recorder.snapshot();
+}
+
+engine_health serving_engine::health() const {
+    const impl& d = *m_impl;
+    engine_health h;
+    h.pending = d.pending.load(std::memory_order_relaxed);
+    h.since_progress_s = double(impl::now_ns() - d.progress_ns.load(std::memory_order_relaxed)) * 1e-9;
+    if (h.pending == 0) h.since_progress_s = 0;
+    h.stopped = d.thread_done.load(std::memory_order_relaxed);
+    return h;
 }
 
 const Tokenizer& serving_engine::tokenizer() const {

@@ -65,6 +65,15 @@ struct completion_result {
     double total_s = 0; // submit -> done
 };
 
+// A lock-free look at whether the engine thread is making progress (for /health): readable while the
+// engine thread is stuck anywhere, even holding the engine's lock.
+struct engine_health {
+    std::size_t pending = 0;     // requests submitted whose on_done has not run yet
+    double since_progress_s = 0; // seconds since the engine thread last finished a loop iteration (a step,
+                                 // a command, an admission) or since work arrived at an idle engine
+    bool stopped = false;        // the engine thread has exited
+};
+
 class serving_engine {
 public:
     // `adapters` may be null (base model only). Starts the engine thread. Throws backend_unavailable /
@@ -92,6 +101,7 @@ public:
     device_note() const; // how it was chosen, e.g. "cpu (auto: no usable CUDA device: ...)"
 
     metrics_snapshot metrics() const;
+    engine_health health() const;
     const Tokenizer& tokenizer() const;
     const model_weights& weights() const;
 
