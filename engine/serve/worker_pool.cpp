@@ -1,7 +1,22 @@
-// worker_pool: see the header. Workers sleep on a condition variable until a new generation is published,
-// then claim items with a compare-and-swap on the packed (generation, index) counter, so a worker that
-// wakes late (after its loop ended, or during a later one) can never run an item with the wrong function.
-// The caller waits on m_finished, which counts completed items only.
+// worker_pool: see the header.
+//
+// Why a late worker cannot take part in the wrong loop. A loop is the triple (generation g, fn_g, n_g).
+// run() writes all three under m_mutex; a worker reads all three under the same mutex when it wakes, so
+// its copy of (g, fn, n) is always one loop's, never a mix of two. Items are then claimed with a
+// compare-and-swap on m_counter = (generation << 32) | next index, which succeeds only while the counter
+// still holds generation g and only for an index below the worker's own n_g. So every claimed index is
+// an item of loop g, each exactly once, run with fn_g. Loop g's run() cannot return before all n_g of
+// them have completed (it waits for m_finished == n_g), so fn_g is alive whenever it is called, and
+// m_finished is reset for loop g + 1 only after every increment of loop g has happened.
+//
+// The bug this replaces: drain() compared the claimed index against the shared m_n, which run() had
+// already set to the NEXT loop's size while m_counter still held the previous generation. A worker late
+// from loop g could then claim index n_g of loop g, run it with whichever m_fn it saw and add one to the
+// next loop's m_finished: the caller could see n + 1 without ever seeing n and wait forever (or run the
+// old function past its end and crash). tests/engine/test_worker_pool.cpp reproduces it.
+//
+// The 32-bit generation wraps after 2^32 loops; a claim could only go wrong if one worker stayed
+// descheduled between reading the counter and its compare-and-swap for exactly 2^32 loops.
 #include "engine/serve/worker_pool.hpp"
 
 #include <algorithm>
@@ -25,38 +40,38 @@ worker_pool::~worker_pool() {
         t.join();
 }
 
-void worker_pool::drain(std::uint32_t generation, int worker) {
+void worker_pool::drain(const loop& l, int worker) {
     for (;;) {
         std::uint64_t v = m_counter.load(std::memory_order_acquire);
         std::uint32_t index;
         do {
-            if (std::uint32_t(v >> 32) != generation) return; // a later loop: not ours to take
+            if (std::uint32_t(v >> 32) != l.generation) return; // a later loop: not ours to take
             index = std::uint32_t(v);
-            if (index >= m_n.load(std::memory_order_relaxed)) return;
+            if (index >= l.n) return; // this loop's items are all taken
         } while (
             !m_counter.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire));
         try {
-            (*m_fn)(index, worker);
+            (*l.fn)(index, worker);
         } catch (...) {
             std::lock_guard lock(m_mutex);
             if (!m_error) m_error = std::current_exception();
         }
-        if (m_finished.fetch_add(1, std::memory_order_acq_rel) + 1 == m_n.load(std::memory_order_relaxed))
-            m_finished.notify_all();
+        if (m_finished.fetch_add(1, std::memory_order_acq_rel) + 1 == l.n) m_finished.notify_all();
     }
 }
 
 void worker_pool::worker_main(int index) {
     std::uint32_t seen = 0;
     for (;;) {
-        std::uint32_t generation;
+        loop l;
         {
             std::unique_lock lock(m_mutex);
-            m_wake.wait(lock, [&] { return m_stop || m_generation != seen; });
+            m_wake.wait(lock, [&] { return m_stop || m_loop.generation != seen; });
             if (m_stop) return;
-            seen = generation = m_generation;
+            l = m_loop;
+            seen = l.generation;
         }
-        drain(generation, index);
+        drain(l, index);
     }
 }
 
@@ -67,20 +82,21 @@ void worker_pool::run(std::size_t n, const std::function<void(std::size_t, int)>
             fn(i, 0);
         return;
     }
-    std::uint32_t generation;
+    loop l;
     {
         std::lock_guard lock(m_mutex);
-        generation = ++m_generation;
-        m_fn = &fn;
-        m_n.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
+        l.generation = m_loop.generation + 1;
+        l.fn = &fn;
+        l.n = static_cast<std::uint32_t>(n);
+        m_loop = l;
         m_error = nullptr;
         m_finished.store(0, std::memory_order_relaxed);
-        m_counter.store(std::uint64_t(generation) << 32, std::memory_order_release);
+        m_counter.store(std::uint64_t(l.generation) << 32, std::memory_order_release);
     }
     m_wake.notify_all();
-    drain(generation, 0);
+    drain(l, 0);
     // Every item has been taken; wait for the ones still running on workers.
-    for (std::uint32_t done = m_finished.load(std::memory_order_acquire); done != n;
+    for (std::uint32_t done = m_finished.load(std::memory_order_acquire); done != l.n;
          done = m_finished.load(std::memory_order_acquire))
         m_finished.wait(done, std::memory_order_acquire);
     std::exception_ptr error;

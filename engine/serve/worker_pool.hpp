@@ -34,19 +34,23 @@ public:
     void run(std::size_t n, const std::function<void(std::size_t, int)>& fn);
 
 private:
+    // One parallel loop; written by run() and copied by a waking worker, both under m_mutex.
+    struct loop {
+        std::uint32_t generation = 0;
+        const std::function<void(std::size_t, int)>* fn = nullptr;
+        std::uint32_t n = 0;
+    };
+
     void worker_main(int index);
-    void drain(std::uint32_t generation, int worker);
+    void drain(const loop& l, int worker);
 
     std::vector<std::thread> m_workers;
-    // The loop being run: written by run() before the generation is published in m_counter.
-    const std::function<void(std::size_t, int)>* m_fn = nullptr;
-    std::atomic<std::uint32_t> m_n{0}; // atomic: a late worker may read it while the next loop is set up
-    // (generation << 32) | next item index: a worker can only take items of the generation it woke for.
+    loop m_loop; // the latest loop (under m_mutex)
+    // (generation << 32) | next item index: a worker can only take items of the loop it copied.
     std::atomic<std::uint64_t> m_counter{0};
     std::atomic<std::uint32_t> m_finished{0}; // items of the current loop that have completed
     std::mutex m_mutex;
     std::condition_variable m_wake;
-    std::uint32_t m_generation = 0;
     bool m_stop = false;
     std::exception_ptr m_error;
 };
