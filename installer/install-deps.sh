@@ -9,6 +9,7 @@ packages=(
     libqcustomplot-dev libqcustomplot2.1-qt6
     nlohmann-json3-dev libopenblas-dev liblapacke-dev libsentencepiece-dev libcpp-httplib-dev
     libicu-dev                               # Unicode classes and NFC for byte-level BPE tokenizers
+    libre2-dev                               # linear-time target_modules regexes (adapter_config.json)
     clang libclang-rt-14-dev                 # libFuzzer target for the safetensors header parser
     xvfb xauth x11-utils imagemagick         # screenshots of the console under a virtual display
     dpkg-dev file                            # cpack's .deb generator (dpkg-shlibdeps)

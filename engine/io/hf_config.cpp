@@ -8,13 +8,12 @@
 
 #include "engine/core/error.hpp"
 #include "engine/io/json_document.hpp"
+#include "engine/io/regular_file.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <array>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 namespace lorafleet::io {
 namespace {
@@ -52,15 +51,15 @@ std::optional<int> get_size(const json& j, const char* key, const std::string& w
     const json* v = find_non_null(j, key);
     if (!v) return std::nullopt;
     if (!v->is_number_integer())
-        throw format_error(where, std::string(key) + " must be an integer, got " + v->dump());
+        throw format_error(where, std::string(key) + " must be an integer, got " + json_type_name(*v));
     // Non-negative literals parse as unsigned, negative ones as signed: compare each in its own type.
     const bool in_range =
         v->is_number_unsigned()
             ? v->get<std::uint64_t>() >= 1 && v->get<std::uint64_t>() <= std::uint64_t(max_dimension)
             : v->get<std::int64_t>() >= 1 && v->get<std::int64_t>() <= max_dimension;
     if (!in_range)
-        throw validation_error(where, std::string(key) + " must be between 1 and " +
-                                          std::to_string(max_dimension) + ", got " + v->dump());
+        throw validation_error(where,
+                               std::string(key) + " must be between 1 and " + std::to_string(max_dimension));
     return static_cast<int>(v->get<std::int64_t>());
 }
 
@@ -73,10 +72,11 @@ int require_size(const json& j, const char* key, const std::string& where) {
 double get_positive(const json& j, const char* key, double fallback, const std::string& where) {
     const json* v = find_non_null(j, key);
     if (!v) return fallback;
-    if (!v->is_number()) throw format_error(where, std::string(key) + " must be a number, got " + v->dump());
+    if (!v->is_number())
+        throw format_error(where, std::string(key) + " must be a number, got " + json_type_name(*v));
     const double d = v->get<double>();
     if (!std::isfinite(d) || d <= 0)
-        throw validation_error(where, std::string(key) + " must be a positive number, got " + v->dump());
+        throw validation_error(where, std::string(key) + " must be a positive finite number");
     return d;
 }
 
@@ -84,7 +84,7 @@ bool get_bool(const json& j, const char* key, bool fallback, const std::string& 
     const json* v = find_non_null(j, key);
     if (!v) return fallback;
     if (!v->is_boolean())
-        throw format_error(where, std::string(key) + " must be true or false, got " + v->dump());
+        throw format_error(where, std::string(key) + " must be true or false, got " + json_type_name(*v));
     return v->get<bool>();
 }
 
@@ -99,23 +99,9 @@ int get_token_id(const json& j, const char* key, const std::string& where) {
     }
     if (!id->is_number_integer() || id->get<std::int64_t>() < 0 || id->get<std::int64_t>() > max_dimension)
         throw format_error(where, std::string(key) + " must be a token id (a non-negative integer), got " +
-                                      v->dump());
+                                      (id->is_number_integer() ? std::string("one out of range")
+                                                               : std::string(json_type_name(*id))));
     return static_cast<int>(id->get<std::int64_t>());
-}
-
-std::string read_text(const std::filesystem::path& path, std::uintmax_t max_bytes) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    if (ec) throw io_error(path_string(path), "cannot read: " + ec.message());
-    if (size > max_bytes)
-        throw format_error(path_string(path), "file is " + std::to_string(size) + " bytes, more than the " +
-                                                  std::to_string(max_bytes) + " a config may have");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error(path_string(path), "cannot open for reading");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw io_error(path_string(path), "read failed");
-    return ss.str();
 }
 
 model_geometry make_preset(std::string name, std::string model_type, std::string architecture, int hidden,
@@ -187,22 +173,23 @@ model_geometry parse_hf_config(std::string_view json_text, const std::string& wh
         if (!a->empty()) g.architecture = (*a)[0].get<std::string>();
     }
     if (const json* mt = find_non_null(j, "model_type")) {
-        if (!mt->is_string()) throw format_error(where, "model_type must be a string, got " + mt->dump());
+        if (!mt->is_string())
+            throw format_error(where, "model_type must be a string, got " + std::string(json_type_name(*mt)));
         g.model_type = mt->get<std::string>();
         bool known = false;
         for (const auto& f : supported_families)
             known = known || f.model_type == g.model_type;
         if (!known)
-            throw unsupported_error(where, "model_type '" + g.model_type +
-                                               "' is not supported (supported: " + supported_list() + ")");
+            throw unsupported_error(
+                where, "model_type is not one this program serves (supported: " + supported_list() + ")");
     } else {
         // Old or hand-written configs: fall back to the architecture name.
         if (g.architecture.empty()) throw format_error(where, "missing required key model_type");
         for (const auto& f : supported_families)
             if (f.architecture == g.architecture) g.model_type = std::string(f.model_type);
         if (g.model_type.empty())
-            throw unsupported_error(where, "architecture '" + g.architecture +
-                                               "' is not supported (supported: " + supported_list() + ")");
+            throw unsupported_error(where, "architectures[0] is not one this program serves (supported: " +
+                                               supported_list() + ")");
     }
     if (g.architecture.empty())
         for (const auto& f : supported_families)
@@ -247,7 +234,7 @@ model_geometry read_hf_config(const std::filesystem::path& path) {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) file = path / "config.json";
     if (!std::filesystem::exists(file, ec)) throw io_error(path_string(file), "no such file");
-    return parse_hf_config(read_text(file, max_config_bytes), path_string(file));
+    return parse_hf_config(read_text_file(file, max_config_bytes, "config.json"), path_string(file));
 }
 
 std::vector<std::string> geometry_preset_names() {

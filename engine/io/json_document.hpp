@@ -1,7 +1,8 @@
 // Reading the small JSON documents of model and adapter folders (config.json, adapter_config.json):
-// parsing into an object with a format_error that names the file and drops nlohmann's exception prefix,
-// and key lookup that treats an explicit null like an absent key. Templates over nlohmann::json and
-// nlohmann::ordered_json (the adapter config keeps its key order).
+// parsing into an object with a format_error that names the file and the byte where the JSON breaks
+// (never the parser's context, which quotes the file), key lookup that treats an explicit null like an
+// absent key, and the JSON type name a wrong-type message shows instead of the value. Templates over
+// nlohmann::json and nlohmann::ordered_json (the adapter config keeps its key order).
 #pragma once
 
 #include "engine/core/error.hpp"
@@ -19,13 +20,21 @@ Json parse_json_object(std::string_view text, const std::string& where, std::str
     try {
         j = Json::parse(text);
     } catch (const typename Json::parse_error& e) {
-        std::string what = e.what();
-        if (auto p = what.find("] "); p != std::string::npos)
-            what = what.substr(p + 2); // drop "[json.exception..."
-        throw format_error(where, "not valid JSON: " + what);
+        throw format_error(where, "not valid JSON at byte " + std::to_string(e.byte));
     }
     if (!j.is_object()) throw format_error(where, std::string(object_name) + " must hold a JSON object");
     return j;
+}
+
+// "a string", "a number", ...: what a wrong-type message says it got.
+template <class Json> const char* json_type_name(const Json& v) {
+    if (v.is_null()) return "null";
+    if (v.is_boolean()) return "a boolean";
+    if (v.is_number()) return "a number";
+    if (v.is_string()) return "a string";
+    if (v.is_array()) return "a list";
+    if (v.is_object()) return "an object";
+    return "a binary value";
 }
 
 // The value of `key`, or nullptr when it is absent or null.

@@ -1,51 +1,99 @@
 // adapter_config.json parsing and PEFT's per-module rules. The JSON is read with nlohmann::ordered_json
-// because rank_pattern / alpha_pattern are matched in file key order (first match wins). Regexes are
-// ECMAScript (std::regex); Python-only syntax such as (?P<name>...) is reported as an invalid regex.
+// because rank_pattern / alpha_pattern are matched in file key order (first match wins). Regexes are RE2
+// (linear time; the syntax differences from Python's re are in the header). Errors name keys and JSON
+// types, never values from the file.
 #include "engine/io/lora_config.hpp"
 
 #include "engine/core/error.hpp"
 #include "engine/io/json_document.hpp"
+#include "engine/io/regular_file.hpp"
 
 #include <nlohmann/json.hpp>
+#include <re2/re2.h>
 
 #include <charconv>
 #include <cmath>
-#include <fstream>
 #include <limits>
-#include <regex>
-#include <sstream>
 
 namespace lorafleet::io {
 namespace {
 
 using json = nlohmann::ordered_json;
 
-constexpr std::uintmax_t max_config_bytes = 16u << 20; // an adapter_config.json is a few kB
+// A JSON key fit to quote in a one-line message: printable ASCII only, at most 48 bytes.
+std::string key_label(std::string_view key) {
+    std::string out;
+    for (const char ch : key.substr(0, 48)) {
+        const auto c = static_cast<unsigned char>(ch);
+        out += (c >= 0x20 && c < 0x7f) ? ch : '?';
+    }
+    return key.size() > 48 ? out + "..." : out;
+}
 
 [[noreturn]] void wrong_type(const std::string& where, const std::string& key, const char* expected,
                              const json& got) {
-    std::string shown = got.dump();
-    if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
-    throw format_error(where, key + " must be " + expected + ", got " + shown);
+    throw format_error(where, key + " must be " + expected + ", got " + json_type_name(got));
 }
 
-std::regex compile_regex(const std::string& pattern, const std::string& where, const std::string& key) {
-    try {
-        return std::regex(pattern, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-        throw format_error(where,
-                           key + ": '" + pattern + "' is not a valid regular expression (" + e.what() + ")");
+const char* re2_error_text(RE2::ErrorCode code) {
+    switch (code) {
+    case RE2::ErrorBadEscape:
+        return "bad escape sequence";
+    case RE2::ErrorBadCharClass:
+        return "bad character class";
+    case RE2::ErrorBadCharRange:
+        return "bad character class range";
+    case RE2::ErrorMissingBracket:
+        return "missing closing ]";
+    case RE2::ErrorMissingParen:
+        return "missing closing )";
+    case RE2::ErrorUnexpectedParen:
+        return "unexpected closing )";
+    case RE2::ErrorTrailingBackslash:
+        return "trailing \\ at the end";
+    case RE2::ErrorRepeatArgument:
+        return "repetition operator without an argument";
+    case RE2::ErrorRepeatSize:
+        return "bad repetition count";
+    case RE2::ErrorRepeatOp:
+        return "bad repetition operator";
+    case RE2::ErrorBadPerlOp:
+        return "unsupported group (lookaround, backreference or atomic group)";
+    case RE2::ErrorBadUTF8:
+        return "invalid UTF-8";
+    case RE2::ErrorBadNamedCapture:
+        return "bad named group";
+    case RE2::ErrorPatternTooLarge:
+        return "pattern too large to compile";
+    default:
+        return "cannot compile";
     }
 }
 
-// std::regex can throw at match time on pathological patterns (error_complexity / error_stack).
-bool regex_full_match(std::string_view text, const std::string& pattern, const std::string& where) {
-    try {
-        const std::regex re(pattern, std::regex::ECMAScript);
-        return std::regex_match(text.begin(), text.end(), re);
-    } catch (const std::regex_error& e) {
-        throw format_error(where, "regular expression '" + pattern + "' failed: " + e.what());
-    }
+// Compiles a config regex (RE2, UTF-8, no logging); format_error naming `key` when it is too long or
+// invalid. The message says what is wrong, never the pattern.
+std::shared_ptr<const RE2> compile_regex(const std::string& pattern, const std::string& where,
+                                         const std::string& key) {
+    if (pattern.size() > max_regex_bytes)
+        throw format_error(where, key + ": the regular expression is " + std::to_string(pattern.size()) +
+                                      " bytes, more than the " + std::to_string(max_regex_bytes) +
+                                      " allowed");
+    RE2::Options options;
+    options.set_log_errors(false);
+    auto re = std::make_shared<const RE2>(pattern, options);
+    if (!re->ok())
+        throw format_error(where, key + ": not a valid regular expression (RE2 syntax: " +
+                                      re2_error_text(re->error_code()) + ")");
+    return re;
+}
+
+// Full match of a module path; format_error when the path is longer than max_module_name_bytes.
+bool regex_full_match(std::string_view text, const RE2& re, const std::string& where) {
+    if (text.size() > max_module_name_bytes)
+        throw format_error(where, "a module path of " + std::to_string(text.size()) +
+                                      " bytes is longer than the " + std::to_string(max_module_name_bytes) +
+                                      " allowed");
+    return RE2::FullMatch(re2::StringPiece(text.data(), text.size()), re);
 }
 
 // PEFT's pattern-key rule: key K applies to a path when (.*\.)?(K)$ matches the whole path.
@@ -77,7 +125,7 @@ int positive_int(const json& v, const std::string& where, const std::string& key
                           : true;
     const std::int64_t value = fits ? v.get<std::int64_t>() : 0;
     if (value < 1 || value > std::numeric_limits<int>::max())
-        throw validation_error(where, key + " must be a positive integer, got " + v.dump());
+        throw validation_error(where, key + " must be a positive integer that fits an int");
     return static_cast<int>(value);
 }
 
@@ -105,7 +153,7 @@ module_selector get_selector(const json& j, const char* key, const std::string& 
     if (v->is_string()) {
         s.type = module_selector::kind::regex;
         s.regex = v->get<std::string>();
-        compile_regex(s.regex, where, key);
+        s.compiled = compile_regex(s.regex, where, key);
     } else if (v->is_array()) {
         s.type = module_selector::kind::names;
         s.names = string_list(*v, where, key);
@@ -115,21 +163,6 @@ module_selector get_selector(const json& j, const char* key, const std::string& 
     return s;
 }
 
-std::string read_text(const std::filesystem::path& path) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    if (ec) throw io_error(path_string(path), "cannot read: " + ec.message());
-    if (size > max_config_bytes)
-        throw format_error(path_string(path),
-                           "file is " + std::to_string(size) + " bytes, too large for a config");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error(path_string(path), "cannot open for reading");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw io_error(path_string(path), "read failed");
-    return ss.str();
-}
-
 } // namespace
 
 bool module_selector::matches(std::string_view module_path) const {
@@ -137,7 +170,8 @@ bool module_selector::matches(std::string_view module_path) const {
     case kind::none:
         return false;
     case kind::regex:
-        return regex_full_match(module_path, regex, "");
+        if (compiled) return regex_full_match(module_path, *compiled, "");
+        return regex_full_match(module_path, *compile_regex(regex, "", "regex"), "");
     case kind::names:
         for (const auto& t : names) {
             if (module_path == t) return true;
@@ -182,12 +216,14 @@ bool lora_config::targets(std::string_view module_path) const {
 lora_module_scale lora_config::scale_for(std::string_view module_path) const {
     lora_module_scale s{r, lora_alpha, 0.0};
     for (const auto& [key, rank] : rank_pattern)
-        if (regex_full_match(module_path, pattern_regex(key), source)) {
+        if (regex_full_match(module_path, *compile_regex(pattern_regex(key), source, "rank_pattern key"),
+                             source)) {
             s.r = rank;
             break;
         }
     for (const auto& [key, alpha] : alpha_pattern)
-        if (regex_full_match(module_path, pattern_regex(key), source)) {
+        if (regex_full_match(module_path, *compile_regex(pattern_regex(key), source, "alpha_pattern key"),
+                             source)) {
             s.alpha = alpha;
             break;
         }
@@ -204,9 +240,16 @@ lora_config parse_lora_config(std::string_view json_text, const std::string& whe
     if (!pt) throw format_error(where, "missing required key peft_type");
     if (!pt->is_string()) wrong_type(where, "peft_type", "a string", *pt);
     c.peft_type = pt->get<std::string>();
-    if (c.peft_type != "LORA")
-        throw unsupported_error(where,
-                                "peft_type '" + c.peft_type + "' is not supported (only LORA adapters are)");
+    if (c.peft_type != "LORA") {
+        // Name PEFT's own types; anything else read from the file is not quoted.
+        static const char* const known[] = {
+            "ADALORA",       "IA3",      "LOHA",          "LOKR",      "OFT",  "BOFT",  "VERA", "FOURIERFT",
+            "PREFIX_TUNING", "P_TUNING", "PROMPT_TUNING", "LN_TUNING", "POLY", "XLORA", "HRA",  "BONE"};
+        std::string shown = "an unknown peft_type";
+        for (const char* k : known)
+            if (c.peft_type == k) shown = std::string("peft_type ") + k;
+        throw unsupported_error(where, shown + " is not supported (only LORA adapters are)");
+    }
 
     if (const json* v = find_non_null(j, "r")) c.r = positive_int(*v, where, "r");
     if (const json* v = find_non_null(j, "lora_alpha")) c.lora_alpha = finite_number(*v, where, "lora_alpha");
@@ -215,15 +258,17 @@ lora_config parse_lora_config(std::string_view json_text, const std::string& whe
     if (const json* v = find_non_null(j, "rank_pattern")) {
         if (!v->is_object()) wrong_type(where, "rank_pattern", "an object of pattern -> rank", *v);
         for (const auto& [key, value] : v->items()) {
-            compile_regex(pattern_regex(key), where, "rank_pattern key");
-            c.rank_pattern.emplace_back(key, positive_int(value, where, "rank_pattern[\"" + key + "\"]"));
+            compile_regex(pattern_regex(key), where, "rank_pattern key \"" + key_label(key) + "\"");
+            c.rank_pattern.emplace_back(
+                key, positive_int(value, where, "rank_pattern[\"" + key_label(key) + "\"]"));
         }
     }
     if (const json* v = find_non_null(j, "alpha_pattern")) {
         if (!v->is_object()) wrong_type(where, "alpha_pattern", "an object of pattern -> alpha", *v);
         for (const auto& [key, value] : v->items()) {
-            compile_regex(pattern_regex(key), where, "alpha_pattern key");
-            c.alpha_pattern.emplace_back(key, finite_number(value, where, "alpha_pattern[\"" + key + "\"]"));
+            compile_regex(pattern_regex(key), where, "alpha_pattern key \"" + key_label(key) + "\"");
+            c.alpha_pattern.emplace_back(
+                key, finite_number(value, where, "alpha_pattern[\"" + key_label(key) + "\"]"));
         }
     }
     c.target_modules = get_selector(j, "target_modules", where);
@@ -260,7 +305,8 @@ lora_config read_lora_config(const std::filesystem::path& path) {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) file = path / "adapter_config.json";
     if (!std::filesystem::exists(file, ec)) throw format_error(path_string(file), "no such file");
-    return parse_lora_config(read_text(file), path_string(file));
+    return parse_lora_config(read_text_file(file, max_json_file_bytes, "adapter_config.json"),
+                             path_string(file));
 }
 
 int module_layer_index(std::string_view module_path) {

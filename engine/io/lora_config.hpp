@@ -1,19 +1,37 @@
 // A PEFT LoRA `adapter_config.json`, strictly typed, and PEFT's per-module rules derived from it: which
 // module paths the adapter targets and each module's rank, alpha and scale (method.md §1).
 // Invariants after parsing: peft_type == "LORA", r > 0, every rank_pattern value > 0, every regex in the
-// config (rank/alpha pattern keys, a string target_modules or exclude_modules) compiles as ECMAScript.
+// config (rank/alpha pattern keys, a string target_modules or exclude_modules) is at most
+// max_regex_bytes long and compiles as RE2.
 // Keys this program does not use are ignored; a used key with the wrong JSON type is a format_error
-// naming the key and the file.
+// naming the key, the expected type and the JSON type found (never the value: errors quote nothing read
+// from the file but short key names).
+// Regexes: PEFT uses Python's `re.fullmatch`; here they are RE2 (linear-time matching, no backtracking,
+// so a hostile pattern such as `(.*)*(.*)*x$` cannot stall a loader). RE2 accepts Python's (?P<name>...)
+// groups, classes, repetition, anchors and flags such as (?i); it has no backreferences (\1), no
+// lookaround ((?=...), (?!...), (?<=...)), no possessive or atomic groups and no \Z (use \z or $):
+// such a pattern is a format_error ("not a valid regular expression: ..."). `$` only matches at the
+// very end (Python's also before a final newline, which module paths never have). Module paths longer
+// than max_module_name_bytes are refused (format_error) before any regex sees them.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+namespace re2 {
+class RE2;
+}
+
 namespace lorafleet::io {
+
+constexpr std::size_t max_regex_bytes = 4096;       // a target_modules / pattern-key regex
+constexpr std::size_t max_module_name_bytes = 1024; // a module path matched against the config's rules
 
 // r, alpha and ΔW = scale · B · A for one module after rank_pattern / alpha_pattern.
 struct lora_module_scale {
@@ -26,10 +44,12 @@ struct lora_module_scale {
 struct module_selector {
     enum class kind { none, names, regex };
     kind type = kind::none;
-    std::vector<std::string> names; // kind::names: "q_proj" or a full/suffix path
-    std::string regex;              // kind::regex: std::regex_match against the whole module path
+    std::vector<std::string> names;           // kind::names: "q_proj" or a full/suffix path
+    std::string regex;                        // kind::regex: RE2 full match against the whole module path
+    std::shared_ptr<const re2::RE2> compiled; // `regex` compiled by the parser (null: compiled per call)
 
-    // names: path == t or path ends with "." + t; regex: full match; none: false.
+    // names: path == t or path ends with "." + t; regex: full match; none: false. format_error when the
+    // regex does not compile or the path is longer than max_module_name_bytes.
     bool matches(std::string_view module_path) const;
 };
 

@@ -9,6 +9,7 @@
 #include "engine/core/error.hpp"
 #include "engine/core/float16.hpp"
 #include "engine/io/atomic_file.hpp"
+#include "engine/io/regular_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -161,11 +162,9 @@ public:
     bool key(json::string_t& k);
     bool end_object();
     bool end_array();
-    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) {
-        // "[json.exception.parse_error.101] parse error at line 1, column 7: ..." -> drop the tag.
-        std::string_view what = ex.what();
-        if (const auto p = what.find("] "); p != std::string_view::npos) what.remove_prefix(p + 2);
-        return fail("header is not valid UTF-8 JSON: " + printable(what, 2 * max_quoted_bytes));
+    bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) {
+        // The parser's own message quotes the text around the error: name the byte instead.
+        return fail("header is not valid UTF-8 JSON at byte " + std::to_string(position) + " of the header");
     }
 
 private:
@@ -215,10 +214,11 @@ private:
         case kind::integer:
             return std::to_string(e.u);
         case kind::negative_integer:
+            return "a negative number";
         case kind::floating:
-            return printable(e.text);
+            return "a non-integer number";
         case kind::string:
-            return "the string \"" + printable(e.text) + "\"";
+            return "a string"; // values read from the file are never quoted
         case kind::array:
             return "an array";
         case kind::object:
@@ -268,7 +268,7 @@ bool header_sax::value(const event& e) {
         case field::dtype: {
             if (e.k != kind::string) return fail(here() + ": dtype must be a string, got " + describe(e));
             const auto t = parse_dtype(e.text);
-            if (!t) return fail(here() + ": unknown dtype '" + printable(e.text) + "'");
+            if (!t) return fail(here() + ": dtype is not one the format defines");
             m_current.type = *t;
             m_state = state::entry_key;
             return true;
@@ -463,11 +463,13 @@ safetensors_header parse_safetensors_header(std::span<const std::byte> file,
     if (file.size() < 8) throw bad(too_short_message(file.size()));
     const std::uint64_t n = read_le64(file.data());
     if (n > max_header_bytes)
-        throw bad("header length " + std::to_string(n) + " exceeds the limit of " +
-                  std::to_string(max_header_bytes) + " bytes");
+        // The field's value is not shown: for a file that is not safetensors at all it is just its first
+        // 8 bytes.
+        throw bad("the 8-byte header length field is larger than the limit of " +
+                  std::to_string(max_header_bytes) + " bytes (not a safetensors file?)");
     if (n > file.size() - 8)
-        throw bad("header length " + std::to_string(n) + " is larger than the " +
-                  std::to_string(file.size() - 8) + " bytes that follow it");
+        throw bad("the 8-byte header length field is larger than the " + std::to_string(file.size() - 8) +
+                  " bytes that follow it (truncated, or not a safetensors file)");
     const char* text = reinterpret_cast<const char*>(file.data() + 8);
     // The format requires the JSON to start with '{' (padding is allowed only at the end); checking it
     // first also turns away non-object headers such as `[[[[...` before any parsing.
@@ -587,26 +589,14 @@ bool tensor_view::all_finite() const {
 
 std::shared_ptr<const safetensors_file> safetensors_file::open(const std::filesystem::path& path) {
     const std::string where = path_string(path);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw io_error(where, std::string("cannot open: ") + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-        const int err = errno;
-        ::close(fd);
-        throw io_error(where, std::string("cannot stat: ") + std::strerror(err));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ::close(fd);
-        throw io_error(where, "cannot open: not a regular file");
-    }
-    const auto size = static_cast<std::size_t>(st.st_size);
-    if (size < 8) { // also keeps mmap away from empty files, where it fails with EINVAL
-        ::close(fd);
+    regular_file file = open_regular(path); // never blocks on a FIFO; refuses devices and folders
+    const auto size = static_cast<std::size_t>(file.size());
+    if (size < 8) // also keeps mmap away from empty files, where it fails with EINVAL
         throw format_error(where, too_short_message(size));
-    }
+    const int fd = file.fd();
     void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     const int map_errno = errno;
-    ::close(fd); // the mapping keeps the file alive
+    file = regular_file(); // closes: the mapping keeps the file alive
     if (map == MAP_FAILED) throw io_error(where, std::string("cannot map: ") + std::strerror(map_errno));
 
     std::shared_ptr<safetensors_file> f(new safetensors_file());

@@ -16,6 +16,7 @@
 // GPT-2's byte characters (engine/serve/byte_level.hpp) before BPE. BPE merges follow the Rust
 // implementation: repeatedly merge the pair of lowest rank, leftmost first.
 #include "engine/core/error.hpp"
+#include "engine/io/regular_file.hpp"
 #include "engine/serve/byte_level.hpp"
 #include "engine/serve/pretokenizer_split.hpp"
 #include "engine/serve/tokenizer.hpp"
@@ -746,12 +747,7 @@ std::string HfBpeTokenizer::decode_impl(std::span<const int> ids, bool at_start,
 }
 
 std::string read_file_text(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error(path_string(path), "cannot open for reading");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw io_error(path_string(path), "read failed");
-    return ss.str();
+    return io::read_text_file(path, io::max_tokenizer_file_bytes, "tokenizer.json"); // regular files only
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 #include "engine/serve/model_weights.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/io/regular_file.hpp"
 #include "engine/io/safetensors.hpp"
 
 #include <nlohmann/json.hpp>
@@ -24,12 +25,7 @@ namespace {
 using json = nlohmann::json;
 
 std::string read_small_text(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error(path_string(path), "cannot open for reading");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw io_error(path_string(path), "read failed");
-    return ss.str();
+    return io::read_text_file(path, io::max_json_file_bytes, "JSON file"); // regular files only, bounded
 }
 
 std::string shape_string(const std::vector<std::int64_t>& shape) {

@@ -4,6 +4,7 @@
 // bytes, control pieces (BOS/EOS) produce nothing, unk produces " ⁇ ", and the text's first space is
 // dropped when the model's decoder drops it (probed once on load, not assumed).
 #include "engine/core/error.hpp"
+#include "engine/io/regular_file.hpp"
 #include "engine/serve/tokenizer.hpp"
 #include "engine/serve/utf8.hpp"
 
@@ -18,7 +19,9 @@ class SentencePieceTokenizer final : public Tokenizer {
 public:
     SentencePieceTokenizer(const std::filesystem::path& path, special_tokens special)
         : m_where(path_string(path)) {
-        const auto status = m_sp.Load(path.string());
+        // Read here (a regular file, bounded) rather than by the library, which would block on a FIFO.
+        const std::string model = io::read_text_file(path, io::max_tokenizer_file_bytes, "tokenizer.model");
+        const auto status = m_sp.LoadFromSerializedProto(model);
         if (!status.ok()) throw format_error(m_where, "not a SentencePiece model: " + status.ToString());
         m_byte.assign(std::size_t(m_sp.GetPieceSize()), -1);
         for (int id = 0; id < m_sp.GetPieceSize(); ++id)

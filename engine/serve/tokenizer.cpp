@@ -4,6 +4,7 @@
 #include "engine/serve/tokenizer.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/io/regular_file.hpp"
 #include "engine/serve/utf8.hpp"
 
 #include <nlohmann/json.hpp>
@@ -44,12 +45,8 @@ using json = nlohmann::json;
 
 std::optional<json> read_json(const std::filesystem::path& path) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) return std::nullopt;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error(path_string(path), "cannot open for reading");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    json j = json::parse(ss.str(), nullptr, false);
+    if (!std::filesystem::exists(path, ec)) return std::nullopt;
+    json j = json::parse(io::read_text_file(path, io::max_json_file_bytes, "JSON file"), nullptr, false);
     if (j.is_discarded() || !j.is_object()) throw format_error(path_string(path), "not a JSON object");
     return j;
 }

@@ -225,20 +225,23 @@ private slots:
                                     << "file is 0 bytes, shorter than the 8-byte header length";
         QTest::newRow("5-byte file") << QByteArray("\x02\0\0\0\0", 5) << "file is 5 bytes";
         QTest::newRow("length beyond file")
-            << raw_file("{}", {}, 100) << "header length 100 is larger than the 2 bytes that follow it";
-        QTest::newRow("length over 100 MB") << raw_file("{}", {}, 100'000'001)
-                                            << "header length 100000001 exceeds the limit of 100000000 bytes";
-        QTest::newRow("length 2^64-1") << raw_file("{}", {}, ~quint64(0)) << "exceeds the limit";
+            << raw_file("{}", {}, 100) << "header length field is larger than the 2 bytes that follow it";
+        QTest::newRow("length over 100 MB")
+            << raw_file("{}", {}, 100'000'001)
+            << "header length field is larger than the limit of 100000000 bytes";
+        QTest::newRow("length 2^64-1") << raw_file("{}", {}, ~quint64(0)) << "larger than the limit";
         QTest::newRow("zero-length header")
             << raw_file("") << "header is not a JSON object (it must begin with '{')";
         QTest::newRow("array header") << raw_file("[1,2]") << "header is not a JSON object";
         QTest::newRow("leading space") << raw_file(" {}") << "must begin with '{'";
-        QTest::newRow("not JSON") << raw_file("{abc}") << "header is not valid UTF-8 JSON: parse error";
+        QTest::newRow("not JSON") << raw_file("{abc}")
+                                  << "header is not valid UTF-8 JSON at byte 2 of the header";
         QTest::newRow("truncated JSON") << raw_file("{\"a\":") << "header is not valid UTF-8 JSON";
         QTest::newRow("garbage after JSON") << raw_file("{} x") << "header is not valid UTF-8 JSON";
         QTest::newRow("comment") << raw_file("{/*c*/}") << "header is not valid UTF-8 JSON";
-        QTest::newRow("invalid UTF-8 in name") << raw_file("{\"a\xff\":{}}") << "ill-formed UTF-8";
-        QTest::newRow("overlong UTF-8") << raw_file("{\"\xc0\xaf\":{}}") << "ill-formed UTF-8";
+        QTest::newRow("invalid UTF-8 in name")
+            << raw_file("{\"a\xff\":{}}") << "not valid UTF-8 JSON at byte";
+        QTest::newRow("overlong UTF-8") << raw_file("{\"\xc0\xaf\":{}}") << "not valid UTF-8 JSON at byte";
         QTest::newRow("lone surrogate escape")
             << raw_file("{\"\\ud800\":{}}") << "header is not valid UTF-8 JSON";
         QTest::newRow("entry not object")
@@ -264,20 +267,19 @@ private slots:
         QTest::newRow("dtype not string") << raw_file("{" + e("a", "32", "[2]", "[0,8]") + "}", d8)
                                           << "tensor 'a': dtype must be a string, got 32";
         QTest::newRow("unknown dtype") << raw_file("{" + e("a", "\"F33\"", "[2]", "[0,8]") + "}", d8)
-                                       << "tensor 'a': unknown dtype 'F33'";
+                                       << "tensor 'a': dtype is not one the format defines";
         QTest::newRow("lower-case dtype") << raw_file("{" + e("a", "\"f32\"", "[2]", "[0,8]") + "}", d8)
-                                          << "tensor 'a': unknown dtype 'f32'";
+                                          << "tensor 'a': dtype is not one the format defines";
         QTest::newRow("shape not array")
             << raw_file("{" + e("a", "\"F32\"", "\"2\"", "[0,8]") + "}", d8)
-            << "tensor 'a': shape must be an array of non-negative integers, got the "
-               "string \"2\"";
+            << "tensor 'a': shape must be an array of non-negative integers, got a string";
         QTest::newRow("negative dimension")
             << raw_file("{" + e("a", "\"F32\"", "[-2,-1]", "[0,8]") + "}", d8)
-            << "tensor 'a': shape must be an array of non-negative integers, got -2";
-        QTest::newRow("float dimension")
-            << raw_file("{" + e("a", "\"F32\"", "[2.0]", "[0,8]") + "}", d8) << "got 2.0 in it";
-        QTest::newRow("exponent dimension")
-            << raw_file("{" + e("a", "\"F32\"", "[1e300]", "[0,8]") + "}", d8) << "got 1e300 in it";
+            << "tensor 'a': shape must be an array of non-negative integers, got a negative number in it";
+        QTest::newRow("float dimension") << raw_file("{" + e("a", "\"F32\"", "[2.0]", "[0,8]") + "}", d8)
+                                         << "got a non-integer number in it";
+        QTest::newRow("exponent dimension") << raw_file("{" + e("a", "\"F32\"", "[1e300]", "[0,8]") + "}", d8)
+                                            << "got a non-integer number in it";
         QTest::newRow("nested shape")
             << raw_file("{" + e("a", "\"F32\"", "[[2]]", "[0,8]") + "}", d8) << "got an array in it";
         QTest::newRow("dimension over int64")
@@ -285,7 +287,7 @@ private slots:
             << "tensor 'a': shape dimension 9223372036854775808 is absurdly large";
         QTest::newRow("dimension over uint64")
             << raw_file("{" + e("a", "\"U8\"", "[18446744073709551616]", "[0,8]") + "}", d8)
-            << "got 18446744073709551616 in it";
+            << "got a non-integer number in it";
         QTest::newRow("numel overflow")
             << raw_file("{" + e("a", "\"U8\"", "[4294967296,4294967296]", "[0,8]") + "}", d8)
             << "tensor 'a': shape [4294967296, 4294967296] of U8 overflows";
@@ -301,9 +303,9 @@ private slots:
         QTest::newRow("three offsets")
             << raw_file("{" + e("a", "\"F32\"", "[2]", "[0,8,8]") + "}", d8) << "got more values";
         QTest::newRow("negative offset")
-            << raw_file("{" + e("a", "\"F32\"", "[2]", "[-8,0]") + "}", d8) << "got -8 in it";
-        QTest::newRow("string offset") << raw_file("{" + e("a", "\"F32\"", "[2]", "[\"0\",8]") + "}", d8)
-                                       << "got the string \"0\" in it";
+            << raw_file("{" + e("a", "\"F32\"", "[2]", "[-8,0]") + "}", d8) << "got a negative number in it";
+        QTest::newRow("string offset")
+            << raw_file("{" + e("a", "\"F32\"", "[2]", "[\"0\",8]") + "}", d8) << "got a string in it";
         QTest::newRow("begin after end") << raw_file("{" + e("a", "\"F32\"", "[0]", "[8,0]") + "}", d8)
                                          << "tensor 'a': data_offsets [8, 0] have begin > end";
         QTest::newRow("size mismatch")
@@ -343,7 +345,7 @@ private slots:
             << raw_file("{}", d8) << "data buffer has 8 bytes after the header (which lists no tensors)";
         QTest::newRow("metadata not object")
             << raw_file("{\"__metadata__\":\"pt\"}")
-            << "__metadata__ must be an object of string values, got the string";
+            << "__metadata__ must be an object of string values, got a string";
         QTest::newRow("metadata number value") << raw_file("{\"__metadata__\":{\"format\":1}}")
                                                << "__metadata__ value of 'format' must be a string, got 1";
         QTest::newRow("metadata nested value") << raw_file("{\"__metadata__\":{\"k\":{\"a\":\"b\"}}}")
