@@ -40,6 +40,11 @@ class unsupported_error : public error {
 class io_error : public error {
     using error::error;
 };
+// An operation ran past its time limit (an adapter load stuck reading its files); an io_error, since the
+// usual cause is storage that stopped answering, so callers that handle io_error need no new case.
+class timeout_error : public io_error {
+    using io_error::io_error;
+};
 // A command line or API call that is wrong in itself (unknown flag, missing argument).
 class usage_error : public error {
     using error::error;

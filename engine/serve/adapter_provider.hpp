@@ -4,10 +4,14 @@
 // ·U_cᵀ) and CachedLoraDelta (raw per-adapter A_i, B_i behind a byte-bounded LRU cache that loads
 // misses from the mmapped PEFT files — the vLLM-style baseline).
 // Optionally a device twin (the same slots on a CUDA device, see device_twin below).
-// Threading: the serving engine calls every method from its own thread only (between forward steps);
-// other threads read the engine's copies (serving_engine::adapters(), metrics()).
-// Invariants: a slot stays bound to its adapter until remove(); slots are never reused for another
-// name while requests may still reference them (the engine removes only idle adapters).
+// Threading: the serving engine calls every method from its own thread only (between forward steps),
+// except prepare_add(), which its loader thread runs while the engine thread keeps serving; other threads
+// read the engine's copies (serving_engine::adapters(), metrics()).
+// Invariants: a slot stays bound to its adapter until remove(); remove() frees the slot and a later
+// install() reuses the lowest free slot, so the slot count stays bounded by the most adapters live at
+// once. Reuse is safe because requests only get slots through the engine's name table, and the engine
+// fails or cancels every queued and running request of an adapter (and drops its name) on its own thread
+// before it calls remove(): when install() hands the slot to a new adapter, nothing refers to the old one.
 #pragma once
 
 #include "engine/serve/adapter_delta.hpp"
@@ -16,6 +20,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -45,6 +50,15 @@ struct adapter_memory_stats {
     int resident_adapters = 0;
 };
 
+// An adapter read, validated against the base and (compressed mode) projected by prepare_add(), owned and
+// ready for install(): everything slow is done. Each provider installs only its own kind.
+class prepared_adapter {
+public:
+    virtual ~prepared_adapter() = default;
+    std::string name;
+    std::string source; // the folder it came from
+};
+
 class AdapterProvider : public AdapterDelta {
 public:
     virtual std::string_view mode() const = 0;         // "compressed" or "raw"
@@ -58,10 +72,21 @@ public:
     // requests of that adapter and retries without it).
     virtual std::size_t prepare(std::span<const int> slots) = 0;
 
-    // Adds a PEFT adapter folder under `name` (compressed mode: projected onto the best cluster's basis,
-    // no refit). Throws validation_error / shape_mismatch for a bad or foreign adapter, usage_error when
-    // the name is taken. Returns its info.
-    virtual adapter_info add(const std::filesystem::path& peft_dir, const std::string& name) = 0;
+    // Adding a PEFT adapter folder under `name` (compressed mode: projected onto the best cluster's basis,
+    // no refit), in two halves so that the slow one never runs on the engine thread:
+    // prepare_add: any thread, concurrently with every other method (another prepare_add included); reads
+    // the folder and only provider state fixed at construction (base geometry, bank bases), mutates
+    // nothing shared. Throws validation_error / shape_mismatch for a bad or foreign adapter,
+    // format_error / io_error for unreadable files, usage_error for an empty name.
+    virtual std::unique_ptr<prepared_adapter> prepare_add(const std::filesystem::path& peft_dir,
+                                                          const std::string& name) const = 0;
+    // install: the engine thread; cheap (moves the prepared data into a slot, no I/O). usage_error when
+    // the name was taken meanwhile, unsupported_error once a device twin exists. Returns its info.
+    virtual adapter_info install(std::unique_ptr<prepared_adapter> prepared) = 0;
+    // Both halves on the calling thread.
+    adapter_info add(const std::filesystem::path& peft_dir, const std::string& name) {
+        return install(prepare_add(peft_dir, name));
+    }
     // Forgets an adapter; false when the name is unknown.
     virtual bool remove(std::string_view name) = 0;
 

@@ -61,8 +61,10 @@ BankDelta::BankDelta(bank::compressed_bank bank, io::model_geometry base, const 
     auto adapters = std::move(m_bank.adapters);
     m_bank.adapters.clear();
     m_core_ptr.assign(m_bank.modules.size(), {});
-    for (std::size_t i = 0; i < adapters.size(); ++i)
-        take_slot(std::move(adapters[i]), i);
+    for (std::size_t i = 0; i < adapters.size(); ++i) {
+        auto cores = kernel_cores(m_bank, adapters[i], i);
+        take_slot(std::move(adapters[i]), std::move(cores));
+    }
     for (auto& c : m_bank.cores) {
         c.clear();
         c.shrink_to_fit();
@@ -141,33 +143,52 @@ kernels::device_adapters* BankDelta::device_twin() {
     return m_device.get();
 }
 
-int BankDelta::take_slot(bank::bank_adapter adapter, std::size_t bank_index) {
-    slot_entry e;
-    e.cores.resize(m_bank.modules.size());
-    const auto cs = std::size_t(m_bank.core_size());
-    for (std::size_t m = 0; m < m_bank.modules.size(); ++m)
+std::vector<std::vector<float>> BankDelta::kernel_cores(const bank::compressed_bank& bank,
+                                                        const bank::bank_adapter& adapter,
+                                                        std::size_t index) {
+    std::vector<std::vector<float>> cores(bank.modules.size());
+    const auto cs = std::size_t(bank.core_size());
+    for (std::size_t m = 0; m < bank.modules.size(); ++m)
         if (adapter.has_module(m)) {
-            const float* core = m_bank.core(m, bank_index);
-            e.cores[m].assign(core, core + cs);
-            if (m_bank.kind == bank::method::jd_full) { // kept transposed: the kernel reads Σᵀ (header)
-                const int r = m_bank.rank;
+            const float* core = bank.core(m, index);
+            cores[m].assign(core, core + cs);
+            if (bank.kind == bank::method::jd_full) { // kept transposed: the kernel reads Σᵀ (header)
+                const int r = bank.rank;
                 for (int p = 0; p < r; ++p)
                     for (int q = 0; q < r; ++q)
-                        e.cores[m][std::size_t(q) * r + p] = core[std::size_t(p) * r + q];
+                        cores[m][std::size_t(q) * r + p] = core[std::size_t(p) * r + q];
             }
         }
+    return cores;
+}
+
+int BankDelta::take_slot(bank::bank_adapter adapter, std::vector<std::vector<float>> cores) {
+    if (m_by_name.count(adapter.name))
+        throw format_error(adapter.source, "adapter name '" + adapter.name + "' appears twice");
+    if (cores.size() != m_bank.modules.size())
+        throw std::logic_error("BankDelta::take_slot: cores for another bank");
+    slot_entry e;
+    e.cores = std::move(cores);
     e.adapter = std::move(adapter);
-    const int slot = int(m_slots.size());
-    if (m_by_name.count(e.adapter.name))
-        throw format_error(e.adapter.source, "adapter name '" + e.adapter.name + "' appears twice");
     const std::string name = e.adapter.name;
     const std::uint64_t bytes = e.bytes();
-    m_slots.push_back(std::move(e));
+    int slot = int(m_slots.size());
+    if (!m_free.empty()) {
+        const auto lowest = std::min_element(m_free.begin(), m_free.end());
+        slot = *lowest;
+        m_free.erase(lowest);
+        m_slots[std::size_t(slot)] = std::move(e);
+    } else {
+        m_slots.push_back(std::move(e));
+        for (auto& ptrs : m_core_ptr)
+            ptrs.push_back(nullptr);
+        m_slot_cluster.push_back(-1);
+    }
     m_by_name.emplace(name, slot);
-    const slot_entry& kept = m_slots.back(); // moving the entry kept every core's buffer where it was
+    const slot_entry& kept = m_slots[std::size_t(slot)]; // moving the entry kept every core's buffer
     for (std::size_t m = 0; m < m_core_ptr.size(); ++m)
-        m_core_ptr[m].push_back(kept.cores[m].empty() ? nullptr : kept.cores[m].data());
-    m_slot_cluster.push_back(kept.adapter.cluster);
+        m_core_ptr[m][std::size_t(slot)] = kept.cores[m].empty() ? nullptr : kept.cores[m].data();
+    m_slot_cluster[std::size_t(slot)] = kept.adapter.cluster;
     m_live_core_bytes += bytes;
     ++m_live_count;
     return slot;
@@ -209,33 +230,48 @@ std::size_t BankDelta::prepare(std::span<const int> slots) {
     return slots.size(); // everything is resident
 }
 
-adapter_info BankDelta::add(const std::filesystem::path& peft_dir, const std::string& name) {
+namespace {
+// What BankDelta::prepare_add hands to install: the projected adapter and its cores in kernel layout.
+struct bank_prepared final : prepared_adapter {
+    bank::bank_adapter adapter;
+    std::vector<std::vector<float>> cores;
+};
+} // namespace
+
+std::unique_ptr<prepared_adapter> BankDelta::prepare_add(const std::filesystem::path& peft_dir,
+                                                         const std::string& name) const {
     if (name.empty()) throw usage_error(peft_dir.string(), "an adapter needs a non-empty name");
-    if (find(name) >= 0)
-        throw usage_error(peft_dir.string(), "an adapter named '" + name + "' is already in the bank");
-    if (m_device) throw unsupported_error(peft_dir.string(), no_device_changes);
     io::peft_load_options options;
     options.base = &m_base;
     auto adapter = std::make_shared<const io::peft_adapter>(io::load_peft_adapter(peft_dir, options));
     compress::PeftModuleSource source({adapter}, 1);
-    if (!m_backend) m_backend = compress::make_compress_backend("cpu", 1);
-    // m_bank holds no adapters, so the projection lands at index 0; take it out again at once.
-    bank::add_adapters(m_bank, source, *m_backend);
-    bank::bank_adapter added = std::move(m_bank.adapters.front());
-    added.name = name;
-    int slot = -1;
-    try {
-        slot = take_slot(std::move(added), 0);
-    } catch (...) {
-        m_bank.adapters.clear();
-        for (auto& c : m_bank.cores)
-            c.clear();
-        throw;
-    }
-    m_bank.adapters.clear();
-    for (auto& c : m_bank.cores)
-        c.clear();
-    return info_of(slot);
+    const auto backend = compress::make_compress_backend("cpu", 1); // per call: nothing shared
+    // A scratch bank with the same modules and bases and no adapters: the projection lands at index 0
+    // and nothing of this provider changes.
+    bank::compressed_bank scratch;
+    scratch.kind = m_bank.kind;
+    scratch.rank = m_bank.rank;
+    scratch.clusters = m_bank.clusters;
+    scratch.modules = m_bank.modules;
+    scratch.bases = m_bank.bases;
+    scratch.cores.assign(m_bank.modules.size(), {});
+    bank::add_adapters(scratch, source, *backend);
+    auto out = std::make_unique<bank_prepared>();
+    out->adapter = std::move(scratch.adapters.front());
+    out->adapter.name = name;
+    out->cores = kernel_cores(scratch, out->adapter, 0);
+    out->name = name;
+    out->source = peft_dir.string();
+    return out;
+}
+
+adapter_info BankDelta::install(std::unique_ptr<prepared_adapter> prepared) {
+    auto* p = dynamic_cast<bank_prepared*>(prepared.get());
+    if (!p) throw usage_error("bank", "install() got an adapter prepared by another provider");
+    if (find(p->name) >= 0)
+        throw usage_error(p->source, "an adapter named '" + p->name + "' is already in the bank");
+    if (m_device) throw unsupported_error(p->source, no_device_changes);
+    return info_of(take_slot(std::move(p->adapter), std::move(p->cores)));
 }
 
 bool BankDelta::remove(std::string_view name) {
@@ -252,6 +288,7 @@ bool BankDelta::remove(std::string_view name) {
     --m_live_count;
     e.cores.clear();
     e.cores.shrink_to_fit();
+    m_free.push_back(slot);
     return true;
 }
 

@@ -6,8 +6,11 @@
 // exists: an adapter costs its cores only. Invariants: every bank module is a decoder linear of a layer the
 // base model has, with the base's exact [d_out, d_in] (shape_mismatch naming the module otherwise); all bases
 // and cores are float32 and resident; tokens with slot -1, or whose adapter lacks the module, are left
-// untouched; a token's delta depends only on its own row (batch-invariant); slots are never reused.
-// Threading: not thread-safe; the serving engine calls every method from its own thread. apply() splits a
+// untouched; a token's delta depends only on its own row (batch-invariant); a removed adapter's slot is
+// reused by the next install (lowest free slot first; see adapter_provider.hpp for why that is safe).
+// Threading: not thread-safe, except prepare_add(), which reads only the modules and bases (never changed
+// after construction) and may run on any thread; the serving engine calls every other method from its
+// own thread. apply() splits a
 // large step into runs of tokens on the caller's worker_pool (each token writes only its own row,
 // and its products are the same whichever thread computes them, so results do not depend on threads).
 #pragma once
@@ -41,9 +44,12 @@ public:
     int find(std::string_view name) const override;
     std::vector<adapter_info> list() const override;
     std::size_t prepare(std::span<const int> slots) override;
-    // Projects the PEFT adapter onto every cluster's bases (bank_builder add_adapters, method.md §6) and
-    // keeps the cluster with the lowest exact error; its modules the bank lacks are not represented.
-    adapter_info add(const std::filesystem::path& peft_dir, const std::string& name) override;
+    // Projects the PEFT adapter onto every cluster's bases (bank_builder add_adapters on a scratch copy of
+    // the bases, with its own CPU backend, method.md §6) and keeps the cluster with the lowest exact
+    // error; its modules the bank lacks are not represented.
+    std::unique_ptr<prepared_adapter> prepare_add(const std::filesystem::path& peft_dir,
+                                                  const std::string& name) const override;
+    adapter_info install(std::unique_ptr<prepared_adapter> prepared) override;
     bool remove(std::string_view name) override;
     adapter_memory_stats memory() const override;
 
@@ -74,14 +80,17 @@ private:
     };
     adapter_info info_of(int slot) const;
     const slot_entry& live(int slot, const char* what) const;
-    int take_slot(bank::bank_adapter adapter, std::size_t bank_index); // moves adapter bank_index's cores
+    // Adapter `index` of `bank`'s cores, per bank module, in the kernel's layout (empty where absent).
+    static std::vector<std::vector<float>> kernel_cores(const bank::compressed_bank& bank,
+                                                        const bank::bank_adapter& adapter, std::size_t index);
+    int take_slot(bank::bank_adapter adapter, std::vector<std::vector<float>> cores); // lowest free slot
 
     bank::compressed_bank m_bank; // modules, bases, kind, rank; adapters and cores are moved into m_slots
     io::model_geometry m_base;
     std::vector<std::array<int, module_kind_count>> m_module_index; // [layer][kind] -> bank module, -1
     std::vector<slot_entry> m_slots;
-    std::map<std::string, int, std::less<>> m_by_name;    // live adapters only
-    std::unique_ptr<compress::CompressBackend> m_backend; // for add(), created on first use
+    std::map<std::string, int, std::less<>> m_by_name; // live adapters only
+    std::vector<int> m_free;                           // removed slots, reused lowest first
     // The kernel's copies of each cluster basis (factored_delta.hpp): Uᵀ [r, d_out], and when every value of
     // the module's bases is exactly an IEEE half (a bank stored as F16), Vᵀ and Uᵀ as halves instead, which
     // halves the bytes a step reads without changing a single value.

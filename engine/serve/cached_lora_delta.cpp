@@ -144,11 +144,17 @@ std::size_t CachedLoraDelta::prepare(std::span<const int> slots) {
     return slots.size();
 }
 
-adapter_info CachedLoraDelta::add(const std::filesystem::path& peft_dir, const std::string& name) {
+namespace {
+// What CachedLoraDelta::prepare_add hands to install: the mapped, validated adapter and its cache size.
+struct raw_prepared final : prepared_adapter {
+    std::shared_ptr<const io::peft_adapter> adapter;
+    std::uint64_t bytes = 0;
+};
+} // namespace
+
+std::unique_ptr<prepared_adapter> CachedLoraDelta::prepare_add(const std::filesystem::path& peft_dir,
+                                                               const std::string& name) const {
     if (name.empty()) throw usage_error(peft_dir.string(), "an adapter needs a non-empty name");
-    if (m_by_name.count(name))
-        throw usage_error(peft_dir.string(), "an adapter named '" + name + "' is already registered");
-    if (m_device) throw unsupported_error(peft_dir.string(), no_device_changes);
     io::peft_load_options options;
     options.base = &m_base;
     auto adapter = std::make_shared<const io::peft_adapter>(io::load_peft_adapter(peft_dir, options));
@@ -158,14 +164,36 @@ adapter_info CachedLoraDelta::add(const std::filesystem::path& peft_dir, const s
                                "adapter '" + name + "' needs " + mib(bytes) +
                                    " of float32 factors, more than the whole adapter cache (" +
                                    mib(m_capacity) + ")");
-    const int slot = int(m_slots.size());
-    m_slots.push_back({name, std::move(adapter), bytes, false, 0});
-    m_by_name.emplace(name, slot);
+    auto out = std::make_unique<raw_prepared>();
+    out->adapter = std::move(adapter);
+    out->bytes = bytes;
+    out->name = name;
+    out->source = peft_dir.string();
+    return out;
+}
+
+adapter_info CachedLoraDelta::install(std::unique_ptr<prepared_adapter> prepared) {
+    auto* p = dynamic_cast<raw_prepared*>(prepared.get());
+    if (!p) throw usage_error("adapter cache", "install() got an adapter prepared by another provider");
+    if (m_by_name.count(p->name))
+        throw usage_error(p->source, "an adapter named '" + p->name + "' is already registered");
+    if (m_device) throw unsupported_error(p->source, no_device_changes);
+    int slot = int(m_slots.size());
+    entry e{p->name, std::move(p->adapter), p->bytes, false, 0};
+    if (!m_free.empty()) {
+        const auto lowest = std::min_element(m_free.begin(), m_free.end());
+        slot = *lowest;
+        m_free.erase(lowest);
+        m_slots[std::size_t(slot)] = std::move(e);
+    } else {
+        m_slots.push_back(std::move(e));
+    }
+    m_by_name.emplace(p->name, slot);
     adapter_info info;
-    info.name = name;
+    info.name = p->name;
     info.slot = slot;
-    info.source = peft_dir.string();
-    info.bytes = bytes;
+    info.source = p->source;
+    info.bytes = p->bytes;
     return info;
 }
 
@@ -177,6 +205,7 @@ bool CachedLoraDelta::remove(std::string_view name) {
     evict(slot);
     m_slots[std::size_t(slot)].adapter.reset(); // unmaps the file once nothing else holds it
     m_by_name.erase(it);
+    m_free.push_back(slot);
     return true;
 }
 

@@ -5,9 +5,12 @@
 // does not need, and returns the prefix that fits; apply() then adds y += B (A x) per run of consecutive
 // tokens of one adapter (RawLoraDelta, batch-invariant products).
 // Invariants: resident bytes never exceed the capacity; an adapter larger than the whole cache is refused
-// at registration; slots are handed out in increasing order and never reused after remove(); apply() on
-// a token whose adapter is not resident is a usage_error (the caller skipped prepare()).
-// Threading: not thread-safe; the serving engine calls every method from its own thread.
+// at registration; a removed adapter's slot is reused by the next install (lowest free slot first; see
+// adapter_provider.hpp for why that is safe); apply() on a token whose adapter is not resident is a
+// usage_error (the caller skipped prepare()).
+// Threading: not thread-safe, except prepare_add(), which reads only the base geometry and the capacity
+// (fixed at construction) and may run on any thread; the serving engine calls every other method from
+// its own thread.
 #pragma once
 
 #include "engine/io/hf_config.hpp"
@@ -37,9 +40,12 @@ public:
     int find(std::string_view name) const override;
     std::vector<adapter_info> list() const override;
     std::size_t prepare(std::span<const int> slots) override;
-    // Loads (mmaps and validates against the base geometry) the adapter; validation_error when its
-    // float32 factors would not fit in the whole cache, usage_error when `name` is taken.
-    adapter_info add(const std::filesystem::path& peft_dir, const std::string& name) override;
+    // prepare_add loads (mmaps and validates against the base geometry) the adapter; validation_error
+    // when its float32 factors would not fit in the whole cache. install registers it; usage_error when
+    // `name` is taken.
+    std::unique_ptr<prepared_adapter> prepare_add(const std::filesystem::path& peft_dir,
+                                                  const std::string& name) const override;
+    adapter_info install(std::unique_ptr<prepared_adapter> prepared) override;
     bool remove(std::string_view name) override;
     adapter_memory_stats memory() const override;
 
@@ -72,6 +78,7 @@ private:
     std::uint64_t m_capacity = 0;
     std::vector<entry> m_slots; // indexed by slot
     std::map<std::string, int, std::less<>> m_by_name;
+    std::vector<int> m_free; // removed slots, reused lowest first
     RawLoraDelta m_resident; // the cached factors, keyed by slot
     std::uint64_t m_resident_bytes = 0;
     std::uint64_t m_tick = 0;

@@ -1,6 +1,11 @@
 // serving_engine (see serving_engine.hpp). Sections: state shared with callers (under one mutex), the
 // public methods, the engine thread's loop (take what callers sent, cancel, run adapter commands, admit,
 // step), one step (plan, prepare adapters, forward, sample), and finishing requests.
+// Adapter loads: add_adapter queues a load job; the engine thread starts one job at a time on a detached
+// loader thread (provider->prepare_add), which shares only a load_attempt (its result) and a load_link (a
+// way to wake the engine that is cut before the engine goes away) with the engine; the engine thread
+// installs the result between steps, or gives up on the attempt at its deadline or at shutdown. A
+// loader thread holds the provider by shared_ptr, so an abandoned one may outlive the engine safely.
 // KV accounting: a running request holds a reservation of blocks_for(capacity) blocks for its whole life
 // (capacity = prompt + max_tokens - 1, at most the context). The cache itself only holds the blocks the
 // sequence has filled (forward() trims to what a step needs), but the reservations never add up to more
@@ -16,11 +21,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_set>
 
@@ -32,17 +39,37 @@ const std::string where = "serving engine";
 const std::string no_device_changes =
     "adapters cannot be added or removed while serving on a CUDA device (not mirrored on the device yet); "
     "serve with --device cpu to change adapters at runtime";
+// Timed-out loads whose threads are still stuck; beyond this, adds are refused rather than piling up threads.
+constexpr int max_stuck_loaders = 4;
+
+// One add_adapter call waiting for, or in, the loader.
+struct load_job {
+    std::filesystem::path dir;
+    std::string name;
+    std::shared_ptr<std::promise<adapter_info>> promise;
+};
+
+// The result slot one loader thread shares with the engine thread.
+struct load_attempt {
+    std::mutex mutex;
+    bool finished = false;  // the loader is done (result or error stored unless abandoned)
+    bool abandoned = false; // the engine gave up (deadline or shutdown): the loader drops its result
+    std::unique_ptr<prepared_adapter> result;
+    std::exception_ptr error;
+};
 } // namespace
 
 struct serving_engine::impl {
     impl(std::shared_ptr<const model_weights> w, std::shared_ptr<const Tokenizer> t,
-         std::unique_ptr<AdapterProvider> a, engine_options o)
+         std::shared_ptr<AdapterProvider> a, engine_options o)
         : weights(std::move(w)), tokenizer(std::move(t)), provider(std::move(a)), options(o),
           chosen(make_forward_pass(o.device, weights, o.threads, provider.get())), model(*chosen.pass),
           cache(model.make_cache(o.kv_cache_bytes)), recorder(o.metrics_window_s) {
         if (options.max_batch_tokens < 1) throw usage_error(where, "max_batch_tokens must be >= 1");
         if (options.max_running < 1) throw usage_error(where, "max_running must be >= 1");
         if (options.prefill_chunk < 1) throw usage_error(where, "prefill_chunk must be >= 1");
+        if (!(options.adapter_load_timeout_s > 0))
+            throw usage_error(where, "adapter_load_timeout_s must be > 0");
         context = weights->max_context();
         usable_vocab = std::min(weights->geometry().vocab_size, tokenizer->vocab_size());
         mode = provider ? std::string(provider->mode()) : std::string("base");
@@ -53,7 +80,9 @@ struct serving_engine::impl {
     // ---- fixed after construction ----
     std::shared_ptr<const model_weights> weights;
     std::shared_ptr<const Tokenizer> tokenizer;
-    std::unique_ptr<AdapterProvider> provider; // engine thread only (after construction)
+    // Engine thread only after construction, except prepare_add() (const, any thread) on loader threads,
+    // which share ownership so that an abandoned loader never outlives it.
+    std::shared_ptr<AdapterProvider> provider;
     engine_options options;
     forward_pass_choice chosen; // the pass and how it was chosen
     ForwardPass& model;         // *chosen.pass; engine thread only
@@ -84,6 +113,8 @@ struct serving_engine::impl {
     }
     std::unordered_set<std::uint64_t> cancels; // cancel() asked, not yet handled
     std::deque<std::function<void()>> commands;
+    std::deque<load_job> loads; // add_adapter calls not yet taken by the engine thread
+    bool load_event = false;    // a loader thread finished since the engine thread last looked
     std::map<std::string, int, std::less<>> slots_by_name;
     std::vector<adapter_info> adapter_list;
 
@@ -93,6 +124,10 @@ struct serving_engine::impl {
         int seq = 0;
         int blocks = 0; // reserved for its whole life
     };
+    std::deque<load_job> load_queue;              // taken from `loads`, not started yet
+    std::optional<load_job> active_load;          // the job on the loader thread
+    std::shared_ptr<load_attempt> active_attempt; // its result slot
+    std::chrono::steady_clock::time_point load_deadline;
     std::deque<std::unique_ptr<request_state>> waiting; // FIFO
     std::vector<running_request> running;               // admission order = FIFO
     int reserved_blocks = 0;
@@ -100,6 +135,137 @@ struct serving_engine::impl {
 
     std::mutex join_mutex; // one joiner at a time
     std::thread thread;
+
+    // How loader threads reach the engine: `engine` is cleared (under `mutex`) once the engine thread has
+    // been joined, before the engine's state goes away; `stuck` counts abandoned loaders still running.
+    // Lock order: load_attempt::mutex, then link::mutex, then impl::mutex (never the other way round).
+    struct link_state {
+        std::mutex mutex;
+        impl* engine = nullptr;
+        int stuck = 0;
+    };
+    std::shared_ptr<link_state> link = std::make_shared<link_state>();
+
+    // Called by a loader thread (through `link`) when it has stored its result.
+    void loader_finished() {
+        {
+            std::lock_guard lock(mutex);
+            load_event = true;
+        }
+        wake.notify_one();
+    }
+
+    // ---- adapter loads (engine thread) ----
+    void start_load(load_job job) {
+        try {
+            if (!provider) throw usage_error(where, "this engine serves the base model only (no adapters)");
+            if (model.device() != "cpu") throw unsupported_error(where, no_device_changes);
+            if (provider->find(job.name) >= 0)
+                throw usage_error(job.dir.string(), "an adapter named '" + job.name + "' is already loaded");
+            {
+                std::lock_guard lock(link->mutex);
+                if (link->stuck >= max_stuck_loaders)
+                    throw io_error(job.dir.string(), std::to_string(link->stuck) +
+                                                         " earlier adapter loads are still stuck reading "
+                                                         "their files; not starting another");
+            }
+            auto attempt = std::make_shared<load_attempt>();
+            std::thread([p = std::shared_ptr<const AdapterProvider>(provider), attempt, l = link,
+                         dir = job.dir, name = job.name] {
+                std::unique_ptr<prepared_adapter> result;
+                std::exception_ptr error;
+                try {
+                    result = p->prepare_add(dir, name);
+                } catch (...) {
+                    error = std::current_exception();
+                }
+                bool abandoned = false;
+                {
+                    std::lock_guard lock(attempt->mutex);
+                    abandoned = attempt->abandoned;
+                    if (!abandoned) {
+                        attempt->result = std::move(result);
+                        attempt->error = error;
+                    }
+                    attempt->finished = true;
+                }
+                result.reset(); // an abandoned result is freed here, on this thread
+                std::lock_guard lock(l->mutex);
+                if (abandoned) --l->stuck;
+                if (l->engine) l->engine->loader_finished();
+            }).detach();
+            active_attempt = std::move(attempt);
+            active_load = std::move(job);
+            load_deadline = std::chrono::steady_clock::now() +
+                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                std::chrono::duration<double>(options.adapter_load_timeout_s));
+        } catch (...) {
+            job.promise->set_exception(std::current_exception());
+        }
+    }
+
+    // Installs a finished load, gives up on one past its deadline (or on every load when `stopping`), and
+    // starts the next queued one.
+    void service_loads(bool stopping) {
+        if (active_attempt) {
+            bool finished = false, abandon = false;
+            std::unique_ptr<prepared_adapter> result;
+            std::exception_ptr error;
+            {
+                std::lock_guard lock(active_attempt->mutex);
+                finished = active_attempt->finished;
+                if (finished) {
+                    result = std::move(active_attempt->result);
+                    error = active_attempt->error;
+                } else if (stopping || std::chrono::steady_clock::now() >= load_deadline) {
+                    active_attempt->abandoned = true;
+                    abandon = true;
+                }
+            }
+            auto& promise = *active_load->promise;
+            if (finished) {
+                try {
+                    if (error) std::rethrow_exception(error);
+                    if (model.device() != "cpu") throw unsupported_error(where, no_device_changes);
+                    adapter_info info = provider->install(std::move(result));
+                    publish_adapters(provider->list());
+                    promise.set_value(std::move(info));
+                } catch (...) {
+                    promise.set_exception(std::current_exception());
+                }
+            } else if (abandon) {
+                {
+                    std::lock_guard lock(link->mutex);
+                    ++link->stuck;
+                }
+                const std::string dir = active_load->dir.string();
+                if (stopping)
+                    promise.set_exception(std::make_exception_ptr(
+                        usage_error(dir, "the engine shut down before the adapter was loaded")));
+                else
+                    promise.set_exception(std::make_exception_ptr(timeout_error(
+                        dir, "loading the adapter took longer than " +
+                                 std::to_string(int(std::ceil(options.adapter_load_timeout_s))) +
+                                 " s (adapter_load_timeout_s); gave up waiting for it")));
+            }
+            if (finished || abandon) {
+                active_attempt.reset();
+                active_load.reset();
+            }
+        }
+        if (stopping) {
+            for (auto& job : load_queue)
+                job.promise->set_exception(std::make_exception_ptr(
+                    usage_error(job.dir.string(), "the engine shut down before the adapter was loaded")));
+            load_queue.clear();
+            return;
+        }
+        while (!active_attempt && !load_queue.empty()) {
+            load_job job = std::move(load_queue.front());
+            load_queue.pop_front();
+            start_load(std::move(job)); // on a refusal its promise is failed and the next one starts
+        }
+    }
 
     int blocks_for_capacity(int capacity) const { return cache.blocks_for(std::max(capacity, 1)); }
 
@@ -227,10 +393,20 @@ struct serving_engine::impl {
             bool stop = false, finish = true;
             {
                 std::unique_lock lock(mutex);
-                wake.wait(lock, [&] {
+                const auto ready = [&] {
                     return stop_requested || !incoming.empty() || !commands.empty() || !cancels.empty() ||
-                           !running.empty() || !waiting.empty();
-                });
+                           !running.empty() || !waiting.empty() || !loads.empty() || load_event;
+                };
+                // A load in flight: wake at its deadline too.
+                if (active_attempt)
+                    wake.wait_until(lock, load_deadline, ready);
+                else
+                    wake.wait(lock, ready);
+                load_event = false;
+                while (!loads.empty()) {
+                    load_queue.push_back(std::move(loads.front()));
+                    loads.pop_front();
+                }
                 while (!incoming.empty()) {
                     waiting.push_back(std::move(incoming.front()));
                     incoming.pop_front();
@@ -248,6 +424,7 @@ struct serving_engine::impl {
             }
             for (auto& command : todo)
                 command();
+            service_loads(false);
             if (stop && !finish) {
                 end_matching([](const request_state&) { return true; }, completion_status::cancelled,
                              "the engine shut down");
@@ -273,6 +450,15 @@ struct serving_engine::impl {
             update_memory();
             progress_ns.store(now_ns(), std::memory_order_relaxed);
         }
+        {
+            // Loads sent before shutdown that the loop did not take yet.
+            std::lock_guard lock(mutex);
+            while (!loads.empty()) {
+                load_queue.push_back(std::move(loads.front()));
+                loads.pop_front();
+            }
+        }
+        service_loads(true);
         update_memory();
         thread_done.store(true, std::memory_order_relaxed);
     }
@@ -403,7 +589,9 @@ serving_engine::serving_engine(std::shared_ptr<const model_weights> weights,
                                std::unique_ptr<AdapterProvider> adapters, engine_options options) {
     if (!weights) throw usage_error(where, "no model weights");
     if (!tokenizer) throw usage_error(where, "no tokenizer");
-    m_impl = std::make_unique<impl>(std::move(weights), std::move(tokenizer), std::move(adapters), options);
+    m_impl = std::make_unique<impl>(std::move(weights), std::move(tokenizer),
+                                    std::shared_ptr<AdapterProvider>(std::move(adapters)), options);
+    m_impl->link->engine = m_impl.get();
     m_impl->thread = std::thread([p = m_impl.get()] { p->run(); });
 }
 
@@ -484,18 +672,7 @@ std::future<adapter_info> serving_engine::add_adapter(const std::filesystem::pat
         if (!d.accepting)
             return failed_future<adapter_info>(
                 std::make_exception_ptr(usage_error(where, "the engine is shut down")));
-        d.commands.push_back([&d, promise, peft_dir, name] {
-            try {
-                if (!d.provider)
-                    throw usage_error(where, "this engine serves the base model only (no adapters)");
-                if (d.model.device() != "cpu") throw unsupported_error(where, no_device_changes);
-                adapter_info info = d.provider->add(peft_dir, name);
-                d.publish_adapters(d.provider->list());
-                promise->set_value(std::move(info));
-            } catch (...) {
-                promise->set_exception(std::current_exception());
-            }
-        });
+        d.loads.push_back({peft_dir, name, std::move(promise)});
     }
     d.wake.notify_one();
     return future;
@@ -599,6 +776,9 @@ void serving_engine::shutdown(bool finish_in_flight) {
     d.wake.notify_all();
     std::lock_guard join(d.join_mutex);
     if (d.thread.joinable()) d.thread.join();
+    // Loader threads still running (abandoned) must not reach this engine any more.
+    std::lock_guard cut(d.link->mutex);
+    d.link->engine = nullptr;
 }
 
 } // namespace lorafleet::serve

@@ -39,6 +39,10 @@ struct engine_options {
     // when no device is usable; auto picks cuda only when a device is usable and the adapters have a
     // device twin. On cuda, add_adapter / remove_adapter fail with unsupported_error (not mirrored yet).
     device_choice device = device_choice::cpu;
+    // add_adapter's limit: reading, validating and projecting an adapter (on the loader thread) that takes
+    // longer fails the add with a timeout_error; the stuck loader thread is abandoned (it drops its result
+    // whenever it finishes). Must be > 0.
+    double adapter_load_timeout_s = 60;
 };
 
 struct completion_request {
@@ -89,9 +93,16 @@ public:
     // Cancels a queued or running request (on_done with status cancelled); false if it already finished.
     bool cancel(std::uint64_t id);
 
-    // Adapter set changes run on the engine thread between steps. add: the info of the new adapter, or
-    // the add's exception. remove: false for an unknown name; requests of the adapter that are queued or
-    // running are cancelled first.
+    // add: the slow part (reading, validating, projecting onto the bank: AdapterProvider::prepare_add)
+    // runs on a loader thread, one add at a time in call order, while serving goes on; only the install
+    // into a slot runs on the engine thread between steps. The future holds the new adapter's info or the
+    // add's exception: the provider's (io_error, format_error, validation_error, ...), usage_error for a
+    // taken name or after shutdown, unsupported_error on a device, timeout_error past
+    // adapter_load_timeout_s. An add still loading at shutdown fails with usage_error; the destructor
+    // never waits for a loader thread. At most 4 timed-out loads may still be stuck at once; further adds
+    // fail with io_error until one of them finishes.
+    // remove: on the engine thread between steps; false for an unknown name; requests of the adapter
+    // that are queued or running are cancelled first, and its slot is reused by a later add.
     std::future<adapter_info> add_adapter(const std::filesystem::path& peft_dir, const std::string& name);
     std::future<bool> remove_adapter(const std::string& name);
     std::vector<adapter_info> adapters() const;

@@ -386,6 +386,15 @@ private slots:
         QCOMPARE(cache.find("c"), -1);
         QCOMPARE(cache.memory().resident_bytes, size);
         QVERIFY_THROWS_EXCEPTION(usage_error, cache.prepare(std::vector<int>{c}));
+        // The freed slot goes to the next add (lowest free first), which serves its own weights.
+        QVERIFY(cache.remove("a"));
+        const int d = cache.add(tmp() / "lru" / "lru-2", "d").slot;
+        QCOMPARE(d, a);
+        const int e = cache.add(tmp() / "lru" / "lru-0", "e").slot;
+        QCOMPARE(e, c);
+        QCOMPARE(cache.add(tmp() / "lru" / "lru-1", "f").slot, 3);
+        QCOMPARE(prep({d}), std::size_t(1));
+        QVERIFY(run_alone(*m_model, tokens, d, &cache) == before); // lru-2's logits, as c had them
     }
 
     // 5. Runtime add (planted in one cluster's subspace) and remove, compressed mode.
@@ -473,6 +482,17 @@ private slots:
         QVERIFY(other >= 0 && other != slot);
         QCOMPARE(provider->prepare(std::span(&other, 1)), std::size_t(1));
         run_alone(*m_model, tokens, other, provider.get());
+
+        // Adding again reuses the freed slot and serves exactly what the first add served; the slot count
+        // stays put over add/remove cycles.
+        for (int cycle = 0; cycle < 3; ++cycle) {
+            const auto again = provider->add(dir, "planted-" + std::to_string(cycle));
+            QCOMPARE(again.slot, slot);
+            QCOMPARE(provider->list().size(), std::size_t(7));
+            QCOMPARE(provider->prepare(std::span(&slot, 1)), std::size_t(1));
+            QCOMPARE(max_abs_diff(run_alone(*m_model, tokens, slot, provider.get()), got), 0.0);
+            QVERIFY(provider->remove(again.name));
+        }
     }
 
     // 6. Bad input.

@@ -105,9 +105,16 @@ public:
         m_allowed.assign(wanted.begin(), wanted.begin() + std::ptrdiff_t(n));
         return n;
     }
-    adapter_info add(const fs::path&, const std::string& name) override {
-        if (find(name) >= 0) throw usage_error(name, "name taken");
-        return add_named(name);
+    std::unique_ptr<prepared_adapter> prepare_add(const fs::path& dir,
+                                                  const std::string& name) const override {
+        auto p = std::make_unique<prepared_adapter>();
+        p->name = name;
+        p->source = dir.string();
+        return p;
+    }
+    adapter_info install(std::unique_ptr<prepared_adapter> p) override {
+        if (find(p->name) >= 0) throw usage_error(p->name, "name taken");
+        return add_named(p->name);
     }
     bool remove(std::string_view name) override {
         const int slot = find(name);
