@@ -318,6 +318,89 @@ private slots:
         QCOMPARE(int(complete(engine, "y").get().status), int(completion_status::finished));
     }
 
+    // Stress for every wait/notify pair of the engine at once: submitting threads (some requests cancelled
+    // at once), a thread adding and removing adapters (the loader wake-up) and a shutdown that lands in
+    // the middle. Every accepted request gets exactly one on_done, every add/remove future resolves; a
+    // lost wake-up or a missed completion hangs (watchdog) or miscounts.
+    void submitCancelAddRemoveAndShutdownStress() {
+        const char* scale = std::getenv("LORAFLEET_STRESS_SCALE");
+        const int per_thread = std::max(1, int(150 * (scale ? std::atof(scale) : 1.0)));
+        watchdog guard("engine stress", 600s);
+        for (int round = 0; round < 4; ++round) {
+            auto gt = std::make_shared<gate>();
+            auto engine = std::make_unique<serving_engine>(
+                fixture().weights, fixture().tokenizer,
+                std::make_unique<gated_provider>(fixture().weights->geometry(), gt), options(60));
+            std::mutex m;
+            std::vector<std::shared_ptr<std::atomic<int>>> accepted; // on_done count per accepted request
+            std::atomic<int> refused{0}, done_but_refused{0};
+            const std::vector<std::string> prompts = {"Once upon a time", "The dog", "A"};
+            auto submitter = [&](int t) {
+                for (int i = 0; i < per_thread; ++i) {
+                    auto done = std::make_shared<std::atomic<int>>(0);
+                    completion_request r;
+                    const int pick = (i * 7 + t) % 6;
+                    r.adapter = pick < 2 ? "" : pick == 2 ? "alpha" : "x" + std::to_string(pick % 3);
+                    r.prompt = fixture().tokenizer->encode(prompts[std::size_t(i % 3)], true);
+                    r.params.max_tokens = 1 + (i + t) % 6;
+                    r.on_done = [done](const completion_result&) { done->fetch_add(1); };
+                    try {
+                        const auto id = engine->submit(std::move(r));
+                        {
+                            std::lock_guard lock(m);
+                            accepted.push_back(done);
+                        }
+                        if (i % 3 == 0) engine->cancel(id);
+                        // Now and then keep pace with the engine: wait for this request's on_done.
+                        if (i % 5 == 4)
+                            while (done->load() == 0)
+                                std::this_thread::sleep_for(std::chrono::microseconds(200));
+                    } catch (const usage_error&) {
+                        ++refused; // unknown adapter (removed meanwhile) or after shutdown
+                        if (done->load() != 0) ++done_but_refused;
+                    }
+                }
+            };
+            auto changer = [&] {
+                for (int i = 0; i < per_thread / 3; ++i) {
+                    const std::string name = "x" + std::to_string(i % 3);
+                    try {
+                        engine->add_adapter("/x", name).get();
+                    } catch (const usage_error&) {
+                    }
+                    if (i % 2 == 1) try {
+                            engine->remove_adapter(name).get();
+                        } catch (const usage_error&) {
+                        }
+                }
+            };
+            engine->add_adapter("/x", "x0").get();
+            std::vector<std::thread> threads;
+            for (int t = 0; t < 3; ++t)
+                threads.emplace_back(submitter, t);
+            threads.emplace_back(changer);
+            if (round % 2 == 1) {
+                // In the middle of everything: once about half the requests are in.
+                for (;;) {
+                    {
+                        std::lock_guard lock(m);
+                        if (int(accepted.size()) + refused.load() >= 3 * per_thread / 2) break;
+                    }
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                }
+                engine->shutdown(round == 3);
+            }
+            for (auto& th : threads)
+                th.join();
+            engine.reset(); // finishes or cancels what is left
+            QCOMPARE(done_but_refused.load(), 0);
+            std::lock_guard lock(m);
+            for (const auto& d : accepted)
+                QCOMPARE(d->load(), 1);
+            qInfo("round %d: %zu accepted, %d refused", round, accepted.size(), refused.load());
+        }
+    }
+
     // 20k add/remove cycles through the engine on a real CachedLoraDelta: the slot count stays bounded.
     // Also the stress test of the loader -> engine wake-up (a lost wake-up hangs an add: watchdog).
     void manyAddRemoveCyclesKeepTheSlotCountBounded() {
