@@ -6,8 +6,7 @@
 //     "data: [DONE]", streamed completions the client walks away from after the first event, and bad
 //     requests (malformed JSON, unknown model, huge max_tokens, wrong method), spread over the bank's
 //     adapters, the base model and adapters added at run time;
-//   - one thread adds and removes adapters (POST / DELETE /v1/adapters) in a loop, with a bad add now and
-//   then;
+//   - one thread adds and removes adapters (POST / DELETE /v1/adapters), now and then a bad add;
 //   - a few slow-header connections (a header line every 2-3 s) and idle connections held open;
 //   - one thread polls GET /health every 100 ms (latency, failures) and samples the server's VmRSS.
 //
@@ -17,6 +16,9 @@
 // a complete response, or a response that is not well-formed), or unclear (an error status without a
 // clear body, or a 200 to a bad request). Exit code 1 if anything was lost or unclear, the server
 // crashed, or it did not exit 0 within --shutdown-timeout after SIGTERM; 2 for a bad command line.
+// RSS: "start" is sampled after warm-up (10% of the requests or of the duration), "end" after the last
+// client request, "max" over the run. When no request finishes for 10 s the server's thread stacks go to
+// WORK/stall-stacks.txt (if gdb is installed). The server's output is in WORK/serve.log.
 //
 // usage: bench_soak_serve --cli PATH --model DIR [--duration S | --requests N] [--clients 32] [--port 0]
 //                         [--work DIR] [--bank BANK | --adapters DIR] [--slow-connections 3]
@@ -838,6 +840,7 @@ int main(int argc, char** argv) {
     const bool passed = all.lost == 0 && all.unclear == 0 && exit_ok;
 
     report["duration_s"] = run_s;
+    report["requests_per_s"] = run_s > 0 ? static_cast<double>(all.sent) / run_s : 0.0;
     report["clients"] = o.clients;
     report["adapter_root"] = s.adapter_root;
     report["adapters"] = s.bank_adapters.size();
@@ -867,8 +870,10 @@ int main(int argc, char** argv) {
     if (o.json_out) {
         std::printf("%s\n", report.dump(2).c_str());
     } else {
-        std::printf("soak: %.0f s, %d clients, %zu bank adapters + 8 live, --adapter-root %s\n\n", run_s,
-                    o.clients, s.bank_adapters.size(), s.adapter_root ? "yes" : "no");
+        std::printf(
+            "soak: %.0f s (%.0f requests/s), %d clients, %zu bank adapters + 8 live, --adapter-root %s\n\n",
+            run_s, run_s > 0 ? static_cast<double>(all.sent) / run_s : 0.0, o.clients, s.bank_adapters.size(),
+            s.adapter_root ? "yes" : "no");
         std::printf("%-20s %9s %9s %11s %9s %6s %8s %9s %9s\n", "kind", "sent", "200", "clear err", "aborted",
                     "lost", "unclear", "p50 ms", "p99 ms");
         auto row = [](const char* name, const tally& t) {
