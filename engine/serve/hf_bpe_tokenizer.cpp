@@ -182,8 +182,9 @@ std::string string_pattern(const json& step, const std::string& where) {
     const json& p = field(step, "pattern", where);
     if (p.is_object() && p.contains("String") && p["String"].is_string())
         return p["String"].get<std::string>();
-    throw unsupported_error(where, "only string patterns are supported in " +
-                                       step.value("type", std::string("?")) + ", got " + p.dump());
+    throw unsupported_error(where, "only string patterns ({\"String\": ...}) are supported in " +
+                                       step.value("type", std::string("?")) + ", got " +
+                                       (p.is_object() ? "another kind of pattern" : "no object"));
 }
 
 prepend_scheme parse_prepend(const json& j) {
@@ -214,7 +215,8 @@ HfBpeTokenizer::HfBpeTokenizer(const json& j, const std::string& where, special_
             a.lstrip = t.value("lstrip", false);
             a.rstrip = t.value("rstrip", false);
             if (a.id < 0 || a.id >= (1 << 24) || a.content.empty())
-                throw format_error(where, "added token " + t.dump() + " has a bad id or empty content");
+                throw format_error(where, "added token with id " + std::to_string(a.id) +
+                                              " has an id outside [0, 2^24) or empty content");
             if (std::size_t(a.id) >= m_pieces.size()) {
                 m_pieces.resize(std::size_t(a.id) + 1);
                 m_special_flag.resize(std::size_t(a.id) + 1, 0);
@@ -277,7 +279,8 @@ void HfBpeTokenizer::parse_model(const json& m) {
             const auto s = e.get<std::string>();
             const auto sp = s.find(' ');
             if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-                throw format_error(m_where, "merge '" + s + "' is not two pieces separated by one space");
+                throw format_error(m_where, "merge " + std::to_string(rank) +
+                                                " is not two pieces separated by one space");
             left = s.substr(0, sp);
             right = s.substr(sp + 1);
         } else if (e.is_array() && e.size() == 2 && e[0].is_string() &&
@@ -285,21 +288,20 @@ void HfBpeTokenizer::parse_model(const json& m) {
             left = e[0].get<std::string>();
             right = e[1].get<std::string>();
         } else {
-            throw format_error(m_where, "bad merge entry " + e.dump());
+            throw format_error(m_where, "merge " + std::to_string(rank) +
+                                            " is neither \"left right\" nor [\"left\", \"right\"]");
         }
         auto l = m_vocab.find(left), r = m_vocab.find(right), lr = m_vocab.find(left + right);
         if (l == m_vocab.end() || r == m_vocab.end() || lr == m_vocab.end())
-            throw format_error(m_where, "merge '" + left + " " + right +
-                                            "' uses a piece that is not in the vocabulary");
+            throw format_error(m_where, "merge " + std::to_string(rank) +
+                                            " uses a piece that is not in the vocabulary");
         const std::uint64_t key = (std::uint64_t(std::uint32_t(l->second)) << 32) | std::uint32_t(r->second);
         m_merges.emplace(key, std::make_pair(rank++, lr->second)); // the first (best) rank wins on repeats
     }
 
     if (auto it = m.find("unk_token"); it != m.end() && it->is_string()) {
         auto u = m_vocab.find(it->get<std::string>());
-        if (u == m_vocab.end())
-            throw format_error(m_where,
-                               "unk_token '" + it->get<std::string>() + "' is not in the vocabulary");
+        if (u == m_vocab.end()) throw format_error(m_where, "model.unk_token is not in the vocabulary");
         m_unk = u->second;
     }
     auto flag = [&](const char* key) {
@@ -355,13 +357,14 @@ void HfBpeTokenizer::parse_pre_tokenizer(const json& p) {
         if (m_byte_level) unsupported("a Split pre-tokenizer after ByteLevel is not supported");
         const json& pattern = field(p, "pattern", m_where);
         if (!pattern.is_object() || !pattern.contains("Regex") || !pattern["Regex"].is_string())
-            unsupported("Split pre-tokenizer pattern " + pattern.dump() +
-                        " is not supported (only the GPT-2, Llama 3 and Qwen2 regexes)");
+            unsupported(
+                "Split pre-tokenizer pattern is not a {\"Regex\": ...} object (only the GPT-2, Llama 3 "
+                "and Qwen2 regexes are supported)");
         const std::string regex = pattern["Regex"].get<std::string>();
         const auto known = recognise_split_pattern(regex);
         if (!known)
-            unsupported("Split pre-tokenizer regex '" + regex +
-                        "' is not supported (only the GPT-2, Llama 3 and Qwen2 regexes)");
+            unsupported("Split pre-tokenizer regex (" + std::to_string(regex.size()) +
+                        " bytes) is not supported (only the GPT-2, Llama 3 and Qwen2 regexes)");
         const std::string behavior = p.value("behavior", std::string("Isolated"));
         if (behavior != "Isolated")
             unsupported("Split pre-tokenizer behavior '" + behavior + "' is not supported (only Isolated)");
@@ -393,11 +396,12 @@ void HfBpeTokenizer::parse_post_processor(const json& p) {
                 const std::string name = item["SpecialToken"].value("id", std::string());
                 auto st = specials.find(name);
                 if (st == specials.end() || !st->contains("ids") || !(*st)["ids"].is_array())
-                    throw format_error(m_where, "post_processor special token '" + name + "' has no ids");
+                    throw format_error(m_where, "a post_processor special token has no ids");
                 for (const auto& id : (*st)["ids"])
                     (after ? m_template_suffix : m_template_prefix).push_back(id.get<int>());
             } else {
-                throw format_error(m_where, "unknown template item " + item.dump());
+                throw format_error(m_where,
+                                   "a post_processor template item is neither Sequence nor SpecialToken");
             }
         }
     } else {
@@ -759,8 +763,10 @@ std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view json_text, const 
     if (j.is_discarded()) throw format_error(where, "not valid JSON");
     try {
         return std::make_unique<HfBpeTokenizer>(j, where, std::move(special));
-    } catch (const json::exception& e) { // a value of the wrong JSON type deep inside
-        throw format_error(where, std::string("unexpected value: ") + e.what());
+    } catch (const json::type_error&) { // a value of the wrong JSON type deep inside (never quoted)
+        throw format_error(where, "a value has the wrong JSON type (e.g. a string where a number belongs)");
+    } catch (const json::exception&) {
+        throw format_error(where, "a value is out of range or missing");
     }
 }
 

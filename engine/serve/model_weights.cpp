@@ -52,8 +52,7 @@ config_extras check_config(const std::filesystem::path& config_path, const io::m
     for (const char* key : {"hidden_act", "hidden_activation"}) {
         auto it = j.find(key);
         if (it != j.end() && !it->is_null() && *it != "silu")
-            throw unsupported_error(where,
-                                    std::string(key) + " " + it->dump() + " is not supported (only silu)");
+            throw unsupported_error(where, std::string(key) + " is not supported (only silu)");
     }
     if (auto it = j.find("mlp_bias"); it != j.end() && it->is_boolean() && it->get<bool>())
         throw unsupported_error(where, "mlp_bias true is not supported");
