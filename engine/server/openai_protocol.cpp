@@ -30,11 +30,23 @@ const char* type_name(const json& v) {
 
 json parse_object(std::string_view body) {
     json j;
+    // The last object key read: the field a number too large for a double (1e400) belongs to.
+    std::string last_key;
+    const json::parser_callback_t track = [&](int, json::parse_event_t event, json& parsed) {
+        if (event == json::parse_event_t::key && parsed.is_string()) last_key = parsed.get<std::string>();
+        return true;
+    };
     try {
-        j = json::parse(body.begin(), body.end());
+        j = json::parse(body.begin(), body.end(), track);
     } catch (const json::parse_error& e) {
         throw api_error(400, std::string("the request body is not valid JSON: ") + e.what(), "",
                         "invalid_json");
+    } catch (const json::exception&) { // out_of_range: a number beyond what a double holds
+        const std::string field = last_key.size() > 64 ? last_key.substr(0, 64) : last_key;
+        throw api_error(400,
+                        field.empty() ? "a number in the request body is out of range"
+                                      : "'" + field + "' holds a number out of range (not a finite value)",
+                        field, "number_out_of_range");
     }
     if (!j.is_object())
         throw api_error(400, std::string("the request body must be a JSON object, not ") + type_name(j), "",

@@ -161,6 +161,18 @@ private slots:
         row("max_tokens string", R"({"model":"m","prompt":"x","max_tokens":"10"})", false, "max_tokens");
         row("max_tokens huge", R"({"model":"m","prompt":"x","max_tokens":18446744073709551615})", false,
             "max_tokens", "max_tokens_too_large");
+        row("max_tokens 1e400", R"({"model":"m","prompt":"x","max_tokens":1e400})", false, "max_tokens",
+            "number_out_of_range");
+        row("max_tokens -1e400", R"({"model":"m","prompt":"x","max_tokens":-1e400})", false, "max_tokens",
+            "number_out_of_range");
+        row("max_tokens 1e20", R"({"model":"m","prompt":"x","max_tokens":1e20})", false, "max_tokens");
+        row("max_tokens over int", R"({"model":"m","prompt":"x","max_tokens":4294967297})", false,
+            "max_tokens", "max_tokens_too_large");
+        row("temperature 1e400", R"({"model":"m","prompt":"x","temperature":1e400})", false, "temperature",
+            "number_out_of_range");
+        row("top_k over int", R"({"model":"m","prompt":"x","top_k":2147483648})", false, "top_k");
+        row("nested 1e400", R"({"model":"m","prompt":"x","stream_options":{"include_usage":1e999}})", false,
+            "include_usage", "number_out_of_range");
         row("temperature high", R"({"model":"m","prompt":"x","temperature":2.5})", false, "temperature");
         row("temperature string", R"({"model":"m","prompt":"x","temperature":"hot"})", false, "temperature");
         row("top_p zero", R"({"model":"m","prompt":"x","top_p":0})", false, "top_p");
