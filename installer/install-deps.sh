@@ -7,7 +7,7 @@ packages=(
     cmake ninja-build pkg-config g++ git
     qt6-base-dev qt6-svg-dev libqt6svg6 qt6-qpa-plugins
     libqcustomplot-dev libqcustomplot2.1-qt6
-    nlohmann-json3-dev libopenblas-dev liblapacke-dev libsentencepiece-dev libcpp-httplib-dev
+    nlohmann-json3-dev libopenblas-dev liblapacke-dev libsentencepiece-dev zlib1g-dev
     libicu-dev                               # Unicode classes and NFC for byte-level BPE tokenizers
     libre2-dev                               # linear-time target_modules regexes (adapter_config.json)
     clang libclang-rt-14-dev                 # libFuzzer target for the safetensors header parser

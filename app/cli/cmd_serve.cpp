@@ -1,9 +1,10 @@
 // `lorafleet-cli serve`: the OpenAI-compatible HTTP server over the continuous-batching engine, routing
 // requests to a compressed bank's adapters or to raw PEFT adapters (engine/server/http_server.hpp).
 // Prints "listening on http://HOST:PORT" on stderr once the socket is bound (with --port 0 the port is
-// the one the system picked). SIGINT / SIGTERM: new requests get 503, in-flight ones (streams included)
-// finish, then the process exits 0. Threads: the signal handler only writes to a pipe; one waiter thread
-// reads it and stops the server.
+// the one the system picked). SIGINT / SIGTERM: the listening socket closes and new requests get 503;
+// in-flight ones (streams included) may finish for --shutdown-timeout seconds, then the engine cancels
+// the rest (their clients get an error) and the process exits 0. A second signal ends the wait at once.
+// Threads: the signal handler only writes to a pipe; one waiter thread reads it and stops the server.
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "engine/core/error.hpp"
@@ -15,10 +16,14 @@
 #include "engine/server/http_server.hpp"
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -27,8 +32,10 @@ namespace {
 
 const char* usage_text =
     "usage: lorafleet-cli serve --model DIR [--bank BANK | --adapters DIR[,DIR...]...] [--host ADDR]\n"
-    "                           [--port N] [--api-key KEY] [--kv-cache-mb M] [--adapter-cache-mb M]\n"
-    "                           [--max-request-bytes B] [--max-tokens-cap N] [--served-name NAME]\n"
+    "                           [--port N] [--api-key-file FILE | --api-key KEY] [--allow-no-key]\n"
+    "                           [--adapter-root DIR]... [--kv-cache-mb M] [--adapter-cache-mb M]\n"
+    "                           [--max-request-bytes B] [--max-tokens-cap N] [--max-in-flight N]\n"
+    "                           [--max-connections N] [--shutdown-timeout S] [--served-name NAME]\n"
     "                           [--threads N] [--http-threads N] [--device cpu|cuda|auto]\n"
     "\n"
     "Serves the model and its adapters over an OpenAI-compatible HTTP API: POST /v1/completions,\n"
@@ -40,19 +47,67 @@ const char* usage_text =
     "  --model DIR             the base model folder (HuggingFace format)\n"
     "  --bank BANK             a compressed bank folder (lorafleet-cli compress)\n"
     "  --adapters DIR          raw PEFT adapter folders, or folders of them (repeatable, comma lists)\n"
-    "  --host ADDR             address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)\n"
+    "  --host ADDR             address to bind (default 127.0.0.1). Any other address than loopback needs\n"
+    "                          an API key, or --allow-no-key\n"
     "  --port N                port (default 8000; 0 picks a free one, printed on stderr)\n"
-    "  --api-key KEY           require 'Authorization: Bearer KEY' on every route but /health\n"
-    "                          (default: the LORAFLEET_API_KEY environment variable, else no key)\n"
+    "  --api-key-file FILE     require 'Authorization: Bearer KEY' on every route but /health, KEY being\n"
+    "                          the file's one line (not visible in ps, unlike --api-key)\n"
+    "  --api-key KEY           the same, with the key on the command line\n"
+    "                          (default: the LORAFLEET_API_KEY environment variable, else no key;\n"
+    "                          an empty key is an error)\n"
+    "  --allow-no-key          serve a non-loopback --host without an API key\n"
+    "  --adapter-root DIR      POST /v1/adapters may load folders under DIR (repeatable; without it,\n"
+    "                          adding adapters over HTTP is refused with 403)\n"
     "  --kv-cache-mb M         KV cache budget in MiB (default 256)\n"
     "  --adapter-cache-mb M    raw mode: MiB of adapter weights kept resident (default 1024)\n"
-    "  --max-request-bytes B   larger request bodies get 413 (default 1048576)\n"
+    "  --max-request-bytes B   larger request bodies (as sent, or once gzip/deflate-inflated) get 413\n"
+    "                          (default 1048576)\n"
     "  --max-tokens-cap N      most completion tokens one request may ask for (default 4096)\n"
+    "  --max-in-flight N       completions and adapter changes at once; more get 429 (default 256)\n"
+    "  --max-connections N     open connections; more get 503 and are closed (default 512)\n"
+    "  --shutdown-timeout S    on SIGTERM/SIGINT, seconds in-flight requests may take to finish before\n"
+    "                          they are cancelled (default 30; a second signal cancels at once)\n"
     "  --served-name NAME      the base model's name in requests and /v1/models\n"
     "  --threads N             transformer threads (default: one per hardware thread)\n"
-    "  --http-threads N        connections served at once (default 32)\n"
+    "  --http-threads N        threads for /health, /metrics and /v1/models (default 8)\n"
     "  --device D              where the forward pass runs: cpu (default), cuda, or auto (cuda when a\n"
-    "                          device is usable, else cpu). On cuda, POST/DELETE /v1/adapters are refused\n";
+    "                          device is usable, else cpu). On cuda, POST/DELETE /v1/adapters are refused\n"
+    "\n"
+    "HTTP limits: request line and header fields 16 KiB (431; 414 for the URI), the whole header section\n"
+    "within 10 s (408), the body within 30 s (408), idle keep-alive connections closed after 5 s.\n";
+
+// The API key from a file: a small regular file holding one line (a trailing newline is dropped).
+std::string read_key_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) throw usage_error("serve", "--api-key-file: cannot open '" + path + "'");
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > 4096) {
+        ::close(fd);
+        throw usage_error("serve", "--api-key-file: '" + path + "' must be a regular file of at most 4 KiB");
+    }
+    std::string key(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < key.size()) {
+        const ssize_t n = ::read(fd, key.data() + got, key.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    key.resize(got);
+    if (!key.empty() && key.back() == '\n') key.pop_back();
+    if (!key.empty() && key.back() == '\r') key.pop_back();
+    if (key.empty()) throw usage_error("serve", "--api-key-file: '" + path + "' is empty");
+    for (char c : key)
+        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+            throw usage_error("serve", "--api-key-file: the key must be one line without spaces or control "
+                                       "characters");
+    return key;
+}
+
+bool is_loopback(const std::string& host) {
+    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
 
 int g_stop_pipe[2] = {-1, -1};
 
@@ -62,9 +117,10 @@ void on_stop_signal(int sig) {
 }
 
 int run_serve(const std::vector<std::string>& args) {
-    arg_parser p({"model", "bank", "adapters", "host", "port", "api-key", "kv-cache-mb", "adapter-cache-mb",
-                  "max-request-bytes", "max-tokens-cap", "served-name", "threads", "http-threads", "device"},
-                 {});
+    arg_parser p({"model", "bank", "adapters", "host", "port", "api-key", "api-key-file", "adapter-root",
+                  "kv-cache-mb", "adapter-cache-mb", "max-request-bytes", "max-tokens-cap", "max-in-flight",
+                  "max-connections", "shutdown-timeout", "served-name", "threads", "http-threads", "device"},
+                 {"allow-no-key"});
     p.parse(args);
     if (!p.positionals().empty())
         throw usage_error("serve", "unexpected argument '" + p.positionals()[0] + "'");
@@ -80,16 +136,42 @@ int run_serve(const std::vector<std::string>& args) {
     server::server_options so;
     so.host = p.get_or("host", "127.0.0.1");
     so.port = static_cast<int>(p.get_int("port", 8000, 0, 65535));
+    if (p.has("api-key") && p.has("api-key-file"))
+        throw usage_error("serve", "give --api-key or --api-key-file, not both");
     if (p.has("api-key")) {
         so.api_key = *p.get("api-key");
         if (so.api_key.empty()) throw usage_error("serve", "--api-key must not be empty");
+    } else if (p.has("api-key-file")) {
+        so.api_key = read_key_file(*p.get("api-key-file"));
     } else if (const char* env = std::getenv("LORAFLEET_API_KEY")) {
         so.api_key = env;
+        if (so.api_key.empty())
+            throw usage_error("serve",
+                              "LORAFLEET_API_KEY is set but empty (unset it to serve without a key)");
     }
+    if (so.api_key.empty() && !is_loopback(so.host) && !p.has("allow-no-key"))
+        throw usage_error("serve", "--host " + so.host +
+                                       " is reachable from other machines: give an API key (--api-key-file, "
+                                       "LORAFLEET_API_KEY) or --allow-no-key");
+    if (p.has("api-key"))
+        std::fprintf(stderr,
+                     "serve: note: --api-key is visible to other users (ps); --api-key-file is not\n");
+    if (so.api_key.empty() && !is_loopback(so.host))
+        std::fprintf(stderr, "serve: warning: serving %s without an API key (--allow-no-key)\n",
+                     so.host.c_str());
+    for (const auto& r : p.all("adapter-root")) {
+        std::error_code ec;
+        if (r.empty() || !std::filesystem::is_directory(r, ec))
+            throw usage_error("serve", "--adapter-root '" + r + "' is not a folder");
+        so.adapter_roots.emplace_back(r);
+    }
+    so.max_in_flight = static_cast<int>(p.get_int("max-in-flight", 256, 1, 1 << 16));
+    so.max_connections = static_cast<std::size_t>(p.get_int("max-connections", 512, 4, 1 << 20));
+    const double shutdown_timeout = p.get_double("shutdown-timeout", 30, 0, 24 * 3600);
     so.max_request_bytes = static_cast<std::size_t>(p.get_int("max-request-bytes", 1 << 20, 256, 1ll << 30));
     so.limits.max_tokens_cap = static_cast<int>(p.get_int("max-tokens-cap", 4096, 1, 1 << 24));
     so.base_name = p.get_or("served-name", "");
-    so.http_threads = static_cast<int>(p.get_int("http-threads", 32, 2, 4096));
+    so.http_threads = static_cast<int>(p.get_int("http-threads", 8, 2, 4096));
     serve::engine_options eo;
     eo.kv_cache_bytes = static_cast<std::uint64_t>(p.get_int("kv-cache-mb", 256, 1, 1 << 20)) << 20;
     eo.threads = static_cast<int>(p.get_int("threads", 0, 0, 1024));
@@ -131,16 +213,36 @@ int run_serve(const std::vector<std::string>& args) {
 
     std::atomic<bool> finished{false};
     std::thread waiter([&] {
-        while (!finished) {
+        auto next_signal = [&](int timeout_ms) -> int { // the signal number, or 0
             pollfd fd{g_stop_pipe[0], POLLIN, 0};
-            if (poll(&fd, 1, 200) != 1) continue;
+            if (poll(&fd, 1, timeout_ms) != 1) return 0;
             char sig = 0;
-            if (read(g_stop_pipe[0], &sig, 1) != 1) continue;
-            std::fprintf(stderr, "serve: %s, finishing in-flight requests\n",
-                         sig == SIGINT ? "SIGINT" : "SIGTERM");
-            http.stop();
-            return;
+            return read(g_stop_pipe[0], &sig, 1) == 1 ? (sig == 0 ? SIGTERM : sig) : 0;
+        };
+        int sig = 0;
+        while (!finished && (sig = next_signal(200)) == 0) {
         }
+        if (finished) return;
+        std::fprintf(stderr, "serve: %s, finishing in-flight requests (at most %g s)\n",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_timeout);
+        http.begin_stop();
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::duration<double>(shutdown_timeout);
+        bool drained = false, again = false;
+        while (!(drained = http.wait_drained(std::chrono::milliseconds(50)))) {
+            if (std::chrono::steady_clock::now() >= deadline) break;
+            if (next_signal(0) != 0) {
+                again = true;
+                break;
+            }
+        }
+        if (!drained) {
+            std::fprintf(stderr, "serve: %s; cancelling %d in-flight requests\n",
+                         again ? "second signal" : "shutdown timeout", http.in_flight());
+            engine.shutdown(false); // their clients get an error
+            if (!http.wait_drained(std::chrono::seconds(2))) http.abort_connections(); // clients not reading
+        }
+        http.stop();
     });
     const bool ok = http.run();
     finished = true;

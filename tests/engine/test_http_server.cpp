@@ -1,10 +1,10 @@
 // HTTP server, live: the real server in-process on a free loopback port over the fixture model and three
-// crafted raw adapters, spoken to with httplib::Client. Greedy completions for several adapters at once
-// equal what the same engine returns when called directly; streamed chunks concatenate to the plain text;
-// listings follow adapters added and removed at run time; every error case gets the OpenAI error body
-// and the server keeps serving; the API key is enforced; a client that disconnects mid-stream cancels
-// its request (the engine's cancelled counter moves and its batch empties); and a soak of 2,000 distinct
-// requests from 16 client threads gets exactly one, matching answer per request.
+// crafted raw adapters, spoken to with the test client over sockets (tests/support/http_client.hpp). Greedy
+// completions for several adapters at once equal what the same engine returns when called directly; streamed
+// chunks concatenate to the plain text; listings follow adapters added and removed at run time; every error
+// case gets the OpenAI error body and the server keeps serving; the API key is enforced; a client that
+// disconnects mid-stream cancels its request (the engine's cancelled counter moves and its batch empties);
+// and a soak of 2,000 distinct requests from 16 client threads gets exactly one, matching answer per request.
 #include "engine/core/error.hpp"
 #include "engine/io/hf_config.hpp"
 #include "engine/serve/adapter_providers.hpp"
@@ -12,12 +12,11 @@
 #include "engine/serve/serving_engine.hpp"
 #include "engine/serve/tokenizer.hpp"
 #include "engine/server/http_server.hpp"
+#include "tests/support/http_client.hpp"
 #include "tests/support/peft_writer.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <QtTest/QtTest>
-
-#include <httplib.h>
 
 #include <atomic>
 #include <future>
@@ -76,33 +75,24 @@ class TestHttpServer : public QObject {
     std::string m_base;
     const std::vector<std::string> m_adapters = {"ad-a", "ad-b", "ad-c"};
 
-    std::unique_ptr<httplib::Client> client() const {
-        auto c = std::make_unique<httplib::Client>("127.0.0.1", m_port);
-        c->set_read_timeout(120, 0);
-        c->set_write_timeout(30, 0);
-        c->set_keep_alive(true);
-        return c;
-    }
-    static httplib::Headers auth(const std::string& key = api_key) {
+    std::unique_ptr<test::http_client> client() const { return std::make_unique<test::http_client>(m_port); }
+    static test::header_pairs auth(const std::string& key = api_key) {
         return {{"Authorization", "Bearer " + key}};
     }
+    static http_reply reply_of(const test::http_reply& r) {
+        return {r.status, r.body, r.header("content-type")};
+    }
 
-    http_reply post(httplib::Client& c, const std::string& path, const std::string& body,
-                    const httplib::Headers& headers = auth()) const {
-        auto r = c.Post(path.c_str(), headers, body, "application/json");
-        if (!r) return {-1, "transport error " + httplib::to_string(r.error()), ""};
-        return {r->status, r->body, r->get_header_value("Content-Type")};
+    http_reply post(test::http_client& c, const std::string& path, const std::string& body,
+                    const test::header_pairs& headers = auth()) const {
+        return reply_of(c.post(path, body, headers));
     }
-    http_reply get(httplib::Client& c, const std::string& path,
-                   const httplib::Headers& headers = auth()) const {
-        auto r = c.Get(path.c_str(), headers);
-        if (!r) return {-1, "transport error " + httplib::to_string(r.error()), ""};
-        return {r->status, r->body, r->get_header_value("Content-Type")};
+    http_reply get(test::http_client& c, const std::string& path,
+                   const test::header_pairs& headers = auth()) const {
+        return reply_of(c.get(path, headers));
     }
-    http_reply del(httplib::Client& c, const std::string& path) const {
-        auto r = c.Delete(path.c_str(), auth());
-        if (!r) return {-1, "transport error " + httplib::to_string(r.error()), ""};
-        return {r->status, r->body, ""};
+    http_reply del(test::http_client& c, const std::string& path) const {
+        return reply_of(c.del(path, auth()));
     }
 
     // The engine's own answer for a prompt text (greedy), bypassing HTTP.
@@ -181,6 +171,7 @@ private slots:
         so.api_key = api_key;
         so.max_request_bytes = 64 * 1024;
         so.http_threads = 24;
+        so.adapter_roots = {root, m_foreign.parent_path()};
         m_server = std::make_unique<server::http_server>(*m_engine,
                                                          server::chat_template::from_model_dir(m_model), so);
         m_port = m_server->bind();
@@ -361,8 +352,12 @@ private slots:
         expect_error(post(*c, "/v1/adapters", json{{"name", "foreign"}, {"path", m_foreign.string()}}.dump()),
                      400, "invalid_adapter");
         expect_error(
-            post(*c, "/v1/adapters", json{{"name", "ghost"}, {"path", "/nonexistent/adapter"}}.dump()), 400,
-            "adapter_not_found");
+            post(*c, "/v1/adapters",
+                 json{{"name", "ghost"}, {"path", (m_late.parent_path() / "nothing").string()}}.dump()),
+            400, "adapter_not_found");
+        expect_error(
+            post(*c, "/v1/adapters", json{{"name", "ghost"}, {"path", "/nonexistent/adapter"}}.dump()), 403,
+            "path_not_allowed");
         expect_error(post(*c, "/v1/adapters", json{{"name", "../x"}, {"path", m_late.string()}}.dump()), 400);
         expect_error(post(*c, "/v1/adapters", R"({"name":"x"})"), 400);
         QCOMPARE(ids_of().size(), std::size_t(5)); // the failed adds left nothing behind
@@ -438,27 +433,19 @@ private slots:
         const double cancelled_before = metric("lorafleet_requests_cancelled_total");
         QVERIFY(cancelled_before >= 0);
         auto c = client();
-        httplib::Request req;
-        req.method = "POST";
-        req.path = "/v1/completions";
-        req.headers = auth();
-        req.set_header("Content-Type", "application/json");
-        req.body = json{
+        const std::string body = json{
             {"model", "ad-b"},
             {"prompt", "Once"},
             {"max_tokens", 480},
             {"ignore_eos", true},
-            {"stream",
-             true}}.dump();
+            {"stream", true}}.dump();
         std::string received;
-        req.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
-            received.append(data, n);
+        const auto res = c->request("POST", "/v1/completions", body, auth(), [&](std::string_view piece) {
+            received.append(piece);
             return received.find("\"text\"") == std::string::npos; // hang up after the first text chunk
-        };
-        const auto res = c->send(req);
-        QVERIFY(!res); // we cancelled the transfer
+        });
+        QCOMPARE(res.status, -2); // we hung up
         QVERIFY(received.find("[DONE]") == std::string::npos);
-        c->stop();
         c.reset();
         // The server notices at its next write, cancels the request, and the engine frees its sequence.
         QElapsedTimer t;

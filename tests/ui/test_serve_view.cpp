@@ -8,6 +8,7 @@
 #include "engine/io/adapter_discovery.hpp"
 #include "engine/io/peft_adapter.hpp"
 #include "engine/serve/serving_engine.hpp"
+#include "tests/support/http_client.hpp"
 #include "tests/support/test_paths.hpp"
 #include "tests/ui/ui_test_support.hpp"
 #include "ui/common/text_format.hpp"
@@ -22,7 +23,6 @@
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
-#include <httplib.h>
 #include <netinet/in.h>
 #include <qcustomplot.h>
 #include <sys/socket.h>
@@ -177,11 +177,8 @@ private slots:
         QVERIFY(port > 0);
         QCOMPARE(started.first().at(0).toInt(), port);
 
-        httplib::Client client("127.0.0.1", port);
-        client.set_connection_timeout(5);
-        auto health = client.Get("/health");
-        QVERIFY(health);
-        QCOMPARE(health->status, 200);
+        test::http_client client(port, 5000);
+        QCOMPARE(client.get("/health").status, 200);
         QVERIFY(!nothingListens(port));
 
         ui::LoadSettings load;
@@ -227,9 +224,8 @@ private slots:
         QCOMPARE(controller.state(), ui::ServeController::State::Stopped);
         QCOMPARE(controller.port(), 0);
         QVERIFY(nothingListens(port));
-        httplib::Client after("127.0.0.1", port);
-        after.set_connection_timeout(1);
-        QVERIFY(!after.Get("/health"));
+        client.close();
+        QCOMPARE(test::http_client(port, 1000).get("/health").status, -1);
     }
 
     // Raw PEFT folders behind the LRU cache: raw mode, every folder listed, the generator's completions
