@@ -529,6 +529,40 @@ private slots:
         QCOMPARE(models["data"].size(), std::size_t(2)); // the base model and ad-a
     }
 
+    // Stop while 16 clients hammer the server with keep-alive, pipelined and streamed requests: every
+    // wait in the layer (hand-backs, pools, drain) ends; a watchdog bounds it.
+    void stop_under_load_returns() {
+        for (int round = 0; round < 3; ++round) {
+            auto s = std::make_unique<live_server>(*m_engine, m_model, quick());
+            const int port = s->port;
+            std::atomic<bool> done{false};
+            std::atomic<int> answered{0};
+            std::vector<std::thread> clients;
+            for (int i = 0; i < 16; ++i)
+                clients.emplace_back([&, i] {
+                    test::http_client c(port, 10000);
+                    while (!done) {
+                        const bool stream = i % 4 == 0;
+                        const auto r = i % 2 ? c.get("/health")
+                                             : c.post("/v1/completions", json{{"model", "tinystories-656k"},
+                                                                              {"prompt", "Once"},
+                                                                              {"max_tokens", 8},
+                                                                              {"stream", stream}}
+                                                                             .dump());
+                        if (r.status == 200) ++answered;
+                    }
+                });
+            QThread::msleep(300 + 200 * round);
+            auto stopped = std::async(std::launch::async, [&] { s.reset(); });
+            const bool in_time = stopped.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+            done = true;
+            for (auto& t : clients)
+                t.join();
+            QVERIFY(in_time);
+            QVERIFY(answered > 0);
+        }
+    }
+
     void begin_stop_refuses_new_connections_and_drains() {
         auto so = quick();
         auto s = std::make_unique<live_server>(*m_engine, m_model, so);

@@ -21,11 +21,6 @@ namespace {
 
 constexpr std::chrono::milliseconds linger_time{2000};
 
-void set_nonblocking(int fd) {
-    const int flags = ::fcntl(fd, F_GETFL, 0);
-    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
-
 std::chrono::milliseconds ms(int v) {
     return std::chrono::milliseconds(v);
 }
