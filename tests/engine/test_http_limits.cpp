@@ -328,6 +328,37 @@ private slots:
         QCOMPARE(e.status, 404);
     }
 
+    void http_1_0_and_expect_100_continue() {
+        live_server s(*m_engine, m_model, quick());
+        // HTTP/1.0: no Host needed, the answer is 1.0 and the connection closes after it; a stream runs
+        // until the close (no chunked coding in 1.0).
+        http_connection old(s.port, 20000);
+        QVERIFY(old.send("GET /health HTTP/1.0\r\n\r\n"));
+        const auto h = old.read_response();
+        QCOMPARE(h.status, 200);
+        QVERIFY(old.closed_by_server(3000));
+        const std::string body =
+            R"({"model":"tinystories-656k","prompt":"Once","max_tokens":5,"stream":true})";
+        http_connection streamed(s.port, 20000);
+        QVERIFY(streamed.send("POST /v1/completions HTTP/1.0\r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body));
+        const auto st = streamed.read_response();
+        QCOMPARE(st.status, 200);
+        QVERIFY(st.header("transfer-encoding").empty());
+        QVERIFY(st.body.size() > 14 && st.body.substr(st.body.size() - 14) == "data: [DONE]\n\n");
+        // Expect: 100-continue gets "100 Continue" before the body is sent, then the answer.
+        http_connection wait(s.port, 20000);
+        const std::string plain = R"({"model":"tinystories-656k","prompt":"Once","max_tokens":2})";
+        QVERIFY(wait.send("POST /v1/completions HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                          "Content-Length: " +
+                          std::to_string(plain.size()) + "\r\n\r\n"));
+        QVERIFY(!wait.closed_by_server(300)); // reads what arrived: the interim response
+        QCOMPARE(wait.buffered(), std::string("HTTP/1.1 100 Continue\r\n\r\n"));
+        QVERIFY(wait.send(plain));
+        const auto r = wait.read_response(); // skips the 100
+        QCOMPARE(r.status, 200);
+    }
+
     void slow_and_idle_connections_do_not_starve_others() {
         live_server s(*m_engine, m_model, quick()); // header section: 4 s, idle: 3 s
         std::vector<std::unique_ptr<http_connection>> tricklers, idle;

@@ -43,6 +43,7 @@ public:
     http_reply read_response(const std::function<bool(std::string_view)>& on_data = {});
     // Whether the server closed the connection (EOF) within timeout_ms, with nothing more to read.
     bool closed_by_server(int timeout_ms);
+    const std::string& buffered() const { return m_buf; } // received, not yet read as a response
     void close();
 
 private:
