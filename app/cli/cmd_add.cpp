@@ -1,6 +1,8 @@
 // `lorafleet-cli add BANK ADAPTER... [--json]`: adds adapters to an existing bank without refitting,
 // by projecting them onto every cluster's bases and keeping the best cluster (method.md §6). The bank
-// is rewritten atomically in its storage dtype.
+// is rewritten atomically in its storage dtype: the new bank is written beside the old one, read back
+// through the bank validation and only then exchanged with it (write_bank), so BANK always holds a
+// complete bank. Adapters that cannot be loaded are rejected with one line each (--strict: the run fails).
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "app/cli/fleet_args.hpp"
@@ -18,7 +20,7 @@ namespace lorafleet::cli {
 namespace {
 
 int run_add(const std::vector<std::string>& args) {
-    arg_parser p({"device", "threads"}, {"json"});
+    arg_parser p({"device", "threads"}, {"json", "strict"});
     p.parse(args);
     if (p.positionals().size() < 2) throw usage_error("", "expected BANK and at least one ADAPTER");
     const std::filesystem::path dir = p.positionals()[0];
@@ -28,7 +30,7 @@ int run_add(const std::vector<std::string>& args) {
 
     const auto storage = bank::read_bank_files_info(dir).storage;
     auto b = bank::read_bank(dir);
-    const auto adapters = load_fleet_or_fail("add", paths, b.base ? &*b.base : nullptr);
+    const auto adapters = load_fleet_or_fail("add", paths, b.base ? &*b.base : nullptr, p.has("strict"));
     compress::PeftModuleSource source(adapters, threads);
     const auto added = bank::add_adapters(b, source, *backend);
     bank::write_bank(dir, b, {storage, true});
@@ -55,9 +57,11 @@ int run_add(const std::vector<std::string>& args) {
     return 0;
 }
 
-const command_registrar reg{{"add", "add adapters to a bank by projection onto its bases (no refit)",
-                             "usage: lorafleet-cli add BANK ADAPTER... [--json] [--device auto|cpu|cuda]\n",
-                             &run_add}};
+const command_registrar reg{
+    {"add", "add adapters to a bank by projection onto its bases (no refit)",
+     "usage: lorafleet-cli add BANK ADAPTER... [--json] [--strict] [--device auto|cpu|cuda]\n"
+     "  --strict  fail when any adapter is rejected (default: skip it with one line)\n",
+     &run_add}};
 
 } // namespace
 } // namespace lorafleet::cli

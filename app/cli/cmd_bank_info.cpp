@@ -1,5 +1,6 @@
 // `lorafleet-cli bank-info BANK [--json] [--no-verify]`: what a compressed bank holds (method, rank,
-// clusters, modules, adapters, errors, sizes), after checking its files against the manifest.
+// clusters, modules, adapters, errors, sizes), after the full bank validation (bank_validation.hpp: the
+// same one generate, serve, add and the console run), so a bank it describes is one they accept.
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "engine/bank/bank_format.hpp"
@@ -20,7 +21,9 @@ int run_bank_info(const std::vector<std::string>& args) {
     if (p.positionals().size() != 1) throw usage_error("", "expected exactly one BANK folder");
     const std::filesystem::path dir = p.positionals()[0];
     const auto files = bank::read_bank_files_info(dir);
-    const auto b = bank::read_bank(dir, {!p.has("no-verify"), false});
+    bank::bank_read_options options;
+    options.verify_checksums = !p.has("no-verify");
+    const auto b = bank::read_bank(dir, options);
     std::map<int, int> sizes;
     for (const auto& a : b.adapters)
         ++sizes[a.cluster];

@@ -24,10 +24,11 @@ namespace {
 int run_compress(const std::vector<std::string>& args) {
     arg_parser p({"method", "rank", "clusters", "target-error", "device", "normalize", "seed", "out", "dtype",
                   "base", "threads", "max-clusters", "init", "gpu-memory-mb"},
-                 {"json", "overwrite"});
+                 {"json", "overwrite", "strict"});
     p.parse(args);
     const auto t0 = std::chrono::steady_clock::now();
     const std::filesystem::path out = p.required("out");
+    bank::check_bank_target(out, p.has("overwrite")); // before any work
 
     compress::compress_options options;
     const std::string method_text = p.get_or("method", "jd-full");
@@ -54,7 +55,8 @@ int run_compress(const std::vector<std::string>& args) {
     if (p.has("base")) base = io::resolve_geometry(p.required("base"));
 
     auto backend = compress::make_compress_backend(device, threads, gpu_memory_mb);
-    const auto adapters = load_fleet_or_fail("compress", p.positionals(), base ? &*base : nullptr);
+    const auto adapters =
+        load_fleet_or_fail("compress", p.positionals(), base ? &*base : nullptr, p.has("strict"));
     // The header line comes with the first progress report, once the fleet is known to be consistent
     // (unique names, agreeing shapes): a bad fleet prints nothing but its one-line error.
     bool announced = false;
@@ -137,6 +139,7 @@ const command_registrar reg{
      "  --dtype f32|f16|bf16 storage of the bank's tensors (default f16)\n"
      "  --base PRESET|config.json  check every adapter against this base model's shapes\n"
      "  --overwrite          replace an existing bank at BANK\n"
+     "  --strict             fail when any adapter is rejected (default: skip it with one line)\n"
      "  --json               print a JSON summary on stdout\n",
      &run_compress}};
 

@@ -21,6 +21,7 @@ int run_export_peft(const std::vector<std::string>& args) {
     options.weights = parse_storage_dtype(p.get_or("dtype", "f32"));
     options.overwrite = p.has("overwrite");
     const std::filesystem::path out = p.required("out");
+    bank::check_export_target(out, options.overwrite); // before any work
     const auto b = bank::read_bank(p.positionals()[0]);
     options.progress = [](std::size_t done, std::size_t total) {
         if (total >= 20 && (done % (total / 10) == 0 || done == total))
@@ -38,7 +39,9 @@ const command_registrar reg{
      "usage: lorafleet-cli export-peft BANK --out DIR [--adapter NAME]... [--dtype f32|f16|bf16] "
      "[--overwrite]\n"
      "  Each adapter becomes DIR/NAME with adapter_config.json (r = lora_alpha = bank rank) and\n"
-     "  adapter_model.safetensors holding lora_A = V_c^T and lora_B = U_c Sigma_i.\n",
+     "  adapter_model.safetensors holding lora_A = V_c^T and lora_B = U_c Sigma_i.\n"
+     "  The export is staged beside DIR and renamed into place when complete; --overwrite replaces an\n"
+     "  existing export (a folder of PEFT adapters) only then.\n",
      &run_export_peft}};
 
 } // namespace

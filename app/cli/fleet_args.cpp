@@ -8,7 +8,8 @@ namespace lorafleet::cli {
 
 std::vector<std::shared_ptr<const io::peft_adapter>> load_fleet_or_fail(const std::string& command,
                                                                         const std::vector<std::string>& paths,
-                                                                        const io::model_geometry* base) {
+                                                                        const io::model_geometry* base,
+                                                                        bool strict) {
     if (paths.empty()) throw usage_error("", "give at least one adapter folder (or a folder of adapters)");
     std::vector<std::filesystem::path> fs_paths(paths.begin(), paths.end());
     io::peft_load_options options;
@@ -23,8 +24,9 @@ std::vector<std::shared_ptr<const io::peft_adapter>> load_fleet_or_fail(const st
         return true;
     });
     for (const auto& f : result.failures)
-        std::cerr << "lorafleet-cli " << command << ": error: " << f.reason << "\n";
-    if (!result.failures.empty())
+        std::cerr << "lorafleet-cli " << command << (strict ? ": error: " : ": rejected adapter: ")
+                  << f.reason << "\n";
+    if (!result.failures.empty() && (strict || result.adapters.empty()))
         throw validation_error("", std::to_string(result.failures.size()) + " of " +
                                        std::to_string(result.failures.size() + result.adapters.size()) +
                                        " adapters could not be loaded (listed above)");

@@ -11,12 +11,14 @@
 
 namespace lorafleet::cli {
 
-// Loads every adapter under `paths` (checked against `base` when given). Prints each failure as
-// "lorafleet-cli COMMAND: error: <reason>" and throws validation_error when any failed, so a fleet is
-// never compressed with adapters silently missing.
+// Loads every adapter under `paths` (checked against `base` when given). Each adapter that fails is
+// printed as one line, "lorafleet-cli COMMAND: rejected adapter: <reason>", and left out; with `strict`
+// (--strict) the lines say "error:" and validation_error is thrown when any failed. Throws
+// validation_error as well when no adapter is left.
 std::vector<std::shared_ptr<const io::peft_adapter>> load_fleet_or_fail(const std::string& command,
                                                                         const std::vector<std::string>& paths,
-                                                                        const io::model_geometry* base);
+                                                                        const io::model_geometry* base,
+                                                                        bool strict = true);
 
 io::dtype parse_storage_dtype(const std::string& text); // f32, f16, bf16
 

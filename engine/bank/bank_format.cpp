@@ -1,5 +1,6 @@
 #include "engine/bank/bank_format.hpp"
 
+#include "engine/bank/bank_validation.hpp"
 #include "engine/core/error.hpp"
 #include "engine/core/sha256.hpp"
 #include "engine/io/atomic_file.hpp"
@@ -12,11 +13,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <set>
 #include <sstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace lorafleet::bank {
@@ -140,9 +142,46 @@ struct parsed_manifest {
     std::vector<std::tuple<std::string, std::uint64_t, std::string>> files; // name, bytes, sha256
 };
 
+// cores.safetensors, or bases/cluster-NNN.safetensors exactly as cluster_file() spells a c < clusters.
+bool is_bank_file_name(const std::string& name, int clusters) {
+    if (name == k_cores) return true;
+    const std::string prefix = "bases/cluster-", suffix = ".safetensors";
+    if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+        return false;
+    const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    if (digits.size() > 8 || digits.find_first_not_of("0123456789") != std::string::npos) return false;
+    const int c = std::stoi(digits);
+    return c < clusters && cluster_file(c) == name;
+}
+
+// A bank's own file: a regular file reached without any symlink below the bank folder.
+void require_regular(const fs::path& dir, const std::string& name) {
+    struct stat st {};
+    if (name.find('/') != std::string::npos) {
+        const auto sub = dir / name.substr(0, name.find('/'));
+        if (::lstat(sub.c_str(), &st) != 0)
+            throw format_error(dir.string(), "data file " + name + " is missing");
+        if (!S_ISDIR(st.st_mode))
+            throw format_error(dir.string(), "'" + name.substr(0, name.find('/')) +
+                                                 "' is not a folder inside the bank (a symlink?)");
+    }
+    if (::lstat((dir / name).c_str(), &st) != 0) {
+        if (name == "manifest.json") {
+            if (!fs::exists(dir)) throw io_error(dir.string(), "no such bank folder");
+            throw format_error(dir.string(), "not a bank: manifest.json is missing or unreadable");
+        }
+        throw format_error(dir.string(), "data file " + name + " is missing");
+    }
+    if (S_ISLNK(st.st_mode))
+        throw format_error(dir.string(), name + " is a symlink; a bank's files must lie inside its folder");
+    if (!S_ISREG(st.st_mode)) throw format_error(dir.string(), name + " is not a regular file");
+}
+
 parsed_manifest parse_manifest(const fs::path& dir) {
     const fs::path path = dir / "manifest.json";
     const manifest_reader r{path.string()};
+    require_regular(dir, "manifest.json");
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         if (!fs::exists(dir)) throw io_error(dir.string(), "no such bank folder");
@@ -179,7 +218,7 @@ parsed_manifest parse_manifest(const fs::path& dir) {
     for (const auto& m : r.array(j, "modules")) {
         bank_module mod;
         mod.path = r.str(m, "path");
-        mod.layer = int(r.integer(m, "layer", -1, 1 << 20));
+        mod.layer = int(r.integer(m, "layer", 0, (1 << 20) - 1));
         mod.short_name = r.str(m, "module");
         mod.d_out = r.integer(m, "d_out", 1, std::int64_t(1) << 24);
         mod.d_in = r.integer(m, "d_in", 1, std::int64_t(1) << 24);
@@ -206,17 +245,18 @@ parsed_manifest parse_manifest(const fs::path& dir) {
                                             " errors for " + std::to_string(b.modules.size()) + " modules");
         b.adapters.push_back(std::move(ad));
     }
+    std::set<std::string> seen;
     for (const auto& f : r.array(j, "files")) {
         const auto name = r.str(f, "name");
-        if (name.find("..") != std::string::npos || name.empty() || name[0] == '/')
-            throw format_error(r.where, "file name '" + name + "' leaves the bank folder");
+        if (!is_bank_file_name(name, b.clusters))
+            throw format_error(r.where,
+                               "lists a file that is not cores.safetensors or a cluster's bases file");
+        if (!seen.insert(name).second) throw format_error(r.where, "lists " + name + " twice");
         out.files.emplace_back(name, std::uint64_t(r.integer(f, "bytes", 0, std::int64_t(1) << 50)),
                                r.str(f, "sha256"));
     }
     return out;
 }
-
-// ---- folder swap ---------------------------------------------------------------------------------
 
 void fsync_path(const fs::path& p, int flags) {
     const int fd = ::open(p.c_str(), flags | O_CLOEXEC);
@@ -225,43 +265,31 @@ void fsync_path(const fs::path& p, int flags) {
     ::close(fd);
 }
 
-// Puts `staged` at `target`: a plain rename when nothing is there, else an atomic exchange followed by
-// removing the old bank (now at `staged`).
-void swap_into_place(const fs::path& staged, const fs::path& target) {
-    if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0) return;
-    if (errno != EEXIST && errno != ENOTEMPTY)
-        throw io_error(target.string(),
-                       std::string("cannot move the new bank into place: ") + std::strerror(errno));
-    if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0)
-        throw io_error(target.string(), std::string("cannot replace the bank: ") + std::strerror(errno));
-    std::error_code ec;
-    fs::remove_all(staged, ec); // the previous bank; failing to delete it loses nothing
-}
-
 } // namespace
 
-std::uint64_t write_bank(const fs::path& dir_in, const compressed_bank& bank,
-                         const bank_write_options& options) {
+void check_bank_target(const fs::path& dir_in, bool overwrite) {
     const fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
-    bank.validate(dir.string());
-    if (!io::is_lora_float(options.storage))
-        throw usage_error(dir.string(), "bank dtype must be f32, f16 or bf16");
     std::error_code ec;
-    if (fs::exists(dir, ec)) {
+    if (fs::exists(fs::symlink_status(dir, ec))) {
         const bool is_bank = fs::exists(dir / "manifest.json", ec);
         const bool is_empty = fs::is_directory(dir, ec) && fs::is_empty(dir, ec);
         if (!is_bank && !is_empty)
             throw usage_error(dir.string(), "exists and is not a bank; refusing to replace it");
-        if (is_bank && !options.overwrite)
+        if (is_bank && !overwrite)
             throw usage_error(dir.string(), "a bank already exists here (use --overwrite to replace it)");
     }
-    const fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
-    fs::create_directories(parent, ec);
-    std::string tmpl = (parent / ("." + dir.filename().string() + ".tmp-XXXXXX")).string();
-    if (!::mkdtemp(tmpl.data()))
-        throw io_error(dir.string(), std::string("cannot create a staging folder: ") + std::strerror(errno));
-    const fs::path staged = tmpl;
-    ::chmod(staged.c_str(), 0755);
+}
+
+std::uint64_t write_bank(const fs::path& dir_in, const compressed_bank& bank,
+                         const bank_write_options& options) {
+    const fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
+    check_bank(bank, dir.string(), bank.base);
+    if (!io::is_lora_float(options.storage))
+        throw usage_error(dir.string(), "bank dtype must be f32, f16 or bf16");
+    check_bank_target(dir, options.overwrite);
+    io::remove_stale_staging(dir);
+    const fs::path staged = io::make_staging_dir(dir);
+    std::error_code ec;
     try {
         fs::create_directory(staged / "bases");
         json files = json::array();
@@ -308,8 +336,9 @@ std::uint64_t write_bank(const fs::path& dir_in, const compressed_bank& bank,
                               manifest_json(bank, options.storage, files).dump(1) + "\n");
         fsync_path(staged / "bases", O_RDONLY | O_DIRECTORY);
         fsync_path(staged, O_RDONLY | O_DIRECTORY);
-        swap_into_place(staged, dir);
-        fsync_path(parent, O_RDONLY | O_DIRECTORY);
+        // What goes into place is what every reader will accept: the staged folder, read back.
+        read_bank(staged, {true, true, bank.base, true});
+        io::swap_dir_into_place(staged, dir);
         return total;
     } catch (...) {
         fs::remove_all(staged, ec);
@@ -334,6 +363,7 @@ compressed_bank read_bank(const fs::path& dir, const bank_read_options& options)
     for (const auto& [name, bytes, sha] : parsed.files) {
         listed[name] = true;
         const auto p = dir / name;
+        require_regular(dir, name);
         std::error_code ec;
         const auto size = fs::file_size(p, ec);
         if (ec) throw format_error(where, "data file " + name + " is missing");
@@ -345,6 +375,9 @@ compressed_bank read_bank(const fs::path& dir, const bank_read_options& options)
                                "data file " + name + " does not match its SHA-256 checksum (corrupted?)");
     }
     if (!listed.count(k_cores)) throw format_error(where, "manifest does not list cores.safetensors");
+    if (listed.size() < std::size_t(bank.clusters) + 1)
+        throw format_error(where, "manifest lists " + std::to_string(listed.size() - 1) +
+                                      " bases files for " + std::to_string(bank.clusters) + " clusters");
     for (int c = 0; c < bank.clusters; ++c)
         if (!listed.count(cluster_file(c)))
             throw format_error(where, "manifest does not list " + cluster_file(c));
@@ -383,7 +416,7 @@ compressed_bank read_bank(const fs::path& dir, const bank_read_options& options)
             b.vt = load(*file, mod.path + ".Vt", {r, mod.d_in});
         }
     }
-    bank.validate(where);
+    if (options.check) check_bank(bank, where, options.base);
     return std::move(bank);
 }
 

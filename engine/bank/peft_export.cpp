@@ -1,12 +1,42 @@
 #include "engine/bank/peft_export.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/io/atomic_file.hpp"
 #include "engine/io/peft_adapter.hpp"
 #include "engine/io/peft_writer.hpp"
 
 #include <algorithm>
 
 namespace lorafleet::bank {
+
+namespace {
+std::filesystem::path clean_target(const std::filesystem::path& out) {
+    return out.has_filename() ? out : out.parent_path();
+}
+
+// Writes every chosen adapter into the (staging) folder `out`.
+void write_export(const compressed_bank& bank, const std::vector<std::size_t>& chosen,
+                  const std::filesystem::path& out, const peft_export_options& options);
+} // namespace
+
+void check_export_target(const std::filesystem::path& out_in, bool overwrite) {
+    namespace fs = std::filesystem;
+    const auto out = clean_target(out_in);
+    std::error_code ec;
+    const auto status = fs::symlink_status(out, ec);
+    if (!fs::exists(status)) return;
+    if (!fs::is_directory(status))
+        throw usage_error(out.string(), "exists and is not a folder; refusing to replace it");
+    if (fs::is_empty(out, ec)) return;
+    if (!overwrite) throw usage_error(out.string(), "already exists (use --overwrite to replace the export)");
+    for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
+        const auto s = it->symlink_status(ec);
+        if (!fs::is_directory(s) ||
+            !fs::is_regular_file(fs::symlink_status(it->path() / "adapter_config.json", ec)))
+            throw usage_error(out.string(),
+                              "holds things other than PEFT adapter folders; refusing to replace it");
+    }
+}
 
 std::vector<std::filesystem::path> export_peft_adapters(const compressed_bank& bank,
                                                         const std::filesystem::path& out,
@@ -19,12 +49,37 @@ std::vector<std::filesystem::path> export_peft_adapters(const compressed_bank& b
         for (const auto& name : options.adapters) {
             const auto i = bank.find_adapter(name);
             if (!i) throw usage_error(out.string(), "the bank has no adapter named '" + name + "'");
-            chosen.push_back(*i);
+            if (std::find(chosen.begin(), chosen.end(), *i) == chosen.end()) chosen.push_back(*i);
         }
     }
     if (bank.cores.size() != bank.modules.size())
         throw usage_error(out.string(), "the bank was read without its tensors; cannot export");
+    for (const std::size_t i : chosen)
+        if (const auto problem = io::adapter_name_problem(bank.adapters[i].name); !problem.empty())
+            throw validation_error(out.string(), problem);
+    check_export_target(out, options.overwrite);
+    const auto target = clean_target(out);
+    io::remove_stale_staging(target);
+    const auto staged = io::make_staging_dir(target);
+    try {
+        write_export(bank, chosen, staged, options);
+        io::sync_tree(staged);
+        io::swap_dir_into_place(staged, target);
+    } catch (...) {
+        std::error_code ec;
+        std::filesystem::remove_all(staged, ec);
+        throw;
+    }
     std::vector<std::filesystem::path> written;
+    for (const std::size_t i : chosen)
+        written.push_back(out / bank.adapters[i].name);
+    if (options.progress) options.progress(chosen.size(), chosen.size());
+    return written;
+}
+
+namespace {
+void write_export(const compressed_bank& bank, const std::vector<std::size_t>& chosen,
+                  const std::filesystem::path& out, const peft_export_options& options) {
     for (std::size_t n = 0; n < chosen.size(); ++n) {
         if (options.progress && !options.progress(n, chosen.size()))
             throw cancelled_error(out.string(), "export cancelled");
@@ -53,15 +108,9 @@ std::vector<std::filesystem::path> export_peft_adapters(const compressed_bank& b
                   [](const std::string& a, const std::string& b) {
                       return io::module_order(a) < io::module_order(b);
                   });
-        if (adapter.name.empty() || adapter.name == "." || adapter.name == ".." ||
-            adapter.name.find('/') != std::string::npos)
-            throw validation_error(out.string(), "adapter name '" + adapter.name + "' is not a folder name");
-        const auto dir = out / adapter.name;
-        io::write_peft_adapter(dir, spec, options.overwrite);
-        written.push_back(dir);
+        io::write_peft_adapter(out / adapter.name, spec, false);
     }
-    if (options.progress) options.progress(chosen.size(), chosen.size());
-    return written;
 }
+} // namespace
 
 } // namespace lorafleet::bank

@@ -8,7 +8,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <cfloat>
+#include <charconv>
 #include <climits>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -116,7 +120,95 @@ void check_factor_dtype(const tensor_view& t, const std::string& where) {
                                            "; LoRA weights must be F32, F16 or BF16");
 }
 
+// A name for an error line: at most 80 bytes, anything outside printable ASCII shown as '?'.
+std::string printable(std::string_view text) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size() && i < 80; ++i)
+        out += (text[i] >= 0x20 && text[i] < 0x7f) ? text[i] : '?';
+    if (text.size() > 80) out += "...";
+    return out;
+}
+
+double sum_of_squares(const std::vector<float>& v) {
+    double s = 0;
+    for (float x : v)
+        s += double(x) * double(x);
+    return s;
+}
+
+// |B · A|_F without forming [d_out, d_in]: |B|_F |A|_F bounds it, and when that bound is too large the
+// exact value is sqrt(sum_ij (Bᵀ B)_ij (A Aᵀ)_ij) from the two r x r Gram matrices (in double).
+double product_norm(const std::vector<float>& a, const std::vector<float>& b, std::int64_t r, double limit) {
+    const double bound = std::sqrt(sum_of_squares(a)) * std::sqrt(sum_of_squares(b));
+    if (bound <= limit) return bound;
+    const std::int64_t d_in = std::int64_t(a.size()) / r, d_out = std::int64_t(b.size()) / r;
+    std::vector<double> ga(std::size_t(r * r), 0.0), gb(std::size_t(r * r), 0.0);
+    for (std::int64_t i = 0; i < r; ++i)
+        for (std::int64_t j = i; j < r; ++j) {
+            double sa = 0, sb = 0;
+            for (std::int64_t k = 0; k < d_in; ++k)
+                sa += double(a[i * d_in + k]) * a[j * d_in + k];
+            for (std::int64_t k = 0; k < d_out; ++k)
+                sb += double(b[k * r + i]) * b[k * r + j];
+            ga[i * r + j] = ga[j * r + i] = sa;
+            gb[i * r + j] = gb[j * r + i] = sb;
+        }
+    double sq = 0;
+    for (std::size_t k = 0; k < ga.size(); ++k)
+        sq += ga[k] * gb[k];
+    return std::sqrt(std::max(sq, 0.0));
+}
+
 } // namespace
+
+std::string module_path_problem(std::string_view path, int num_layers, int* layer) {
+    if (path.empty()) return "empty module name";
+    if (path.size() > 512) return "module name longer than 512 bytes";
+    for (char c : path)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+            return "module name has characters outside [A-Za-z0-9_.-] (no paths)";
+    int found = -1, count = 0;
+    bool after_layers = false;
+    std::size_t pos = 0;
+    while (pos <= path.size()) {
+        const std::size_t dot = std::min(path.find('.', pos), path.size());
+        const std::string_view part = path.substr(pos, dot - pos);
+        if (part.empty()) return "module name has an empty component (\"..\" or a leading/trailing dot)";
+        if (after_layers) {
+            int value = 0;
+            const auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), value);
+            if (ec != std::errc() || p != part.data() + part.size() || value < 0 || value >= max_layer_index)
+                return "layer index '" + printable(part) + "' is not a number in [0, " +
+                       std::to_string(num_layers > 0 ? num_layers : max_layer_index) + ")";
+            if (num_layers > 0 && value >= num_layers)
+                return "layer " + std::to_string(value) + ", but the base model has layers 0.." +
+                       std::to_string(num_layers - 1);
+            found = value;
+        }
+        if (part == "layers") ++count;
+        after_layers = part == "layers";
+        pos = dot + 1;
+    }
+    if (after_layers) return "\"layers\" is not followed by a layer index";
+    if (count == 0) return "no \"layers.N\" component (not a decoder-layer module)";
+    if (count > 1) return "more than one \"layers\" component";
+    if (layer) *layer = found;
+    return "";
+}
+
+std::string adapter_name_problem(std::string_view name) {
+    if (name.empty()) return "empty adapter name";
+    if (name == "." || name == "..") return "adapter name '" + std::string(name) + "' is not a folder name";
+    if (name.size() > 255) return "adapter name longer than 255 bytes";
+    for (char c : name)
+        if (c == '/' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            return "adapter name '" + printable(name) + "' has '/', '\\' or control characters";
+    return "";
+}
+
+double max_update_norm() {
+    return std::sqrt(double(FLT_MAX));
+}
 
 int module_order(std::string_view short_name) {
     for (std::size_t i = 0; i < canonical_order.size(); ++i)
@@ -214,6 +306,8 @@ peft_adapter load_peft_adapter(const fs::path& dir, const peft_load_options& opt
     peft_adapter ad;
     ad.dir = dir;
     ad.name = folder_name(dir);
+    if (const auto problem = adapter_name_problem(ad.name); !problem.empty())
+        throw validation_error(dir_s, problem);
     ad.config = read_lora_config(config_path);
     const std::string& config_where = ad.config.source;
     if (ad.config.use_dora)
@@ -308,6 +402,10 @@ peft_adapter load_peft_adapter(const fs::path& dir, const peft_load_options& opt
                                               " but adapter_config.json gives r = " + std::to_string(s.r) +
                                               " for it (PEFT would scale it by alpha/" + std::to_string(s.r) +
                                               ", not alpha/" + std::to_string(sa[0]) + ")");
+        if (!std::isfinite(s.scale) || std::fabs(s.scale) > FLT_MAX || !std::isfinite(float(s.scale)))
+            throw validation_error(where, "module " + path + ": scale lora_alpha/" +
+                                              (ad.config.use_rslora ? "sqrt(r)" : "r") +
+                                              " is not finite in float32");
         m.rank = s.r;
         m.alpha = s.alpha;
         m.scale = s.scale;
@@ -339,6 +437,10 @@ peft_adapter load_peft_adapter(const fs::path& dir, const peft_load_options& opt
                                                 ", found lora_A " + shape_string(sa) + " and lora_B " +
                                                 shape_string(sb));
         }
+        // Names that cannot be placed in a bank (no or absurd layer, "..", "/", odd characters).
+        if (const auto problem = module_path_problem(path, base ? base->num_layers : 0, &m.layer);
+            !problem.empty())
+            throw validation_error(where, "module " + printable(path) + ": " + problem);
         if (!ad.config.targets(path)) untargeted.push_back(path);
         ad.modules.push_back(std::move(m));
     }
@@ -349,6 +451,26 @@ peft_adapter load_peft_adapter(const fs::path& dir, const peft_load_options& opt
             for (const tensor_view* t : {&m.a, &m.b})
                 if (!t->all_finite())
                     throw validation_error(where, "tensor " + t->name() + " contains NaN or Inf");
+    // Every value that enters a bank must stay finite in float32 after scaling: scale · B element-wise
+    // (the folded factor) and |scale · B · A|_F, whose square the compressor computes.
+    if (options.check_finite)
+        for (const auto& m : ad.modules) {
+            const auto a = m.a.to_f32();
+            const auto b = m.b.to_f32();
+            double max_b = 0;
+            for (float x : b)
+                max_b = std::max(max_b, double(std::fabs(x)));
+            if (max_b * std::fabs(m.scale) > FLT_MAX)
+                throw validation_error(where,
+                                       "module " + m.path + ": lora_B times the scale overflows float32");
+            const double limit = max_update_norm();
+            if (std::fabs(m.scale) *
+                    product_norm(a, b, m.rank, limit / std::max(std::fabs(m.scale), 1e-300)) >
+                limit)
+                throw validation_error(where, "module " + m.path +
+                                                  ": the update scale * B * A is too large (its norm "
+                                                  "exceeds 1.8e19; float32 overflows)");
+        }
 
     std::sort(ad.modules.begin(), ad.modules.end(), [](const lora_module& x, const lora_module& y) {
         const int lx = x.layer < 0 ? INT_MAX : x.layer, ly = y.layer < 0 ? INT_MAX : y.layer;

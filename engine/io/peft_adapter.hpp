@@ -90,6 +90,20 @@ struct peft_adapter {
 // `options.base`), validation_error (rank differs from the config, NaN/Inf, no linear module).
 peft_adapter load_peft_adapter(const std::filesystem::path& dir, const peft_load_options& options = {});
 
+// Module-path rules shared by the importer and the bank validation. A module path is dot-separated
+// components of [A-Za-z0-9_-] (so no "..", "/", absolute or empty parts), holding exactly one
+// "layers.N" with N a plain non-negative decimal below `num_layers` when that is positive, else below
+// max_layer_index. Returns "" when `path` is acceptable (and sets *layer to N), else the reason.
+constexpr int max_layer_index = 1 << 20;
+std::string module_path_problem(std::string_view path, int num_layers = 0, int* layer = nullptr);
+// "" when `name` can name an adapter folder (non-empty, at most 255 bytes, no "/", "\\" or control
+// characters, not "." or ".."), else the reason.
+std::string adapter_name_problem(std::string_view name);
+
+// Largest |scale · B · A|_F accepted: its square must be finite in float32 (the compressor's error
+// and norm arithmetic), i.e. about 1.8e19.
+double max_update_norm();
+
 // Canonical position of a module short name (q_proj 0 ... down_proj 6, anything else 7).
 int module_order(std::string_view short_name);
 

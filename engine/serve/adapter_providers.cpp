@@ -15,7 +15,9 @@ namespace lorafleet::serve {
 
 std::unique_ptr<AdapterProvider> open_bank_provider(const std::filesystem::path& bank_dir,
                                                     const io::model_geometry& base) {
-    return std::make_unique<BankDelta>(bank::read_bank(bank_dir), base, bank_dir.string());
+    // read_bank runs the one bank validation (bank_validation.hpp), here against the served base too.
+    return std::make_unique<BankDelta>(bank::read_bank(bank_dir, {true, true, base, true}), base,
+                                       bank_dir.string());
 }
 
 std::unique_ptr<AdapterProvider> open_raw_provider(const std::vector<std::filesystem::path>& paths,

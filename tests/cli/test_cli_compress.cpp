@@ -210,12 +210,18 @@ private slots:
         // rank above a module's smaller side (k/v of tinystories are 64 x 128)
         const auto r = run_cli({"compress", f, "--rank", "100", "--out", tmp.filePath("x")});
         QCOMPARE(r.exit_code, 1);
-        // A broken adapter is named and nothing is written.
+        // A broken adapter is named on one line and left out; with --strict the run fails, nothing written.
         fs::resize_file(fleet / synth::adapter_folder_name(1, 3) / "adapter_model.safetensors", 50);
-        const auto broken = run_cli({"compress", f, "--out", tmp.filePath("x")});
-        QCOMPARE(broken.exit_code, 1);
-        QVERIFY(broken.err.contains(QString::fromStdString(synth::adapter_folder_name(1, 3))));
+        const QString broken_name = QString::fromStdString(synth::adapter_folder_name(1, 3));
+        const auto strict = run_cli({"compress", f, "--strict", "--out", tmp.filePath("x")});
+        QCOMPARE(strict.exit_code, 1);
+        QVERIFY(strict.err.contains(broken_name));
         QVERIFY(!fs::exists(tmp.filePath("x").toStdString()));
+        const auto skipped = run_cli({"compress", f, "--rank", "4", "--out", tmp.filePath("x")});
+        QVERIFY2(skipped.exit_code == 0, qPrintable(skipped.err));
+        QCOMPARE(skipped.err.count("rejected adapter: "), 1);
+        QVERIFY(skipped.err.contains(broken_name));
+        QCOMPARE(bank::read_bank(tmp.filePath("x").toStdString()).adapters.size(), std::size_t(2));
         // bank-info on something that is not a bank
         const auto info = run_cli({"bank-info", f});
         QCOMPARE(info.exit_code, 1);

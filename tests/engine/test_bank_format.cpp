@@ -184,7 +184,7 @@ private slots:
             v = j;
             v["files"][0]["name"] = "../../etc/passwd";
             write_json(p / "manifest.json", v);
-            expect_error<format_error>([&] { bank::read_bank(p); }, "leaves the bank folder");
+            expect_error<format_error>([&] { bank::read_bank(p); }, "lists a file that is not");
             v = j;
             v["rank"] = 5; // tensors are rank 4
             write_json(p / "manifest.json", v);
@@ -199,8 +199,13 @@ private slots:
         const fs::path dir = tmp.filePath("bank").toStdString();
         auto b = lorafleet::test::make_random_bank(bank::method::jd_full, 4);
         b.cores[1][3] = std::nanf("");
-        bank::write_bank(dir, b, {io::dtype::F32, false});
-        expect_error<validation_error>([&] { bank::read_bank(dir); }, "NaN or Inf");
+        // Refused before anything is written (read-side refusal: test_bank_validation).
+        expect_error<validation_error>(
+            [&] {
+                bank::write_bank(dir, b, {io::dtype::F32, false});
+            },
+            "NaN or Inf");
+        QVERIFY(!fs::exists(dir));
     }
     void writesAreAllOrNothing() {
         QTemporaryDir tmp;

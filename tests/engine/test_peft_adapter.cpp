@@ -533,11 +533,9 @@ private slots:
         head.rank = 8;
         spec.modules.push_back(head);
         const fs::path dir = write(spec);
-        // Without a base, lm_head is one more linear module (sorted after the layers).
-        const auto a = load_peft_adapter(dir);
-        QCOMPARE(a.modules.back().path, std::string("lm_head"));
-        QCOMPARE(a.modules.back().layer, -1);
-        QCOMPARE(a.layer_count(), 2);
+        // Without a base, lm_head cannot be placed in a decoder layer either: refused.
+        EXPECT_MESSAGE(expect_throw<validation_error>([&] { load_peft_adapter(dir); }),
+                       "module lm_head: no \"layers.N\" component");
         const auto msg = expect_throw<shape_mismatch>([&] { load_peft_adapter(dir, {&base, true}); });
         EXPECT_MESSAGE(msg, "'lm_head' is not a decoder linear");
 
@@ -571,6 +569,69 @@ private slots:
         EXPECT_MESSAGE(msg, "no PEFT adapters found under");
         msg = expect_throw<io_error>([&] { find_adapter_dirs(root / "does-not-exist"); });
         EXPECT_MESSAGE(msg, "does-not-exist");
+    }
+
+    // ---- values that would overflow float32 in a bank, names that cannot be placed ----
+    void overflowingAdaptersRefused_data() {
+        QTest::addColumn<double>("alpha");
+        QTest::addColumn<float>("poison_b");
+        QTest::addColumn<QString>("needle");
+        QTest::newRow("alpha 1e38") << 1e38 << 0.0f << "too large";
+        QTest::newRow("alpha 1e300") << 1e300 << 0.0f << "not finite in float32";
+        QTest::newRow("weight 3e38, scale 2") << 16.0 << 3e38f << "overflows float32";
+        QTest::newRow("weight 3e38, scale 1") << 8.0 << 3e38f << "too large";
+        QTest::newRow("weight 1e30") << 8.0 << 1e30f << "too large";
+    }
+    void overflowingAdaptersRefused() {
+        QFETCH(double, alpha);
+        QFETCH(float, poison_b);
+        QFETCH(QString, needle);
+        auto spec = tiny_spec(8, alpha);
+        if (poison_b != 0.0f) spec.modules[1].poison_b = poison_b;
+        const auto msg = expect_throw<validation_error>([&] { load_peft_adapter(write(spec)); });
+        EXPECT_MESSAGE(msg, needle);
+        EXPECT_MESSAGE(msg, "adapter_model.safetensors"); // names the adapter's file
+    }
+    void largeButRepresentableAdapterLoads() {
+        // |scale B A|_F around 1e15: far beyond real adapters, still exact enough in float32.
+        auto spec = tiny_spec(8, 16);
+        spec.modules[0].poison_b = 1e14f;
+        const auto a = load_peft_adapter(write(spec));
+        QCOMPARE(int(a.modules.size()), 4);
+    }
+    void unplaceableModulesRefused_data() {
+        QTest::addColumn<QString>("path");
+        QTest::addColumn<QString>("needle");
+        QTest::newRow("layer -1") << "model.layers.-1.self_attn.q_proj"
+                                  << "is not a number";
+        QTest::newRow("layer 999999999999") << "model.layers.999999999999.self_attn.q_proj"
+                                            << "is not a number";
+        QTest::newRow("path escape") << "../../etc/x"
+                                     << "characters outside";
+        QTest::newRow("empty component") << "model.layers.0..q_proj"
+                                         << "empty component";
+        QTest::newRow("no layer") << "model.norm_proj"
+                                  << "no \"layers.N\"";
+    }
+    void unplaceableModulesRefused() {
+        QFETCH(QString, path);
+        QFETCH(QString, needle);
+        auto spec = tiny_spec();
+        spec.modules[0].path = path.toStdString();
+        const auto msg = expect_throw<validation_error>([&] { load_peft_adapter(write(spec)); });
+        EXPECT_MESSAGE(msg, needle);
+    }
+    void layerBeyondTheBaseRefused() {
+        const auto base = tiny(); // 2 layers
+        auto spec = tiny_spec();
+        spec.modules[0].path = "model.layers.2.self_attn.q_proj";
+        EXPECT_MESSAGE(expect_throw<shape_mismatch>([&] {
+                           load_peft_adapter(write(spec), {&base, true});
+                       }),
+                       "layer 2");
+        spec.modules[0].path = "model.layers.2000000.self_attn.q_proj";
+        EXPECT_MESSAGE(expect_throw<validation_error>([&] { load_peft_adapter(write(spec)); }),
+                       "[0, 1048576)");
     }
 };
 

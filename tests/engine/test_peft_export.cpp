@@ -9,6 +9,11 @@
 #include <QtTest/QtTest>
 
 #include <cmath>
+#include <csignal>
+#include <fstream>
+#include <set>
+#include <sys/resource.h>
+#include <unistd.h>
 
 using namespace lorafleet;
 namespace fs = std::filesystem;
@@ -24,6 +29,23 @@ std::vector<double> dense_of(const io::lora_module& m) {
             for (std::int64_t j = 0; j < f.d_in; ++j)
                 out[std::size_t(i * f.d_in + j)] +=
                     double(f.b[std::size_t(i * f.rank + k)]) * f.a[std::size_t(k * f.d_in + j)];
+    return out;
+}
+
+std::size_t staging_leftovers(const fs::path& parent) {
+    std::size_t n = 0;
+    for (const auto& e : fs::directory_iterator(parent))
+        n += e.path().filename().string().find(".tmp-") != std::string::npos;
+    return n;
+}
+
+// Every file below `dir` with its size and modification time: equal snapshots = untouched export.
+std::set<std::string> snapshot(const fs::path& dir) {
+    std::set<std::string> out;
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+        out.insert(e.path().lexically_relative(dir).string() + " " +
+                   (e.is_regular_file() ? std::to_string(e.file_size()) : "dir") + " " +
+                   std::to_string(e.last_write_time().time_since_epoch().count()));
     return out;
 }
 
@@ -102,6 +124,87 @@ private slots:
                  before);
         opt.overwrite = true;
         QCOMPARE(bank::export_peft_adapters(b, tmp.path().toStdString(), opt).size(), std::size_t(1));
+    }
+    void failedExportLeavesThePreviousOneIntact() {
+        QTemporaryDir tmp;
+        const fs::path out = tmp.filePath("export").toStdString();
+        const auto b = test::make_random_bank(bank::method::jd_full, 15);
+        bank::peft_export_options opt;
+        QCOMPARE(bank::export_peft_adapters(b, out, opt).size(), std::size_t(6));
+        const auto before = snapshot(out);
+        QCOMPARE(staging_leftovers(tmp.path().toStdString()), std::size_t(0));
+
+        // Cancelled after 3 adapters: nothing of the new export shows, the old one stays.
+        opt.overwrite = true;
+        opt.progress = [](std::size_t done, std::size_t) { return done < 3; };
+        QVERIFY_THROWS_EXCEPTION(cancelled_error, bank::export_peft_adapters(b, out, opt));
+        QCOMPARE(snapshot(out), before);
+        QCOMPARE(staging_leftovers(tmp.path().toStdString()), std::size_t(0));
+
+        // A full disk half-way (a file-size limit: writes fail with EFBIG after 700 bytes of a file).
+        opt.progress = {};
+        rlimit old{};
+        getrlimit(RLIMIT_FSIZE, &old);
+        std::signal(SIGXFSZ, SIG_IGN);
+        rlimit small = old;
+        small.rlim_cur = 700;
+        setrlimit(RLIMIT_FSIZE, &small);
+        bool threw = false;
+        try {
+            bank::export_peft_adapters(b, out, opt);
+        } catch (const io_error& e) {
+            threw = std::string(e.what()).find("cannot write") != std::string::npos;
+        }
+        setrlimit(RLIMIT_FSIZE, &old);
+        QVERIFY(threw);
+        QCOMPARE(snapshot(out), before);
+        QCOMPARE(staging_leftovers(tmp.path().toStdString()), std::size_t(0));
+
+        // Without a previous export, a failure leaves no folder at all.
+        const fs::path fresh = tmp.filePath("fresh").toStdString();
+        setrlimit(RLIMIT_FSIZE, &small);
+        QVERIFY_THROWS_EXCEPTION(io_error, bank::export_peft_adapters(b, fresh, opt));
+        setrlimit(RLIMIT_FSIZE, &old);
+        QVERIFY(!fs::exists(fresh));
+        QCOMPARE(staging_leftovers(tmp.path().toStdString()), std::size_t(0));
+
+        // --overwrite replaces the whole export once the new one is complete.
+        opt.adapters = {"adapter-1"};
+        QCOMPARE(bank::export_peft_adapters(b, out, opt).size(), std::size_t(1));
+        QCOMPARE(int(std::distance(fs::directory_iterator(out), fs::directory_iterator())), 1);
+    }
+    void foreignFolderNeverReplaced() {
+        QTemporaryDir tmp;
+        const fs::path out = tmp.filePath("mine").toStdString();
+        fs::create_directories(out / "adapter-0");
+        std::ofstream(out / "notes.txt") << "mine";
+        const auto b = test::make_random_bank(bank::method::jd_diag, 16);
+        bank::peft_export_options opt;
+        opt.overwrite = true;
+        try {
+            bank::export_peft_adapters(b, out, opt);
+            QFAIL("a folder with other files was replaced");
+        } catch (const usage_error& e) {
+            QVERIFY2(std::string(e.what()).find("other than PEFT adapter folders") != std::string::npos,
+                     e.what());
+        }
+        QVERIFY(fs::exists(out / "notes.txt"));
+        QCOMPARE(staging_leftovers(tmp.path().toStdString()), std::size_t(0));
+    }
+    void staleStagingOfDeadRunsRemoved() {
+        QTemporaryDir tmp;
+        const fs::path out = tmp.filePath("export").toStdString();
+        // pid 2^22+1 is above Linux's pid_max limit: a process that cannot exist. And an old-style one.
+        const fs::path dead = tmp.filePath(".export.tmp-4194305-abcdef").toStdString();
+        const fs::path live = tmp.filePath(QString(".export.tmp-%1-ghijkl").arg(::getpid())).toStdString();
+        const fs::path other = tmp.filePath(".other.tmp-4194305-abcdef").toStdString();
+        for (const auto& d : {dead, live, other})
+            fs::create_directories(d / "adapter-0");
+        const auto b = test::make_random_bank(bank::method::jd_diag, 17);
+        bank::export_peft_adapters(b, out, {});
+        QVERIFY(!fs::exists(dead));
+        QVERIFY(fs::exists(live));  // ours, and young
+        QVERIFY(fs::exists(other)); // another target's
     }
 };
 
