@@ -278,6 +278,8 @@ private slots:
         double took = 0;
         const auto r = exchange_raw(s.port, completion_post(bomb, "Content-Encoding: gzip\r\n"), &took);
         const long after = peak_rss_kib();
+        qInfo("gzip bomb (%zu bytes inflating to 512 MiB): HTTP %d in %.3f s, peak RSS %ld -> %ld KiB",
+              bomb.size(), r.status, took, before, after);
         QCOMPARE(r.status, 413);
         QCOMPARE(error_code(r), std::string("request_too_large"));
         QVERIFY2(after - before < 64 * 1024,
