@@ -10,8 +10,18 @@ build_dir="${LORAFLEET_BUILD_DIR:-build}"
 export QT_QPA_PLATFORM=offscreen
 ctest --test-dir "$build_dir" --output-on-failure -j 2 -LE fuzz
 
-# libFuzzer needs clang: a second, small build of just the fuzz target.
+# ThreadSanitizer: the threaded engine, server and CLI tests again in a third build (no GUI, no CUDA);
+# the stress tests scale their iteration counts down (LORAFLEET_STRESS_SCALE), their watchdogs stay.
+cmake -S . -B build-tsan -G Ninja -DLORAFLEET_SANITIZE=thread -DLORAFLEET_GUI=OFF -DLORAFLEET_CUDA=OFF \
+    -DLORAFLEET_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+tsan_tests='worker_pool|thread_pool|serving_engine|http|server|serve_cli|serve_gemm_fused|compress_prefetch|cli_serve|cli_generate|crash|hostile'
+cmake --build build-tsan -j "$(nproc)" --target lorafleet-cli $(ninja -C build-tsan -t targets all |
+    grep -oE '^(engine|cli)_test_[a-z_]+:' | tr -d ':' | grep -E "$tsan_tests")
+LORAFLEET_STRESS_SCALE=0.05 TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
+    ctest --test-dir build-tsan --output-on-failure -j 2 -L 'engine|cli' -R "$tsan_tests"
+
+# libFuzzer needs clang: a second, small build of just the fuzz targets.
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DLORAFLEET_FUZZ=ON -DLORAFLEET_GUI=OFF \
     -DLORAFLEET_CUDA=OFF -DLORAFLEET_BENCH=OFF >/dev/null
-cmake --build build-fuzz --target fuzz_safetensors_header -j "$(nproc)"
+cmake --build build-fuzz --target fuzz_safetensors_header fuzz_peft_import fuzz_bank_reader -j "$(nproc)"
 ctest --test-dir build-fuzz --output-on-failure -L fuzz
