@@ -2,10 +2,18 @@
 // --screenshot PNG [--tab KEY] (render the main window to a PNG and exit, for docs and tests; with --demo
 // or --workspace it waits until the window is ready: the fleet imported, the workspace's bank read, the
 // demo's compression finished; with --tab serve it also starts the demo load and waits for live charts).
+// Headless saving (scripts and the crash-consistency test): --save-as FILE [--compress] with --workspace
+// or --demo waits until the workspace is ready, compresses the fleet again with the workspace's settings
+// when --compress is given, saves the workspace as FILE (File > Save As: FILE, FILE's NAME.bank and, for
+// the demo, NAME.adapters/) and exits: 0 when saved, 1 with one line on stderr otherwise.
 #include "ui/common/resources.hpp"
+#include "ui/compress/compress_controller.hpp"
+#include "ui/compress/compress_settings.hpp"
 #include "ui/main/main_window.hpp"
 #include "ui/serve/serve_controller.hpp"
 #include "ui/serve/serve_view.hpp"
+#include "ui/workspace/session.hpp"
+#include "ui/workspace/workspace.hpp"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -55,6 +63,39 @@ bool startServeLoad(lorafleet::ui::MainWindow& window) {
     return loop.exec() == 0;
 }
 
+// --save-as: optionally recompresses, then saves; the exit code of the process.
+int saveHeadless(lorafleet::ui::MainWindow& window, const QString& path, bool compress) {
+    using namespace lorafleet::ui;
+    if (!waitUntilReady(window)) {
+        std::fprintf(stderr, "lorafleet: still busy after %d s, not saving\n", kReadyTimeoutMs / 1000);
+        return 1;
+    }
+    Session* session = window.session();
+    if (compress) {
+        QEventLoop loop;
+        QObject::connect(session->compressor(), &CompressController::finished, &loop,
+                         [&loop](EngineJob::Outcome outcome, const QString& message) {
+                             if (outcome != EngineJob::Outcome::Succeeded)
+                                 std::fprintf(stderr, "lorafleet: compression failed: %s\n",
+                                              qPrintable(message));
+                             loop.exit(outcome == EngineJob::Outcome::Succeeded ? 0 : 1);
+                         });
+        QString error;
+        const auto settings = CompressSettings::fromJson(session->workspace()->data().compression);
+        if (!session->compressor()->start(settings, &error)) {
+            std::fprintf(stderr, "lorafleet: cannot compress: %s\n", qPrintable(error));
+            return 1;
+        }
+        if (loop.exec() != 0) return 1;
+    }
+    QString error;
+    if (!session->saveWorkspace(path, &error)) {
+        std::fprintf(stderr, "lorafleet: %s\n", qPrintable(error));
+        return 1;
+    }
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -73,7 +114,9 @@ int main(int argc, char** argv) {
     QCommandLineOption workspace("workspace", "Open the workspace FILE.", "FILE");
     QCommandLineOption screenshot("screenshot", "Render the main window to PNG and exit.", "PNG");
     QCommandLineOption tab("tab", "Tab to show: fleet, compress, clusters, errors, serve.", "KEY", "fleet");
-    parser.addOptions({demo, workspace, screenshot, tab});
+    QCommandLineOption saveAs("save-as", "Save the workspace as FILE (with its bank) and exit.", "FILE");
+    QCommandLineOption compressOpt("compress", "With --save-as: compress the fleet again before saving.");
+    parser.addOptions({demo, workspace, screenshot, tab, saveAs, compressOpt});
     parser.process(app);
 
     if (parser.isSet(demo) && parser.isSet(workspace)) {
@@ -81,8 +124,17 @@ int main(int argc, char** argv) {
         return 2;
     }
     const bool shot = parser.isSet(screenshot);
+    if (parser.isSet(saveAs) && (shot || !(parser.isSet(demo) || parser.isSet(workspace)))) {
+        std::fprintf(stderr, "lorafleet: --save-as needs --workspace or --demo and no --screenshot\n");
+        return 2;
+    }
+    if (parser.isSet(compressOpt) && !parser.isSet(saveAs)) {
+        std::fprintf(stderr, "lorafleet: --compress is only used with --save-as\n");
+        return 2;
+    }
     lorafleet::ui::MainWindow::Options options;
-    options.persistLayout = !shot; // screenshots are reproducible: default layout, nothing saved
+    // Screenshots are reproducible and headless saves leave no trace: default layout, nothing saved.
+    options.persistLayout = !shot && !parser.isSet(saveAs);
     lorafleet::ui::MainWindow window(options);
     if (parser.isSet(demo)) {
         window.startDemo();
@@ -90,10 +142,11 @@ int main(int argc, char** argv) {
         QString error;
         if (!window.openWorkspaceFile(parser.value(workspace), &error)) {
             std::fprintf(stderr, "lorafleet: %s\n", qPrintable(error));
-            if (shot) return 1;
+            if (shot || parser.isSet(saveAs)) return 1;
             QMessageBox::warning(&window, "Open Workspace", "Cannot open the workspace.\n\n" + error);
         }
     }
+    if (parser.isSet(saveAs)) return saveHeadless(window, parser.value(saveAs), parser.isSet(compressOpt));
     if (!window.showTab(parser.value(tab))) {
         std::fprintf(stderr, "lorafleet: unknown tab '%s' (one of: %s)\n", qPrintable(parser.value(tab)),
                      qPrintable(lorafleet::ui::MainWindow::tabKeys().join(", ")));

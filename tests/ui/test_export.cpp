@@ -1,9 +1,9 @@
 // Export from the console (ui/export): through the ExportController (the same calls the File > Export
 // menu makes, without dialogs) on a random bank with every corner the format has (a module an adapter
 // lacks, an empty basis): the bank folder is accepted by read_bank and equals the session's bank (F16
-// storage tolerance), and becomes the workspace's bank path; rebuilt PEFT folders (all, or a selection)
-// load with load_peft_adapter and their dense update equals the bank's reconstruction; the CSV and JSON
-// reports parse back to exactly the bank's errors (NaN where a module is missing). Failures (no bank, an
+// storage tolerance), and does not become the workspace's bank path; rebuilt PEFT folders (all, or a
+// selection) load with load_peft_adapter and their dense update equals the bank's reconstruction; the CSV and
+// JSON reports parse back to exactly the bank's errors (NaN where a module is missing). Failures (no bank, an
 // unknown adapter name) leave nothing behind.
 #include "engine/bank/bank_format.hpp"
 #include "engine/bank/compressed_bank.hpp"
@@ -143,9 +143,10 @@ private slots:
                 QVERIFY2(err <= 1e-5 * norm, "F16 storage is accurate to about 1e-3 relative");
             }
         }
-        // The exported folder is now where the workspace keeps its bank.
-        QVERIFY(!session.isBankUnsaved());
-        QCOMPARE(session.workspace()->data().bankPath, QDir::cleanPath(QFileInfo(dir).absoluteFilePath()));
+        // An export is a copy: the workspace's bank stays its own (unsaved, no path), so a later Save
+        // writes NAME.bank beside the workspace and never this folder.
+        QVERIFY(session.isBankUnsaved());
+        QVERIFY(session.workspace()->data().bankPath.isEmpty());
 
         // A folder that is not a bank is never replaced, even when asked to overwrite.
         QVERIFY(QDir(tmp.path()).mkpath("notabank"));

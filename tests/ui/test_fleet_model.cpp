@@ -114,8 +114,9 @@ private slots:
         QCOMPARE(m_model->index(0, FleetModel::Status).data().toString(),
                  QStringLiteral("ignored 2 embedding LoRA tensors"));
         QCOMPARE(m_model->index(1, FleetModel::Status).data().toString(), QStringLiteral("OK"));
-        QVERIFY(!m_model->index(1, FleetModel::Cluster).data().isValid());
-        QVERIFY(!m_model->index(1, FleetModel::Error).data().isValid());
+        // Not compressed (not in a bank): a dash and the words, never a number.
+        QCOMPARE(m_model->index(1, FleetModel::Cluster).data().toString(), QStringLiteral("\u2014"));
+        QCOMPARE(m_model->index(1, FleetModel::Error).data().toString(), QStringLiteral("not compressed"));
         QCOMPARE(m_model->headerData(FleetModel::Size, Qt::Horizontal).toString(), QStringLiteral("Size"));
     }
 
@@ -213,7 +214,8 @@ private slots:
         m_proxy->sort(FleetModel::Cluster, Qt::DescendingOrder);
         QCOMPARE(m_proxy->index(0, FleetModel::Cluster).data().toInt(), 6);
         m_store->clearResults();
-        QVERIFY(!m_model->index(8, FleetModel::Cluster).data().isValid());
+        QCOMPARE(m_model->index(8, FleetModel::Cluster).data().toString(), QStringLiteral("\u2014"));
+        QCOMPARE(m_model->index(8, FleetModel::Error).data().toString(), QStringLiteral("not compressed"));
     }
 
     void clearResets() {

@@ -151,7 +151,13 @@ private slots:
         QAction* remove = findAction(w, "&Remove Selected Adapters");
         QVERIFY(remove);
         QVERIFY(remove->isEnabled());
+        int asked = 0;
+        w.fleetView()->setConfirmRemoval([&asked](int count, const QStringList&) {
+            asked = count;
+            return true;
+        });
         remove->trigger();
+        QCOMPARE(asked, 10);
         QCOMPARE(w.session()->store()->size(), 190);
         QCOMPARE(w.fleetView()->proxy()->rowCount(), 0);
         QVERIFY(w.isWindowModified());
@@ -318,12 +324,18 @@ private slots:
         QTest::keyClick(filter, Qt::Key_Delete);
         QCOMPARE(filter->text(), QStringLiteral("dapter"));
         QCOMPARE(w.session()->store()->size(), 3);
-        // ... in the table it removes the selected adapter, and the next row becomes current.
+        // ... in the table it removes the selected adapter (after asking), and the next row becomes current.
+        QStringList asked;
+        w.fleetView()->setConfirmRemoval([&asked](int count, const QStringList& names) {
+            asked = names;
+            return count == 1;
+        });
         filter->clear();
         table->setFocus();
         QTRY_VERIFY(table->hasFocus());
         table->selectRow(1);
         QTest::keyClick(table, Qt::Key_Delete);
+        QCOMPARE(asked, QStringList{QStringLiteral("adapter-0001")});
         QCOMPARE(w.session()->store()->size(), 2);
         QCOMPARE(w.session()->store()->entry(0).summary.name, QStringLiteral("adapter-0000"));
         QCOMPARE(w.session()->store()->entry(1).summary.name, QStringLiteral("adapter-0002"));

@@ -1,6 +1,8 @@
 // CompressController (see compress_controller.hpp).
 #include "ui/compress/compress_controller.hpp"
 
+#include "ui/fleet/import_controller.hpp"
+
 #include "engine/bank/fleet_bank.hpp"
 #include "engine/compress/backend_registry.hpp"
 #include "ui/common/engine_host.hpp"
@@ -39,6 +41,8 @@ bool CompressController::start(const CompressSettings& settings, QString* error)
         return false;
     };
     if (isRunning()) return fail(QStringLiteral("a compression is already running"));
+    if (m_session->importer()->isBusy())
+        return fail(QStringLiteral("an import is running: compress when it has finished"));
     auto adapters = m_session->store()->adapters();
     if (adapters.empty()) return fail(QStringLiteral("the fleet is empty: import adapters first"));
 

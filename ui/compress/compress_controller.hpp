@@ -51,7 +51,8 @@ public:
     ~CompressController() override; // cancels and joins a running compression
 
     // Starts compressing the store's adapters with `settings`. False (with `error`) when a compression is
-    // already running or the fleet is empty; nothing starts then.
+    // already running, an import is running (the fleet is still changing) or the fleet is empty; nothing
+    // starts then.
     bool start(const CompressSettings& settings, QString* error = nullptr);
     void cancel();
     bool isRunning() const { return !m_job.isNull(); }

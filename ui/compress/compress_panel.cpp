@@ -4,6 +4,7 @@
 #include "kernels/device_probe.hpp"
 #include "ui/common/text_format.hpp"
 #include "ui/fleet/fleet_store.hpp"
+#include "ui/fleet/import_controller.hpp"
 #include "ui/workspace/session.hpp"
 #include "ui/workspace/workspace.hpp"
 
@@ -168,6 +169,11 @@ CompressPanel::CompressPanel(Session* session, QWidget* parent) : QWidget(parent
     m_result->setAlignment(Qt::AlignTop | Qt::AlignLeft);
     m_result->setTextInteractionFlags(Qt::TextSelectableByMouse);
     m_result->setWordWrap(true);
+    m_stale = new QLabel;
+    m_stale->setWordWrap(true);
+    m_stale->setStyleSheet(QStringLiteral("QLabel { color: #b35c00; font-weight: bold; }"));
+    m_stale->setVisible(false);
+    resultLayout->addWidget(m_stale);
     resultLayout->addWidget(m_result);
     resultLayout->addStretch();
 
@@ -201,8 +207,12 @@ CompressPanel::CompressPanel(Session* session, QWidget* parent) : QWidget(parent
     connect(m_session, &Session::bankChanged, this, &CompressPanel::updateResult);
     connect(m_session->store(), &FleetStore::fleetChanged, this, &CompressPanel::updateEnabled);
     connect(m_session->store(), &FleetStore::fleetChanged, this, &CompressPanel::updateResult);
+    connect(m_session, &Session::bankStateChanged, this, &CompressPanel::updateStale);
+    connect(m_session->importer(), &ImportController::started, this, &CompressPanel::updateEnabled);
+    connect(m_session->importer(), &ImportController::idle, this, &CompressPanel::updateEnabled);
     updateResult();
     updateEnabled();
+    updateStale();
 }
 
 CompressSettings CompressPanel::settings() const {
@@ -287,7 +297,10 @@ void CompressPanel::onFinished(EngineJob::Outcome outcome, const QString& messag
 
 void CompressPanel::updateEnabled() {
     const bool running = m_session->compressor()->isRunning();
-    m_run->setEnabled(!running && !m_session->store()->isEmpty());
+    const bool importing = m_session->importer()->isBusy();
+    m_run->setEnabled(!running && !importing && !m_session->store()->isEmpty());
+    m_run->setToolTip(importing ? QStringLiteral("An import is running: compress when it has finished")
+                                : QString());
     m_cancel->setEnabled(running);
     m_method->setEnabled(!running); // the settings of a running compression stay what it runs with
     m_rank->setEnabled(!running);
@@ -298,6 +311,17 @@ void CompressPanel::updateEnabled() {
     m_seed->setEnabled(!running);
     m_clusters->setEnabled(!running && m_fixed->isChecked());
     m_target->setEnabled(!running && m_auto->isChecked());
+}
+
+QString CompressPanel::staleText() const {
+    return m_stale->isVisibleTo(this) ? m_stale->text() : QString();
+}
+
+void CompressPanel::updateStale() {
+    const QString text = m_session->bankStalenessText();
+    m_stale->setText(text.isEmpty() ? QString()
+                                    : text + QStringLiteral(". Compress again to include the changes."));
+    m_stale->setVisible(!text.isEmpty());
 }
 
 QString CompressPanel::deviceText() const {

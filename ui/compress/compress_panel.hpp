@@ -2,7 +2,9 @@
 // clusters fixed or automatic with a target error, normalization, device auto / CPU / GPU with the GPU's
 // name and memory or why it is unavailable, seed) and Run / Cancel; right, the running job's progress
 // (bar, stage, current module, ETA) and the result of the current bank (original vs compressed bytes
-// and ratio, clusters, mean / max error, seconds, device).
+// and ratio, clusters, mean / max error, seconds, device), with a warning when the fleet changed since
+// the bank was made ("out of date: N adapters added, M removed since"). Run is disabled while an import
+// runs (the fleet is still changing).
 // The widgets mirror the workspace's "compression" object: an edit writes it (a document change), a
 // new or opened workspace refreshes the widgets. Runs go through the session's CompressController.
 // Thread affinity: GUI thread.
@@ -43,6 +45,7 @@ public:
     QProgressBar* progressBar() const { return m_progress; }
     QString resultText() const; // the result box's text, one line per row ("" without a bank)
     QString deviceText() const; // the device line ("GPU: ..." or why none)
+    QString staleText() const;  // the out-of-date warning ("" when the bank is current or absent)
 
 public slots:
     void run();
@@ -55,6 +58,7 @@ private:
     void onFinished(EngineJob::Outcome outcome, const QString& message);
     void updateResult();
     void updateEnabled();
+    void updateStale();
 
     Session* m_session;
     bool m_updating = false; // widgets being set from the workspace: no write-back
@@ -78,6 +82,7 @@ private:
     QLabel* m_eta = nullptr;
     QLabel* m_status = nullptr;
     QLabel* m_result = nullptr;
+    QLabel* m_stale = nullptr;
 };
 
 } // namespace lorafleet::ui

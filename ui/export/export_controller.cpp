@@ -41,7 +41,7 @@ bool ExportController::exportBank(const QString& dir, bool overwrite, QString* e
                   bank::write_bank(path, *current, {io::dtype::F16, overwrite});
               },
               this),
-          QStringLiteral("Bank written to %1").arg(dir), dir, current.get());
+          QStringLiteral("Bank written to %1").arg(dir));
     return true;
 }
 
@@ -81,17 +81,13 @@ bool ExportController::exportReport(const QString& path, QString* error) {
     return true;
 }
 
-void ExportController::watch(EngineJob* job, const QString& doneText, const QString& bankDir,
-                             const bank::compressed_bank* written) {
+void ExportController::watch(EngineJob* job, const QString& doneText) {
     m_job = job;
     connect(job, &EngineJob::finished, this,
-            [this, job, doneText, bankDir, written](EngineJob::Outcome outcome, const QString& message) {
+            [this, job, doneText](EngineJob::Outcome outcome, const QString& message) {
                 job->deleteLater();
                 m_job = nullptr;
                 if (outcome == EngineJob::Outcome::Succeeded) {
-                    // Only when the bank written is still the session's (no compression finished meanwhile).
-                    if (!bankDir.isEmpty() && m_session->bank().get() == written)
-                        m_session->markBankSaved(bankDir);
                     emit finished(true, doneText);
                 } else {
                     emit finished(false, outcome == EngineJob::Outcome::Cancelled

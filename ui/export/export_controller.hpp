@@ -1,8 +1,8 @@
 // ExportController: File > Export Bank / Export PEFT Adapters / Export Error Report without the dialogs.
 // Each export runs on an EngineJob (status-bar progress, cancellable) over the session's current bank,
 // shared by shared_ptr so a new compression meanwhile does not disturb it:
-//   - bank: write_bank (atomic for the whole folder; replaces only an existing bank); on success the
-//     session records the folder as the workspace's bank path;
+//   - bank: write_bank (atomic for the whole folder; replaces only an existing bank); a copy: the
+//     workspace keeps its own bank (NAME.bank, written by Save), so a later Save never touches an export;
 //   - PEFT: export_peft_adapters for all adapters or the named ones (lora_A = Vt_c, lora_B = U_c S_i,
 //     F32, scale 1), one folder per adapter under the chosen folder;
 //   - error report: CSV or JSON by the file's suffix (error_report.hpp), atomic.
@@ -39,8 +39,7 @@ signals:
 
 private:
     bool begin(QString* error);
-    void watch(EngineJob* job, const QString& doneText, const QString& bankDir = {},
-               const bank::compressed_bank* written = nullptr);
+    void watch(EngineJob* job, const QString& doneText);
 
     Session* m_session;
     QPointer<EngineJob> m_job;

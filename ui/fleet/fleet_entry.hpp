@@ -43,7 +43,8 @@ AdapterSummary summarizeAdapter(const io::peft_adapter& adapter, const QString& 
 struct FleetEntry {
     std::shared_ptr<const io::peft_adapter> adapter; // never null for an entry of a FleetStore
     AdapterSummary summary;
-    int cluster = -1;                                        // -1: not clustered yet
+    quint64 serial = 0; // set by FleetStore::append (never 0 in a store): this import of the adapter
+    int cluster = -1;   // -1: not clustered yet
     double error = std::numeric_limits<double>::quiet_NaN(); // relative compression error; NaN: none yet
 
     bool hasCluster() const { return cluster >= 0; }

@@ -92,11 +92,11 @@ QVariant FleetModel::display(int row, int column) const {
     case Size:
         return formatBytes(s.fileBytes);
     case Cluster:
-        return e.hasCluster() ? QVariant(e.cluster) : QVariant();
+        return e.hasCluster() ? QVariant(e.cluster) : QVariant(QStringLiteral("\u2014"));
     case Error:
         return e.hasError()
                    ? QVariant(QStringLiteral("%1 %").arg(QLocale().toString(100.0 * e.error, 'f', 2)))
-                   : QVariant();
+                   : QVariant(QStringLiteral("not compressed"));
     case Status:
         return statusText(row);
     default:

@@ -55,6 +55,7 @@ std::pair<int, int> FleetStore::append(std::vector<FleetEntry> entries) {
     emit rowsAboutToBeInserted(first, last);
     m_entries.reserve(m_entries.size() + fresh.size());
     for (auto& e : fresh) {
+        if (e.serial == 0) e.serial = m_nextSerial++;
         m_totalBytes += e.summary.fileBytes;
         m_entries.push_back(std::move(e));
     }
@@ -102,6 +103,72 @@ void FleetStore::removeRows(QList<int> rows) {
     }
     emit adaptersRemoved(dirs);
     emit fleetChanged();
+}
+
+int FleetStore::restore(std::vector<std::pair<int, FleetEntry>> rows) {
+    std::vector<std::pair<int, FleetEntry>> fresh;
+    fresh.reserve(rows.size());
+    for (auto& [row, e] : rows) {
+        if (!e.adapter || !m_keys.insert(e.summary.key.toStdString()).second) continue;
+        fresh.emplace_back(row, std::move(e));
+    }
+    if (fresh.empty()) return 0;
+    std::stable_sort(fresh.begin(), fresh.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    // Contiguous runs [first, last] of target rows, inserted front to back.
+    std::vector<std::pair<std::size_t, std::size_t>> runs; // index range in `fresh`
+    for (std::size_t i = 0; i < fresh.size();) {
+        std::size_t j = i + 1;
+        while (j < fresh.size() && fresh[j].first == fresh[j - 1].first + 1)
+            ++j;
+        runs.emplace_back(i, j);
+        i = j;
+    }
+    auto insert = [this, &fresh](std::size_t from, std::size_t to) {
+        const int first = std::min(fresh[from].first, size());
+        std::vector<FleetEntry> batch;
+        for (std::size_t k = from; k < to; ++k) {
+            m_totalBytes += fresh[k].second.summary.fileBytes;
+            batch.push_back(std::move(fresh[k].second));
+        }
+        m_entries.insert(m_entries.begin() + first, std::make_move_iterator(batch.begin()),
+                         std::make_move_iterator(batch.end()));
+        return first;
+    };
+    if (runs.size() > kMaxRemovalRuns) {
+        emit aboutToReset();
+        for (const auto& [from, to] : runs)
+            insert(from, to);
+        emit resetDone();
+    } else {
+        for (const auto& [from, to] : runs) {
+            const int first = std::min(fresh[from].first, size());
+            const int last = first + int(to - from) - 1;
+            emit rowsAboutToBeInserted(first, last);
+            insert(from, to);
+            emit rowsInserted(first, last);
+        }
+    }
+    emit fleetChanged();
+    return int(fresh.size());
+}
+
+void FleetStore::relocate(const QHash<QString, std::pair<QString, QString>>& newDirs) {
+    if (newDirs.isEmpty()) return;
+    int first = -1;
+    int last = -1;
+    for (std::size_t i = 0; i < m_entries.size(); ++i) {
+        AdapterSummary& s = m_entries[i].summary;
+        const auto it = newDirs.constFind(s.dir);
+        if (it == newDirs.constEnd()) continue;
+        m_keys.erase(s.key.toStdString());
+        s.dir = it->first;
+        s.key = it->second;
+        m_keys.insert(s.key.toStdString());
+        if (first < 0) first = int(i);
+        last = int(i);
+    }
+    if (first >= 0) emit resultsChanged(first, last);
 }
 
 void FleetStore::clear() {

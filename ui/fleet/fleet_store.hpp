@@ -11,6 +11,7 @@
 
 #include "ui/fleet/fleet_entry.hpp"
 
+#include <QHash>
 #include <QObject>
 
 #include <optional>
@@ -47,6 +48,13 @@ public:
     // removals). Either way adaptersRemoved() follows with the removed folders.
     static constexpr std::size_t kMaxRemovalRuns = 32;
     void removeRows(QList<int> rows);
+    // Puts entries removed earlier back at their former rows (Edit > Undo): `rows` ascending, each the row
+    // the entry had; entries whose key is in the store again are skipped. One signal pair per contiguous
+    // run (or one reset past kMaxRemovalRuns). Returns the number restored.
+    int restore(std::vector<std::pair<int, FleetEntry>> rows);
+    // Moves entries to new folders (the demo's adapters copied beside a saved workspace): `newDirs` maps
+    // an entry's old dir to its new {dir, key}. Results and rows are unchanged.
+    void relocate(const QHash<QString, std::pair<QString, QString>>& newDirs);
     void clear(); // entries and problems
 
     // Per-adapter results of the compressor, matched by adapter identity (the pointer from adapters()),
@@ -83,6 +91,7 @@ private:
     std::unordered_set<std::string> m_keys;
     quint64 m_totalBytes = 0;
     QList<ImportProblem> m_problems;
+    quint64 m_nextSerial = 1;
 };
 
 } // namespace lorafleet::ui

@@ -206,9 +206,28 @@ QList<int> FleetView::selectedStoreRows() const {
     return rows;
 }
 
-void FleetView::removeSelected() {
+bool FleetView::removeSelected() {
     const QList<int> rows = selectedStoreRows();
-    if (rows.isEmpty()) return;
+    if (rows.isEmpty()) return false;
+    QStringList names;
+    for (int row : rows)
+        names << m_session->store()->entry(row).summary.name;
+    if (!m_confirmRemoval) {
+        m_confirmRemoval = [this](int count, const QStringList& list) {
+            QString text =
+                QStringLiteral("Remove %1 from the fleet?").arg(plural(count, "adapter", "adapters"));
+            QStringList shown = list.first(std::min<qsizetype>(list.size(), 10));
+            if (list.size() > shown.size())
+                shown << QStringLiteral("\u2026 and %1 more").arg(list.size() - shown.size());
+            return QMessageBox::question(this, QStringLiteral("Remove Adapters"),
+                                         text + QStringLiteral("\n\n") + shown.join('\n') +
+                                             QStringLiteral("\n\nThe files stay on disk; Edit > Undo brings "
+                                                            "the adapters back."),
+                                         QMessageBox::Yes | QMessageBox::Cancel,
+                                         QMessageBox::Cancel) == QMessageBox::Yes;
+        };
+    }
+    if (!m_confirmRemoval(int(rows.size()), names)) return false;
     // Keep the cursor near where it was: the proxy row of the first selected row.
     int nextRow = m_proxy->rowCount();
     for (const QModelIndex& index : m_table->selectionModel()->selectedRows())
@@ -219,6 +238,7 @@ void FleetView::removeSelected() {
         m_table->selectionModel()->setCurrentIndex(next, QItemSelectionModel::ClearAndSelect |
                                                              QItemSelectionModel::Rows);
     }
+    return true;
 }
 
 void FleetView::focusFilter() {

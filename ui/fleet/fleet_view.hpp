@@ -7,6 +7,8 @@
 
 #include <QWidget>
 
+#include <functional>
+
 class QAction;
 class QComboBox;
 class QLabel;
@@ -40,7 +42,13 @@ public:
     QLineEdit* filterEdit() const { return m_filter; }
 
     QList<int> selectedStoreRows() const; // FleetStore rows of the selected table rows
-    void removeSelected();
+    // Asks for confirmation (confirmRemoval), then removes the selected adapters from the fleet as one
+    // undoable step. False when nothing was removed.
+    bool removeSelected();
+    // Asked before a removal with the number of adapters and their names; true removes. The default
+    // shows a question box; tests install their own.
+    using ConfirmRemoval = std::function<bool(int count, const QStringList& names)>;
+    void setConfirmRemoval(ConfirmRemoval confirm) { m_confirmRemoval = std::move(confirm); }
     void focusFilter();
     void selectFirstRowIfNone();
 
@@ -60,6 +68,7 @@ private:
     void applyDefaultColumnWidths();
 
     Session* m_session;
+    ConfirmRemoval m_confirmRemoval;
     FleetModel* m_model;
     FleetProxyModel* m_proxy;
     ProblemModel* m_problemModel;

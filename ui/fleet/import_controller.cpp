@@ -8,6 +8,18 @@
 
 namespace lorafleet::ui {
 
+namespace {
+
+// "a, b, c, d, e and 45 more".
+QString nameList(const QStringList& names, int shown = 5) {
+    if (names.size() <= shown) return names.join(QLatin1String(", "));
+    return QStringLiteral("%1 and %2 more")
+        .arg(names.first(shown).join(QLatin1String(", ")))
+        .arg(names.size() - shown);
+}
+
+} // namespace
+
 QString ImportReport::summary() const {
     if (!failure.isEmpty()) return QStringLiteral("Import failed: %1").arg(failure);
     QStringList parts;
@@ -16,7 +28,13 @@ QString ImportReport::summary() const {
                                          plural(added, "adapter", "adapters"));
     if (duplicates) parts << QStringLiteral("%1 already in the fleet").arg(formatCount(duplicates));
     if (problems) parts << plural(problems, "problem", "problems");
-    return parts.join(QLatin1String(", ")) + QStringLiteral(" in %1").arg(formatDuration(elapsedMs));
+    if (!renamed.isEmpty()) parts << QStringLiteral("%1 renamed").arg(formatCount(renamed.size()));
+    QString line = parts.join(QLatin1String(", ")) + QStringLiteral(" in %1").arg(formatDuration(elapsedMs));
+    if (!refusedNames.isEmpty())
+        line += QStringLiteral("; refused %1 whose name is already in the fleet: %2")
+                    .arg(plural(refusedNames.size(), "adapter", "adapters"), nameList(refusedNames));
+    if (!renamed.isEmpty()) line += QStringLiteral("; renamed: %1").arg(nameList(renamed));
+    return line;
 }
 
 ImportController::ImportController(FleetStore* store, EngineHost* host, QObject* parent)
@@ -27,10 +45,14 @@ ImportController::~ImportController() {
     delete m_job.data(); // joins the worker; its results die with m_work
 }
 
-void ImportController::importPaths(const QStringList& paths) {
+void ImportController::importPaths(const QStringList& paths, std::optional<DuplicateNames> policy) {
     if (paths.isEmpty()) return;
-    m_pending.append(paths);
+    m_pending.append({paths, policy.value_or(m_policy)});
     if (!m_job) startNext();
+}
+
+QStringList ImportController::currentPaths() const {
+    return m_job ? m_report.paths : QStringList();
 }
 
 void ImportController::cancel() {
@@ -52,10 +74,14 @@ void ImportController::abort() {
 
 void ImportController::startNext() {
     if (m_pending.isEmpty()) return;
-    const QStringList paths = m_pending.takeFirst();
+    const auto [paths, policy] = m_pending.takeFirst();
     m_report = ImportReport{};
     m_report.paths = paths;
-    m_work = std::make_shared<ImportJob>(paths, m_store->keys(), m_base);
+    m_report.policy = policy;
+    std::unordered_set<std::string> names;
+    for (const auto& e : m_store->entries())
+        names.insert(e.adapter->name);
+    m_work = std::make_shared<ImportJob>(paths, m_store->keys(), m_base, std::move(names), policy);
     auto work = m_work;
     const QString title = paths.size() == 1 ? QStringLiteral("Importing %1").arg(paths.front())
                                             : QStringLiteral("Importing %1 folders").arg(paths.size());
@@ -73,6 +99,14 @@ void ImportController::drain() {
         const auto [added, duplicates] = m_store->append(std::move(entries));
         m_report.added += added;
         m_report.duplicates += duplicates;
+    }
+    for (const auto& clash : m_work->nameClashes().takeAll()) {
+        if (clash.renamed.isEmpty()) {
+            m_report.refusedNames << clash.name;
+            m_report.refusedDirs << clash.dir;
+        } else {
+            m_report.renamed << QStringLiteral("%1 \u2192 %2").arg(clash.name, clash.renamed);
+        }
     }
     const auto problems = m_work->problems().takeAll();
     if (!problems.empty()) {

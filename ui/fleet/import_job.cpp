@@ -43,8 +43,10 @@ QString reasonFor(const lorafleet::error& e, const QString& dir) {
 } // namespace
 
 ImportJob::ImportJob(QStringList paths, std::unordered_set<std::string> knownKeys,
-                     std::optional<io::model_geometry> base)
-    : m_paths(std::move(paths)), m_seen(std::move(knownKeys)), m_base(std::move(base)) {}
+                     std::optional<io::model_geometry> base, std::unordered_set<std::string> knownNames,
+                     DuplicateNames policy)
+    : m_paths(std::move(paths)), m_seen(std::move(knownKeys)), m_names(std::move(knownNames)),
+      m_policy(policy), m_base(std::move(base)) {}
 
 QString ImportJob::cleanDir(const QString& dir) {
     return QDir::cleanPath(QFileInfo(dir).absoluteFilePath());
@@ -88,6 +90,20 @@ void ImportJob::run(JobContext& context) {
             try {
                 auto adapter =
                     std::make_shared<io::peft_adapter>(io::load_peft_adapter(toPath(dir), options));
+                if (m_names.count(adapter->name)) {
+                    const QString name = QString::fromStdString(adapter->name);
+                    if (m_policy != DuplicateNames::Rename) {
+                        m_clashes.push({dir, name, {}});
+                        context.setProgress(i + 1, total);
+                        continue;
+                    }
+                    int k = 2;
+                    while (m_names.count(adapter->name + "-" + std::to_string(k)))
+                        ++k;
+                    adapter->name += "-" + std::to_string(k);
+                    m_clashes.push({dir, name, QString::fromStdString(adapter->name)});
+                }
+                m_names.insert(adapter->name);
                 FleetEntry entry;
                 entry.summary = summarizeAdapter(*adapter, dir, key);
                 entry.adapter = std::move(adapter);

@@ -64,6 +64,11 @@ MainStatusBar::MainStatusBar(EngineHost* host, QWidget* parent) : QStatusBar(par
         m_cancel->setEnabled(false);
     });
 
+    m_stale = new QLabel(this);
+    m_stale->setStyleSheet(QStringLiteral("QLabel { color: #b35c00; font-weight: bold; }"));
+    addPermanentWidget(m_stale);
+    m_stale->hide();
+
     m_memory = new QLabel(this);
     m_memory->setToolTip(QStringLiteral("Resident memory of this process (/proc/self/statm), every 2 s"));
     addPermanentWidget(m_memory);
@@ -80,6 +85,16 @@ MainStatusBar::MainStatusBar(EngineHost* host, QWidget* parent) : QStatusBar(par
     m_memoryTimer.start();
 
     connect(host, &EngineHost::jobStarted, this, &MainStatusBar::track);
+}
+
+void MainStatusBar::setBankStaleText(const QString& text) {
+    m_stale->setText(text.isEmpty() ? QString() : QStringLiteral("Bank out of date"));
+    m_stale->setToolTip(text);
+    m_stale->setVisible(!text.isEmpty());
+}
+
+QString MainStatusBar::bankStaleText() const {
+    return m_stale->isVisibleTo(this) ? m_stale->toolTip() : QString();
 }
 
 void MainStatusBar::setOperationText(const QString& text) {

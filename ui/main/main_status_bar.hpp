@@ -1,7 +1,7 @@
 // MainStatusBar: the console's status line. Left: the last finished operation ("Imported 200 adapters in
 // 1.2 s"). Right: the progress of the visible engine job with a Cancel button (only while one runs),
-// the process's resident memory (refreshed every 2 s) and the compute backend (GPU name, or CPU threads
-// and why no GPU is usable).
+// a warning when the bank is out of date (the fleet changed since it was made), the process's resident
+// memory (refreshed every 2 s) and the compute backend (GPU name, or CPU threads and why no GPU is usable).
 // Thread affinity: GUI thread.
 #pragma once
 
@@ -26,6 +26,9 @@ public:
 
     void setOperationText(const QString& text);
     QString operationText() const;
+    // "" hides the out-of-date warning; else it is shown with `text` as its tooltip.
+    void setBankStaleText(const QString& text);
+    QString bankStaleText() const; // "" when hidden
     QString memoryText() const;
     static QString
     backendSummary(); // "GPU: NVIDIA H100 (81559 MiB)" or "CPU, 2 threads - GPU unavailable: ..."
@@ -42,6 +45,7 @@ private:
     QLabel* m_jobLabel = nullptr;
     QProgressBar* m_jobProgress = nullptr;
     QToolButton* m_cancel = nullptr;
+    QLabel* m_stale = nullptr;
     QLabel* m_memory = nullptr;
     ElidedLabel* m_backend = nullptr;
     QPointer<EngineJob> m_job;

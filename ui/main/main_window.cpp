@@ -42,6 +42,7 @@
 #include <QTabWidget>
 #include <QTableView>
 #include <QTimer>
+#include <QUndoStack>
 #include <QVBoxLayout>
 
 namespace lorafleet::ui {
@@ -159,6 +160,11 @@ MainWindow::MainWindow(Options options, QWidget* parent)
         if (!ok) QMessageBox::warning(this, QStringLiteral("Export"), message);
     });
     connect(m_session->store(), &FleetStore::fleetChanged, this, &MainWindow::updateActions);
+    connect(m_session->importer(), &ImportController::started, this, &MainWindow::updateActions);
+    connect(m_session->importer(), &ImportController::idle, this, &MainWindow::updateActions);
+    connect(m_session->importer(), &ImportController::finished, this, &MainWindow::onImportFinished);
+    connect(m_session, &Session::bankStateChanged, this,
+            [this] { m_statusBar->setBankStaleText(m_session->bankStalenessText()); });
     connect(m_demo, &DemoWorkspace::finished, this, [this](bool ok, const QString& message) {
         m_statusBar->setOperationText(message);
         if (ok) m_fleetView->selectFirstRowIfNone();
@@ -234,6 +240,13 @@ void MainWindow::buildMenus() {
     quit->setMenuRole(QAction::QuitRole);
 
     QMenu* edit = menuBar()->addMenu(QStringLiteral("&Edit"));
+    m_undoAction = m_session->undoStack()->createUndoAction(this, QStringLiteral("&Undo"));
+    m_undoAction->setShortcuts(shortcutsFor(QKeySequence::Undo, Qt::CTRL | Qt::Key_Z));
+    edit->addAction(m_undoAction);
+    m_redoAction = m_session->undoStack()->createRedoAction(this, QStringLiteral("&Redo"));
+    m_redoAction->setShortcuts(shortcutsFor(QKeySequence::Redo, Qt::CTRL | Qt::SHIFT | Qt::Key_Z));
+    edit->addAction(m_redoAction);
+    edit->addSeparator();
     m_findAction = edit->addAction(QStringLiteral("&Find Adapters"), this, [this] {
         showTab(QStringLiteral("fleet"));
         m_fleetView->focusFilter();
@@ -243,8 +256,8 @@ void MainWindow::buildMenus() {
                                      QStringLiteral("&Remove Selected Adapters"), this,
                                      [this] { m_fleetView->removeSelected(); });
     m_removeAction->setShortcuts(shortcutsFor(QKeySequence::Delete, Qt::Key_Delete));
-    m_removeAction->setToolTip(
-        QStringLiteral("Remove the selected adapters from the fleet (files are not deleted)"));
+    m_removeAction->setToolTip(QStringLiteral(
+        "Remove the selected adapters from the fleet (files are not deleted; Edit > Undo restores them)"));
 
     QMenu* compress = menuBar()->addMenu(QStringLiteral("&Compress"));
     m_compressAction = compress->addAction(QIcon::fromTheme("media-playback-start"),
@@ -294,7 +307,12 @@ void MainWindow::updateActions() {
     const bool fleetTab = m_tabs->currentWidget() == m_fleetView;
     m_removeAction->setEnabled(fleetTab && !m_fleetView->selectedStoreRows().isEmpty());
     const bool compressing = m_session->compressor()->isRunning();
-    m_compressAction->setEnabled(!compressing && !m_session->store()->isEmpty());
+    const bool importing = m_session->importer()->isBusy();
+    m_compressAction->setEnabled(!compressing && !importing && !m_session->store()->isEmpty());
+    m_importAction->setEnabled(!compressing);
+    m_importAction->setToolTip(compressing
+                                   ? QStringLiteral("Import is unavailable while a compression runs")
+                                   : QStringLiteral("Import PEFT adapter folders (searched recursively)"));
     m_cancelCompressAction->setEnabled(compressing);
     for (QAction* a : m_bankActions)
         a->setEnabled(m_session->bank() != nullptr);
@@ -356,8 +374,9 @@ QString MainWindow::exportFolderStart() const {
 void MainWindow::exportBank() {
     if (!m_session->bank()) return;
     const QString ws = m_session->workspace()->filePath();
-    const QString name =
-        ws.isEmpty() ? QStringLiteral("fleet.bank") : QFileInfo(ws).completeBaseName() + ".bank";
+    // Not NAME.bank: that is the workspace's own bank, which Save writes.
+    const QString name = ws.isEmpty() ? QStringLiteral("fleet-export.bank")
+                                      : QFileInfo(ws).completeBaseName() + "-export.bank";
     QFileDialog dialog(this, QStringLiteral("Export Bank"), QDir(exportFolderStart()).filePath(name));
     dialog.setAcceptMode(QFileDialog::AcceptSave);
     dialog.setFileMode(QFileDialog::AnyFile);
@@ -516,7 +535,35 @@ void MainWindow::importAdapters() {
     if (dir.isEmpty()) return;
     settings.setValue(kImportDirKey, dir);
     showTab(QStringLiteral("fleet"));
-    m_session->importPaths({dir});
+    QString error;
+    if (!m_session->importPaths({dir}, &error))
+        QMessageBox::information(this, QStringLiteral("Import Adapters"), error);
+}
+
+void MainWindow::onImportFinished(const ImportReport& report) {
+    if (report.refusedNames.isEmpty() || report.policy != DuplicateNames::Ask) return;
+    if (!m_askRename) {
+        m_askRename = [this](const QStringList& names) {
+            QStringList shown = names.first(std::min<qsizetype>(names.size(), 10));
+            if (names.size() > shown.size())
+                shown << QStringLiteral("\u2026 and %1 more").arg(names.size() - shown.size());
+            QMessageBox box(QMessageBox::Question, QStringLiteral("Duplicate Adapter Names"),
+                            QStringLiteral("%1 not imported: the fleet already has adapters with these "
+                                           "names.\n\n%2\n\nImport them under new names (NAME-2)?")
+                                .arg(plural(names.size(), "adapter was", "adapters were"), shown.join('\n')),
+                            QMessageBox::NoButton, this);
+            QPushButton* rename = box.addButton(QStringLiteral("Import Renamed"), QMessageBox::AcceptRole);
+            box.addButton(QStringLiteral("Skip Them"), QMessageBox::RejectRole);
+            box.setDefaultButton(rename);
+            box.exec();
+            return box.clickedButton() == rename;
+        };
+    }
+    if (m_askRename(report.refusedNames)) {
+        QString error;
+        if (!m_session->importPaths(report.refusedDirs, DuplicateNames::Rename, &error))
+            m_statusBar->setOperationText(error);
+    }
 }
 
 void MainWindow::runDemo() {
@@ -558,7 +605,7 @@ void MainWindow::dropEvent(QDropEvent* event) {
     if (paths.isEmpty()) return;
     event->acceptProposedAction();
     showTab(QStringLiteral("fleet"));
-    m_session->importPaths(paths);
+    m_session->importPaths(paths); // refused while compressing: the status bar says why
 }
 
 void MainWindow::restoreLayout() {

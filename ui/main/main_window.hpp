@@ -1,16 +1,21 @@
 // The console's main window: one tab per part of the workflow (Fleet, Compress, Clusters, Errors,
 // Serve), the application menus (File: workspace New/Open/Recent/Save/Save As, Import Adapters, Export
-// Bank / PEFT Adapters / Error Report; Edit: Find, Remove; Compress: Run, Cancel; View: tabs; Help:
-// About), drag and drop of adapter folders, the window title with the workspace name and its
+// Bank / PEFT Adapters / Error Report; Edit: Undo, Redo, Find, Remove; Compress: Run, Cancel; View: tabs;
+// Help: About), drag and drop of adapter folders, the window title with the workspace name and its
 // unsaved-changes marker, and the MainStatusBar. The Clusters and Errors views follow the session's bank;
 // the selection of the cluster map and of the fleet table follow each other (by adapter name). All work
 // goes through the Session (ui/workspace/session.hpp) and the ExportController; this class only adds
 // dialogs and persistence of the window layout.
-// Closing with unsaved changes asks Save / Discard / Cancel.
+// Closing with unsaved changes asks Save / Discard / Cancel. Removing adapters asks first and can be
+// undone; an import that met names already in the fleet asks whether to import those renamed (NAME-2);
+// imports are refused while a compression runs (the action is disabled, a drop is answered in the status
+// bar). The status bar shows when the bank is out of date.
 // Thread affinity: GUI thread only.
 #pragma once
 
 #include <QMainWindow>
+
+#include <functional>
 
 class QAction;
 class QMenu;
@@ -28,6 +33,7 @@ class FleetView;
 class MainStatusBar;
 class RecentFiles;
 class Session;
+struct ImportReport;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -69,6 +75,14 @@ public:
     bool save();
     bool saveAs();
 
+    // Asked after an import refused adapters whose names the fleet has (DuplicateNames::Ask): true imports
+    // them renamed NAME-2. The default asks with a message box listing them; tests install their own.
+    using AskRename = std::function<bool(const QStringList& names)>;
+    void setAskRename(AskRename ask) { m_askRename = std::move(ask); }
+    QAction* undoAction() const { return m_undoAction; }
+    QAction* redoAction() const { return m_redoAction; }
+    QAction* importAction() const { return m_importAction; }
+
 signals:
     void ready(); // isReady() became true after startDemo() / openWorkspaceFile() / an import
 
@@ -93,6 +107,7 @@ private:
     void exportPeft();
     void exportReport();
     void onBankChanged();
+    void onImportFinished(const ImportReport& report);
     void syncTargetError();
     void selectInTable(const QStringList& names); // from the cluster map
     void onTableSelectionChanged();               // to the cluster map
@@ -121,6 +136,9 @@ private:
     QList<QAction*> m_bankActions; // enabled only with a bank
     QAction* m_compressAction = nullptr;
     QAction* m_cancelCompressAction = nullptr;
+    QAction* m_undoAction = nullptr;
+    QAction* m_redoAction = nullptr;
+    AskRename m_askRename;
 };
 
 } // namespace lorafleet::ui

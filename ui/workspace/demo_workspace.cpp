@@ -97,6 +97,7 @@ void DemoWorkspace::onGenerated() {
         connect(m_session->importer(), &ImportController::finished, this, &DemoWorkspace::onImportFinished);
     m_idleConnection =
         connect(m_session->importer(), &ImportController::idle, this, &DemoWorkspace::onImportIdle);
+    m_session->addTemporaryAdapterRoot(folder()); // saving the demo copies its adapters beside it
     m_session->importPaths({folder()});
 }
 

@@ -4,8 +4,9 @@
 // compresses it once with demoSettings() through the session's CompressController (a few seconds), so
 // every view of the console has data. The generated workspace is left clean (nothing the operator made needs
 // saving). The temporary folder lives as long as this object, i.e. for the whole console session; the
-// generator is joined before the folder is removed. Thread affinity: GUI thread (the generator runs on an
-// EngineJob worker).
+// generator is joined before the folder is removed. The folder is registered as the session's temporary
+// adapter root: saving the demo workspace copies its adapters to NAME.adapters/ beside the workspace. Thread
+// affinity: GUI thread (the generator runs on an EngineJob worker).
 #pragma once
 
 #include "ui/common/engine_job.hpp"
