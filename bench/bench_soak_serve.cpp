@@ -71,15 +71,15 @@ struct options {
     bool json_out = false;
 };
 
+const char* usage_text =
+    "usage: bench_soak_serve --cli PATH --model DIR [--duration S | --requests N] [--clients 32]\n"
+    "                        [--port 0] [--work DIR] [--bank BANK | --adapters DIR]\n"
+    "                        [--slow-connections 3] [--idle-connections 3] [--timeout-s 30]\n"
+    "                        [--shutdown-timeout 60] [--seed S] [--serve-arg ARG]... [--json]\n";
+
+// A wrong command line: one line saying why, the usage, exit code 2.
 [[noreturn]] void usage(const std::string& why) {
-    std::fprintf(
-        stderr,
-        "bench_soak_serve: %s\n"
-        "usage: bench_soak_serve --cli PATH --model DIR [--duration S | --requests N] [--clients 32]\n"
-        "                        [--port 0] [--work DIR] [--bank BANK | --adapters DIR]\n"
-        "                        [--slow-connections 3] [--idle-connections 3] [--timeout-s 30]\n"
-        "                        [--shutdown-timeout 60] [--seed S] [--serve-arg ARG]... [--json]\n",
-        why.c_str());
+    std::fprintf(stderr, "bench_soak_serve: %s\n%s", why.c_str(), usage_text);
     std::exit(2);
 }
 
@@ -133,9 +133,10 @@ options parse_options(int argc, char** argv) {
             o.serve_args.push_back(value());
         else if (a == "--json")
             o.json_out = true;
-        else if (a == "--help" || a == "-h")
-            usage("help");
-        else
+        else if (a == "--help" || a == "-h") {
+            std::fputs(usage_text, stdout);
+            std::exit(0);
+        } else
             usage("unknown option '" + a + "'");
     }
     if (o.cli.empty()) usage("--cli PATH (lorafleet-cli) is required");
