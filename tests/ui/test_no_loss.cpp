@@ -366,6 +366,32 @@ private slots:
             QCOMPARE(rowOfName(*session.store(), name) >= 0, !removed.contains(name));
     }
 
+    // Undo never makes two adapters share a name: one imported meanwhile under a removed name stays.
+    void undoKeepsNamesUnique() {
+        QTemporaryDir other;
+        copyAs(fleetDir(), other.filePath("again"), {"adapter-0000"}, {"adapter-0002"});
+        ui::Session session;
+        QVERIFY(importAll(session, {fleetDir()}));
+        QSignalSpy lines(&session, &ui::Session::operationFinished);
+        session.removeRows(
+            {rowOfName(*session.store(), "adapter-0001"), rowOfName(*session.store(), "adapter-0002")});
+        QCOMPARE(session.store()->size(), kAdapters - 2);
+        QVERIFY(importAll(session, {other.filePath("again")}));
+        session.undoStack()->undo();
+        QCOMPARE(session.store()->size(), kAdapters);
+        QSet<QString> names;
+        for (const auto& e : session.store()->entries())
+            names.insert(e.summary.name);
+        QCOMPARE(names.size(), kAdapters);
+        const int row = rowOfName(*session.store(), "adapter-0002");
+        QCOMPARE(session.store()->entry(row).summary.dir,
+                 QDir::cleanPath(other.filePath("again/adapter-0002")));
+        QVERIFY(rowOfName(*session.store(), "adapter-0001") >= 0);
+        QVERIFY2(lines.last().at(0).toString().contains("not restored") &&
+                     lines.last().at(0).toString().contains("adapter-0002"),
+                 qPrintable(lines.last().at(0).toString()));
+    }
+
     // Probe 2: the saved demo pointed into the temporary folder; now its adapters live beside it.
     void savedDemoOutlivesItsTemporaryFolder() {
         QTemporaryDir out;

@@ -192,7 +192,9 @@ void FleetView::applyDefaultColumnWidths() {
     header->resizeSection(FleetModel::Layers, digit * 7);
     header->resizeSection(FleetModel::Size, digit * 10);
     header->resizeSection(FleetModel::Cluster, digit * 8);
-    header->resizeSection(FleetModel::Error, digit * 8);
+    // Wide enough for "not compressed" (adapters the bank does not hold).
+    header->resizeSection(FleetModel::Error,
+                          fm.horizontalAdvance(QStringLiteral("not compressed")) + digit * 2);
 }
 
 void FleetView::setImportAction(QAction* action) {

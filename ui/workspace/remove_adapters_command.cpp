@@ -44,9 +44,21 @@ void RemoveAdaptersCommand::redo() {
 }
 
 void RemoveAdaptersCommand::undo() {
+    // An adapter imported meanwhile under a removed one's name keeps it: names stay unique.
+    QSet<QString> names;
+    for (const auto& e : m_session->store()->entries())
+        names.insert(e.summary.name);
+    std::vector<std::pair<int, FleetEntry>> back;
+    QStringList clashing;
+    for (const auto& item : m_entries) {
+        if (names.contains(item.second.summary.name))
+            clashing << item.second.summary.name;
+        else
+            back.push_back(item);
+    }
     m_session->m_opening.tainted = true;
     m_session->m_restoring = true;
-    const int restored = m_session->store()->restore(m_entries);
+    const int restored = m_session->store()->restore(std::move(back));
     m_session->m_restoring = false;
     Workspace* ws = m_session->workspace();
     const QStringList now = ws->data().adapterDirs;
@@ -54,8 +66,11 @@ void RemoveAdaptersCommand::undo() {
         QSet<QString>(now.begin(), now.end()) == QSet<QString>(m_dirsBefore.begin(), m_dirsBefore.end()))
         ws->setAdapterDirs(m_dirsBefore); // the same folders, back in their former order
     m_session->applyBankResults();
-    emit m_session->operationFinished(
-        QStringLiteral("Restored %1").arg(plural(restored, "adapter", "adapters")));
+    QString text = QStringLiteral("Restored %1").arg(plural(restored, "adapter", "adapters"));
+    if (!clashing.isEmpty())
+        text += QStringLiteral("; not restored, the fleet has an adapter of the same name again: %1")
+                    .arg(clashing.join(QLatin1String(", ")));
+    emit m_session->operationFinished(text);
     emit m_session->bankStateChanged();
 }
 
