@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <thread>
@@ -116,7 +117,17 @@ void on_stop_signal(int sig) {
     [[maybe_unused]] const auto n = write(g_stop_pipe[1], &c, 1); // async-signal-safe
 }
 
+// glibc gives each thread that allocates its own malloc arena, up to 8 per core. The server's handler
+// threads (one per concurrent request, kept for reuse) then spread small, short-lived allocations (JSON,
+// response bodies) over many arenas, and the process's RSS creeps up for a long time before it levels
+// off (soak: +14% after warm-up with the default, +8% with 2 arenas, same throughput). Two arenas unless
+// the operator chose otherwise with MALLOC_ARENA_MAX.
+void limit_malloc_arenas() {
+    if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
+}
+
 int run_serve(const std::vector<std::string>& args) {
+    limit_malloc_arenas();
     arg_parser p({"model", "bank", "adapters", "host", "port", "api-key", "api-key-file", "adapter-root",
                   "kv-cache-mb", "adapter-cache-mb", "max-request-bytes", "max-tokens-cap", "max-in-flight",
                   "max-connections", "shutdown-timeout", "served-name", "threads", "http-threads", "device"},
