@@ -10,6 +10,7 @@
 #include "engine/io/regular_file.hpp"
 #include "engine/io/safetensors.hpp"
 #include "tests/support/peft_writer.hpp"
+#include "tests/support/watchdog.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -32,34 +33,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Ends the process with a failure when the guarded scope runs longer than `limit` (a hang is a failure).
-class watchdog {
-public:
-    watchdog(const char* what, std::chrono::seconds limit)
-        : m_thread([this, what, limit] {
-              std::unique_lock lock(m_mutex);
-              if (!m_cv.wait_for(lock, limit, [this] { return m_done; })) {
-                  std::fprintf(stderr, "watchdog: '%s' did not finish within %lld s\n", what,
-                               static_cast<long long>(limit.count()));
-                  std::fflush(stderr);
-                  std::_Exit(1);
-              }
-          }) {}
-    ~watchdog() {
-        {
-            std::lock_guard lock(m_mutex);
-            m_done = true;
-        }
-        m_cv.notify_one();
-        m_thread.join();
-    }
-
-private:
-    std::mutex m_mutex;
-    std::condition_variable m_cv;
-    bool m_done = false;
-    std::thread m_thread;
-};
+using lorafleet::test::watchdog; // tests/support/watchdog.hpp: a hang fails the test
 
 constexpr const char* secret = "ZQXSECRETVALUEQXZ";
 
