@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <utility>
 
 extern "C" {
 // Declared here rather than through <cblas.h> so this file does not depend on which cblas.h the
@@ -81,7 +82,7 @@ void thread_pool::worker(int index) {
         }
         {
             std::lock_guard lock(m_mutex);
-            m_errors[static_cast<std::size_t>(index)] = err;
+            m_errors[static_cast<std::size_t>(index)] = std::move(err); // no reference left on this thread
             if (--m_pending == 0) m_done.notify_one();
         }
     }
@@ -114,7 +115,7 @@ void thread_pool::parallel_for(std::size_t n, const std::function<void(std::size
     {
         std::unique_lock lock(m_mutex);
         m_done.wait(lock, [&] { return m_pending == 0; });
-        m_errors[0] = mine;
+        m_errors[0] = std::move(mine);
     }
     for (const auto& err : m_errors)
         if (err) std::rethrow_exception(err);
