@@ -8,6 +8,7 @@
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "engine/core/error.hpp"
+#include "engine/io/regular_file.hpp"
 #include "engine/serve/adapter_providers.hpp"
 #include "engine/serve/model_weights.hpp"
 #include "engine/serve/serving_engine.hpp"
@@ -16,15 +17,12 @@
 #include "engine/server/http_server.hpp"
 
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
-#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -79,23 +77,12 @@ const char* usage_text =
 
 // The API key from a file: a small regular file holding one line (a trailing newline is dropped).
 std::string read_key_file(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0) throw usage_error("serve", "--api-key-file: cannot open '" + path + "'");
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > 4096) {
-        ::close(fd);
-        throw usage_error("serve", "--api-key-file: '" + path + "' must be a regular file of at most 4 KiB");
+    std::string key;
+    try {
+        key = io::read_text_file(path, 4096, "API key file");
+    } catch (const lorafleet::error& e) {
+        throw usage_error("serve", std::string("--api-key-file: ") + e.what());
     }
-    std::string key(static_cast<std::size_t>(st.st_size), '\0');
-    std::size_t got = 0;
-    while (got < key.size()) {
-        const ssize_t n = ::read(fd, key.data() + got, key.size() - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += static_cast<std::size_t>(n);
-    }
-    ::close(fd);
-    key.resize(got);
     if (!key.empty() && key.back() == '\n') key.pop_back();
     if (!key.empty() && key.back() == '\r') key.pop_back();
     if (key.empty()) throw usage_error("serve", "--api-key-file: '" + path + "' is empty");

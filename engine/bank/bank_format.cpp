@@ -4,6 +4,7 @@
 #include "engine/core/error.hpp"
 #include "engine/core/sha256.hpp"
 #include "engine/io/atomic_file.hpp"
+#include "engine/io/regular_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -13,11 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <fstream>
 #include <iomanip>
 #include <map>
 #include <set>
-#include <sstream>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -182,16 +181,10 @@ parsed_manifest parse_manifest(const fs::path& dir) {
     const fs::path path = dir / "manifest.json";
     const manifest_reader r{path.string()};
     require_regular(dir, "manifest.json");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        if (!fs::exists(dir)) throw io_error(dir.string(), "no such bank folder");
-        throw format_error(dir.string(), "not a bank: manifest.json is missing or unreadable");
-    }
-    std::stringstream text;
-    text << in.rdbuf();
+    const std::string text = io::read_text_file(path, io::max_json_file_bytes, "bank manifest");
     json j;
     try {
-        j = json::parse(text.str());
+        j = json::parse(text);
     } catch (const json::exception& e) {
         throw format_error(r.where, std::string("not valid JSON: ") + e.what());
     }

@@ -2,12 +2,11 @@
 #include "engine/server/chat_template.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/io/regular_file.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 namespace lorafleet::server {
 
@@ -24,12 +23,11 @@ std::string trim(const std::string& s) {
     return s.substr(b, e - b + 1);
 }
 
+// An optional model file: absent is fine; present, it must be a regular file of a sane size.
 std::optional<std::string> read_text(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) return std::nullopt;
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    std::error_code ec;
+    if (!std::filesystem::exists(p, ec)) return std::nullopt;
+    return io::read_text_file(p, io::max_json_file_bytes, p.filename().string());
 }
 
 // tokenizer_config's bos_token / eos_token: a string or an AddedToken object {"content": ...}.
