@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command that installs what is missing, builds, and runs every test through CTest (GUI tests
-# offscreen, GPU tests skipped when no device is usable), then fuzzes the safetensors header parser
-# briefly with a clang/libFuzzer build and checks the .deb package.
+# offscreen, GPU tests skipped when no device is usable, the .deb checked), then the threaded engine,
+# server and CLI tests again under ThreadSanitizer, then 30 s of libFuzzer on each of the safetensors
+# header parser, the PEFT importer and the bank reader (a small clang build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 installer/install-deps.sh
