@@ -10,9 +10,9 @@
 //                           [--context 24] [--threads N] [--seed S] [--only base|compressed]
 // --only times one mode (for a profiler; the other column then reads 0). [--only base|compressed]
 #include "engine/core/error.hpp"
-#include "engine/serve/adapter_providers.hpp"
-#include "engine/serve/model_weights.hpp"
-#include "engine/serve/transformer.hpp"
+#include "engine/serve/adapters/adapter_providers.hpp"
+#include "engine/serve/model/model_weights.hpp"
+#include "engine/serve/model/transformer.hpp"
 
 #include <algorithm>
 #include <chrono>

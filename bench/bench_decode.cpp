@@ -13,8 +13,8 @@
 //
 // usage: bench_decode [--model DIR] [--batches 1,8,32] [--steps 64] [--prompt 8] [--threads N]
 //                     [--bandwidth-mb 512]
-#include "engine/serve/model_weights.hpp"
-#include "engine/serve/transformer.hpp"
+#include "engine/serve/model/model_weights.hpp"
+#include "engine/serve/model/transformer.hpp"
 
 #include <algorithm>
 #include <atomic>

@@ -1,5 +1,5 @@
 // Per-token raw LoRA arithmetic shared by the GPU's BGMV kernels and their CPU checks (the compressed
-// bank's kernels are tiled: bank_tiles.hpp). Raw LoRA (engine/serve/raw_lora_delta.cpp, the Punica BGMV
+// bank's kernels are tiled: bank_tiles.hpp). Raw LoRA (engine/serve/adapters/raw_lora_delta.cpp, the Punica BGMV
 // pair for one token): shrink t = A x (A [rank, d_in] as PEFT stores it), expand y += scale · B t
 // (B [d_out, rank]). Sums run in index order in float, like the CPU's scalar reference order; the CPU's
 // gemm_nt sums in 8 interleaved partials, so the two agree to float rounding. Pure functions: any thread.

@@ -1,7 +1,7 @@
 // Decode attention of one query head over a paged KV cache, with an online (one-pass) softmax: the
 // running maximum m, the running normalizer l and the weighted value sum are rescaled whenever a larger
 // score appears, so the scores are never stored (FlashAttention / FlashInfer's decode). The cache layout
-// is the engine's kv_cache (engine/serve/kv_cache.hpp): one layer's keys (and values) are blocks of
+// is the engine's kv_cache (engine/serve/model/kv_cache.hpp): one layer's keys (and values) are blocks of
 // [kv_heads, block_size, head_dim] floats, block b at offset b * kv_heads * block_size * head_dim, and a
 // sequence's position p lives in block block_table[p / block_size] at offset p % block_size. GQA: query
 // head h reads KV head h / (heads / kv_heads); the caller passes that KV head. Causal: the query at

@@ -1,4 +1,4 @@
-// RMSNorm of one row, as the CPU forward pass computes it (engine/serve/transformer.cpp, HuggingFace
+// RMSNorm of one row, as the CPU forward pass computes it (engine/serve/model/transformer.cpp, HuggingFace
 // Llama numerics): the sum of squares is accumulated in double, the inverse root is taken in double and
 // rounded to float once, and each output is weight * (x * inv) in float. The row function is the
 // reference; a GPU kernel splits the sum over threads (rms_norm_partial over a strided slice), adds the

@@ -1,4 +1,4 @@
-// Rotary position embedding (RoPE) of one head, in the engine's convention (engine/serve/transformer.cpp,
+// Rotary position embedding (RoPE) of one head, in the engine's convention (engine/serve/model/transformer.cpp,
 // HuggingFace's rotate_half layout): element i pairs with element i + head_dim/2, and pair i turns by the
 // angle position * inv_freq[i], inv_freq[i] = float(rope_theta^(-2i / head_dim)). The angle, its cosine
 // and sine are computed in double and rounded to float, as the CPU does, so the tables agree to the last

@@ -1,5 +1,5 @@
 // Choosing a token from one row of logits with a given uniform random number, with exactly the semantics
-// of the engine's sampler (engine/serve/sampler.cpp), so a device sampler fed the same stream of uniforms
+// of the engine's sampler (engine/serve/scheduling/sampler.cpp), so a device sampler fed the same stream of uniforms
 // (random_stream::uniform) picks the same tokens: non-finite logits are never candidates; temperature 0
 // or top_k 1 is greedy (argmax, lowest id on ties); otherwise candidates are ordered by (logit desc, id
 // asc) whenever top-k cuts or top-p < 1 (ids stay in id order otherwise), the top_k best are kept,

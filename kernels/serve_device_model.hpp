@@ -1,6 +1,6 @@
 // A Llama-family decoder forward pass on one CUDA device, behind a plain C++17 interface (no CUDA types),
 // so engine/serve/cuda_transformer can drive it without including CUDA headers. It mirrors the CPU
-// transformer (engine/serve/transformer.cpp) step for step: embed; per layer RMSNorm -> q/k/v (cuBLAS
+// transformer (engine/serve/model/transformer.cpp) step for step: embed; per layer RMSNorm -> q/k/v (cuBLAS
 // SGEMM, fp32 math, + bias) -> adapters -> RoPE -> paged KV write -> decode attention -> o_proj ->
 // residual -> RMSNorm -> gate/up -> SwiGLU -> down -> residual; final norm and lm_head on the rows whose
 // logits are wanted, copied back to the host. The caller owns the block bookkeeping (which blocks a

@@ -1,5 +1,5 @@
 // SwiGLU, the Llama MLP's gate: silu(gate) * up elementwise, silu(x) = x / (1 + exp(-x)) in float,
-// exactly the CPU forward pass's expression (engine/serve/transformer.cpp). Shapes: gate, up, out [n];
+// exactly the CPU forward pass's expression (engine/serve/model/transformer.cpp). Shapes: gate, up, out [n];
 // out may alias gate. Pure functions: any thread.
 #pragma once
 

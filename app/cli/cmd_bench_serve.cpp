@@ -11,11 +11,11 @@
 #include "engine/bank/peft_export.hpp"
 #include "engine/core/error.hpp"
 #include "engine/core/random.hpp"
-#include "engine/serve/adapter_providers.hpp"
-#include "engine/serve/metrics_recorder.hpp"
-#include "engine/serve/model_weights.hpp"
-#include "engine/serve/serving_engine.hpp"
-#include "engine/serve/tokenizer.hpp"
+#include "engine/serve/adapters/adapter_providers.hpp"
+#include "engine/serve/metrics/metrics_recorder.hpp"
+#include "engine/serve/model/model_weights.hpp"
+#include "engine/serve/scheduling/serving_engine.hpp"
+#include "engine/serve/tokenizer/tokenizer.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -7,12 +7,12 @@
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "engine/core/error.hpp"
-#include "engine/serve/adapter_providers.hpp"
-#include "engine/serve/generate.hpp"
-#include "engine/serve/model_weights.hpp"
-#include "engine/serve/serving_engine.hpp"
-#include "engine/serve/tokenizer.hpp"
-#include "engine/serve/transformer.hpp"
+#include "engine/serve/adapters/adapter_providers.hpp"
+#include "engine/serve/model/model_weights.hpp"
+#include "engine/serve/model/transformer.hpp"
+#include "engine/serve/scheduling/generate.hpp"
+#include "engine/serve/scheduling/serving_engine.hpp"
+#include "engine/serve/tokenizer/tokenizer.hpp"
 
 #include <cstdio>
 #include <future>

@@ -1,5 +1,5 @@
 // `lorafleet-cli serve`: the OpenAI-compatible HTTP server over the continuous-batching engine, routing
-// requests to a compressed bank's adapters or to raw PEFT adapters (engine/server/http_server.hpp).
+// requests to a compressed bank's adapters or to raw PEFT adapters (engine/api/http_server.hpp).
 // Prints "listening on http://HOST:PORT" on stderr once the socket is bound (with --port 0 the port is
 // the one the system picked). SIGINT / SIGTERM: the listening socket closes and new requests get 503;
 // in-flight ones (streams included) may finish for --shutdown-timeout seconds, then the engine cancels
@@ -7,14 +7,14 @@
 // Threads: the signal handler only writes to a pipe; one waiter thread reads it and stops the server.
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
+#include "engine/api/chat_template.hpp"
+#include "engine/api/http_server.hpp"
 #include "engine/core/error.hpp"
 #include "engine/io/regular_file.hpp"
-#include "engine/serve/adapter_providers.hpp"
-#include "engine/serve/model_weights.hpp"
-#include "engine/serve/serving_engine.hpp"
-#include "engine/serve/tokenizer.hpp"
-#include "engine/server/chat_template.hpp"
-#include "engine/server/http_server.hpp"
+#include "engine/serve/adapters/adapter_providers.hpp"
+#include "engine/serve/model/model_weights.hpp"
+#include "engine/serve/scheduling/serving_engine.hpp"
+#include "engine/serve/tokenizer/tokenizer.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -131,7 +131,7 @@ int run_serve(const std::vector<std::string>& args) {
         throw usage_error("serve", "give --bank or --adapters, not both");
     if (p.has("adapters") && adapter_dirs.empty()) throw usage_error("serve", "--adapters needs a folder");
 
-    server::server_options so;
+    api::server_options so;
     so.host = p.get_or("host", "127.0.0.1");
     so.port = static_cast<int>(p.get_int("port", 8000, 0, 65535));
     if (p.has("api-key") && p.has("api-key-file"))
@@ -196,15 +196,15 @@ int run_serve(const std::vector<std::string>& args) {
         provider = serve::open_raw_provider(adapter_dirs, weights->geometry(), adapter_cache);
     serve::serving_engine engine(weights, tokenizer, std::move(provider), eo);
 
-    const auto chat = server::chat_template::from_model_dir(model_dir);
+    const auto chat = api::chat_template::from_model_dir(model_dir);
     if (chat.had_template() && !chat.recognised())
         std::fprintf(stderr, "serve: the model's chat_template is not one of the supported families; "
                              "/v1/chat/completions uses the plain <|role|> fallback format\n");
-    server::http_server http(engine, chat, so);
+    api::http_server http(engine, chat, so);
     const int port = http.bind();
     std::fprintf(stderr, "serve: %s, %zu adapters (%s mode), chat format %s\n", http.base_name().c_str(),
                  engine.adapters().size(), std::string(engine.adapter_mode()).c_str(),
-                 std::string(server::chat_format_name(chat.format())).c_str());
+                 std::string(api::chat_format_name(chat.format())).c_str());
     std::fprintf(stderr, "serve: device %s\n", engine.device_note().c_str());
     std::fprintf(stderr, "listening on http://%s:%d\n", so.host.c_str(), port);
     std::fflush(stderr);

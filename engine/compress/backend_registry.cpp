@@ -1,8 +1,8 @@
 // Backend selection (see backend_registry.hpp).
 #include "engine/compress/backend_registry.hpp"
 
+#include "engine/backend/cuda/cuda_backend.hpp"
 #include "engine/compress/cpu_backend.hpp"
-#include "engine/compress/cuda_backend.hpp"
 #include "engine/core/error.hpp"
 
 #include <string>

@@ -1,7 +1,7 @@
 // LinalgOps on the host (OpenBLAS / LAPACKE through dense.hpp), single-threaded per call: the reference
 // implementation that runs OpsBackend's algorithm on the CPU, so the GPU path's logic is tested on
-// machines without a device (tests/engine/test_compress_ops.cpp). Reads the batch in place (no copies
-// of the factors). Thread affinity: one thread at a time.
+// machines without a device (tests/engine/compress/test_compress_ops.cpp). Reads the batch in place (no
+// copies of the factors). Thread affinity: one thread at a time.
 #pragma once
 
 #include "engine/compress/linalg_ops.hpp"

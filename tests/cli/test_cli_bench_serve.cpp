@@ -3,7 +3,7 @@
 // produced exactly requests × max_tokens tokens; the compressed and raw modes report the fleet's size, the
 // raw mode's cache counts one lookup per adapter per step; with --rounds K each mode runs K times in turn
 // and reports its median round. Wrong usage exits with code 2.
-#include "engine/serve/tokenizer.hpp"
+#include "engine/serve/tokenizer/tokenizer.hpp"
 #include "tests/support/cli_runner.hpp"
 #include "tests/support/test_paths.hpp"
 

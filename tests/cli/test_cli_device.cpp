@@ -3,7 +3,7 @@
 // (kernels::probe_cuda_devices, asked independently here); --device auto prints the same text as
 // --device cpu (base model and a raw adapter) and says on stderr that it fell back and why; an unknown
 // device is a usage error (exit 2). The cases that need "no device" QSKIP where one is usable.
-#include "engine/serve/model_weights.hpp"
+#include "engine/serve/model/model_weights.hpp"
 #include "kernels/device_probe.hpp"
 #include "tests/support/cli_runner.hpp"
 #include "tests/support/peft_writer.hpp"

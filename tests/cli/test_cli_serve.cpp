@@ -7,10 +7,10 @@
 // --bank the compressed adapters are listed and a completion equals `lorafleet-cli generate --bank
 // --adapter`; bad command lines exit 2.
 #include "engine/io/hf_config.hpp"
-#include "engine/serve/generate.hpp"
-#include "engine/serve/model_weights.hpp"
-#include "engine/serve/tokenizer.hpp"
-#include "engine/serve/transformer.hpp"
+#include "engine/serve/model/model_weights.hpp"
+#include "engine/serve/model/transformer.hpp"
+#include "engine/serve/scheduling/generate.hpp"
+#include "engine/serve/tokenizer/tokenizer.hpp"
 #include "tests/support/cli_runner.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/peft_writer.hpp"

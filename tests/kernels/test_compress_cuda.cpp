@@ -1,17 +1,17 @@
 // The CUDA compression backend on a real device (label gpu): CudaLinalgOps' primitives against
 // HostLinalgOps, and the whole backend against the INDEPENDENT reference CpuBackend on planted fleets
-// (same checks as tests/engine/test_compress_ops.cpp), every eigen strategy, both methods, subsets,
+// (same checks as tests/engine/compress/test_compress_ops.cpp), every eigen strategy, both methods, subsets,
 // the registry's "cuda" / "auto" choice and the memory budget. Without a usable device main() prints
 // the probe's reason and exits 77, which CTest reports as skipped (SKIP_RETURN_CODE 77).
+#include "engine/backend/cuda/cuda_backend.hpp"
+#include "engine/backend/cuda/cuda_linalg_ops.hpp"
 #include "engine/compress/backend_registry.hpp"
 #include "engine/compress/cpu_backend.hpp"
-#include "engine/compress/cuda_backend.hpp"
-#include "engine/compress/cuda_linalg_ops.hpp"
 #include "engine/compress/fleet_compressor.hpp"
 #include "engine/compress/host_linalg_ops.hpp"
 #include "engine/compress/ops_backend.hpp"
 #include "kernels/device_probe.hpp"
-#include "tests/engine/test_compress_ops_compare.hpp"
+#include "tests/engine/compress/test_compress_ops_compare.hpp"
 #include "tests/support/planted_fleet.hpp"
 
 #include <QtTest/QtTest>

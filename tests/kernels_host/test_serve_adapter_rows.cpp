@@ -4,8 +4,8 @@
 // empty basis, base tokens), and the raw BGMV shrink/expand (kernels/adapter_rows.hpp) against
 // RawLoraDelta::apply with odd shapes and mixed ranks.
 #include "engine/core/random.hpp"
-#include "engine/serve/bank_delta.hpp"
-#include "engine/serve/raw_lora_delta.hpp"
+#include "engine/serve/adapters/bank_delta.hpp"
+#include "engine/serve/adapters/raw_lora_delta.hpp"
 #include "kernels/adapter_rows.hpp"
 #include "kernels/bank_tiles.hpp"
 #include "tests/support/bank_tiles_emulation.hpp"

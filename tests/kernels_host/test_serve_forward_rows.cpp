@@ -8,9 +8,9 @@
 // (tests/kernels/test_serve_device_forward.cpp) holds for the kernels' summation orders.
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/core/random.hpp"
-#include "engine/serve/bank_delta.hpp"
-#include "engine/serve/sampler.hpp"
-#include "engine/serve/transformer.hpp"
+#include "engine/serve/adapters/bank_delta.hpp"
+#include "engine/serve/model/transformer.hpp"
+#include "engine/serve/scheduling/sampler.hpp"
 #include "kernels/adapter_rows.hpp"
 #include "kernels/paged_attention.hpp"
 #include "kernels/rmsnorm_row.hpp"

@@ -3,8 +3,8 @@
 // launchers in a CUDA-less build answer "not compiled", and the engine's cuda_transformer throws
 // backend_unavailable with that reason — never a crash. Skipped where a device is usable (the gpu-label
 // tests cover that case).
+#include "engine/backend/cuda/cuda_transformer.hpp"
 #include "engine/core/error.hpp"
-#include "engine/serve/cuda_transformer.hpp"
 #include "kernels/device_probe.hpp"
 #include "kernels/serve_kernels.hpp"
 #include "tests/support/test_paths.hpp"

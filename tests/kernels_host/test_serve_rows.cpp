@@ -4,7 +4,7 @@
 // own kv_cache with scattered blocks, so the kernels' paged layout is checked against the real one.
 #include "engine/core/random.hpp"
 #include "engine/io/hf_config.hpp"
-#include "engine/serve/kv_cache.hpp"
+#include "engine/serve/model/kv_cache.hpp"
 #include "kernels/paged_attention.hpp"
 #include "kernels/rmsnorm_row.hpp"
 #include "kernels/rope_rotate.hpp"

@@ -4,7 +4,7 @@
 // and non-finite logits in the rows; and so must the device's block-parallel path (bitonic sort, parallel
 // weights, one-thread draw), emulated stage by stage.
 #include "engine/core/random.hpp"
-#include "engine/serve/sampler.hpp"
+#include "engine/serve/scheduling/sampler.hpp"
 #include "kernels/sampling_row.hpp"
 
 #include <QtTest/QtTest>

@@ -7,7 +7,7 @@
 #include "engine/compress/backend_registry.hpp"
 #include "engine/io/adapter_discovery.hpp"
 #include "engine/io/peft_adapter.hpp"
-#include "engine/serve/serving_engine.hpp"
+#include "engine/serve/scheduling/serving_engine.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/test_paths.hpp"
 #include "tests/ui/ui_test_support.hpp"

@@ -12,7 +12,7 @@
 // from any thread. The engine must outlive this object (the destructor stops and joins the thread).
 #pragma once
 
-#include "engine/serve/serving_engine.hpp"
+#include "engine/serve/scheduling/serving_engine.hpp"
 
 #include <condition_variable>
 #include <cstdint>

@@ -1,14 +1,14 @@
 // ServeController (see serve_controller.hpp).
 #include "ui/serve/serve_controller.hpp"
 
+#include "engine/api/chat_template.hpp"
+#include "engine/api/http_server.hpp"
 #include "engine/core/error.hpp"
-#include "engine/serve/adapter_providers.hpp"
-#include "engine/serve/bank_delta.hpp"
-#include "engine/serve/model_weights.hpp"
-#include "engine/serve/serving_engine.hpp"
-#include "engine/serve/tokenizer.hpp"
-#include "engine/server/chat_template.hpp"
-#include "engine/server/http_server.hpp"
+#include "engine/serve/adapters/adapter_providers.hpp"
+#include "engine/serve/adapters/bank_delta.hpp"
+#include "engine/serve/model/model_weights.hpp"
+#include "engine/serve/scheduling/serving_engine.hpp"
+#include "engine/serve/tokenizer/tokenizer.hpp"
 #include "ui/common/engine_host.hpp"
 #include "ui/serve/serve_resources.hpp"
 
@@ -31,7 +31,7 @@ constexpr double kEngineMetricsWindowS = 3; // rates and percentiles of the last
 // so HTTP handlers return), HTTP stop and join (the socket is closed), then the objects.
 struct ServeController::Runtime {
     std::unique_ptr<serve::serving_engine> engine;
-    std::unique_ptr<server::http_server> http;
+    std::unique_ptr<api::http_server> http;
     std::thread httpThread;
     std::unique_ptr<LoadGenerator> load;
     std::vector<std::vector<int>> prompts; // tokenized sonnets
@@ -146,15 +146,15 @@ void ServeController::start(const ServeConfig& config) {
 
         ctx.setStage(QStringLiteral("Starting the HTTP server"));
         std::signal(SIGPIPE, SIG_IGN); // a vanished HTTP client is an error return, not a signal
-        server::server_options so;
+        api::server_options so;
         so.host = "127.0.0.1";
         so.port = config.port;
         so.http_threads = 8;
-        rt->http = std::make_unique<server::http_server>(*rt->engine,
-                                                         server::chat_template::from_model_dir(model), so);
+        rt->http =
+            std::make_unique<api::http_server>(*rt->engine, api::chat_template::from_model_dir(model), so);
         rt->port = rt->http->bind();
         rt->modelName = QString::fromStdString(rt->http->base_name());
-        server::http_server* http = rt->http.get();
+        api::http_server* http = rt->http.get();
         rt->httpThread = std::thread([http] { http->run(); });
         *pending = std::move(rt);
     });

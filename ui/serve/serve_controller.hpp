@@ -11,7 +11,7 @@
 #pragma once
 
 #include "engine/bank/compressed_bank.hpp"
-#include "engine/serve/metrics.hpp"
+#include "engine/serve/metrics/metrics.hpp"
 #include "ui/common/engine_job.hpp"
 #include "ui/serve/load_generator.hpp"
 #include "ui/serve/serve_history.hpp"

@@ -12,7 +12,7 @@
 // Thread affinity: none (a plain value type); the Serve controller uses it on the GUI thread.
 #pragma once
 
-#include "engine/serve/metrics.hpp"
+#include "engine/serve/metrics/metrics.hpp"
 
 #include <cstdint>
 #include <deque>

@@ -1,0 +1,86 @@
+// The forward pass on a CUDA device with the CPU transformer's contract (transformer.hpp): the same step
+// (any mix of sequences, prefill chunks and decode tokens), the same validation and errors, the same
+// kv_cache bookkeeping, and logits back on the host in the same step_logits layout. The device work is
+// kernels::device_transformer (kernels/serve_device_model.hpp, a plain C++ interface: the engine never
+// includes CUDA headers): weights uploaded once at construction, cuBLAS SGEMM in fp32 for every linear,
+// paged keys and values in device pools whose block ids are the kv_cache's.
+// The kv_cache passed to forward() provides the block bookkeeping only; its own host storage is never
+// touched. The device pools hold the data of one cache: they are (re)allocated to the cache's block
+// count the first time a cache is seen and when a different one is passed, which forgets what the device
+// held, so use one cache per cuda_transformer and fill it only through this object (keys a CPU
+// transformer wrote into the cache's host storage are not on the device). Adapters: a
+// kernels::device_adapters (a device_bank from cuda_bank.hpp, or cuda_lora_cache::device()), slots as the
+// host providers number them. Results agree with the CPU transformer to float rounding (different summation
+// orders), not bit for bit. Not thread-safe: one forward() at a time; the weights are shared and immutable.
+#pragma once
+
+#include "engine/serve/model/kv_cache.hpp"
+#include "engine/serve/model/model_weights.hpp"
+#include "engine/serve/model/step_layout.hpp"
+#include "engine/serve/model/transformer.hpp"
+#include "kernels/serve_device_model.hpp"
+
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace lorafleet::serve {
+
+// Throws backend_unavailable naming `what` and the failing API when `s` is not ok.
+void throw_if_failed(const kernels::serve_status& s, const std::string& what);
+
+// The kernels-side geometry of a model.
+kernels::device_model_geometry device_geometry(const io::model_geometry& g);
+
+// Views of a loaded model's float32 tensors in the kernels' layout (no copy; valid while `w` lives).
+kernels::device_model_source device_source(const model_weights& w);
+
+class cuda_transformer {
+public:
+    // Uploads the weights to the device. Throws backend_unavailable (with the reason) when this build has
+    // no CUDA backend, no device is usable, or the device runs out of memory.
+    explicit cuda_transformer(std::shared_ptr<const model_weights> weights);
+    ~cuda_transformer();
+
+    const model_weights& weights() const { return *m_weights; }
+    const io::model_geometry& geometry() const { return m_weights->geometry(); }
+    kv_cache make_cache(std::uint64_t budget_bytes, int block_size = 16) const {
+        return kv_cache(geometry(), budget_bytes, block_size);
+    }
+
+    // As transformer::forward (same validation, errors and cache updates). A device failure throws
+    // backend_unavailable; the step's sequences then keep their positions before the step's first one
+    // (a requested rewind stays done) and hold no blocks beyond them.
+    step_logits forward(kv_cache& cache, std::span<const sequence_step> batch,
+                        kernels::device_adapters* adapters = nullptr);
+    // As ForwardPass::forward_tokens: the same step, each sequence's next token picked on the device
+    // (kernels::launch_sample_rows), only the ids copied back.
+    std::vector<int> forward_tokens(kv_cache& cache, std::span<const sequence_step> batch,
+                                    kernels::device_adapters* adapters, std::span<const token_choice> choices,
+                                    int vocab_limit);
+
+    std::size_t device_bytes() const { return m_device->device_bytes(); }
+
+private:
+    struct pending_step {
+        step_layout layout;
+        std::vector<int> old_length; // lengths before the step, restored if the device fails
+        kernels::device_step step;
+    };
+    // Validates and reserves the step and fills p.step; false when it has no token.
+    bool begin_step(kv_cache& cache, std::span<const sequence_step> batch, kernels::device_adapters* adapters,
+                    pending_step& p);
+    // Commits the step, or rolls the reservations back and throws when the device failed.
+    void end_step(kv_cache& cache, std::span<const sequence_step> batch, const pending_step& p,
+                  const kernels::serve_status& status);
+
+    std::shared_ptr<const model_weights> m_weights;
+    std::unique_ptr<kernels::device_transformer> m_device;
+    const kv_cache* m_cache = nullptr; // the cache whose data the device pools hold
+    int m_cache_blocks = 0;
+    int m_cache_block_size = 0;
+    // Step staging (host), reused.
+    std::vector<int> m_table_offset, m_tables;
+};
+
+} // namespace lorafleet::serve
