@@ -10,6 +10,7 @@
 #include "engine/serve/scheduling/serving_engine.hpp"
 #include "engine/serve/tokenizer/tokenizer.hpp"
 #include "ui/common/engine_host.hpp"
+#include "ui/common/process_memory.hpp"
 #include "ui/serve/serve_resources.hpp"
 
 #include <QDir>
@@ -39,6 +40,7 @@ struct ServeController::Runtime {
     int port = 0;
     QString mode, modelName;
     QStringList adapters;
+    QList<SkippedAdapter> skipped; // filled by the setup: adapters left out, with reasons
 
     ~Runtime() {
         load.reset();
@@ -77,7 +79,9 @@ void ServeController::setState(State s) {
 void ServeController::start(const ServeConfig& config) {
     if (m_state != State::Stopped) return;
     m_lastError.clear();
+    m_skipped.clear();
     m_history.clear();
+    m_history.setBaselineRss(residentSetBytes().value_or(0)); // before anything of the server is loaded
     m_lastSnapshot.reset();
     setState(State::Starting);
     auto pending = std::make_shared<std::shared_ptr<Runtime>>();
@@ -172,6 +176,7 @@ void ServeController::onStartFinished(EngineJob::Outcome outcome, const QString&
         return;
     }
     m_runtime = std::move(*pending);
+    m_skipped = m_runtime->skipped;
     setState(State::Running);
     pollNow();
     m_poll.start();
@@ -246,10 +251,16 @@ serve::serving_engine* ServeController::engine() const {
     return m_runtime ? m_runtime->engine.get() : nullptr;
 }
 
+void ServeController::clearHistory() {
+    m_history.clear();
+    m_lastSnapshot.reset();
+    emit sampled();
+}
+
 void ServeController::pollNow() {
     if (!m_runtime) return;
     serve::metrics_snapshot snapshot = m_runtime->engine->metrics();
-    if (m_history.add(snapshot, m_runtime->mode == QLatin1String("compressed"))) {
+    if (m_history.add(snapshot, m_runtime->mode == QLatin1String("raw"))) { // raw: the LRU cache
         m_lastSnapshot = std::move(snapshot);
         emit sampled();
     }

@@ -32,6 +32,13 @@ namespace lorafleet::ui {
 
 class EngineHost;
 
+// An adapter the last start left out (raw folders: unreadable, invalid or foreign to the base), and why.
+struct SkippedAdapter {
+    QString name;   // the folder's name ("" when the path named no adapter)
+    QString folder; // the adapter folder, or the given path that held none
+    QString reason; // one line (never file contents)
+};
+
 struct ServeConfig {
     enum class Source { Bank, RawFolders, BaseOnly };
     QString modelDir; // HuggingFace model folder
@@ -71,13 +78,16 @@ public:
     QStringList adapterNames() const; // sorted
     QString modelName() const;        // the base model's served name (its folder name)
     QString lastError() const { return m_lastError; }
+    // What the last successful start skipped (empty before, and for a bank or the base model).
+    QList<SkippedAdapter> skippedAdapters() const { return m_skipped; }
 
     const ServeHistory& history() const { return m_history; }
     // The snapshot the newest sample came from (nullopt before the first sample).
     const std::optional<serve::metrics_snapshot>& lastSnapshot() const { return m_lastSnapshot; }
     serve::serving_engine* engine() const; // null unless Running; for tests and tools
     void setPollInterval(int ms) { m_poll.setInterval(ms); }
-    void pollNow(); // takes one sample now (tests)
+    void pollNow();      // takes one sample now (tests)
+    void clearHistory(); // forgets the samples and the last snapshot (a new workspace); emits sampled()
 
 signals:
     void stateChanged(lorafleet::ui::ServeController::State state);
@@ -103,6 +113,7 @@ private:
     std::optional<serve::metrics_snapshot> m_lastSnapshot;
     bool m_loadWasRunning = false;
     QString m_lastError;
+    QList<SkippedAdapter> m_skipped;
 };
 
 } // namespace lorafleet::ui

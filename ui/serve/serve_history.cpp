@@ -1,11 +1,15 @@
 // ServeHistory (see serve_history.hpp).
 #include "ui/serve/serve_history.hpp"
 
+#include <algorithm>
+#include <limits>
+
 namespace lorafleet::ui {
 
 namespace {
 constexpr double kMiB = 1024.0 * 1024.0;
-}
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+} // namespace
 
 ServeHistory::ServeHistory(double windowSeconds, double activeSeconds)
     : m_window(windowSeconds), m_active(activeSeconds) {}
@@ -15,7 +19,7 @@ void ServeHistory::clear() {
     m_counters.clear();
 }
 
-bool ServeHistory::add(const serve::metrics_snapshot& m, bool compressed) {
+bool ServeHistory::add(const serve::metrics_snapshot& m, bool hasCache) {
     if (!m_samples.empty() && m.uptime_s <= m_samples.back().t) return false;
     ServeSample s;
     s.t = m.uptime_s;
@@ -29,7 +33,12 @@ bool ServeHistory::add(const serve::metrics_snapshot& m, bool compressed) {
     s.weightsMiB = double(m.memory.weights) / kMiB;
     s.kvMiB = double(m.memory.kv_cache_used) / kMiB;
     s.adaptersMiB = double(m.memory.adapters) / kMiB;
-    s.otherMiB = double(m.memory.other) / kMiB;
+    s.kvReservedMiB = double(m.memory.kv_cache_reserved) / kMiB;
+    const std::uint64_t known = m.memory.weights + m.memory.kv_cache_used + m.memory.adapters;
+    const std::uint64_t beyond = m.memory.rss > known ? m.memory.rss - known : 0;
+    const std::uint64_t other = std::min(beyond, m_baselineRss);
+    s.runtimeMiB = double(beyond - other) / kMiB;
+    s.otherMiB = double(other) / kMiB;
     s.rssMiB = double(m.memory.rss) / kMiB;
     s.running = m.running;
     s.queued = m.queue_depth;
@@ -52,7 +61,7 @@ bool ServeHistory::add(const serve::metrics_snapshot& m, bool compressed) {
         for (const auto& [name, n] : c.requestsByAdapter)
             if (n > 0) ++s.activeAdapters;
         const std::uint64_t looked = c.hits + c.misses;
-        s.hitRate = looked ? double(c.hits) / double(looked) : 1.0;
+        s.hitRate = hasCache && looked ? double(c.hits) / double(looked) : kNaN;
     } else {
         const Counters& ref = m_counters.front();
         for (const auto& [name, n] : c.requestsByAdapter) {
@@ -60,10 +69,7 @@ bool ServeHistory::add(const serve::metrics_snapshot& m, bool compressed) {
             if (n > (it == ref.requestsByAdapter.end() ? 0 : it->second)) ++s.activeAdapters;
         }
         const std::uint64_t hits = c.hits - ref.hits, misses = c.misses - ref.misses;
-        if (hits + misses)
-            s.hitRate = double(hits) / double(hits + misses);
-        else
-            s.hitRate = compressed || m_samples.empty() ? 1.0 : m_samples.back().hitRate;
+        s.hitRate = hasCache && hits + misses ? double(hits) / double(hits + misses) : kNaN;
     }
     m_counters.push_back(std::move(c));
 

@@ -3,9 +3,14 @@
 // of the last `windowSeconds`, and derives the two series the engine does not report directly:
 //   active adapters: how many distinct adapters completed a request in the last `activeSeconds`
 //                    (from the per-adapter counters of the snapshots that span that interval);
-//   cache hit rate:  hits / (hits + misses) of the adapter cache over the same interval; when nothing
-//                    was looked up, 1 in compressed mode (every adapter is resident) and the previous
-//                    value otherwise.
+//   cache hit rate:  hits / (hits + misses) of the adapter cache over the same interval, only where a
+//                    cache exists (raw-folder mode's LRU cache); NaN (a gap in the chart) without a cache
+//                    and while nothing was looked up in the interval, so no rate is ever invented;
+//   memory split:    the engine's own parts (weights, adapters, KV in use of the KV reserved), then
+//                    "runtime": what the process grew by since the server was started (the RSS baseline
+//                    taken before loading) beyond those parts (threads, scratch buffers, the HTTP server,
+//                    the allocator), and "other": the rest of the process (the console itself, libraries),
+//                    i.e. rss = weights + adapters + kv in use + runtime + other, each >= 0.
 // Units: times in seconds since the engine started (snapshot uptime), latencies in ms, memory in MiB.
 // Invariants: sample times are strictly increasing (a snapshot not newer than the last one is ignored);
 // every sample's values come from exactly one snapshot (and the counters of earlier ones in the window).
@@ -26,9 +31,10 @@ struct ServeSample {
     double t = 0; // snapshot uptime, s
     double tokensPerS = 0, promptTokensPerS = 0, requestsPerS = 0;
     double ttftP50Ms = 0, ttftP99Ms = 0, e2eP50Ms = 0, e2eP99Ms = 0;
-    double weightsMiB = 0, kvMiB = 0, adaptersMiB = 0, otherMiB = 0, rssMiB = 0;
+    double weightsMiB = 0, kvMiB = 0, kvReservedMiB = 0, adaptersMiB = 0, runtimeMiB = 0, otherMiB = 0,
+           rssMiB = 0;
     int activeAdapters = 0;
-    double hitRate = 1; // 0..1
+    double hitRate = 0; // 0..1, or NaN: no cache, or no lookup in the interval
     int running = 0, queued = 0;
     std::uint64_t submitted = 0, completed = 0, failed = 0, completionTokens = 0;
 };
@@ -37,10 +43,14 @@ class ServeHistory {
 public:
     explicit ServeHistory(double windowSeconds = 60, double activeSeconds = 2);
 
-    // `compressed`: the engine serves a bank (every adapter always resident). False when the snapshot is
-    // not newer than the last sample (nothing added).
-    bool add(const serve::metrics_snapshot& snapshot, bool compressed);
-    void clear();
+    // `hasCache`: the engine's adapters sit behind a cache (raw-folder mode); otherwise hitRate is NaN.
+    // False when the snapshot is not newer than the last sample (nothing added).
+    bool add(const serve::metrics_snapshot& snapshot, bool hasCache);
+    void clear(); // samples and counters; the baseline stays
+    // The process RSS (bytes) before the server loaded anything; 0 = unknown (then "other" is 0 and
+    // everything beyond the engine's parts counts as runtime).
+    void setBaselineRss(std::uint64_t bytes) { m_baselineRss = bytes; }
+    std::uint64_t baselineRss() const { return m_baselineRss; }
 
     const std::deque<ServeSample>& samples() const { return m_samples; }
     bool empty() const { return m_samples.empty(); }
@@ -55,6 +65,7 @@ private:
         std::uint64_t hits = 0, misses = 0;
     };
     double m_window, m_active;
+    std::uint64_t m_baselineRss = 0;
     std::deque<ServeSample> m_samples;
     std::deque<Counters> m_counters; // covers at least the last `activeSeconds`
 };
