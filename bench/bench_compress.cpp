@@ -16,7 +16,7 @@
 // "wall s" is the whole compress_fleet call; "s/module" leaves out the time spent waiting for loads.
 // With two backends (e.g. --backend cuda,cpu) every configuration runs on each and a final table gives
 // the time ratio of the first backend to each other one.
-#include "engine/compress/backend_registry.hpp"
+#include "engine/backend/compress_backends.hpp"
 #include "engine/compress/fleet_compressor.hpp"
 #include "engine/compress/parallel.hpp"
 #include "engine/core/random.hpp"
@@ -36,6 +36,7 @@
 
 using namespace lorafleet;
 using namespace lorafleet::compress;
+using namespace lorafleet::backend;
 
 namespace {
 

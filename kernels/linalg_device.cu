@@ -104,7 +104,7 @@ __global__ void upper_copy_kernel(const float* a, std::int64_t lda, float* r, st
 
 linalg_error::linalg_error(std::string api, long long code, const std::string& message)
     : std::runtime_error(api + " failed (code " + std::to_string(code) + "): " + message),
-      m_api(std::move(api)), m_code(code) {}
+      m_api(std::move(api)), m_code(code), m_message(message) {}
 
 bool linalg_compiled() {
     return true;

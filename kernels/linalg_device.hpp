@@ -27,10 +27,12 @@ public:
     linalg_error(std::string api, long long code, const std::string& message);
     const std::string& api() const noexcept { return m_api; }
     long long code() const noexcept { return m_code; }
+    const std::string& message() const noexcept { return m_message; } // without the api and code
 
 private:
     std::string m_api;
     long long m_code = 0;
+    std::string m_message;
 };
 
 // True when this build has the CUDA implementation (false: every call below throws linalg_error).

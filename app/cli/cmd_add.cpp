@@ -6,9 +6,9 @@
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "app/cli/fleet_args.hpp"
+#include "engine/backend/compress_backends.hpp"
 #include "engine/bank/bank_builder.hpp"
 #include "engine/bank/bank_format.hpp"
-#include "engine/compress/backend_registry.hpp"
 #include "engine/core/error.hpp"
 
 #include <nlohmann/json.hpp>
@@ -26,7 +26,7 @@ int run_add(const std::vector<std::string>& args) {
     const std::filesystem::path dir = p.positionals()[0];
     const std::vector<std::string> paths(p.positionals().begin() + 1, p.positionals().end());
     const int threads = int(p.get_int("threads", 0, 0, 1024));
-    auto backend = compress::make_compress_backend(p.get_or("device", "auto"), threads);
+    auto backend = lorafleet::backend::make_compress_backend(p.get_or("device", "auto"), threads);
 
     const auto storage = bank::read_bank_files_info(dir).storage;
     auto b = bank::read_bank(dir);

@@ -6,9 +6,9 @@
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "app/cli/fleet_args.hpp"
+#include "engine/backend/compress_backends.hpp"
 #include "engine/bank/bank_format.hpp"
 #include "engine/bank/fleet_bank.hpp"
-#include "engine/compress/backend_registry.hpp"
 #include "engine/core/error.hpp"
 #include "engine/io/hf_config.hpp"
 
@@ -54,7 +54,7 @@ int run_compress(const std::vector<std::string>& args) {
     std::optional<io::model_geometry> base;
     if (p.has("base")) base = io::resolve_geometry(p.required("base"));
 
-    auto backend = compress::make_compress_backend(device, threads, gpu_memory_mb);
+    auto backend = lorafleet::backend::make_compress_backend(device, threads, gpu_memory_mb);
     const auto adapters =
         load_fleet_or_fail("compress", p.positionals(), base ? &*base : nullptr, p.has("strict"));
     // The header line comes with the first progress report, once the fleet is known to be consistent

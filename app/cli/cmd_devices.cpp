@@ -1,7 +1,7 @@
 // `lorafleet-cli devices [--json]`: the compute backends this build has and whether each is usable.
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
-#include "kernels/device_probe.hpp"
+#include "engine/backend/device_registry.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -14,7 +14,7 @@ namespace {
 int run_devices(const std::vector<std::string>& args) {
     arg_parser p({}, {"json"});
     p.parse(args);
-    const auto cuda = kernels::probe_cuda_devices();
+    const auto& cuda = backend::devices();
     const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
     nlohmann::json out;
     out["devices"].push_back({{"backend", "cpu"}, {"available", true}, {"threads", threads}});

@@ -1,10 +1,11 @@
 // `--device cpu|cuda|auto` on generate, bench-serve and serve, as real processes. Without a usable CUDA
 // device (this project's CI): --device cuda exits 1 with one line of error carrying the probe's reason
-// (kernels::probe_cuda_devices, asked independently here); --device auto prints the same text as
+// (backend::probe_devices_now, asked independently of the CLI's cached registry); --device auto prints the
+// same text as
 // --device cpu (base model and a raw adapter) and says on stderr that it fell back and why; an unknown
 // device is a usage error (exit 2). The cases that need "no device" QSKIP where one is usable.
+#include "engine/backend/device_registry.hpp"
 #include "engine/serve/model/model_weights.hpp"
-#include "kernels/device_probe.hpp"
 #include "tests/support/cli_runner.hpp"
 #include "tests/support/peft_writer.hpp"
 #include "tests/support/test_paths.hpp"
@@ -40,7 +41,7 @@ class TestCliDevice : public QObject {
 
 private slots:
     void generateOnCudaWithoutADeviceFailsWithTheReason() {
-        const auto probe = kernels::probe_cuda_devices();
+        const auto probe = backend::probe_devices_now();
         if (probe.available) QSKIP("a CUDA device is usable here");
         const auto r = run_cli(generate({"--device", "cuda"}));
         QCOMPARE(r.exit_code, 1);
@@ -51,7 +52,7 @@ private slots:
     }
 
     void generateOnAutoPrintsTheCpuText() {
-        const auto probe = kernels::probe_cuda_devices();
+        const auto probe = backend::probe_devices_now();
         const auto cpu = run_cli(generate({"--device", "cpu"}));
         QVERIFY2(cpu.exit_code == 0, qPrintable(cpu.err));
         QVERIFY(!cpu.out.isEmpty());
@@ -104,7 +105,7 @@ private slots:
     }
 
     void serveAndBenchServeOnCudaWithoutADeviceFail() {
-        const auto probe = kernels::probe_cuda_devices();
+        const auto probe = backend::probe_devices_now();
         if (probe.available) QSKIP("a CUDA device is usable here");
         const auto serve = run_cli({"serve", "--model", model_path(), "--port", "0", "--device", "cuda"});
         QCOMPARE(serve.exit_code, 1);

@@ -3,9 +3,8 @@
 // (same checks as tests/engine/compress/test_compress_ops.cpp), every eigen strategy, both methods, subsets,
 // the registry's "cuda" / "auto" choice and the memory budget. Without a usable device main() prints
 // the probe's reason and exits 77, which CTest reports as skipped (SKIP_RETURN_CODE 77).
-#include "engine/backend/cuda/cuda_backend.hpp"
+#include "engine/backend/compress_backends.hpp"
 #include "engine/backend/cuda/cuda_linalg_ops.hpp"
-#include "engine/compress/backend_registry.hpp"
 #include "engine/compress/cpu_backend.hpp"
 #include "engine/compress/fleet_compressor.hpp"
 #include "engine/compress/host_linalg_ops.hpp"
@@ -20,6 +19,7 @@
 
 using namespace lorafleet;
 using namespace lorafleet::compress;
+using namespace lorafleet::backend;
 namespace oc = lorafleet::test::ops_compare;
 
 namespace {

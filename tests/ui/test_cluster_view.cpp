@@ -4,8 +4,8 @@
 // exactly its members, selectAdapters() selecting exactly the named points without a signal, a mouse
 // click on a point and on a cluster's bar emitting adaptersSelected with the right names, the tooltip,
 // a 5000-adapter bank, and an offscreen rendering that is not blank (saved to $LORAFLEET_TEST_SHOTS).
+#include "engine/backend/compress_backends.hpp"
 #include "engine/bank/bank_builder.hpp"
-#include "engine/compress/backend_registry.hpp"
 #include "engine/compress/fleet_compressor.hpp"
 #include "engine/core/error.hpp"
 #include "tests/support/planted_fleet.hpp"
@@ -39,7 +39,7 @@ bank::compressed_bank plantedBank(int groups, int perGroup, std::int64_t rank,
     compress::compress_options co;
     co.jd.rank = rank;
     co.clusters = groups;
-    auto backend = compress::make_compress_backend("cpu", 1);
+    auto backend = lorafleet::backend::make_compress_backend("cpu", 1);
     const auto result = compress::compress_fleet(*fleet.source, *backend, co);
     if (labels) *labels = fleet.labels;
     std::vector<bank::adapter_record> records(result.adapter_names.size(), {"", "", int(rank)});

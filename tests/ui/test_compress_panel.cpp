@@ -9,10 +9,10 @@
 //   - saving the workspace writes the unsaved bank beside it; opening the file in a new session restores
 //     the settings, the bank path, the bank itself and the store's results;
 //   - the settings' JSON round trip, and defaults for foreign or partial objects.
-#include "engine/compress/backend_registry.hpp"
+#include "engine/backend/compress_backends.hpp"
+#include "engine/backend/device_registry.hpp"
 #include "engine/compress/peft_module_source.hpp"
 #include "engine/io/peft_adapter.hpp"
-#include "kernels/device_probe.hpp"
 #include "tests/support/planted_fleet.hpp"
 #include "tests/ui/ui_test_support.hpp"
 #include "ui/compress/compress_controller.hpp"
@@ -164,7 +164,7 @@ private slots:
             adapters.push_back(
                 std::make_shared<const io::peft_adapter>(io::load_peft_adapter(e.summary.dir.toStdString())));
         compress::PeftModuleSource source(adapters);
-        auto backend = compress::make_compress_backend("cpu");
+        auto backend = lorafleet::backend::make_compress_backend("cpu");
         const auto ref = compress::compress_fleet(source, *backend, settings.toOptions());
         QCOMPARE(ref.k, kGroups);
         QCOMPARE(bank->clusters, ref.k);
@@ -260,7 +260,7 @@ private slots:
         QVERIFY(snapshot(session) == before);
 
         // A run that fails (no such backend in this build) changes nothing either.
-        if (!kernels::probe_cuda_devices().compiled) {
+        if (!backend::devices().compiled) {
             ui::CompressSettings gpu = exactSettings();
             gpu.device = "cuda";
             QSignalSpy finished(session.compressor(), &ui::CompressController::finished);

@@ -6,9 +6,9 @@
 // mean error; a newly selected adapter gets its own errors; a module the bank lacks stays blank, an
 // adapter the bank does not hold is blank everywhere, and clearing the bank blanks it all again.
 // Set LORAFLEET_SCREENSHOT_DIR to keep PNGs of the window and the pane showing the errors.
+#include "engine/backend/compress_backends.hpp"
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/bank/fleet_bank.hpp"
-#include "engine/compress/backend_registry.hpp"
 #include "tests/ui/ui_test_support.hpp"
 #include "ui/fleet/adapter_details_pane.hpp"
 #include "ui/fleet/fleet_proxy_model.hpp"
@@ -146,7 +146,7 @@ private slots:
         options.jd.rank = 2;
         options.clusters = 2;
         options.jd.seed = 9;
-        auto backend = compress::make_compress_backend("cpu");
+        auto backend = lorafleet::backend::make_compress_backend("cpu");
         auto built =
             bank::compress_adapters_to_bank(session->store()->adapters(), *backend, options, std::nullopt, 1);
         const auto b = std::make_shared<const bank::compressed_bank>(std::move(built.bank));

@@ -4,8 +4,8 @@
 // heat map's cells and module tick labels, and the error-vs-rank sweep run in the background on a
 // synthetic fleet with planted rank-4 structure (error ~ 0 at rank 4, > 0 below; cancel stops it).
 // Offscreen renderings are checked not blank and saved to $LORAFLEET_TEST_SHOTS when set.
+#include "engine/backend/compress_backends.hpp"
 #include "engine/bank/fleet_bank.hpp"
-#include "engine/compress/backend_registry.hpp"
 #include "engine/compress/random.hpp"
 #include "engine/core/error.hpp"
 #include "tests/support/random_bank.hpp"
@@ -220,7 +220,7 @@ private slots:
         compress::compress_options options;
         options.jd.rank = 4;
         options.clusters = 2;
-        auto backend = compress::make_compress_backend("cpu", 1);
+        auto backend = lorafleet::backend::make_compress_backend("cpu", 1);
         auto fb =
             bank::compress_adapters_to_bank(session.store()->adapters(), *backend, options, std::nullopt, 1);
         QVERIFY(fb.bank.mean_error() < 1e-6); // precondition: rank 4, k = 2 is exact for this fleet

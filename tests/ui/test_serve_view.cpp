@@ -3,8 +3,8 @@
 // load generator's own tally checked against the engine's counters, /health answered over HTTP and the
 // port freed by Stop; the view's charts and table against the controller's snapshots; clear errors for
 // a bad model folder. Offscreen; LORAFLEET_SERVE_SCREENSHOT=PNG also saves the loaded view.
+#include "engine/backend/compress_backends.hpp"
 #include "engine/bank/fleet_bank.hpp"
-#include "engine/compress/backend_registry.hpp"
 #include "engine/io/adapter_discovery.hpp"
 #include "engine/io/peft_adapter.hpp"
 #include "engine/serve/scheduling/serving_engine.hpp"
@@ -101,7 +101,7 @@ private slots:
         compress::compress_options options;
         options.jd.rank = 4;
         options.clusters = 2;
-        auto backend = compress::make_compress_backend("cpu", 1);
+        auto backend = lorafleet::backend::make_compress_backend("cpu", 1);
         auto fb = bank::compress_adapters_to_bank(adapters, *backend, options, std::nullopt, 1);
         m_bank = std::make_shared<const bank::compressed_bank>(std::move(fb.bank));
     }

@@ -3,8 +3,8 @@
 
 #include "ui/fleet/import_controller.hpp"
 
+#include "engine/backend/compress_backends.hpp"
 #include "engine/bank/fleet_bank.hpp"
-#include "engine/compress/backend_registry.hpp"
 #include "ui/common/engine_host.hpp"
 #include "ui/common/text_format.hpp"
 #include "ui/fleet/fleet_store.hpp"
@@ -60,7 +60,7 @@ bool CompressController::start(const CompressSettings& settings, QString* error)
         [shared, adapters = std::move(adapters), options, device, base, title](JobContext& ctx) {
             const auto t0 = std::chrono::steady_clock::now();
             ctx.setStage(title);
-            auto backend = compress::make_compress_backend(device);
+            auto backend = lorafleet::backend::make_compress_backend(device);
             {
                 QMutexLocker lock(&shared->mutex);
                 shared->device = QString::fromStdString(backend->name());

@@ -1,7 +1,7 @@
 // CompressPanel (see compress_panel.hpp).
 #include "ui/compress/compress_panel.hpp"
 
-#include "kernels/device_probe.hpp"
+#include "engine/backend/device_registry.hpp"
 #include "ui/common/text_format.hpp"
 #include "ui/fleet/fleet_store.hpp"
 #include "ui/fleet/import_controller.hpp"
@@ -32,12 +32,12 @@ namespace lorafleet::ui {
 namespace {
 
 bool gpuAvailable() {
-    const auto cuda = kernels::probe_cuda_devices();
+    const auto& cuda = backend::devices();
     return cuda.available && !cuda.devices.empty();
 }
 
 QString deviceDescription() {
-    const auto cuda = kernels::probe_cuda_devices();
+    const auto& cuda = backend::devices();
     if (cuda.available && !cuda.devices.empty()) {
         const auto& d = cuda.devices.front();
         return QStringLiteral("GPU: %1, %2 MiB (compute %3.%4)")

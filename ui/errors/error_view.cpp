@@ -1,7 +1,7 @@
 // ErrorView (see error_view.hpp).
 #include "ui/errors/error_view.hpp"
 
-#include "engine/compress/backend_registry.hpp"
+#include "engine/backend/compress_backends.hpp"
 #include "engine/compress/module_sample.hpp"
 #include "engine/compress/peft_module_source.hpp"
 #include "engine/compress/rank_sweep.hpp"
@@ -470,7 +470,7 @@ void ErrorView::startRankSweep() {
         const std::int64_t top =
             std::min<std::int64_t>(cap, std::max<std::int64_t>(maxSourceRank, currentRank));
         const auto ranks = compress::sweep_ranks(top, currentRank);
-        auto backend = compress::make_compress_backend("auto", 0);
+        auto backend = lorafleet::backend::make_compress_backend("auto", 0);
         ctx.setStage(QStringLiteral("Rank sweep"));
         output->points =
             compress::rank_sweep(sample, *backend, options, ranks, [&ctx](const compress::progress_info& p) {

@@ -1,7 +1,7 @@
 // About box content (see about_text.hpp).
 #include "ui/main/about_text.hpp"
 
-#include "kernels/device_probe.hpp"
+#include "engine/backend/device_registry.hpp"
 
 #include <QRegularExpression>
 #include <qcustomplot.h>
@@ -26,7 +26,7 @@ QString sentencePieceVersion() {
 }
 
 QString cudaRuntimeText() {
-    const auto cuda = kernels::probe_cuda_devices();
+    const auto& cuda = backend::devices();
     if (!cuda.compiled) return QStringLiteral("not built with CUDA");
     const QString runtime = QStringLiteral("CUDA runtime %1.%2")
                                 .arg(cuda.runtime_version / 1000)

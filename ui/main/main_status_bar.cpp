@@ -1,7 +1,7 @@
 // MainStatusBar (see main_status_bar.hpp).
 #include "ui/main/main_status_bar.hpp"
 
-#include "kernels/device_probe.hpp"
+#include "engine/backend/device_registry.hpp"
 #include "ui/common/elided_label.hpp"
 #include "ui/common/engine_host.hpp"
 #include "ui/common/process_memory.hpp"
@@ -23,7 +23,7 @@ constexpr int kMemoryIntervalMs = 2000;
 }
 
 QString MainStatusBar::backendSummary() {
-    const auto cuda = kernels::probe_cuda_devices();
+    const auto& cuda = backend::devices();
     const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
     if (cuda.available && !cuda.devices.empty()) {
         const auto& d = cuda.devices.front();

@@ -3,6 +3,7 @@
 // at layout().offsets[k].
 #include "engine/backend/cuda/cuda_linalg_ops.hpp"
 
+#include "engine/backend/cuda/cuda_status.hpp"
 #include "engine/core/error.hpp"
 #include "kernels/linalg_device.hpp"
 
@@ -21,13 +22,9 @@ namespace {
 
 constexpr std::size_t F = sizeof(float);
 
-// Runs `f`, turning device errors into backend_unavailable("cuda", ...) (the engine's error types).
+// Runs `f`, turning device errors into backend::device_error("cuda", ...) (cuda_status.hpp).
 template <class Fn> auto guarded(Fn&& f) -> decltype(f()) {
-    try {
-        return f();
-    } catch (const kd::linalg_error& e) {
-        throw backend_unavailable("cuda", e.what());
-    }
+    return backend::translate_linalg("cuda", std::forward<Fn>(f));
 }
 
 struct adapter_key {

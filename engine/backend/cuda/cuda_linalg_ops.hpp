@@ -6,9 +6,9 @@
 // runs of consecutive members with equal shapes (one call per run; one run for a uniform-rank fleet).
 // Residency key: the batch's name, shape, span pointers and a few sampled values; a source must not
 // hand out different data at the same addresses under the same module name.
-// Device errors (including an exhausted --gpu-memory-mb budget) surface as backend_unavailable("cuda",
-// ...) with the CUDA / cuBLAS / cuSOLVER code and message. Thread affinity: one thread at a time, except
-// stage(), which may run on another thread beside the other calls.
+// Device errors (including an exhausted --gpu-memory-mb budget) surface as backend::device_error("cuda",
+// ...) (a backend_unavailable) with the CUDA / cuBLAS / cuSOLVER code and message. Thread affinity: one
+// thread at a time, except stage(), which may run on another thread beside the other calls.
 #pragma once
 
 #include "engine/compress/linalg_ops.hpp"

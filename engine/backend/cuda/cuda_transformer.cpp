@@ -10,12 +10,6 @@
 
 namespace lorafleet::serve {
 
-void throw_if_failed(const kernels::serve_status& s, const std::string& what) {
-    if (s.ok()) return;
-    throw backend_unavailable(what, std::string(s.api) + ": " + s.message + " (code " +
-                                        std::to_string(s.code) + ")");
-}
-
 kernels::device_model_geometry device_geometry(const io::model_geometry& g) {
     kernels::device_model_geometry d;
     d.hidden = g.hidden_size;

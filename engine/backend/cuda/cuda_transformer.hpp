@@ -14,6 +14,7 @@
 // orders), not bit for bit. Not thread-safe: one forward() at a time; the weights are shared and immutable.
 #pragma once
 
+#include "engine/backend/cuda/cuda_status.hpp"
 #include "engine/serve/model/kv_cache.hpp"
 #include "engine/serve/model/model_weights.hpp"
 #include "engine/serve/model/step_layout.hpp"
@@ -26,8 +27,8 @@
 
 namespace lorafleet::serve {
 
-// Throws backend_unavailable naming `what` and the failing API when `s` is not ok.
-void throw_if_failed(const kernels::serve_status& s, const std::string& what);
+// Device failures throw backend::device_error (cuda_status.hpp), a backend_unavailable.
+using backend::throw_if_failed;
 
 // The kernels-side geometry of a model.
 kernels::device_model_geometry device_geometry(const io::model_geometry& g);

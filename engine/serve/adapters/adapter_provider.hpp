@@ -14,6 +14,7 @@
 // before it calls remove(): when install() hands the slot to a new adapter, nothing refers to the old one.
 #pragma once
 
+#include "engine/backend/device_adapters.hpp"
 #include "engine/serve/adapters/adapter_delta.hpp"
 
 #include <cstddef>
@@ -25,10 +26,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-namespace lorafleet::kernels {
-class device_adapters; // kernels/serve_device_model.hpp
-}
 
 namespace lorafleet::serve {
 
@@ -93,13 +90,14 @@ public:
     virtual adapter_memory_stats memory() const = 0;
 
     // Device twin, for serving on a CUDA device (forward_pass.hpp): the same adapters under the same
-    // slots, as the kernels' device_adapters. has_device_twin: whether this provider can make one (the
-    // default: no). device_twin: makes it on the first call (uploads; backend_unavailable when the device
-    // refuses) and returns the same object afterwards; null when there is none. Once it exists, prepare()
-    // makes slots resident on the device, and add() / remove() throw unsupported_error: changing the
-    // adapter set is not mirrored on the device yet, and serving stale adapters is never an option.
+    // slots, as an opaque backend::device_adapters (backend/device_adapters.hpp). has_device_twin:
+    // whether this provider can make one (the default: no). device_twin: makes it on the first call (uploads;
+    // backend_unavailable when the device refuses) and returns the same object afterwards; null when there is
+    // none. Once it exists, prepare() makes slots resident on the device, and add() / remove() throw
+    // unsupported_error: changing the adapter set is not mirrored on the device yet, and serving stale
+    // adapters is never an option.
     virtual bool has_device_twin() const { return false; }
-    virtual kernels::device_adapters* device_twin() { return nullptr; }
+    virtual backend::device_adapters* device_twin() { return nullptr; }
 };
 
 } // namespace lorafleet::serve

@@ -3,9 +3,9 @@
 // left behind (modules and bases only) is exactly what bank_builder's add_adapters projects onto.
 #include "engine/serve/adapters/bank_delta.hpp"
 
-#include "engine/backend/cuda/cuda_bank.hpp"
+#include "engine/backend/compress_backends.hpp"
+#include "engine/backend/device_twin_factories.hpp"
 #include "engine/bank/bank_builder.hpp"
-#include "engine/compress/backend_registry.hpp"
 #include "engine/compress/peft_module_source.hpp"
 #include "engine/core/error.hpp"
 #include "engine/core/float16.hpp"
@@ -112,7 +112,7 @@ const char* const no_device_changes =
     "per-slot upload yet); serve with --device cpu to change adapters at runtime";
 }
 
-kernels::device_adapters* BankDelta::device_twin() {
+backend::device_adapters* BankDelta::device_twin() {
     if (!m_device) {
         // Per module, every slot's core back in the bank's layout (Σ, not the kernel's Σᵀ; zeros where
         // the slot lacks the module or was removed).
@@ -138,7 +138,7 @@ kernels::device_adapters* BankDelta::device_twin() {
                 }
             }
         }
-        m_device = upload_bank(m_bank, cores, slot_cluster, m_base, "bank device twin");
+        m_device = backend::upload_bank_adapters(m_bank, cores, slot_cluster, m_base, "bank device twin");
     }
     return m_device.get();
 }
@@ -245,7 +245,7 @@ std::unique_ptr<prepared_adapter> BankDelta::prepare_add(const std::filesystem::
     options.base = &m_base;
     auto adapter = std::make_shared<const io::peft_adapter>(io::load_peft_adapter(peft_dir, options));
     compress::PeftModuleSource source({adapter}, 1);
-    const auto backend = compress::make_compress_backend("cpu", 1); // per call: nothing shared
+    const auto backend = lorafleet::backend::make_compress_backend("cpu", 1); // per call: nothing shared
     // A scratch bank with the same modules and bases and no adapters: the projection lands at index 0
     // and nothing of this provider changes.
     bank::compressed_bank scratch;

@@ -27,10 +27,6 @@
 #include <string>
 #include <vector>
 
-namespace lorafleet::kernels {
-class device_bank; // kernels/serve_device_model.hpp
-}
-
 namespace lorafleet::serve {
 
 class BankDelta final : public AdapterProvider {
@@ -62,11 +58,11 @@ public:
     void fused_pre(std::size_t item, int worker) override;
     void fused_post(int j0, int j1, int worker) override;
 
-    // Device twin: the bases and every slot's core uploaded as a kernels::device_bank (cuda_bank.hpp), made
-    // on the first call; afterwards add()/remove() of a bank adapter throw unsupported_error (the device
-    // bank has no per-slot upload yet).
+    // Device twin: the bases and every slot's core uploaded as a device bank
+    // (backend/device_twin_factories.hpp), made on the first call; afterwards add()/remove() of a bank
+    // adapter throw unsupported_error (the device bank has no per-slot upload yet).
     bool has_device_twin() const override { return true; }
-    kernels::device_adapters* device_twin() override;
+    backend::device_adapters* device_twin() override;
 
     int rank() const { return m_bank.rank; }
     int clusters() const { return m_bank.clusters; }
@@ -104,7 +100,7 @@ private:
     std::vector<char> m_half;                        // [bank module] bases held as halves
     std::uint64_t m_live_core_bytes = 0; // Σ bytes() over live slots (memory() runs every engine step)
     std::size_t m_live_count = 0;        // live slots
-    std::unique_ptr<kernels::device_bank> m_device; // the device twin, once asked for
+    std::unique_ptr<backend::device_adapters> m_device; // the device twin, once asked for
 
     // What a step looks up per token, flat so that it costs no pointer chase through slot_entry:
     std::vector<std::vector<const float*>> m_core_ptr; // [bank module][slot] the slot's core, null if none

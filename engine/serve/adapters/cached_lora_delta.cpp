@@ -3,7 +3,7 @@
 // returned prefix and is counted neither as a hit nor as a miss.
 #include "engine/serve/adapters/cached_lora_delta.hpp"
 
-#include "engine/backend/cuda/cuda_lora_cache.hpp"
+#include "engine/backend/device_twin_factories.hpp"
 #include "engine/core/error.hpp"
 
 #include <algorithm>
@@ -26,14 +26,14 @@ CachedLoraDelta::CachedLoraDelta(io::model_geometry base, std::uint64_t cache_by
 
 CachedLoraDelta::~CachedLoraDelta() = default;
 
-kernels::device_adapters* CachedLoraDelta::device_twin() {
+backend::device_adapters* CachedLoraDelta::device_twin() {
     if (!m_device) {
         std::vector<std::shared_ptr<const io::peft_adapter>> adapters;
         for (const entry& e : m_slots)
             adapters.push_back(e.adapter); // null for a removed slot: the twin refuses it like live() does
-        m_device = std::make_unique<cuda_lora_cache>(m_base, std::move(adapters), m_capacity);
+        m_device = backend::make_device_lora_cache(m_base, std::move(adapters), m_capacity);
     }
-    return m_device->device();
+    return m_device.get();
 }
 
 namespace {
@@ -219,9 +219,10 @@ adapter_memory_stats CachedLoraDelta::memory() const {
     for (const auto& e : m_slots)
         s.resident_adapters += e.resident ? 1 : 0;
     if (m_device) { // the device cache serves: its capacity and counters
-        s.capacity_bytes = m_device->page_bytes() * std::uint64_t(m_device->pages());
-        s.hits = m_device->hits();
-        s.misses = m_device->misses();
+        const backend::device_adapter_counters c = m_device->counters();
+        s.capacity_bytes = c.capacity_bytes;
+        s.hits = c.hits;
+        s.misses = c.misses;
     }
     return s;
 }

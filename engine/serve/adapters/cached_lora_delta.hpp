@@ -26,8 +26,6 @@
 
 namespace lorafleet::serve {
 
-class cuda_lora_cache; // cuda_lora_cache.hpp
-
 class CachedLoraDelta final : public AdapterProvider {
 public:
     CachedLoraDelta(io::model_geometry base, std::uint64_t cache_bytes);
@@ -52,12 +50,12 @@ public:
     void apply(int layer, module_kind m, const float* x, float* y, int n_tokens,
                std::span<const int> token_adapter, worker_pool* pool) override;
 
-    // Device twin: a cuda_lora_cache over the same adapters and slots with the same byte budget, made on
-    // the first call. Afterwards prepare() forwards there (the host cache is no longer filled), memory()
-    // reports the device cache's capacity, hits and misses, and add()/remove() of a registered name throw
-    // unsupported_error.
+    // Device twin: a device LoRA cache (backend/device_twin_factories.hpp) over the same adapters and slots
+    // with the same byte budget, made on the first call. Afterwards prepare() forwards there (the host cache
+    // is no longer filled), memory() reports the device cache's capacity, hits and misses, and add()/remove()
+    // of a registered name throw unsupported_error.
     bool has_device_twin() const override { return true; }
-    kernels::device_adapters* device_twin() override;
+    backend::device_adapters* device_twin() override;
 
     bool is_resident(int slot) const;
 
@@ -83,7 +81,7 @@ private:
     std::uint64_t m_resident_bytes = 0;
     std::uint64_t m_tick = 0;
     std::uint64_t m_hits = 0, m_misses = 0, m_evictions = 0;
-    std::unique_ptr<cuda_lora_cache> m_device; // the device twin, once asked for
+    std::unique_ptr<backend::device_adapters> m_device; // the device twin, once asked for
 };
 
 } // namespace lorafleet::serve

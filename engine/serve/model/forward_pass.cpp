@@ -1,36 +1,16 @@
-// ForwardPass on the CPU and on CUDA, and make_forward_pass choosing between them (see forward_pass.hpp).
-// The two implementations only adapt: the CPU one hands the provider to transformer as its AdapterDelta,
-// the CUDA one hands cuda_transformer the provider's device twin.
+// ForwardPass on the CPU, and make_forward_pass choosing between it and the CUDA pass (see
+// forward_pass.hpp). The CPU pass only adapts: it hands the provider to transformer as its AdapterDelta.
+// The CUDA pass lives in the device layer (engine/backend/cuda/cuda_forward_pass.cpp).
 #include "engine/serve/model/forward_pass.hpp"
 
-#include "engine/backend/cuda/cuda_transformer.hpp"
+#include "engine/backend/device_registry.hpp"
 #include "engine/core/error.hpp"
 #include "engine/serve/model/transformer.hpp"
 #include "engine/serve/scheduling/sampler.hpp"
-#include "kernels/device_probe.hpp"
 
 #include <algorithm>
 
 namespace lorafleet::serve {
-
-device_choice parse_device_choice(std::string_view text) {
-    if (text == "cpu") return device_choice::cpu;
-    if (text == "cuda") return device_choice::cuda;
-    if (text == "auto") return device_choice::automatic;
-    throw usage_error("--device", "unknown device '" + std::string(text) + "' (use cpu, cuda or auto)");
-}
-
-std::string_view device_choice_name(device_choice d) {
-    switch (d) {
-    case device_choice::cpu:
-        return "cpu";
-    case device_choice::cuda:
-        return "cuda";
-    case device_choice::automatic:
-        return "auto";
-    }
-    return "cpu";
-}
 
 std::vector<int> ForwardPass::forward_tokens(kv_cache& cache, std::span<const sequence_step> batch,
                                              AdapterProvider* adapters, std::span<const token_choice> choices,
@@ -77,36 +57,6 @@ private:
     transformer m_model;
 };
 
-class cuda_forward_pass final : public ForwardPass {
-public:
-    cuda_forward_pass(std::shared_ptr<const model_weights> w, AdapterProvider* provider)
-        : m_model(std::move(w)), m_provider(provider) {
-        if (m_provider) m_twin = m_provider->device_twin(); // uploads now: fail at construction
-    }
-    std::string_view device() const override { return "cuda"; }
-    kv_cache make_cache(std::uint64_t budget_bytes, int block_size) const override {
-        return m_model.make_cache(budget_bytes, block_size);
-    }
-    step_logits forward(kv_cache& cache, std::span<const sequence_step> batch,
-                        AdapterProvider* adapters) override {
-        if (adapters != m_provider)
-            throw usage_error("cuda forward", "the adapter provider is not the one this pass was made for");
-        return m_model.forward(cache, batch, adapters ? m_twin : nullptr);
-    }
-    std::vector<int> forward_tokens(kv_cache& cache, std::span<const sequence_step> batch,
-                                    AdapterProvider* adapters, std::span<const token_choice> choices,
-                                    int vocab_limit) override {
-        if (adapters != m_provider)
-            throw usage_error("cuda forward", "the adapter provider is not the one this pass was made for");
-        return m_model.forward_tokens(cache, batch, adapters ? m_twin : nullptr, choices, vocab_limit);
-    }
-
-private:
-    cuda_transformer m_model;
-    AdapterProvider* m_provider = nullptr;
-    kernels::device_adapters* m_twin = nullptr; // owned by the provider
-};
-
 } // namespace
 
 device_resolution resolve_device(device_choice device, const AdapterProvider* provider) {
@@ -115,7 +65,7 @@ device_resolution resolve_device(device_choice device, const AdapterProvider* pr
         out.note = "cpu";
         return out;
     }
-    const kernels::cuda_probe_result probe = kernels::probe_cuda_devices();
+    const backend::device_report& probe = backend::devices();
     const bool twin = provider == nullptr || provider->has_device_twin();
     if (device == device_choice::cuda) {
         if (!probe.available) throw backend_unavailable("--device cuda", probe.reason);
@@ -142,11 +92,11 @@ forward_pass_choice make_forward_pass(device_choice device, std::shared_ptr<cons
     out.note = r.note;
     if (r.device == device_choice::cuda) {
         if (device == device_choice::cuda) {
-            out.pass = std::make_unique<cuda_forward_pass>(std::move(weights), provider);
+            out.pass = make_cuda_forward_pass(std::move(weights), provider);
             return out;
         }
         try { // automatic: a device that refuses means the CPU
-            out.pass = std::make_unique<cuda_forward_pass>(weights, provider);
+            out.pass = make_cuda_forward_pass(weights, provider);
             return out;
         } catch (const backend_unavailable& e) {
             out.note = std::string("cpu (auto: the CUDA device refused: ") + e.what() + ")";

@@ -1,16 +1,18 @@
 // The seam between the serving engine and the device that runs the model: ForwardPass is one forward
 // step over a paged kv_cache with an optional AdapterProvider, implemented on the CPU (transformer.hpp)
-// and on a CUDA device (cuda_transformer.hpp, with the provider's device twin: AdapterProvider::
-// device_twin). make_forward_pass turns an engine's device choice into one of them:
+// and on a CUDA device (engine/backend/cuda/cuda_forward_pass.cpp over cuda_transformer, with the
+// provider's device twin: AdapterProvider::device_twin). make_forward_pass turns an engine's device
+// choice (backend/device_choice.hpp, the one vocabulary compression uses too) into one of them:
 //   cpu  - always the CPU transformer;
 //   cuda - the device, or backend_unavailable with the probe's reason (no CUDA backend built, no usable
 //          device, device refused the weights) and unsupported_error when the provider has no device twin;
-//   auto - cuda when kernels::probe_cuda_devices() finds a usable device and the provider (if any) has a
-//          device twin, else cpu; `note` says why.
+//   auto - cuda when the device registry (backend/device_registry.hpp) finds a usable device and the
+//          provider (if any) has a device twin, else cpu; `note` says why.
 // Both passes validate steps identically (step_layout.hpp). CPU results are bit-for-bit those of
 // transformer::forward; CUDA results agree to float rounding. Not thread-safe: one forward() at a time.
 #pragma once
 
+#include "engine/backend/device_choice.hpp"
 #include "engine/serve/adapters/adapter_provider.hpp"
 #include "engine/serve/model/forward_step.hpp"
 #include "engine/serve/model/kv_cache.hpp"
@@ -25,11 +27,10 @@
 
 namespace lorafleet::serve {
 
-enum class device_choice { cpu, cuda, automatic };
-
-// "cpu", "cuda", "auto"; usage_error naming the accepted values for anything else.
-device_choice parse_device_choice(std::string_view text);
-std::string_view device_choice_name(device_choice d);
+// Serving speaks the backend's device vocabulary ("cpu", "cuda", "auto"; usage_error for anything else).
+using backend::device_choice;
+using backend::device_choice_name;
+using backend::parse_device_choice;
 
 class ForwardPass {
 public:
@@ -69,5 +70,11 @@ device_resolution resolve_device(device_choice device, const AdapterProvider* pr
 // so a device that refuses fails here rather than in the first step.
 forward_pass_choice make_forward_pass(device_choice device, std::shared_ptr<const model_weights> weights,
                                       int threads, AdapterProvider* provider);
+
+// The CUDA pass itself, defined by the device layer (engine/backend/cuda/cuda_forward_pass.cpp): uploads
+// the weights and the provider's device twin now. backend_unavailable (or backend::device_error) when
+// the build has no CUDA backend or the device refuses. Use make_forward_pass, which checks first.
+std::unique_ptr<ForwardPass> make_cuda_forward_pass(std::shared_ptr<const model_weights> weights,
+                                                    AdapterProvider* provider);
 
 } // namespace lorafleet::serve

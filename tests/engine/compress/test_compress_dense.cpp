@@ -1,8 +1,7 @@
 // Tests of the compression core's foundations: dense wrappers (shapes, values against naive loops),
 // QR / eigen / Cholesky contracts, the deterministic RNG, the worker pool, module_batch validation and
 // the backend registry. Expectations are computed independently (naive loops, closed forms).
-#include "engine/backend/cuda/cuda_backend.hpp"
-#include "engine/compress/backend_registry.hpp"
+#include "engine/backend/compress_backends.hpp"
 #include "engine/compress/dense.hpp"
 #include "engine/compress/module_batch.hpp"
 #include "engine/compress/parallel.hpp"
@@ -24,6 +23,7 @@ int openblas_get_num_threads(void);
 
 using namespace lorafleet;
 using namespace lorafleet::compress;
+using namespace lorafleet::backend;
 
 namespace {
 

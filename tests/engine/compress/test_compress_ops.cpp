@@ -3,8 +3,7 @@
 // objectives, norms, residuals and errors within fp32 tolerance, for every eigen strategy, both
 // methods, both inits, warm starts, member subsets and bad input. Plus the ops primitives against
 // plain products formed here. This is what proves the CUDA path's logic on machines without a GPU.
-#include "engine/backend/cuda/cuda_backend.hpp"
-#include "engine/compress/backend_registry.hpp"
+#include "engine/backend/compress_backends.hpp"
 #include "engine/compress/cpu_backend.hpp"
 #include "engine/compress/fleet_compressor.hpp"
 #include "engine/compress/host_linalg_ops.hpp"
@@ -15,6 +14,7 @@
 
 using namespace lorafleet;
 using namespace lorafleet::compress;
+using namespace lorafleet::backend;
 namespace oc = lorafleet::test::ops_compare;
 
 namespace {

@@ -4,6 +4,7 @@
 // reason; auto serves on the CPU with exactly the tokens of a cpu engine (an independent cpu engine is
 // the reference); a provider whose device twin cannot be made stays fully usable on the CPU; and the
 // device names parse strictly.
+#include "engine/backend/device_registry.hpp"
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/core/error.hpp"
 #include "engine/core/random.hpp"
@@ -13,7 +14,6 @@
 #include "engine/serve/model/model_weights.hpp"
 #include "engine/serve/scheduling/serving_engine.hpp"
 #include "engine/serve/tokenizer/tokenizer.hpp"
-#include "kernels/device_probe.hpp"
 #include "tests/support/peft_writer.hpp"
 #include "tests/support/random_bank.hpp"
 #include "tests/support/test_paths.hpp"
@@ -95,7 +95,7 @@ private slots:
     }
 
     void cudaWithoutAUsableDeviceIsBackendUnavailable() {
-        const auto probe = kernels::probe_cuda_devices();
+        const auto& probe = backend::devices();
         if (probe.available) QSKIP("a CUDA device is usable here");
         QVERIFY(!probe.reason.empty());
         for (const bool with_bank : {false, true}) {
@@ -113,7 +113,7 @@ private slots:
     }
 
     void autoServesOnTheCpuWithTheCpuTokens() {
-        const auto probe = kernels::probe_cuda_devices();
+        const auto& probe = backend::devices();
         if (probe.available) QSKIP("a CUDA device is usable here: auto picks it");
         engine_options o;
         o.kv_cache_bytes = 4u << 20;
@@ -138,7 +138,7 @@ private slots:
     }
 
     void aProviderWhoseTwinCannotBeMadeStaysUsableOnTheCpu() {
-        const auto probe = kernels::probe_cuda_devices();
+        const auto& probe = backend::devices();
         if (probe.available) QSKIP("a CUDA device is usable here");
         const auto& g = weights()->geometry();
         BankDelta bank(random_bank(g), g, "test bank");
