@@ -7,11 +7,11 @@
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "engine/core/error.hpp"
-#include "engine/serve/adapters/adapter_providers.hpp"
 #include "engine/serve/model/model_weights.hpp"
 #include "engine/serve/model/transformer.hpp"
 #include "engine/serve/scheduling/generate.hpp"
 #include "engine/serve/scheduling/serving_engine.hpp"
+#include "engine/serve/session/serving_session.hpp"
 #include "engine/serve/tokenizer/tokenizer.hpp"
 
 #include <cstdio>
@@ -53,13 +53,12 @@ const char* usage_text =
     "                     auto (cuda when usable, else cpu); the choice is printed on stderr\n";
 
 // The device path: one request through a serving_engine on the chosen device, streamed like generate().
-int run_on_device(std::shared_ptr<const serve::model_weights> weights,
-                  std::shared_ptr<const serve::Tokenizer> tokenizer,
-                  std::unique_ptr<serve::AdapterProvider> adapters, serve::device_choice device, int threads,
-                  const std::string& adapter, std::vector<int> ids, const serve::generation_params& params,
-                  bool stats) {
+int run_on_device(const serve::served_model& model, std::unique_ptr<serve::AdapterProvider> adapters,
+                  serve::device_choice device, int threads, const std::string& adapter, std::vector<int> ids,
+                  const serve::generation_params& params, bool stats) {
     if (ids.empty() || ids.front() < 0)
         throw usage_error("generate", "the prompt is empty and the tokenizer has no BOS token to start from");
+    const auto& weights = model.weights;
     const auto& g = weights->geometry();
     serve::engine_options eo;
     eo.device = device;
@@ -68,7 +67,8 @@ int run_on_device(std::shared_ptr<const serve::model_weights> weights,
     // Room for the whole context, plus a block of slack per the cache's rounding.
     eo.kv_cache_bytes = std::uint64_t(weights->max_context() + 64) * std::uint64_t(g.num_layers) *
                         std::uint64_t(g.num_kv_heads) * std::uint64_t(g.head_dim) * 2 * sizeof(float);
-    serve::serving_engine engine(weights, tokenizer, std::move(adapters), eo);
+    const auto started = serve::start_engine(model, std::move(adapters), eo);
+    serve::serving_engine& engine = *started;
     std::promise<serve::completion_result> done;
     auto future = done.get_future();
     serve::completion_request req;
@@ -130,17 +130,25 @@ int run_generate(const std::vector<std::string>& args) {
     const auto cache_mb = static_cast<std::uint64_t>(p.get_int("adapter-cache-mb", 1024, 1, 1 << 24));
     const serve::device_choice device = serve::parse_device_choice(p.get_or("device", "cpu"));
 
-    auto weights = serve::model_weights::load(model_dir);
-    const std::shared_ptr<const serve::Tokenizer> tokenizer = serve::load_tokenizer(model_dir);
+    const serve::served_model served = serve::load_served_model(model_dir);
+    const auto& weights = served.weights;
+    const auto& tokenizer = served.tokenizer;
 
-    std::unique_ptr<serve::AdapterProvider> adapters;
-    if (p.has("bank")) adapters = serve::open_bank_provider(p.required("bank"), weights->geometry());
-    if (p.has("adapters")) {
-        std::vector<std::filesystem::path> paths;
-        for (const auto& a : p.all("adapters"))
-            paths.emplace_back(a);
-        adapters = serve::open_raw_provider(paths, weights->geometry(), cache_mb << 20);
+    serve::adapter_options adapter_options;
+    if (p.has("bank")) {
+        adapter_options.source = serve::adapter_source::bank_folder;
+        adapter_options.bank_dir = p.required("bank");
     }
+    if (p.has("adapters")) {
+        adapter_options.source = serve::adapter_source::raw_folders;
+        for (const auto& a : p.all("adapters"))
+            adapter_options.raw_paths.emplace_back(a);
+        adapter_options.raw_cache_bytes = cache_mb << 20;
+    }
+    serve::opened_adapters opened = serve::open_adapters(adapter_options, weights->geometry());
+    for (const auto& s : opened.skipped)
+        std::fprintf(stderr, "generate: %s\n", serve::describe(s).c_str());
+    std::unique_ptr<serve::AdapterProvider> adapters = std::move(opened.provider);
     if (p.has("adapter")) {
         const std::string name = p.required("adapter");
         params.adapter = adapters->find(name);
@@ -150,6 +158,9 @@ int run_generate(const std::vector<std::string>& args) {
             for (std::size_t i = 0; i < known.size() && i < 5; ++i)
                 names += (i ? ", " : "") + known[i].name;
             if (known.size() > 5) names += ", ... (" + std::to_string(known.size()) + " in all)";
+            for (const auto& s : opened.skipped)
+                if (s.name == name)
+                    throw usage_error("generate", "adapter '" + name + "' could not be loaded: " + s.reason);
             throw usage_error("generate", "no adapter named '" + name + "'" +
                                               (known.empty() ? std::string(" (there are none)")
                                                              : "; known adapters: " + names));
@@ -160,8 +171,8 @@ int run_generate(const std::vector<std::string>& args) {
     if (resolved.device == serve::device_choice::cuda) {
         std::vector<int> ids = tokenizer->encode(prompt, true);
         if (ids.empty()) ids.push_back(tokenizer->bos_id()); // the engine refuses an empty prompt
-        return run_on_device(weights, tokenizer, std::move(adapters), device, threads,
-                             p.get_or("adapter", ""), std::move(ids), params, p.has("stats"));
+        return run_on_device(served, std::move(adapters), device, threads, p.get_or("adapter", ""),
+                             std::move(ids), params, p.has("stats"));
     }
     if (p.has("adapter")) {
         const int slot = params.adapter;

@@ -4,6 +4,8 @@
 // the one the system picked). SIGINT / SIGTERM: the listening socket closes and new requests get 503;
 // in-flight ones (streams included) may finish for --shutdown-timeout seconds, then the engine cancels
 // the rest (their clients get an error) and the process exits 0. A second signal ends the wait at once.
+// Raw adapter folders that cannot be loaded are skipped with one line each on stderr
+// ("serve: skipped adapter 'NAME' (FOLDER): REASON"); serve refuses to start only when none is usable.
 // Threads: the signal handler only writes to a pipe; one waiter thread reads it and stops the server.
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
@@ -11,10 +13,7 @@
 #include "engine/api/http_server.hpp"
 #include "engine/core/error.hpp"
 #include "engine/io/regular_file.hpp"
-#include "engine/serve/adapters/adapter_providers.hpp"
-#include "engine/serve/model/model_weights.hpp"
-#include "engine/serve/scheduling/serving_engine.hpp"
-#include "engine/serve/tokenizer/tokenizer.hpp"
+#include "engine/serve/session/serving_session.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -46,6 +45,7 @@ const char* usage_text =
     "  --model DIR             the base model folder (HuggingFace format)\n"
     "  --bank BANK             a compressed bank folder (lorafleet-cli compress)\n"
     "  --adapters DIR          raw PEFT adapter folders, or folders of them (repeatable, comma lists)\n"
+    "                          (one that cannot be loaded is skipped with a line on stderr)\n"
     "  --host ADDR             address to bind (default 127.0.0.1). Any other address than loopback needs\n"
     "                          an API key, or --allow-no-key\n"
     "  --port N                port (default 8000; 0 picks a free one, printed on stderr)\n"
@@ -187,14 +187,21 @@ int run_serve(const std::vector<std::string>& args) {
     sigaction(SIGTERM, &sa, nullptr);
     std::signal(SIGPIPE, SIG_IGN); // a vanished client is an error return from send(), not a signal
 
-    auto weights = serve::model_weights::load(model_dir);
-    std::shared_ptr<const serve::Tokenizer> tokenizer = serve::load_tokenizer(model_dir);
-    std::unique_ptr<serve::AdapterProvider> provider;
-    if (p.has("bank"))
-        provider = serve::open_bank_provider(*p.get("bank"), weights->geometry());
-    else if (!adapter_dirs.empty())
-        provider = serve::open_raw_provider(adapter_dirs, weights->geometry(), adapter_cache);
-    serve::serving_engine engine(weights, tokenizer, std::move(provider), eo);
+    serve::session_options session;
+    session.model_dir = model_dir;
+    session.engine = eo;
+    if (p.has("bank")) {
+        session.adapters.source = serve::adapter_source::bank_folder;
+        session.adapters.bank_dir = *p.get("bank");
+    } else if (!adapter_dirs.empty()) {
+        session.adapters.source = serve::adapter_source::raw_folders;
+        session.adapters.raw_paths = adapter_dirs;
+        session.adapters.raw_cache_bytes = adapter_cache;
+    }
+    serve::serving_session opened = serve::open_serving_session(session);
+    for (const auto& s : opened.skipped) // unusable raw adapters: listed, and serving goes on without them
+        std::fprintf(stderr, "serve: %s\n", serve::describe(s).c_str());
+    serve::serving_engine& engine = *opened.engine;
 
     const auto chat = api::chat_template::from_model_dir(model_dir);
     if (chat.had_template() && !chat.recognised())

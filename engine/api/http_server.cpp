@@ -336,8 +336,7 @@ struct http_server::impl {
     // The engine adapter for a request's "model": "" for the base model.
     std::string resolve_model(const std::string& model) const {
         if (model == options.base_name) return {};
-        for (const auto& a : engine.adapters())
-            if (a.name == model) return model;
+        if (engine.has_adapter(model)) return model; // O(1), no copy of the adapter list
         throw api_error(404,
                         "The model '" + model +
                             "' does not exist (GET /v1/models lists the base model and its adapters)",

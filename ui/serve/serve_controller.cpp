@@ -4,11 +4,8 @@
 #include "engine/api/chat_template.hpp"
 #include "engine/api/http_server.hpp"
 #include "engine/core/error.hpp"
-#include "engine/serve/adapters/adapter_providers.hpp"
-#include "engine/serve/adapters/bank_delta.hpp"
-#include "engine/serve/model/model_weights.hpp"
 #include "engine/serve/scheduling/serving_engine.hpp"
-#include "engine/serve/tokenizer/tokenizer.hpp"
+#include "engine/serve/session/serving_session.hpp"
 #include "ui/common/engine_host.hpp"
 #include "ui/common/process_memory.hpp"
 #include "ui/serve/serve_resources.hpp"
@@ -98,38 +95,40 @@ void ServeController::start(const ServeConfig& config) {
         if (config.port < 0 || config.port > 65535) throw usage_error("serve", "the port must be 0..65535");
         const fs::path model = modelDir.toStdString();
         auto rt = std::make_shared<Runtime>();
-        ctx.setStage(QStringLiteral("Loading the model"));
-        auto weights = serve::model_weights::load(model);
-        std::shared_ptr<const serve::Tokenizer> tokenizer = serve::load_tokenizer(model);
-        ctx.throwIfCancelled();
-        ctx.setStage(QStringLiteral("Loading the adapters"));
-        std::unique_ptr<serve::AdapterProvider> provider;
+        serve::session_options setup;
+        setup.model_dir = model;
         switch (config.source) {
         case ServeConfig::Source::Bank:
             if (!config.bank)
                 throw usage_error("serve", "there is no compressed bank yet: compress the fleet first");
-            provider = std::make_unique<serve::BankDelta>(bank::compressed_bank(*config.bank),
-                                                          weights->geometry(), "the workspace's bank");
+            setup.adapters.source = serve::adapter_source::bank_in_memory;
+            setup.adapters.bank = config.bank;
+            setup.adapters.bank_label = "the workspace's bank";
             break;
-        case ServeConfig::Source::RawFolders: {
+        case ServeConfig::Source::RawFolders:
             if (config.adapterFolders.isEmpty())
                 throw usage_error("serve", "add at least one adapter folder");
-            std::vector<fs::path> paths;
+            setup.adapters.source = serve::adapter_source::raw_folders;
             for (const QString& f : config.adapterFolders)
-                paths.emplace_back(f.toStdString());
-            provider = serve::open_raw_provider(paths, weights->geometry(),
-                                                std::uint64_t(std::max(1, config.adapterCacheMiB)) << 20);
+                setup.adapters.raw_paths.emplace_back(f.toStdString());
+            setup.adapters.raw_cache_bytes = std::uint64_t(std::max(1, config.adapterCacheMiB)) << 20;
             break;
-        }
         case ServeConfig::Source::BaseOnly:
             break;
         }
+        setup.engine.kv_cache_bytes = std::uint64_t(std::max(1, config.kvCacheMiB)) << 20;
+        setup.engine.threads = config.threads;
+        setup.engine.metrics_window_s = kEngineMetricsWindowS;
+        setup.on_stage = [&ctx](std::string_view stage) { // between stages: report, and honour Cancel
+            ctx.throwIfCancelled();
+            ctx.setStage(QString::fromUtf8(stage.data(), qsizetype(stage.size())));
+        };
+        serve::serving_session session = serve::open_serving_session(setup);
         ctx.throwIfCancelled();
-        serve::engine_options eo;
-        eo.kv_cache_bytes = std::uint64_t(std::max(1, config.kvCacheMiB)) << 20;
-        eo.threads = config.threads;
-        eo.metrics_window_s = kEngineMetricsWindowS;
-        rt->engine = std::make_unique<serve::serving_engine>(weights, tokenizer, std::move(provider), eo);
+        for (const auto& s : session.skipped)
+            rt->skipped.append({QString::fromStdString(s.name), QString::fromStdString(s.folder.string()),
+                                QString::fromStdString(s.reason)});
+        rt->engine = std::move(session.engine);
         for (const auto& a : rt->engine->adapters())
             rt->adapters << QString::fromStdString(a.name);
         rt->adapters.sort();

@@ -29,6 +29,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace lorafleet::serve {
@@ -115,7 +116,12 @@ struct serving_engine::impl {
     std::deque<std::function<void()>> commands;
     std::deque<load_job> loads; // add_adapter calls not yet taken by the engine thread
     bool load_event = false;    // a loader thread finished since the engine thread last looked
-    std::map<std::string, int, std::less<>> slots_by_name;
+    // name -> slot of every adapter a request may name; hashed, with string_view lookups (no copy).
+    struct name_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    std::unordered_map<std::string, int, name_hash, std::equal_to<>> slots_by_name;
     std::vector<adapter_info> adapter_list;
 
     // ---- engine thread only ----
@@ -270,7 +276,8 @@ struct serving_engine::impl {
     int blocks_for_capacity(int capacity) const { return cache.blocks_for(std::max(capacity, 1)); }
 
     void publish_adapters(std::vector<adapter_info> list) {
-        std::map<std::string, int, std::less<>> by_name;
+        std::unordered_map<std::string, int, name_hash, std::equal_to<>> by_name;
+        by_name.reserve(list.size());
         for (const auto& a : list)
             by_name[a.name] = a.slot;
         std::lock_guard lock(mutex);
@@ -725,6 +732,11 @@ std::future<bool> serving_engine::remove_adapter(const std::string& name) {
 std::vector<adapter_info> serving_engine::adapters() const {
     std::lock_guard lock(m_impl->mutex);
     return m_impl->adapter_list;
+}
+
+bool serving_engine::has_adapter(std::string_view name) const {
+    std::lock_guard lock(m_impl->mutex);
+    return m_impl->slots_by_name.find(name) != m_impl->slots_by_name.end();
 }
 
 std::string_view serving_engine::adapter_mode() const {

@@ -105,7 +105,11 @@ public:
     // that are queued or running are cancelled first, and its slot is reused by a later add.
     std::future<adapter_info> add_adapter(const std::filesystem::path& peft_dir, const std::string& name);
     std::future<bool> remove_adapter(const std::string& name);
-    std::vector<adapter_info> adapters() const;
+    std::vector<adapter_info> adapters() const; // a copy of the whole list: for listings, not per request
+    // Whether a request may name `name` now (submit() would not refuse it as unknown): one hash lookup
+    // under the engine's short lock, no copy, whatever the number of adapters. An adapter being removed
+    // stops being found before it leaves adapters().
+    bool has_adapter(std::string_view name) const;
     std::string_view adapter_mode() const; // "compressed", "raw" or "base"
     std::string_view device() const;       // where the forward pass runs: "cpu" or "cuda"
     const std::string&
