@@ -30,7 +30,7 @@ int run_bank_info(const std::vector<std::string>& args) {
 
     if (p.has("json")) {
         nlohmann::json out{{"path", dir.string()},
-                           {"method", bank::method_name(b.kind)},
+                           {"method", compress::to_string(b.kind)},
                            {"rank", b.rank},
                            {"clusters", b.clusters},
                            {"dtype", std::string(io::dtype_name(files.storage))},
@@ -50,7 +50,7 @@ int run_bank_info(const std::vector<std::string>& args) {
         return 0;
     }
     std::printf("bank      %s\n", dir.c_str());
-    std::printf("method    %s, rank %d, %d cluster%s, stored as %s\n", bank::method_name(b.kind).c_str(),
+    std::printf("method    %s, rank %d, %d cluster%s, stored as %s\n", compress::to_string(b.kind),
                 b.rank, b.clusters, b.clusters == 1 ? "" : "s",
                 std::string(io::dtype_name(files.storage)).c_str());
     std::printf("base      %s\n", b.base ? b.base->name.c_str() : "(not recorded)");

@@ -32,8 +32,7 @@ int run_compress(const std::vector<std::string>& args) {
 
     compress::compress_options options;
     const std::string method_text = p.get_or("method", "jd-full");
-    const auto kind = bank::parse_method(method_text);
-    options.jd.method = kind == bank::method::jd_full ? compress::jd_method::full : compress::jd_method::diag;
+    options.jd.method = compress::parse_jd_method(method_text);
     options.jd.rank = p.get_int("rank", 16, 1, 4096);
     const std::string clusters = p.get_or("clusters", "1");
     options.clusters = clusters == "auto" ? 0 : int(p.get_int("clusters", 1, 1, 100000));

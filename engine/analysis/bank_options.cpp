@@ -39,7 +39,7 @@ bank_settings bank_compression_settings(const bank::compressed_bank& bank) {
     const nlohmann::json& p = bank.parameters;
     bank_settings s;
     compress::compress_options& o = s.options;
-    o.jd.method = bank.kind == bank::method::jd_full ? compress::jd_method::full : compress::jd_method::diag;
+    o.jd.method = bank.kind;
     o.jd.rank = bank.rank;
 
     const std::string norm = text(p, "normalize", "unit");

@@ -3,7 +3,7 @@
 
 #include "engine/compress/module_batch.hpp"
 #include "engine/compress/module_source.hpp"
-#include "engine/compress/random.hpp"
+#include "engine/core/random.hpp"
 #include "engine/io/fleet.hpp"
 
 #include <algorithm>
@@ -102,7 +102,7 @@ double measure_machine_speed(compress::CompressBackend& backend) {
     constexpr std::size_t kAdapters = 32;
     constexpr std::int64_t kDim = 256, kRank = 16;
     compress::InMemoryModuleSource source(kAdapters);
-    compress::rng g(0xca11b);
+    random_stream g(0xca11b);
     fleet_shape shape;
     shape.adapters = kAdapters;
     shape.max_source_rank = int(kRank);

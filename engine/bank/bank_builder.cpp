@@ -9,13 +9,9 @@ namespace lorafleet::bank {
 
 namespace {
 
-compress::jd_method to_jd(method m) {
-    return m == method::jd_full ? compress::jd_method::full : compress::jd_method::diag;
-}
-
 // Packs a compressor core ([r, r] column-major, or [r, 1]) into the bank's row-major layout.
-void pack_core(const compress::matrix& core, float* out, method kind, int r) {
-    if (kind == method::jd_diag) {
+void pack_core(const compress::matrix& core, float* out, compress::jd_method kind, int r) {
+    if (kind == compress::jd_method::diag) {
         for (int k = 0; k < r; ++k)
             out[k] = core(k, 0);
         return;
@@ -33,7 +29,7 @@ compressed_bank bank_from_result(const compress::compression_result& result,
     if (records.size() != result.adapter_names.size())
         throw usage_error("bank", "adapter records do not match the compressed adapters");
     compressed_bank bank;
-    bank.kind = result.method == compress::jd_method::full ? method::jd_full : method::jd_diag;
+    bank.kind = result.method;
     bank.rank = int(result.rank);
     bank.clusters = result.k;
     bank.base = std::move(base);
@@ -85,7 +81,7 @@ compressed_bank bank_from_result(const compress::compression_result& result,
 
 compress::compression_result result_from_bank(const compressed_bank& bank) {
     compress::compression_result result;
-    result.method = to_jd(bank.kind);
+    result.method = bank.kind;
     result.rank = bank.rank;
     result.k = bank.clusters;
     const int r = bank.rank;

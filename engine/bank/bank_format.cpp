@@ -122,7 +122,7 @@ json manifest_json(const compressed_bank& bank, io::dtype storage, const json& f
     return {{"format", k_format},
             {"version", bank_format_version},
             {"created_by", std::string("lorafleet ") + LORAFLEET_VERSION},
-            {"method", method_name(bank.kind)},
+            {"method", compress::to_string(bank.kind)},
             {"rank", bank.rank},
             {"clusters", bank.clusters},
             {"dtype", std::string(io::dtype_name(storage))},
@@ -198,9 +198,11 @@ parsed_manifest parse_manifest(const fs::path& dir) {
     parsed_manifest out;
     auto& b = out.bank;
     const auto method_text = r.str(j, "method");
-    if (method_text != "jd-full" && method_text != "jd-diag")
+    try {
+        b.kind = compress::parse_jd_method(method_text);
+    } catch (const usage_error&) { // a bad manifest is a format error, not a usage error
         throw format_error(r.where, "unknown method \"" + method_text + "\"");
-    b.kind = parse_method(method_text);
+    }
     b.rank = int(r.integer(j, "rank", 1, 1 << 16));
     b.clusters = int(r.integer(j, "clusters", 1, 1 << 20));
     const auto dt = io::parse_dtype(r.str(j, "dtype"));
@@ -302,7 +304,7 @@ std::uint64_t write_bank(const fs::path& dir_in, const compressed_bank& bank,
             for (std::size_t m = 0; m < bank.modules.size(); ++m) {
                 storage.push_back(io::encode_f32(bank.cores[m], options.storage));
                 std::vector<std::int64_t> shape{std::int64_t(bank.adapters.size()), r};
-                if (bank.kind == method::jd_full) shape.push_back(r);
+                if (bank.kind == compress::jd_method::full) shape.push_back(r);
                 tensors.push_back({bank.modules[m].path + ".sigma", options.storage, shape, storage.back()});
             }
             io::write_safetensors(staged / k_cores, std::move(tensors), {{"format", k_format}});
@@ -396,7 +398,7 @@ compressed_bank read_bank(const fs::path& dir, const bank_read_options& options)
     bank.bases.assign(bank.modules.size(), std::vector<cluster_basis>(std::size_t(bank.clusters)));
     for (std::size_t m = 0; m < bank.modules.size(); ++m) {
         std::vector<std::int64_t> shape{n, r};
-        if (bank.kind == method::jd_full) shape.push_back(r);
+        if (bank.kind == compress::jd_method::full) shape.push_back(r);
         bank.cores[m] = load(*cores, bank.modules[m].path + ".sigma", shape);
     }
     for (int c = 0; c < bank.clusters; ++c) {

@@ -9,16 +9,6 @@
 
 namespace lorafleet::bank {
 
-std::string method_name(method m) {
-    return m == method::jd_full ? "jd-full" : "jd-diag";
-}
-
-method parse_method(const std::string& name) {
-    if (name == "jd-full") return method::jd_full;
-    if (name == "jd-diag") return method::jd_diag;
-    throw usage_error("", "unknown method '" + name + "' (jd-full or jd-diag)");
-}
-
 bool bank_adapter::has_module(std::size_t m) const {
     return m < errors.size() && !std::isnan(errors[m]);
 }
@@ -49,7 +39,7 @@ std::vector<float> compressed_bank::expand_core(std::size_t m, std::size_t i) co
     for (std::int64_t row = 0; row < mod.d_out; ++row) {
         const float* u = basis.u.data() + row * rank;
         float* o = out.data() + row * rank;
-        if (kind == method::jd_diag) {
+        if (kind == compress::jd_method::diag) {
             for (int k = 0; k < rank; ++k)
                 o[k] = u[k] * s[k];
         } else {

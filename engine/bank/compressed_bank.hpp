@@ -8,6 +8,7 @@
 // All matrices are float32, row-major. On disk: see bank_format.hpp.
 #pragma once
 
+#include "engine/compress/jd_method.hpp"
 #include "engine/io/hf_config.hpp"
 
 #include <nlohmann/json.hpp>
@@ -18,10 +19,6 @@
 #include <vector>
 
 namespace lorafleet::bank {
-
-enum class method { jd_full, jd_diag };
-std::string method_name(method m);            // "jd-full", "jd-diag"
-method parse_method(const std::string& name); // usage_error for anything else
 
 struct bank_module {
     std::string path; // "model.layers.0.self_attn.q_proj"
@@ -49,7 +46,7 @@ struct cluster_basis {
 };
 
 struct compressed_bank {
-    method kind = method::jd_full;
+    compress::jd_method kind = compress::jd_method::full; // its names: compress::to_string / parse_jd_method
     int rank = 0;
     int clusters = 1;
     std::optional<io::model_geometry> base;               // when the fleet was checked against a base model
@@ -59,7 +56,9 @@ struct compressed_bank {
     std::vector<std::vector<cluster_basis>> bases; // [modules][clusters]
     std::vector<std::vector<float>> cores;         // [modules] -> [adapters, r, r] or [adapters, r]
 
-    std::int64_t core_size() const { return kind == method::jd_full ? std::int64_t(rank) * rank : rank; }
+    std::int64_t core_size() const {
+        return kind == compress::jd_method::full ? std::int64_t(rank) * rank : rank;
+    }
     // Core of adapter i on module m: core_size() floats.
     const float* core(std::size_t m, std::size_t i) const { return cores[m].data() + i * core_size(); }
     float* core(std::size_t m, std::size_t i) { return cores[m].data() + i * core_size(); }

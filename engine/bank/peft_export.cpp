@@ -91,7 +91,7 @@ void write_export(const compressed_bank& bank, const std::vector<std::size_t>& c
         spec.base_model = adapter.base_model;
         spec.weight_dtype = options.weights;
         spec.metadata = {{"lorafleet.bank_cluster", std::to_string(adapter.cluster)},
-                         {"lorafleet.method", method_name(bank.kind)}};
+                         {"lorafleet.method", compress::to_string(bank.kind)}};
         std::vector<std::vector<float>> expanded; // keeps B' alive until written
         expanded.reserve(bank.modules.size());
         for (std::size_t m = 0; m < bank.modules.size(); ++m) {

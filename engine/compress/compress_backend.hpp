@@ -13,6 +13,7 @@
 #pragma once
 
 #include "engine/compress/dense.hpp"
+#include "engine/compress/jd_method.hpp"
 #include "engine/compress/module_batch.hpp"
 
 #include <cstdint>
@@ -23,7 +24,6 @@
 
 namespace lorafleet::compress {
 
-enum class jd_method { full, diag };
 enum class jd_init { hosvd, random };
 // unit: fit with adapter weights w_i = 1 / ||Delta W_i||^2 (a zero adapter gets weight 0), i.e. every
 // adapter counts equally; cores are always those of the un-normalized Delta W_i (norms folded back).
@@ -35,7 +35,6 @@ enum class normalization { unit, none };
 //  automatic:        the cheapest by that flop model (subspace counted twice: it is inexact per sweep)
 enum class eigen_strategy { automatic, exact_small_gram, exact_large_gram, subspace };
 
-const char* to_string(jd_method m);
 const char* to_string(eigen_strategy s);
 
 struct jd_options {

@@ -2,12 +2,12 @@
 //  - at most one module_batch is alive at a time in the driver (streaming); with prefetch_modules the
 //    source holds one more, the next module, loading on its background thread;
 //  - ||dW_i||^2 of every (module, adapter) is computed once, on the first load, and reused;
-//  - every random choice comes from rng(options.jd.seed, ...), so a run is reproducible for a fixed
-//    backend thread count.
+//  - every random choice comes from random_stream::derive(options.jd.seed, {...}), so a run is
+//    reproducible for a fixed backend thread count.
 #include "engine/compress/fleet_compressor.hpp"
 
 #include "engine/compress/prefetching_module_source.hpp"
-#include "engine/compress/random.hpp"
+#include "engine/compress/random_matrix.hpp"
 #include "engine/core/error.hpp"
 
 #include <algorithm>
@@ -338,7 +338,7 @@ void fleet_driver::ensure_features() {
             }
         }
         if (project) {
-            rng g(m_opt.jd.seed, 0x9e0000ull + chosen[j]);
+            auto g = random_stream::derive(m_opt.jd.seed, {0x9e0000ull + chosen[j]});
             matrix omega = gaussian_matrix(block, static_cast<std::int64_t>(m_feature_dim), g);
             const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(m_feature_dim)));
             for (auto& x : omega.data)
@@ -376,7 +376,8 @@ std::vector<int> fleet_driver::kmeans(const std::vector<std::size_t>& points, in
     std::vector<int> best;
     double best_inertia = std::numeric_limits<double>::infinity();
     for (int restart = 0; restart < std::max(1, m_opt.kmeans_restarts); ++restart) {
-        rng g(m_opt.jd.seed, stream * 1000003ull + static_cast<std::uint64_t>(restart));
+        auto g =
+            random_stream::derive(m_opt.jd.seed, {stream * 1000003ull + static_cast<std::uint64_t>(restart)});
         // k-means++ seeding: D^2 sampling (uniform among the rest when all D^2 are 0).
         std::vector<std::vector<double>> centroids;
         std::vector<bool> taken(np, false);
@@ -528,7 +529,7 @@ std::vector<int> fleet_driver::warm_start(const compression_result& warm, int k)
         for (std::size_t i = 0; i < m_n; ++i)
             d2[i] = std::min(d2[i], feature_dist2(i, cen));
     }
-    rng g(m_opt.jd.seed, 0x77a40000ull + static_cast<std::uint64_t>(k));
+    auto g = random_stream::derive(m_opt.jd.seed, {0x77a40000ull + static_cast<std::uint64_t>(k)});
     for (int c = k0; c < k; ++c) {
         // The first new cluster starts at the worst-fit adapter; the next ones are drawn with probability
         // proportional to (error x squared feature distance to every centroid so far).

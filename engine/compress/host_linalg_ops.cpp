@@ -1,4 +1,5 @@
-// HostLinalgOps (see host_linalg_ops.hpp): the same sequence of products as CudaLinalgOps, on the CPU.
+// HostLinalgOps (see host_linalg_ops.hpp): the same sequence of products as CudaLinalgOps, on the CPU,
+// each loop over members (or over column / row blocks) split statically across the worker pool.
 #include "engine/compress/host_linalg_ops.hpp"
 
 #include "engine/core/error.hpp"
@@ -6,6 +7,57 @@
 #include <algorithm>
 
 namespace lorafleet::compress {
+
+namespace {
+
+// op() of the stored block giving T_k (U: (B^T)^T, V: A^T as stored) and T_k^T.
+op how(ops_side s) {
+    return s == ops_side::u ? op::t : op::n;
+}
+op how_t(ops_side s) {
+    return s == ops_side::u ? op::n : op::t;
+}
+
+// Rows [i0, i1) of a column-major matrix as views.
+view row_block(const matrix& m, std::int64_t i0, std::int64_t i1) {
+    return {m.data.data() + i0, i1 - i0, m.cols, std::max<std::int64_t>(1, m.rows)};
+}
+mut_view row_block(matrix& m, std::int64_t i0, std::int64_t i1) {
+    return {m.data.data() + i0, i1 - i0, m.cols, std::max<std::int64_t>(1, m.rows)};
+}
+
+// [i0, i1) of part `p` of `parts` equal pieces of [0, n).
+std::pair<std::int64_t, std::int64_t> piece(std::int64_t n, std::size_t p, std::size_t parts) {
+    return {n * static_cast<std::int64_t>(p) / static_cast<std::int64_t>(parts),
+            n * static_cast<std::int64_t>(p + 1) / static_cast<std::int64_t>(parts)};
+}
+
+// G = X^T X [m, m] (transpose_first) or G += X X^T [d, d], as column blocks of one GEMM per worker.
+void parallel_gram(thread_pool& pool, const matrix& x, bool transpose_first, matrix& g) {
+    const auto n = transpose_first ? x.cols : x.rows; // side of g
+    const auto inner = transpose_first ? x.rows : x.cols;
+    check_shape(g.rows == n && g.cols == n, "parallel_gram", "output has the wrong shape");
+    const auto parts = static_cast<std::size_t>(pool.size());
+    const double flops = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(inner);
+    pool.parallel_for(
+        parts,
+        [&](std::size_t b, std::size_t e, int) {
+            for (std::size_t part = b; part < e; ++part) {
+                const auto [j0, j1] = piece(n, part, parts);
+                if (j1 == j0) continue;
+                if (transpose_first) // G[:, j0:j1] = X^T X[:, j0:j1]
+                    gemm(op::t, x, op::n, x.view().block_cols(j0, j1 - j0), g.mut().block_cols(j0, j1 - j0));
+                else // G[:, j0:j1] += X (X[j0:j1, :])^T
+                    gemm(op::n, x, op::t, row_block(x, j0, j1), g.mut().block_cols(j0, j1 - j0), 1.0f, 1.0f);
+            }
+        },
+        flops);
+}
+
+} // namespace
+
+HostLinalgOps::HostLinalgOps(int threads)
+    : m_pool(std::make_unique<thread_pool>(threads > 0 ? threads : hardware_threads())) {}
 
 void HostLinalgOps::select(const module_batch& batch, std::span<const std::size_t> members) {
     batch.validate();
@@ -18,83 +70,173 @@ view HostLinalgOps::stored(ops_side s, std::size_t k) const {
     return s == ops_side::u ? m_batch->b_t(m_members[k]) : m_batch->a_t(m_members[k]);
 }
 
-namespace {
-// op() of the stored block giving T_k (U: (B^T)^T, V: A^T as stored) and T_k^T.
-op how(ops_side s) {
-    return s == ops_side::u ? op::t : op::n;
-}
-op how_t(ops_side s) {
-    return s == ops_side::u ? op::n : op::t;
-}
-} // namespace
-
 matrix HostLinalgOps::project(ops_side s, const matrix& x) {
     const auto& l = layout();
     check_shape(x.rows == l.dim(s), "ops.project", "basis rows differ from the module dimension");
     matrix out(l.total, x.cols);
-    for (std::size_t k = 0; k < l.size(); ++k)
-        gemm(
-            how_t(s), stored(s, k), op::n, x,
-            mut_view{out.data.data() + l.offsets[k], l.ranks[k], x.cols, std::max<std::int64_t>(1, l.total)});
+    const auto ld = std::max<std::int64_t>(1, l.total);
+    m_pool->parallel_for(
+        l.size(),
+        [&](std::size_t b, std::size_t e, int) {
+            for (std::size_t k = b; k < e; ++k)
+                gemm(how_t(s), stored(s, k), op::n, x,
+                     mut_view{out.data.data() + l.offsets[k], l.ranks[k], x.cols, ld});
+        },
+        2.0 * static_cast<double>(l.dim(s)) * static_cast<double>(l.total) * static_cast<double>(x.cols));
     return out;
+}
+
+template <class Fn>
+matrix HostLinalgOps::sum_members(ops_side s, std::int64_t cols, double flops, const Fn& fn) {
+    const auto& l = layout();
+    const auto d = l.dim(s);
+    std::vector<matrix> acc(static_cast<std::size_t>(m_pool->size()));
+    m_pool->parallel_for(
+        l.size(),
+        [&](std::size_t b, std::size_t e, int t) {
+            auto& a = acc[static_cast<std::size_t>(t)];
+            a = matrix(d, cols);
+            for (std::size_t k = b; k < e; ++k) {
+                const matrix z = fn(k);
+                if (!z.empty()) gemm(how(s), stored(s, k), op::n, z, a.mut(), 1.0f, 1.0f);
+            }
+        },
+        flops);
+    // Partials in worker order (deterministic); the first one is the result when it is the only one.
+    matrix out;
+    for (auto& a : acc) {
+        if (a.empty()) continue;
+        if (out.empty()) {
+            out = std::move(a);
+            continue;
+        }
+        for (std::size_t i = 0; i < out.data.size(); ++i)
+            out.data[i] += a.data[i];
+    }
+    return out.empty() ? matrix(d, cols) : out;
 }
 
 matrix HostLinalgOps::accumulate(ops_side s, const matrix& z) {
     const auto& l = layout();
     check_shape(z.rows == l.total, "ops.accumulate", "rows differ from the working set's total rank");
-    matrix out(l.dim(s), z.cols);
-    for (std::size_t k = 0; k < l.size(); ++k)
-        gemm(how(s), stored(s, k), op::n,
-             view{z.data.data() + l.offsets[k], l.ranks[k], z.cols, std::max<std::int64_t>(1, l.total)},
-             out.mut(), 1.0f, 1.0f);
-    return out;
+    const auto ld = std::max<std::int64_t>(1, l.total);
+    return sum_members(s, z.cols,
+                       2.0 * static_cast<double>(l.dim(s)) * static_cast<double>(l.total) *
+                           static_cast<double>(z.cols),
+                       [&](std::size_t k) {
+                           return copy(view{z.data.data() + l.offsets[k], l.ranks[k], z.cols, ld});
+                       });
 }
 
 matrix HostLinalgOps::apply_blocks(ops_side s, const std::vector<matrix>& c, const matrix& q) {
     const auto& l = layout();
     check_shape(c.size() == l.size(), "ops.apply_blocks", "one block per member expected");
-    const matrix p = project(s, q);
-    matrix p2(l.total, q.cols);
-    for (std::size_t k = 0; k < l.size(); ++k) {
-        if (c[k].empty()) continue;
-        const auto ld = std::max<std::int64_t>(1, l.total);
-        gemm(op::n, c[k], op::n, view{p.data.data() + l.offsets[k], l.ranks[k], q.cols, ld},
-             mut_view{p2.data.data() + l.offsets[k], l.ranks[k], q.cols, ld});
-    }
-    return accumulate(s, p2);
+    check_shape(q.rows == l.dim(s), "ops.apply_blocks", "rows differ from the module dimension");
+    // Fused per member: T_k (C_k (T_k^T Q)), so no [R, c] intermediate crosses the workers.
+    return sum_members(s, q.cols,
+                       4.0 * static_cast<double>(l.dim(s)) * static_cast<double>(l.total) *
+                           static_cast<double>(q.cols),
+                       [&](std::size_t k) {
+                           if (c[k].empty()) return matrix();
+                           const matrix p = gemm(how_t(s), stored(s, k), op::n, q); // [r_k, c]
+                           return gemm(op::n, c[k], op::n, p);
+                       });
 }
 
 std::vector<matrix> HostLinalgOps::block_grams(ops_side s) {
     const auto& l = layout();
     std::vector<matrix> out(l.size());
-    for (std::size_t k = 0; k < l.size(); ++k)
-        out[k] = gemm(how_t(s), stored(s, k), how(s), stored(s, k));
+    double flops = 0.0;
+    for (const auto r : l.ranks)
+        flops += 2.0 * static_cast<double>(l.dim(s) * r * r);
+    m_pool->parallel_for(
+        l.size(),
+        [&](std::size_t b, std::size_t e, int) {
+            for (std::size_t k = b; k < e; ++k)
+                out[k] = gemm(how_t(s), stored(s, k), how(s), stored(s, k));
+        },
+        flops);
+    return out;
+}
+
+std::vector<dmatrix> HostLinalgOps::block_grams_exact(ops_side s) {
+    const auto& l = layout();
+    std::vector<dmatrix> out(l.size());
+    double flops = 0.0;
+    for (const auto r : l.ranks)
+        flops += 2.0 * static_cast<double>(l.dim(s) * r * r);
+    m_pool->parallel_for(
+        l.size(),
+        [&](std::size_t b, std::size_t e, int) {
+            for (std::size_t k = b; k < e; ++k) {
+                const dmatrix t = to_double(stored(s, k)); // the fp32 factors are exact in double
+                out[k] = gemm(how_t(s), t.view(), how(s), t.view());
+            }
+        },
+        flops);
+    return out;
+}
+
+std::vector<dmatrix> HostLinalgOps::project_exact(ops_side s, const matrix& x) {
+    const auto& l = layout();
+    check_shape(x.rows == l.dim(s), "ops.project_exact", "basis rows differ from the module dimension");
+    const dmatrix xd = to_double(x);
+    std::vector<dmatrix> out(l.size());
+    m_pool->parallel_for(
+        l.size(),
+        [&](std::size_t b, std::size_t e, int) {
+            for (std::size_t k = b; k < e; ++k) {
+                const dmatrix t = to_double(stored(s, k));
+                out[k] = gemm(how_t(s), t.view(), op::n, xd.view());
+            }
+        },
+        2.0 * static_cast<double>(l.dim(s)) * static_cast<double>(l.total) * static_cast<double>(x.cols));
     return out;
 }
 
 matrix HostLinalgOps::build_x(ops_side s, const std::vector<matrix>& factors, std::size_t first,
-                              std::size_t last) const {
-    std::int64_t width = 0;
+                              std::size_t last) {
+    std::vector<std::int64_t> offset(last - first + 1, 0);
     for (std::size_t k = first; k < last; ++k)
-        width += factors[k].cols;
-    matrix x(layout().dim(s), width);
-    std::int64_t off = 0;
-    for (std::size_t k = first; k < last; ++k) {
-        const auto& f = factors[k];
-        if (f.cols == 0) continue;
-        gemm(how(s), stored(s, k), op::n, f, x.mut().block_cols(off, f.cols));
-        off += f.cols;
-    }
+        offset[k - first + 1] = offset[k - first] + factors[k].cols;
+    const auto d = layout().dim(s);
+    matrix x(d, offset.back());
+    double flops = 0.0;
+    for (std::size_t k = first; k < last; ++k)
+        flops += 2.0 * static_cast<double>(d * factors[k].rows * factors[k].cols);
+    m_pool->parallel_for(
+        last - first,
+        [&](std::size_t b, std::size_t e, int) {
+            for (std::size_t j = b; j < e; ++j) {
+                const auto& f = factors[first + j];
+                if (f.cols == 0) continue;
+                gemm(how(s), stored(s, first + j), op::n, f, x.mut().block_cols(offset[j], f.cols));
+            }
+        },
+        flops);
     return x;
 }
 
 matrix HostLinalgOps::top_small_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t k) {
     check_shape(factors.size() == layout().size(), "ops.top_small_gram", "one factor per member expected");
-    const matrix x = build_x(s, factors, 0, factors.size());
+    const matrix x = build_x(s, factors, 0, factors.size()); // [d, m]
     check_shape(k >= 0 && k <= x.cols, "ops.top_small_gram", "k exceeds the width of X");
     if (k == 0) return matrix(x.rows, 0);
-    const auto eig = top_eigenvectors(gemm(op::t, x, op::n, x), k);
-    return gemm(op::n, x, op::n, eig.vectors);
+    matrix g(x.cols, x.cols);
+    parallel_gram(*m_pool, x, true, g); // X^T X
+    const auto eig = top_eigenvectors(std::move(g), k);
+    matrix y(x.rows, k); // X E, by row blocks
+    const auto parts = static_cast<std::size_t>(m_pool->size());
+    m_pool->parallel_for(
+        parts,
+        [&](std::size_t b, std::size_t e, int) {
+            for (std::size_t p = b; p < e; ++p) {
+                const auto [i0, i1] = piece(x.rows, p, parts);
+                if (i1 > i0) gemm(op::n, row_block(x, i0, i1), op::n, eig.vectors, row_block(y, i0, i1));
+            }
+        },
+        2.0 * static_cast<double>(x.rows) * static_cast<double>(x.cols) * static_cast<double>(k));
+    return y;
 }
 
 matrix HostLinalgOps::top_large_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t r) {
@@ -108,7 +250,7 @@ matrix HostLinalgOps::top_large_gram(ops_side s, const std::vector<matrix>& fact
         while (last < factors.size() && (width == 0 || width + factors[last].cols <= ops_large_gram_chunk))
             width += factors[last++].cols;
         const matrix x = build_x(s, factors, first, last);
-        if (x.cols > 0) gemm(op::n, x, op::t, x, mm.mut(), 1.0f, 1.0f);
+        if (x.cols > 0) parallel_gram(*m_pool, x, false, mm); // M += X X^T
         first = last;
     }
     return top_eigenvectors(std::move(mm), r).vectors;
@@ -125,14 +267,22 @@ dmatrix HostLinalgOps::block_core_norms(const matrix& xu, const matrix& xv,
     const matrix p = project(ops_side::u, xu), q = project(ops_side::v, xv);
     const auto ld = std::max<std::int64_t>(1, l.total);
     dmatrix out(static_cast<std::int64_t>(l.size()), static_cast<std::int64_t>(offsets.size()));
-    for (std::size_t k = 0; k < l.size(); ++k)
-        for (std::size_t j = 0; j < offsets.size(); ++j) {
-            if (widths[j] == 0) continue;
-            const view a{p.data.data() + l.offsets[k] + offsets[j] * ld, l.ranks[k], widths[j], ld};
-            const view b{q.data.data() + l.offsets[k] + offsets[j] * ld, l.ranks[k], widths[j], ld};
-            out(static_cast<std::int64_t>(k), static_cast<std::int64_t>(j)) =
-                frobenius2(gemm(op::t, a, op::n, b));
-        }
+    double flops = 0.0;
+    for (const auto w : widths)
+        flops += 2.0 * static_cast<double>(w * w) * static_cast<double>(l.total);
+    m_pool->parallel_for(
+        l.size(),
+        [&](std::size_t b, std::size_t e, int) {
+            for (std::size_t k = b; k < e; ++k)
+                for (std::size_t j = 0; j < offsets.size(); ++j) {
+                    if (widths[j] == 0) continue;
+                    const view a{p.data.data() + l.offsets[k] + offsets[j] * ld, l.ranks[k], widths[j], ld};
+                    const view c{q.data.data() + l.offsets[k] + offsets[j] * ld, l.ranks[k], widths[j], ld};
+                    out(static_cast<std::int64_t>(k), static_cast<std::int64_t>(j)) =
+                        frobenius2(gemm(op::t, a, op::n, c));
+                }
+        },
+        flops);
     return out;
 }
 

@@ -22,6 +22,24 @@ void LinalgOps::set_layout(const module_batch& batch, std::span<const std::size_
     m_layout = std::move(l);
 }
 
+std::vector<dmatrix> LinalgOps::block_grams_exact(ops_side s) {
+    const auto g = block_grams(s);
+    std::vector<dmatrix> out;
+    out.reserve(g.size());
+    for (const auto& m : g)
+        out.push_back(to_double(m));
+    return out;
+}
+
+std::vector<dmatrix> LinalgOps::project_exact(ops_side s, const matrix& x) {
+    const auto blocks = split_rows(m_layout, project(s, x));
+    std::vector<dmatrix> out;
+    out.reserve(blocks.size());
+    for (const auto& m : blocks)
+        out.push_back(to_double(m));
+    return out;
+}
+
 std::vector<matrix> split_rows(const ops_layout& layout, const matrix& stacked) {
     check_shape(stacked.rows == layout.total, "split_rows",
                 std::to_string(stacked.rows) + " rows for a working set of " + std::to_string(layout.total));

@@ -2,12 +2,13 @@
 // the few operations whose cost grows with d_out, d_in or the fleet size, over a WORKING SET of one
 // module's adapters. Everything r x r sized stays on the host in the algorithm; what crosses this
 // interface is [d, c] or [R, c] with c ~ r, so a device implementation keeps the factors resident and
-// moves only thin matrices. Implementations: HostLinalgOps (OpenBLAS/LAPACKE, the reference that tests
-// run on the CPU) and CudaLinalgOps (kernels/linalg_device.hpp).
+// moves only thin matrices. Implementations: HostLinalgOps (OpenBLAS/LAPACKE on a worker pool: the CPU
+// backend) and CudaLinalgOps (kernels/linalg_device.hpp).
 //
 // Working set: select(batch, members) makes T_u = [B_1 ... B_n] [d_out, R] and T_v = [A_1^T ... A_n^T]
 // [d_in, R] current, member k's columns at layout().offsets[k], R = sum of the members' ranks r_k.
-// `batch` must stay alive and unchanged until the next select(). All results are fp32 (fp32 compute).
+// `batch` must stay alive and unchanged until the next select(). All results are fp32 (fp32 compute),
+// except the two *_exact operations that feed the error measure (norms and errors, method.md §2).
 // Thread affinity: one thread at a time (like CompressBackend), except stage().
 #pragma once
 
@@ -68,6 +69,12 @@ public:
     virtual dmatrix block_core_norms(const matrix& xu, const matrix& xv,
                                      std::span<const std::int64_t> offsets,
                                      std::span<const std::int64_t> widths) = 0;
+    // The error measure's products (norms2 / errors of OpsBackend, where ||dW||^2 - 2<S, U^T dW V> + ...
+    // cancels for a good fit): the same values as block_grams / project, per member. An implementation
+    // that can forms them from the fp32 factors with double products and sums (HostLinalgOps: an exact
+    // fit's error is then ~1e-12 ||dW||^2); the default widens the fp32 results (~1e-6).
+    virtual std::vector<dmatrix> block_grams_exact(ops_side s);
+    virtual std::vector<dmatrix> project_exact(ops_side s, const matrix& x); // T_k^T X [r_k, c] per member
     // Thin Householder QR of a [d, c] (d >= c): {Q [d, c], R [c, c]}, LAPACK's sign convention.
     virtual std::pair<matrix, matrix> qr(matrix a) = 0;
 

@@ -1,8 +1,8 @@
 // Module sampling and the module-subset source (see module_sample.hpp).
 #include "engine/compress/module_sample.hpp"
 
-#include "engine/compress/random.hpp"
 #include "engine/core/error.hpp"
+#include "engine/core/random.hpp"
 
 #include <algorithm>
 #include <numeric>
@@ -14,7 +14,7 @@ std::vector<std::size_t> sample_modules(std::size_t module_count, std::size_t co
     std::vector<std::size_t> all(module_count);
     std::iota(all.begin(), all.end(), std::size_t{0});
     if (count >= module_count) return all;
-    rng g(seed, 0x5a3b1e);
+    auto g = random_stream::derive(seed, {0x5a3b1e});
     for (std::size_t i = 0; i < count; ++i) {
         const std::size_t j = i + std::size_t(g.below(module_count - i));
         std::swap(all[i], all[j]);

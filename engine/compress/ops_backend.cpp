@@ -1,9 +1,10 @@
-// OpsBackend (see ops_backend.hpp): CpuBackend's algorithms step for step, with every product over d
-// or over the fleet routed through LinalgOps. Notation as in cpu_backend.cpp: qb_k = B_k^T U [r_k, r],
-// pa_k = A_k V [r_k, r], so U^T dW_k V = qb_k^T pa_k.
+// OpsBackend (see ops_backend.hpp): JD-Full (HOOI), JD-Diag (ALS), projection, residuals and exact
+// errors on one module, all factored (method.md §2-§4, §6), with every product over d or over the fleet
+// routed through LinalgOps. Notation: qb_k = B_k^T U [r_k, r], pa_k = A_k V [r_k, r], so
+// U^T dW_k V = qb_k^T pa_k.
 #include "engine/compress/ops_backend.hpp"
 
-#include "engine/compress/cpu_detail.hpp"
+#include "engine/compress/jd_steps.hpp"
 #include "engine/compress/parallel.hpp"
 #include "engine/core/error.hpp"
 
@@ -102,9 +103,9 @@ matrix factor_from_gram(const matrix& g, double w) {
     return l;
 }
 
-// Appends random directions to `y` [d, k] up to r columns and orthonormalizes (as cpu_detail does; the
-// Householder QR runs through the ops, so a device does the O(d r^2) part).
-matrix fill_and_orthonormalize(LinalgOps& ops, const matrix& y, std::int64_t r, rng& fill) {
+// Appends random directions to `y` [d, k] up to r columns and orthonormalizes (the Householder QR runs
+// through the ops, so a device does the O(d r^2) part).
+matrix fill_and_orthonormalize(LinalgOps& ops, const matrix& y, std::int64_t r, random_stream& fill) {
     matrix full(y.rows, r);
     std::copy(y.data.begin(), y.data.end(), full.data.begin());
     for (std::size_t i = y.data.size(); i < full.data.size(); ++i)
@@ -126,13 +127,6 @@ dmatrix upper_inverse(const matrix& rr, std::int64_t r) {
     return inv;
 }
 
-double dot_d(const matrix& a, const matrix& b) {
-    double s = 0.0;
-    for (std::size_t i = 0; i < a.data.size(); ++i)
-        s += static_cast<double>(a.data[i]) * static_cast<double>(b.data[i]);
-    return s;
-}
-
 } // namespace
 
 OpsBackend::OpsBackend(std::string name, std::unique_ptr<LinalgOps> ops)
@@ -148,9 +142,10 @@ std::vector<double> OpsBackend::working_norms2(const module_batch& batch,
             out[k] = batch.norms2[members[k]];
         return out;
     }
-    const auto gb = m_ops->block_grams(U), ga = m_ops->block_grams(V);
+    // tr((B^T B)(A A^T)) from the exact Grams (double on the host; see LinalgOps::block_grams_exact).
+    const auto gb = m_ops->block_grams_exact(U), ga = m_ops->block_grams_exact(V);
     for (std::size_t k = 0; k < members.size(); ++k)
-        out[k] = std::max(0.0, dot_d(gb[k], ga[k]));
+        out[k] = std::max(0.0, dot(gb[k].view(), ga[k].view()));
     return out;
 }
 
@@ -165,7 +160,8 @@ std::vector<double> OpsBackend::norms2(const module_batch& batch) {
 }
 
 matrix OpsBackend::top_subspace(ops_side s, const std::vector<matrix>& factors, std::int64_t r,
-                                eigen_strategy strategy, const matrix* warm, int iterations, rng& fill) {
+                                eigen_strategy strategy, const matrix* warm, int iterations,
+                                random_stream& fill) {
     const auto d = m_ops->layout().dim(s);
     check_shape(r >= 1 && r <= d, "top_subspace",
                 "rank " + std::to_string(r) + " for dimension " + std::to_string(d));
@@ -245,7 +241,7 @@ jd_fit OpsBackend::fit_jd_full(const module_batch& batch, std::span<const std::s
     const auto strat_u = detail::choose_strategy(options.eigen, batch.d_out, r, sum_rank, sum_width, iters);
     const auto strat_v = detail::choose_strategy(options.eigen, batch.d_in, r, sum_rank, sum_width, iters);
     fit.eigen_used = strat_u;
-    rng fill(options.seed, 0xf111);
+    auto fill = random_stream::derive(options.seed, {0xf111});
 
     matrix u, v;
     std::vector<matrix> lu(n), lv(n);
@@ -265,7 +261,7 @@ jd_fit OpsBackend::fit_jd_full(const module_batch& batch, std::span<const std::s
         u = top_subspace(U, lu, r, hu, nullptr, 3 * iters, fill);
         v = top_subspace(V, lv, r, hv, nullptr, 3 * iters, fill);
     } else {
-        rng g(options.seed, 1);
+        auto g = random_stream::derive(options.seed, {1});
         u = random_orthonormal(batch.d_out, r, g);
         v = random_orthonormal(batch.d_in, r, g);
     }
@@ -561,18 +557,18 @@ std::vector<double> OpsBackend::errors(const module_batch& batch, const jd_basis
             throw shape_mismatch(batch.name, "errors: core " + std::to_string(c.rows) + "x" +
                                                  std::to_string(c.cols) + " for rank " + std::to_string(r));
     m_ops->select(batch, members);
-    const auto& lay = m_ops->layout();
     const auto norms = working_norms2(batch, members);
-    // ||dW - U S V^T||^2 = ||dW||^2 - 2 <S, qb^T pa> + <(U^T U) S (V^T V), S>, the small terms in double.
+    // ||B A - U S V^T||^2 = tr((B^T B)(A A^T)) - 2 <S, (U^T B)(A V)> + tr(U^T U S V^T V S^T): the terms
+    // cancel when the fit is good, so the products with the factors come from the ops' exact variants
+    // (double on the host) and the r x r algebra is in double.
     const dmatrix ud = to_double(basis.u), vd = to_double(basis.v);
     const dmatrix uu = gemm(op::t, ud.view(), op::n, ud.view()),
                   vv = gemm(op::t, vd.view(), op::n, vd.view());
-    const auto qb = split_rows(lay, m_ops->project(U, basis.u));
-    const auto pa = split_rows(lay, m_ops->project(V, basis.v));
+    const auto qb = m_ops->project_exact(U, basis.u);
+    const auto pa = m_ops->project_exact(V, basis.v);
     std::vector<double> out(members.size());
     for (std::size_t k = 0; k < members.size(); ++k) {
-        const dmatrix qd = to_double(qb[k]), pd = to_double(pa[k]);
-        const dmatrix m = gemm(op::t, qd.view(), op::n, pd.view());
+        const dmatrix m = gemm(op::t, qb[k].view(), op::n, pa[k].view());
         dmatrix s(r, r);
         if (cores[k].cols == r) {
             s = to_double(cores[k]);

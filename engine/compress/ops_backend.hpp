@@ -1,31 +1,34 @@
 // CompressBackend written once against LinalgOps (linalg_ops.hpp): JD-Full (HOOI with the three eigen
-// strategies), JD-Diag (ALS), projection, residuals and exact errors with the SAME semantics, seeded
-// initialization and step order as CpuBackend, so both agree within fp32 tolerance (bases up to sign,
-// i.e. identical subspaces and reconstructions). The heavy products (over d and the fleet) go through
-// the ops; r x r algebra (objectives, cores, Cholesky solves, Rayleigh-Ritz) runs on the host in double.
-// With HostLinalgOps this is the CPU proof of the GPU path's logic; with CudaLinalgOps it is the CUDA
-// backend (cuda_backend.hpp). Differences from CpuBackend, all exact in exact arithmetic:
-//  - the HOSVD init factors L_i come from a Cholesky factor of the r_i x r_i Gram instead of a QR
-//    of the d x r_i factor (same L L^T; avoids a per-adapter d-sized QR);
-//  - norms and errors use fp32 products of the factors (CpuBackend: double), so an exact fit's error is
-//    ~1e-6 ||dW||^2 instead of ~1e-12.
-// Thread affinity: one thread at a time (the ops' working set is state).
+// strategies of compress_backend.hpp), JD-Diag (ALS), projection, residuals and exact errors. This is
+// the one implementation of the algorithm in the product: over HostLinalgOps it is the CPU backend
+// (cpu_backend.hpp), over CudaLinalgOps the CUDA backend (engine/backend/cuda/). The heavy products
+// (over d and the fleet) go through the ops; r x r algebra (objectives, cores, Cholesky solves,
+// Rayleigh-Ritz) runs on the calling thread in double. The tests compare it with an independent
+// reference implementation (tests/support/jd_reference.hpp).
+// Details:
+//  - the HOSVD init factors L_i come from a Cholesky factor of the r_i x r_i Gram (same L L^T as a QR
+//    of the d x r_i factor, without a per-adapter d-sized QR);
+//  - norms and errors use the ops' *_exact products: with HostLinalgOps they are double, so an exact
+//    fit's error is ~1e-12 ||dW||^2; a device's fp32 products give ~1e-6.
+//  - seeded: the same options and inputs give the same result for a fixed LinalgOps (and thread count).
+// Thread affinity: one thread at a time (the ops' working set is state), except stage().
 #pragma once
 
 #include "engine/compress/compress_backend.hpp"
 #include "engine/compress/linalg_ops.hpp"
-#include "engine/compress/random.hpp"
+#include "engine/compress/random_matrix.hpp"
 
 #include <memory>
 
 namespace lorafleet::compress {
 
-class OpsBackend final : public CompressBackend {
+class OpsBackend : public CompressBackend {
 public:
     OpsBackend(std::string name, std::unique_ptr<LinalgOps> ops);
 
     std::string name() const override { return m_name; }
     LinalgOps& ops() { return *m_ops; }
+    const LinalgOps& const_ops() const { return *m_ops; }
 
     std::vector<double> norms2(const module_batch& batch) override;
     void stage(const module_batch& batch) noexcept override { m_ops->stage(batch); }
@@ -47,7 +50,7 @@ private:
     // block Grams: tr((B^T B)(A A^T))).
     std::vector<double> working_norms2(const module_batch& batch, std::span<const std::size_t> members);
     matrix top_subspace(ops_side s, const std::vector<matrix>& factors, std::int64_t r,
-                        eigen_strategy strategy, const matrix* warm, int iterations, rng& fill);
+                        eigen_strategy strategy, const matrix* warm, int iterations, random_stream& fill);
 
     std::string m_name;
     std::unique_ptr<LinalgOps> m_ops;

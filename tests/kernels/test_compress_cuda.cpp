@@ -1,5 +1,5 @@
 // The CUDA compression backend on a real device (label gpu): CudaLinalgOps' primitives against
-// HostLinalgOps, and the whole backend against the INDEPENDENT reference CpuBackend on planted fleets
+// HostLinalgOps, and the whole backend against the INDEPENDENT test::ReferenceBackend on planted fleets
 // (same checks as tests/engine/compress/test_compress_ops.cpp), every eigen strategy, both methods, subsets,
 // the registry's "cuda" / "auto" choice and the memory budget. Without a usable device main() prints
 // the probe's reason and exits 77, which CTest reports as skipped (SKIP_RETURN_CODE 77).
@@ -11,6 +11,7 @@
 #include "engine/compress/ops_backend.hpp"
 #include "kernels/device_probe.hpp"
 #include "tests/engine/compress/test_compress_ops_compare.hpp"
+#include "tests/support/jd_reference.hpp"
 #include "tests/support/planted_fleet.hpp"
 
 #include <QtTest/QtTest>
@@ -32,7 +33,7 @@ void expect_same_primitives(LinalgOps& host, LinalgOps& dev, const module_batch&
     host.select(batch, members);
     dev.select(batch, members);
     QCOMPARE(dev.layout().offsets, host.layout().offsets);
-    rng g(9);
+    random_stream g(9);
     for (const auto side : {ops_side::u, ops_side::v}) {
         const auto d = host.layout().dim(side), R = host.layout().total;
         const matrix x = gaussian_matrix(d, 7, g);
@@ -109,7 +110,7 @@ private slots:
         QFETCH(int, method);
         QFETCH(int, strategy);
         const auto batch = oc::planted_batch(96, 80, 3, 5, method == int(jd_method::diag), true, 17);
-        CpuBackend cpu(cpu_backend_options{2});
+        test::ReferenceBackend cpu;
         auto cuda = make_cuda_backend();
         jd_options o;
         o.method = jd_method(method);

@@ -63,7 +63,7 @@ std::vector<int> prompt(int n, std::uint64_t seed, int vocab) {
 
 // A random bank on every q/k/v/o module of the model: 3 clusters, rank 4, 5 adapters, adapter 4 lacking
 // o_proj in layer 1 and cluster 2 with no basis there. Large enough to move the logits visibly.
-bank::compressed_bank model_bank(const io::model_geometry& g, bank::method kind) {
+bank::compressed_bank model_bank(const io::model_geometry& g, compress::jd_method kind) {
     random_stream rng(11 + int(kind));
     bank::compressed_bank b;
     b.kind = kind;
@@ -179,14 +179,14 @@ private slots:
 
     void bankAdaptersMatchBankDelta_data() {
         QTest::addColumn<int>("kind");
-        QTest::newRow("jd-full") << int(bank::method::jd_full);
-        QTest::newRow("jd-diag") << int(bank::method::jd_diag);
+        QTest::newRow("jd-full") << int(compress::jd_method::full);
+        QTest::newRow("jd-diag") << int(compress::jd_method::diag);
     }
     void bankAdaptersMatchBankDelta() {
         QFETCH(int, kind);
         const auto w = fixture_model();
         const auto& g = w->geometry();
-        const auto bank = model_bank(g, bank::method(kind));
+        const auto bank = model_bank(g, compress::jd_method(kind));
         BankDelta cpu_bank(bank, g, "bank");
         const auto dev_bank = upload_bank(bank, g, "bank");
         transformer cpu(w, 1);

@@ -43,7 +43,7 @@ std::shared_ptr<const Tokenizer> tokenizer() {
 }
 
 // A random bank on q/k/v/o of every layer: 2 clusters, rank 4, adapters a0..a3.
-bank::compressed_bank random_bank(bank::method kind) {
+bank::compressed_bank random_bank(compress::jd_method kind) {
     return test::make_model_bank(weights()->geometry(), {.kind = kind,
                                                          .modules = {"q_proj", "k_proj", "v_proj", "o_proj"},
                                                          .adapters = 4,
@@ -114,7 +114,7 @@ private slots:
         const request_list requests = {{"a0", "Once upon a time"}, {"", "Once upon a time"},
                                        {"a1", "The cat sat"},      {"a2", "Tom and Sue"},
                                        {"a3", "Lily was happy"},   {"a1", "Once upon a time"}};
-        for (const auto kind : {bank::method::jd_full, bank::method::jd_diag}) {
+        for (const auto kind : {compress::jd_method::full, compress::jd_method::diag}) {
             const auto& g = weights()->geometry();
             serving_engine cpu(weights(), tokenizer(),
                                std::make_unique<BankDelta>(random_bank(kind), g, "bank"),
@@ -136,7 +136,7 @@ private slots:
 
     void bankTwinRefusesChangesOnceMade() {
         const auto& g = weights()->geometry();
-        BankDelta bank(random_bank(bank::method::jd_full), g, "bank");
+        BankDelta bank(random_bank(compress::jd_method::full), g, "bank");
         QVERIFY(bank.remove("a3")); // before the twin: a normal removal
         QVERIFY(bank.device_twin() != nullptr);
         QCOMPARE(bank.device_twin(), bank.device_twin()); // made once

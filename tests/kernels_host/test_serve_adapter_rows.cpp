@@ -60,12 +60,12 @@ class TestServeAdapterRows : public QObject {
 private slots:
     void bankTokenPathMatchesBankDelta_data() {
         QTest::addColumn<int>("kind");
-        QTest::newRow("jd-full") << int(bank::method::jd_full);
-        QTest::newRow("jd-diag") << int(bank::method::jd_diag);
+        QTest::newRow("jd-full") << int(compress::jd_method::full);
+        QTest::newRow("jd-diag") << int(compress::jd_method::diag);
     }
     void bankTokenPathMatchesBankDelta() {
         QFETCH(int, kind);
-        const bank::compressed_bank bank = test::make_random_bank(bank::method(kind), 17);
+        const bank::compressed_bank bank = test::make_random_bank(compress::jd_method(kind), 17);
         BankDelta delta(bank, bank_geometry(), "random bank");
         const int n = 19;
         std::vector<int> token_slots(n);

@@ -85,7 +85,7 @@ void emulate_bank_module(const bank::compressed_bank& bank, std::size_t m, const
     M.d_in = d_in;
     M.d_out = d_out;
     M.rank = r;
-    M.full = bank.kind == bank::method::jd_full;
+    M.full = bank.kind == compress::jd_method::full;
     k::adapted_tokens T;
     T.row = row.data();
     T.cluster = cluster.data();

@@ -9,7 +9,6 @@ namespace lorafleet::test {
 
 using compress::matrix;
 using compress::owned_factors;
-using compress::rng;
 
 namespace {
 
@@ -40,7 +39,7 @@ planted_fleet make_planted_fleet(const planted_fleet_options& o) {
     for (std::size_t i = 0; i < n; ++i)
         fleet.labels[i] = o.interleave ? static_cast<int>(i % static_cast<std::size_t>(o.groups))
                                        : static_cast<int>(i / static_cast<std::size_t>(o.adapters_per_group));
-    rng g(o.seed, 0x91a27);
+    auto g = random_stream::derive(o.seed, {0x91a27});
     fleet.has.assign(n, std::vector<bool>(nm, true));
     if (o.missing_probability > 0.0)
         for (std::size_t i = 0; i < n; ++i) {
@@ -108,7 +107,7 @@ planted_fleet make_planted_fleet(const planted_fleet_options& o) {
 }
 
 owned_factors planted_adapter(const planted_fleet& fleet, std::size_t m, int group, std::size_t adapter,
-                              rng& g) {
+                              random_stream& g) {
     const matrix& u = fleet.group_u.at(m).at(static_cast<std::size_t>(group));
     const matrix& v = fleet.group_v.at(m).at(static_cast<std::size_t>(group));
     const auto R = u.cols;
@@ -123,7 +122,7 @@ owned_factors planted_adapter(const planted_fleet& fleet, std::size_t m, int gro
 }
 
 owned_factors random_factors(std::size_t adapter, std::int64_t rank, std::int64_t d_out, std::int64_t d_in,
-                             rng& g, double scale) {
+                             random_stream& g, double scale) {
     owned_factors f;
     f.adapter = adapter;
     f.rank = rank;

@@ -8,7 +8,7 @@
 
 #include "engine/compress/module_batch.hpp"
 #include "engine/compress/module_source.hpp"
-#include "engine/compress/random.hpp"
+#include "engine/compress/random_matrix.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -52,11 +52,11 @@ planted_fleet make_planted_fleet(const planted_fleet_options& options);
 
 // Factors of a NEW adapter of `group` on module m (fresh random cores, rank R), for §6 tests.
 compress::owned_factors planted_adapter(const planted_fleet& fleet, std::size_t m, int group,
-                                        std::size_t adapter, compress::rng& g);
+                                        std::size_t adapter, random_stream& g);
 
 // Random factors for one adapter (Gaussian A and B, B multiplied by `scale`).
 compress::owned_factors random_factors(std::size_t adapter, std::int64_t rank, std::int64_t d_out,
-                                       std::int64_t d_in, compress::rng& g, double scale = 1.0);
+                                       std::int64_t d_in, random_stream& g, double scale = 1.0);
 
 // Dense Delta W = B A of batch position `pos`, in double, row-major [d_out, d_in].
 std::vector<double> dense_delta(const compress::module_batch& batch, std::size_t pos);

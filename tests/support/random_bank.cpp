@@ -7,7 +7,7 @@
 
 namespace lorafleet::test {
 
-bank::compressed_bank make_random_bank(bank::method kind, unsigned seed) {
+bank::compressed_bank make_random_bank(compress::jd_method kind, unsigned seed) {
     std::mt19937 gen(seed);
     std::normal_distribution<float> normal;
     bank::compressed_bank b;

@@ -12,13 +12,13 @@
 
 namespace lorafleet::test {
 
-bank::compressed_bank make_random_bank(bank::method kind, unsigned seed);
+bank::compressed_bank make_random_bank(compress::jd_method kind, unsigned seed);
 
 // A random bank in a model's geometry, for serving tests: `modules` (short names) on every layer,
 // adapters "a0", "a1", ... with adapter i in cluster i % clusters, bases ~ N(0, basis_scale²), cores
 // ~ N(0, 1), every error 0.1. Deterministic for a seed (lorafleet::random_stream).
 struct model_bank_spec {
-    bank::method kind = bank::method::jd_full;
+    compress::jd_method kind = compress::jd_method::full;
     std::vector<std::string> modules;
     int adapters = 3;
     int clusters = 2;

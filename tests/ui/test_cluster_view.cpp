@@ -50,10 +50,10 @@ bank::compressed_bank plantedBank(int groups, int perGroup, std::int64_t rank,
 // random orthonormal-ish bases and random cores. Only for the view's scale test.
 bank::compressed_bank largeBank(int n, int k, int r) {
     bank::compressed_bank b;
-    b.kind = bank::method::jd_full;
+    b.kind = compress::jd_method::full;
     b.rank = r;
     b.clusters = k;
-    compress::rng g(3);
+    random_stream g(3);
     for (int m = 0; m < 4; ++m)
         b.modules.push_back(
             {"model.layers." + std::to_string(m / 2) + ".self_attn." + (m % 2 ? "v_proj" : "q_proj"), m / 2,

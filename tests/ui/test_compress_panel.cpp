@@ -41,7 +41,7 @@ constexpr int kGroups = 2; // writeTinyFleet plants 2 groups of rank-4 adapters 
 
 ui::CompressSettings exactSettings() {
     ui::CompressSettings s;
-    s.method = ui::CompressSettings::Method::Full;
+    s.method = compress::jd_method::full;
     s.rank = 4;
     s.clusters = kGroups;
     s.seed = 77;
@@ -112,7 +112,7 @@ private slots:
 
     void settingsJsonRoundTrip() {
         ui::CompressSettings s;
-        s.method = ui::CompressSettings::Method::Diag;
+        s.method = compress::jd_method::diag;
         s.rank = 12;
         s.clusters = 0;
         s.targetError = 0.0625;
@@ -282,7 +282,7 @@ private slots:
         const QString wsPath = dir.filePath("project.lorafleet");
         std::shared_ptr<const bank::compressed_bank> original;
         ui::CompressSettings settings = exactSettings();
-        settings.method = ui::CompressSettings::Method::Diag;
+        settings.method = compress::jd_method::diag;
         {
             ui::Session session;
             importFleet(session);
@@ -312,7 +312,7 @@ private slots:
         QVERIFY(bank);
         QVERIFY(!reopened.isBankUnsaved());
         QVERIFY(!reopened.workspace()->isDirty());
-        QVERIFY(bank->kind == lorafleet::bank::method::jd_diag);
+        QVERIFY(bank->kind == lorafleet::compress::jd_method::diag);
         QCOMPARE(ui::errorReportCsv(*bank), ui::errorReportCsv(*original)); // names, clusters, errors
         for (const auto& e : reopened.store()->entries()) {
             const auto idx = bank->find_adapter(e.adapter->name);

@@ -6,7 +6,7 @@
 // Offscreen renderings are checked not blank and saved to $LORAFLEET_TEST_SHOTS when set.
 #include "engine/backend/compress_backends.hpp"
 #include "engine/bank/fleet_bank.hpp"
-#include "engine/compress/random.hpp"
+#include "engine/core/random.hpp"
 #include "engine/core/error.hpp"
 #include "tests/support/random_bank.hpp"
 #include "tests/ui/ui_test_support.hpp"
@@ -92,7 +92,7 @@ private slots:
     }
 
     void histogramCountsSumToN() {
-        compress::rng g(9);
+        random_stream g(9);
         std::vector<double> values(1000);
         double hi = 0;
         for (auto& v : values) {
@@ -123,7 +123,7 @@ private slots:
     // Cell (layer, module) = mean of every adapter's finite error on the bank modules with that layer and
     // short name, computed here from the raw per-adapter errors; NaN where the layer lacks the module.
     void heatMapCellsAreMeansOfTheBanksErrors() {
-        const auto bank = test::make_random_bank(bank::method::jd_full, 4);
+        const auto bank = test::make_random_bank(compress::jd_method::full, 4);
         const auto stats = ui::layer_module_errors(bank);
         std::map<std::pair<int, std::string>, std::pair<double, int>> expected;
         for (std::size_t m = 0; m < bank.modules.size(); ++m)
@@ -154,7 +154,8 @@ private slots:
         ui::Session session;
         ui::ErrorView view(&session);
         QVERIFY(view.showsEmptyState());
-        auto bank = std::make_shared<bank::compressed_bank>(test::make_random_bank(bank::method::jd_full, 4));
+        auto bank =
+            std::make_shared<bank::compressed_bank>(test::make_random_bank(compress::jd_method::full, 4));
         view.setBank(bank);
         QVERIFY(!view.showsEmptyState());
 
@@ -277,8 +278,8 @@ private slots:
     void sweepNeedsTheFleet() {
         ui::Session session; // empty fleet
         ui::ErrorView view(&session);
-        view.setBank(
-            std::make_shared<const bank::compressed_bank>(test::make_random_bank(bank::method::jd_diag, 2)));
+        view.setBank(std::make_shared<const bank::compressed_bank>(
+            test::make_random_bank(compress::jd_method::diag, 2)));
         view.startRankSweep();
         QVERIFY(!view.isSweepRunning());
         QVERIFY2(view.sweepStatus().contains("import"), qPrintable(view.sweepStatus()));

@@ -106,15 +106,15 @@ private slots:
 
     void bankFolderReadsBack_data() {
         QTest::addColumn<int>("kind");
-        QTest::newRow("jd-full") << int(bank::method::jd_full);
-        QTest::newRow("jd-diag") << int(bank::method::jd_diag);
+        QTest::newRow("jd-full") << int(compress::jd_method::full);
+        QTest::newRow("jd-diag") << int(compress::jd_method::diag);
     }
     void bankFolderReadsBack() {
         QFETCH(int, kind);
         QTemporaryDir tmp;
         ui::Session session;
-        auto b =
-            std::make_shared<const bank::compressed_bank>(test::make_random_bank(bank::method(kind), 21));
+        auto b = std::make_shared<const bank::compressed_bank>(
+            test::make_random_bank(compress::jd_method(kind), 21));
         session.setBank(b, /*unsaved=*/true);
         QVERIFY(session.isBankUnsaved());
         ui::ExportController exporter(&session);
@@ -162,8 +162,8 @@ private slots:
     void peftFoldersEqualReconstruction() {
         QTemporaryDir tmp;
         ui::Session session;
-        auto b =
-            std::make_shared<const bank::compressed_bank>(test::make_random_bank(bank::method::jd_full, 5));
+        auto b = std::make_shared<const bank::compressed_bank>(
+            test::make_random_bank(compress::jd_method::full, 5));
         session.setBank(b);
         ui::ExportController exporter(&session);
         QVERIFY(exporter.exportPeft(tmp.filePath("all"), {}, false, nullptr));
@@ -213,8 +213,8 @@ private slots:
     void reportsEqualBankErrors() {
         QTemporaryDir tmp;
         ui::Session session;
-        auto b =
-            std::make_shared<const bank::compressed_bank>(test::make_random_bank(bank::method::jd_diag, 9));
+        auto b = std::make_shared<const bank::compressed_bank>(
+            test::make_random_bank(compress::jd_method::diag, 9));
         session.setBank(b);
         ui::ExportController exporter(&session);
         const QString csv = tmp.filePath("errors.csv"), json = tmp.filePath("errors.JSON");

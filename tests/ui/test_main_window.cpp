@@ -236,7 +236,7 @@ private slots:
         QVERIFY(w.clusterView()->showsEmptyState());
         QVERIFY(w.errorView()->showsEmptyState());
         auto bank = std::make_shared<const lorafleet::bank::compressed_bank>(
-            lorafleet::test::make_random_bank(lorafleet::bank::method::jd_full, 3));
+            lorafleet::test::make_random_bank(lorafleet::compress::jd_method::full, 3));
         w.session()->setBank(bank, /*unsaved=*/true);
         for (const auto& [text, key] : exports)
             QVERIFY(findAction(w, text)->isEnabled());

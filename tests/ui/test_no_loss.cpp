@@ -42,7 +42,7 @@ constexpr int kAdapters = 12;
 
 ui::CompressSettings settingsWithRank(int rank) {
     ui::CompressSettings s;
-    s.method = ui::CompressSettings::Method::Full;
+    s.method = compress::jd_method::full;
     s.rank = rank;
     s.clusters = 2;
     s.seed = 77;

@@ -2,7 +2,7 @@
 #include "ui/clusters/cluster_map.hpp"
 
 #include "engine/compress/dense.hpp"
-#include "engine/compress/random.hpp"
+#include "engine/core/random.hpp"
 #include "engine/core/error.hpp"
 
 #include <algorithm>
@@ -95,7 +95,7 @@ namespace {
 template <class At> std::vector<double> sketch(std::size_t rows, std::size_t r, std::uint64_t seed, At at) {
     constexpr std::size_t p = kSketchWidth;
     std::vector<double> out(p * r, 0.0);
-    compress::rng g(seed);
+    random_stream g(seed);
     std::vector<double> gRow(p);
     for (std::size_t row = 0; row < rows; ++row) {
         for (auto& v : gRow)
@@ -131,7 +131,7 @@ std::vector<double> adapter_features(const bank::compressed_bank& bank, std::siz
     constexpr std::size_t block = 2 * tri;
     const std::size_t n = bank.adapters.size();
     const std::size_t modules = bank.modules.size();
-    const bool full = bank.kind == bank::method::jd_full;
+    const bool full = bank.kind == compress::jd_method::full;
     const std::size_t r = std::size_t(std::max(bank.rank, 0));
     const std::size_t coreSize = std::size_t(bank.core_size());
     const int k = std::max(bank.clusters, 1);

@@ -222,7 +222,7 @@ void ClusterView::rebuild() {
            "wheel zooms, double-click resets; click a bar to select a cluster.")
             .arg(n)
             .arg(k)
-            .arg(QString::fromStdString(bank::method_name(bank.kind)))
+            .arg(QString::fromLatin1(compress::to_string(bank.kind)))
             .arg(bank.rank)
             .arg(map.modules_used));
 }

@@ -217,8 +217,7 @@ CompressPanel::CompressPanel(Session* session, QWidget* parent) : QWidget(parent
 
 CompressSettings CompressPanel::settings() const {
     CompressSettings s;
-    s.method =
-        m_method->currentIndex() == 1 ? CompressSettings::Method::Diag : CompressSettings::Method::Full;
+    s.method = m_method->currentIndex() == 1 ? compress::jd_method::diag : compress::jd_method::full;
     s.rank = m_rank->value();
     s.clusters = m_auto->isChecked() ? 0 : m_clusters->value();
     s.targetError = m_target->value();
@@ -233,7 +232,7 @@ CompressSettings CompressPanel::settings() const {
 void CompressPanel::setSettings(const CompressSettings& s) {
     const bool was = m_updating;
     m_updating = true;
-    m_method->setCurrentIndex(s.method == CompressSettings::Method::Diag ? 1 : 0);
+    m_method->setCurrentIndex(s.method == compress::jd_method::diag ? 1 : 0);
     m_rank->setValue(s.rank);
     m_fixed->setChecked(s.clusters > 0);
     m_auto->setChecked(s.clusters == 0);
@@ -348,7 +347,7 @@ QString CompressPanel::resultText() const {
     const quint64 compressed = current->stored_parameters() * 2;
     rows << QStringLiteral("Adapters\t%1").arg(formatCount(qint64(current->adapters.size())));
     rows << QStringLiteral("Method\t%1, rank %2")
-                .arg(QString::fromStdString(bank::method_name(current->kind)))
+                .arg(QString::fromLatin1(compress::to_string(current->kind)))
                 .arg(current->rank);
     rows << QStringLiteral("Clusters\t%1").arg(current->clusters);
     rows << QStringLiteral("Mean error\t%1 (max %2)")

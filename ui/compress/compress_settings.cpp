@@ -9,7 +9,7 @@ namespace lorafleet::ui {
 
 compress::compress_options CompressSettings::toOptions() const {
     compress::compress_options o;
-    o.jd.method = method == Method::Full ? compress::jd_method::full : compress::jd_method::diag;
+    o.jd.method = method;
     o.jd.rank = rank;
     o.jd.norm = normalize ? compress::normalization::unit : compress::normalization::none;
     o.jd.seed = seed;
@@ -19,7 +19,7 @@ compress::compress_options CompressSettings::toOptions() const {
 }
 
 QString CompressSettings::methodName() const {
-    return method == Method::Full ? QStringLiteral("jd-full") : QStringLiteral("jd-diag");
+    return QString::fromLatin1(compress::to_string(method));
 }
 
 QJsonObject CompressSettings::toJson() const {
@@ -37,7 +37,8 @@ QJsonObject CompressSettings::toJson() const {
 
 CompressSettings CompressSettings::fromJson(const QJsonObject& json) {
     CompressSettings s;
-    if (json.value("method").toString() == QLatin1String("jd-diag")) s.method = Method::Diag;
+    if (json.value("method").toString() == QLatin1String(compress::to_string(compress::jd_method::diag)))
+        s.method = compress::jd_method::diag;
     const int rank = json.value("rank").toInt(s.rank);
     if (rank >= 1 && rank <= kMaxRank) s.rank = rank;
     const QJsonValue clusters = json.value("clusters");

@@ -16,8 +16,7 @@
 namespace lorafleet::ui {
 
 struct CompressSettings {
-    enum class Method { Full, Diag };
-    Method method = Method::Full;
+    compress::jd_method method = compress::jd_method::full;
     int rank = 16;
     int clusters = 1;          // fixed cluster count; 0 = automatic (smallest k meeting targetError)
     double targetError = 0.6;  // mean squared relative error aimed at by automatic k

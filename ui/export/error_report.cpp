@@ -54,7 +54,7 @@ std::string errorReportCsv(const bank::compressed_bank& bank) {
 std::string errorReportJson(const bank::compressed_bank& bank) {
     nlohmann::json j{{"format", "lorafleet-error-report"},
                      {"version", 1},
-                     {"method", bank::method_name(bank.kind)},
+                     {"method", compress::to_string(bank.kind)},
                      {"rank", bank.rank},
                      {"clusters", bank.clusters},
                      {"mean_error", jsonNumber(bank.mean_error())},

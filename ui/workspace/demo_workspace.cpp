@@ -24,7 +24,7 @@ constexpr int kDemoClusters = 5;
 
 CompressSettings DemoWorkspace::demoSettings() {
     CompressSettings s;
-    s.method = CompressSettings::Method::Full;
+    s.method = compress::jd_method::full;
     s.rank = kDemoRank;
     s.clusters = kDemoClusters;
     s.targetError = 0.05;

@@ -51,8 +51,8 @@ std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& s
     }
     std::unique_ptr<kernels::device_bank> out;
     throw_if_failed(kernels::device_bank::create(base.num_layers, shape.rank, shape.clusters,
-                                                 shape.kind == bank::method::jd_full, slot_cluster, modules,
-                                                 out),
+                                                 shape.kind == compress::jd_method::full, slot_cluster,
+                                                 modules, out),
                     where);
     return out;
 }

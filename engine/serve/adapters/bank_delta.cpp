@@ -129,7 +129,7 @@ backend::device_adapters* BankDelta::device_twin() {
                 if (!e.alive || e.cores[m].empty()) continue;
                 const float* src = e.cores[m].data();
                 float* dst = cores[m].data() + i * cs;
-                if (m_bank.kind == bank::method::jd_full) {
+                if (m_bank.kind == compress::jd_method::full) {
                     for (int p = 0; p < r; ++p)
                         for (int q = 0; q < r; ++q)
                             dst[std::size_t(p) * r + q] = src[std::size_t(q) * r + p];
@@ -152,7 +152,7 @@ std::vector<std::vector<float>> BankDelta::kernel_cores(const bank::compressed_b
         if (adapter.has_module(m)) {
             const float* core = bank.core(m, index);
             cores[m].assign(core, core + cs);
-            if (bank.kind == bank::method::jd_full) { // kept transposed: the kernel reads Σᵀ (header)
+            if (bank.kind == compress::jd_method::full) { // kept transposed: the kernel reads Σᵀ (header)
                 const int r = bank.rank;
                 for (int p = 0; p < r; ++p)
                     for (int q = 0; q < r; ++q)
@@ -382,7 +382,7 @@ void BankDelta::apply(int layer, module_kind m, const float* x, float* y, int n_
     m_fused_module = -1;
     const int mi = collect(layer, m, x, y, n_tokens, token_adapter);
     if (mi < 0) return;
-    const bool full = m_bank.kind == bank::method::jd_full;
+    const bool full = m_bank.kind == compress::jd_method::full;
     const bool half = m_half[std::size_t(mi)];
     auto run = [&](const token_run& run, float* scratch) {
         const std::span<const factored_token> tokens(m_tokens.data() + run.begin, run.end - run.begin);
@@ -418,7 +418,7 @@ bool BankDelta::fuse(int layer, module_kind m, const float* x, float* y, int n_t
 
 void BankDelta::fused_pre(std::size_t item, int worker) {
     const int mi = m_fused_module, r = m_bank.rank;
-    const bool full = m_bank.kind == bank::method::jd_full;
+    const bool full = m_bank.kind == compress::jd_method::full;
     const token_run& run = m_runs[item];
     const std::span<const factored_token> tokens(m_tokens.data() + run.begin, run.end - run.begin);
     float* w = m_w.data() + run.begin * std::size_t(r);

@@ -17,8 +17,7 @@ namespace {
 
 // A bank of `o`'s method and rank whose manifest holds compression_parameters(o), written and read back.
 bank::compressed_bank roundTrip(const compress::compress_options& o, const QString& dir) {
-    auto b = test::make_random_bank(
-        o.jd.method == compress::jd_method::full ? bank::method::jd_full : bank::method::jd_diag, 3);
+    auto b = test::make_random_bank(o.jd.method, 3);
     b.parameters = bank::compression_parameters(o, "cpu");
     const std::filesystem::path path = (dir + "/b.bank").toStdString();
     bank::write_bank(path, b);
@@ -76,7 +75,7 @@ private slots:
     }
 
     void anOlderManifestReadsAsDefaults() {
-        auto b = test::make_random_bank(bank::method::jd_full, 1);
+        auto b = test::make_random_bank(compress::jd_method::full, 1);
         b.parameters = nlohmann::json::object();
         const auto s = analysis::bank_compression_settings(b);
         const compress::compress_options d;
@@ -89,7 +88,7 @@ private slots:
     }
 
     void malformedParametersNameTheField() {
-        auto b = test::make_random_bank(bank::method::jd_full, 1);
+        auto b = test::make_random_bank(compress::jd_method::full, 1);
         const std::vector<std::pair<nlohmann::json, std::string>> cases = {
             {{{"normalize", "cubic"}}, "normalize"},
             {{{"normalize", 3}}, "normalize"},

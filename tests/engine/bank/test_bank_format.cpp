@@ -92,9 +92,10 @@ private slots:
     void roundTrip_data() {
         QTest::addColumn<int>("kind");
         QTest::addColumn<int>("storage");
-        for (auto k : {bank::method::jd_full, bank::method::jd_diag})
+        for (auto k : {compress::jd_method::full, compress::jd_method::diag})
             for (auto t : {io::dtype::F32, io::dtype::F16, io::dtype::BF16})
-                QTest::newRow((bank::method_name(k) + "/" + std::string(io::dtype_name(t))).c_str())
+                QTest::newRow(
+                    (std::string(compress::to_string(k)) + "/" + std::string(io::dtype_name(t))).c_str())
                     << int(k) << int(t);
     }
     void roundTrip() {
@@ -102,7 +103,7 @@ private slots:
         QFETCH(int, storage);
         QTemporaryDir tmp;
         const fs::path dir = tmp.filePath("bank").toStdString();
-        const auto want = lorafleet::test::make_random_bank(bank::method(kind), 7);
+        const auto want = lorafleet::test::make_random_bank(compress::jd_method(kind), 7);
         const auto bytes = bank::write_bank(dir, want, {io::dtype(storage), false});
         const auto got = bank::read_bank(dir);
         compare(want, got, io::dtype(storage));
@@ -116,7 +117,7 @@ private slots:
     void manifestListsFilesWithChecksums() {
         QTemporaryDir tmp;
         const fs::path dir = tmp.filePath("bank").toStdString();
-        bank::write_bank(dir, lorafleet::test::make_random_bank(bank::method::jd_full, 1));
+        bank::write_bank(dir, lorafleet::test::make_random_bank(compress::jd_method::full, 1));
         const auto j = read_json(dir / "manifest.json");
         QCOMPARE(j["format"].get<std::string>(), std::string("lorafleet-bank"));
         QCOMPARE(j["version"].get<int>(), 1);
@@ -132,7 +133,7 @@ private slots:
     void metadataOnlyRead() {
         QTemporaryDir tmp;
         const fs::path dir = tmp.filePath("bank").toStdString();
-        bank::write_bank(dir, lorafleet::test::make_random_bank(bank::method::jd_diag, 2));
+        bank::write_bank(dir, lorafleet::test::make_random_bank(compress::jd_method::diag, 2));
         const auto got = bank::read_bank(dir, {false, false});
         QCOMPARE(got.adapters.size(), std::size_t(6));
         QVERIFY(got.cores.empty());
@@ -140,7 +141,7 @@ private slots:
     void corruptionIsCaught() {
         QTemporaryDir tmp;
         const fs::path good = tmp.filePath("good").toStdString();
-        bank::write_bank(good, lorafleet::test::make_random_bank(bank::method::jd_full, 3));
+        bank::write_bank(good, lorafleet::test::make_random_bank(compress::jd_method::full, 3));
         auto fresh = [&](const char* name) {
             const fs::path p = tmp.filePath(name).toStdString();
             fs::copy(good, p, fs::copy_options::recursive);
@@ -197,7 +198,7 @@ private slots:
     void nanInCoresRejected() {
         QTemporaryDir tmp;
         const fs::path dir = tmp.filePath("bank").toStdString();
-        auto b = lorafleet::test::make_random_bank(bank::method::jd_full, 4);
+        auto b = lorafleet::test::make_random_bank(compress::jd_method::full, 4);
         b.cores[1][3] = std::nanf("");
         // Refused before anything is written (read-side refusal: test_bank_validation).
         expect_error<validation_error>(
@@ -210,9 +211,9 @@ private slots:
     void writesAreAllOrNothing() {
         QTemporaryDir tmp;
         const fs::path dir = tmp.filePath("bank").toStdString();
-        const auto first = lorafleet::test::make_random_bank(bank::method::jd_full, 5);
+        const auto first = lorafleet::test::make_random_bank(compress::jd_method::full, 5);
         bank::write_bank(dir, first, {io::dtype::F32, false});
-        const auto second = lorafleet::test::make_random_bank(bank::method::jd_diag, 6);
+        const auto second = lorafleet::test::make_random_bank(compress::jd_method::diag, 6);
         expect_error<usage_error>([&] { bank::write_bank(dir, second); }, "already exists");
         compare(first, bank::read_bank(dir), io::dtype::F32);
 
@@ -250,18 +251,18 @@ private slots:
     }
     void invalidBankRefused() {
         QTemporaryDir tmp;
-        auto b = lorafleet::test::make_random_bank(bank::method::jd_full, 8);
+        auto b = lorafleet::test::make_random_bank(compress::jd_method::full, 8);
         b.adapters[2].cluster = 2; // cluster 2 has no basis for module 2, and adapter 2 has module 2
         expect_error<validation_error>([&] { bank::write_bank(tmp.filePath("x").toStdString(), b); },
                                        "has no basis");
-        b = lorafleet::test::make_random_bank(bank::method::jd_full, 8);
+        b = lorafleet::test::make_random_bank(compress::jd_method::full, 8);
         b.adapters[1].name = b.adapters[0].name;
         expect_error<validation_error>([&] { bank::write_bank(tmp.filePath("x").toStdString(), b); },
                                        "repeats");
         QVERIFY(!fs::exists(tmp.filePath("x").toStdString()));
     }
     void denseUpdateIsUSigmaVt() {
-        for (auto kind : {bank::method::jd_full, bank::method::jd_diag}) {
+        for (auto kind : {compress::jd_method::full, compress::jd_method::diag}) {
             const auto b = lorafleet::test::make_random_bank(kind, 9);
             const std::size_t m = 1, i = 3;
             const auto& mod = b.modules[m];
@@ -274,7 +275,7 @@ private slots:
                     for (int p = 0; p < b.rank; ++p)
                         for (int q = 0; q < b.rank; ++q) {
                             const double sig =
-                                kind == bank::method::jd_full ? s[p * b.rank + q] : (p == q ? s[p] : 0);
+                                kind == compress::jd_method::full ? s[p * b.rank + q] : (p == q ? s[p] : 0);
                             want += double(basis.u[row * b.rank + p]) * sig * basis.vt[q * mod.d_in + col];
                         }
                     QVERIFY(std::abs(dense[row * mod.d_in + col] - want) < 1e-4 * (1 + std::abs(want)));

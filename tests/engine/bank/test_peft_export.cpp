@@ -56,13 +56,13 @@ class TestPeftExport : public QObject {
 private slots:
     void exportedUpdateEqualsBank_data() {
         QTest::addColumn<int>("kind");
-        QTest::newRow("jd-full") << int(bank::method::jd_full);
-        QTest::newRow("jd-diag") << int(bank::method::jd_diag);
+        QTest::newRow("jd-full") << int(compress::jd_method::full);
+        QTest::newRow("jd-diag") << int(compress::jd_method::diag);
     }
     void exportedUpdateEqualsBank() {
         QFETCH(int, kind);
         QTemporaryDir tmp;
-        const auto b = test::make_random_bank(bank::method(kind), 11);
+        const auto b = test::make_random_bank(compress::jd_method(kind), 11);
         const fs::path out = tmp.path().toStdString();
         const auto dirs = bank::export_peft_adapters(b, out);
         QCOMPARE(dirs.size(), b.adapters.size());
@@ -93,7 +93,7 @@ private slots:
     }
     void selectedAdaptersAndDtype() {
         QTemporaryDir tmp;
-        const auto b = test::make_random_bank(bank::method::jd_full, 12);
+        const auto b = test::make_random_bank(compress::jd_method::full, 12);
         bank::peft_export_options opt;
         opt.adapters = {"adapter-3"};
         opt.weights = io::dtype::BF16;
@@ -105,7 +105,7 @@ private slots:
     }
     void unknownNameWritesNothing() {
         QTemporaryDir tmp;
-        const auto b = test::make_random_bank(bank::method::jd_full, 13);
+        const auto b = test::make_random_bank(compress::jd_method::full, 13);
         bank::peft_export_options opt;
         opt.adapters = {"adapter-1", "no-such-adapter"};
         QVERIFY_THROWS_EXCEPTION(usage_error, bank::export_peft_adapters(b, tmp.path().toStdString(), opt));
@@ -113,7 +113,7 @@ private slots:
     }
     void existingAdapterNotOverwritten() {
         QTemporaryDir tmp;
-        const auto b = test::make_random_bank(bank::method::jd_full, 14);
+        const auto b = test::make_random_bank(compress::jd_method::full, 14);
         bank::peft_export_options opt;
         opt.adapters = {"adapter-2"};
         bank::export_peft_adapters(b, tmp.path().toStdString(), opt);
@@ -128,7 +128,7 @@ private slots:
     void failedExportLeavesThePreviousOneIntact() {
         QTemporaryDir tmp;
         const fs::path out = tmp.filePath("export").toStdString();
-        const auto b = test::make_random_bank(bank::method::jd_full, 15);
+        const auto b = test::make_random_bank(compress::jd_method::full, 15);
         bank::peft_export_options opt;
         QCOMPARE(bank::export_peft_adapters(b, out, opt).size(), std::size_t(6));
         const auto before = snapshot(out);
@@ -178,7 +178,7 @@ private slots:
         const fs::path out = tmp.filePath("mine").toStdString();
         fs::create_directories(out / "adapter-0");
         std::ofstream(out / "notes.txt") << "mine";
-        const auto b = test::make_random_bank(bank::method::jd_diag, 16);
+        const auto b = test::make_random_bank(compress::jd_method::diag, 16);
         bank::peft_export_options opt;
         opt.overwrite = true;
         try {
@@ -200,7 +200,7 @@ private slots:
         const fs::path other = tmp.filePath(".other.tmp-4194305-abcdef").toStdString();
         for (const auto& d : {dead, live, other})
             fs::create_directories(d / "adapter-0");
-        const auto b = test::make_random_bank(bank::method::jd_diag, 17);
+        const auto b = test::make_random_bank(compress::jd_method::diag, 17);
         bank::export_peft_adapters(b, out, {});
         QVERIFY(!fs::exists(dead));
         QVERIFY(fs::exists(live));  // ours, and young

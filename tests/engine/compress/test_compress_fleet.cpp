@@ -284,7 +284,7 @@ private slots:
 
         // A new adapter of group 2 (fresh cores), plus a module the bank does not have.
         InMemoryModuleSource fresh(1);
-        rng g(99);
+        random_stream g(99);
         for (std::size_t m = 0; m < po.modules.size(); ++m) {
             fresh.add_module(po.modules[m].name, po.modules[m].d_out, po.modules[m].d_in);
             fresh.set_factors(m, lorafleet::test::planted_adapter(fleet, m, 2, 0, g));

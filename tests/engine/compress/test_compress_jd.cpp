@@ -2,7 +2,7 @@
 // INDEPENDENT references: dense Delta W formed here in double, singular values from LAPACK's dgesvd for
 // the HOSVD bound, and perturbation checks for least-squares optimality. Small shapes, mixed ranks.
 #include "engine/compress/cpu_backend.hpp"
-#include "engine/compress/random.hpp"
+#include "engine/compress/random_matrix.hpp"
 #include "engine/core/error.hpp"
 #include "tests/support/planted_fleet.hpp"
 
@@ -24,7 +24,7 @@ namespace {
 
 module_batch random_batch(std::uint64_t seed, std::int64_t d_out, std::int64_t d_in,
                           const std::vector<std::int64_t>& ranks, const std::vector<double>& scales = {}) {
-    rng g(seed);
+    random_stream g(seed);
     std::vector<owned_factors> f;
     for (std::size_t i = 0; i < ranks.size(); ++i)
         f.push_back(
@@ -98,7 +98,7 @@ private slots:
     void factored_error_matches_dense_for_free_bases() {
         // Non-orthonormal U, V, full and diagonal cores, mixed ranks: the §2 formula against dense.
         const auto b = random_batch(2, 19, 11, {3, 1, 5});
-        rng g(20);
+        random_stream g(20);
         for (const bool diag : {false, true}) {
             jd_basis basis;
             basis.method = diag ? jd_method::diag : jd_method::full;
@@ -201,7 +201,7 @@ private slots:
         o.rank = 3;
         const auto pos = all_positions(b);
         const jd_fit fit = backend.fit_jd_full(b, pos, o);
-        rng g(60);
+        random_stream g(60);
         for (std::size_t i = 0; i < b.size(); ++i) {
             // Sigma_i = U^T dW_i V, checked densely.
             const auto w = dense_delta(b, i);
@@ -254,7 +254,7 @@ private slots:
                 weighted += e[i] * (norm == normalization::unit ? 1.0 / n2[i] : 1.0);
             QVERIFY(std::abs(weighted - fit.objective.back()) <= 1e-4 * fit.weighted_energy);
             // sigma = G^-1 diag(U^T dW V) is optimal: perturbing it increases the dense error.
-            rng g(70);
+            random_stream g(70);
             for (std::size_t i = 0; i < b.size(); ++i) {
                 const double best = dense_error(b, i, fit.basis.u, fit.cores[i], fit.basis.v);
                 matrix s = fit.cores[i];
@@ -267,7 +267,7 @@ private slots:
 
     void jd_diag_is_exact_on_shared_diagonalizable_adapters() {
         // dW_i = U diag(s_i) V^T with one shared (U, V): JD-Diag at that rank is exact.
-        rng g(8);
+        random_stream g(8);
         const std::int64_t d_out = 20, d_in = 16, r = 3;
         const matrix u = random_orthonormal(d_out, r, g), v = random_orthonormal(d_in, r, g);
         std::vector<owned_factors> f;
@@ -419,7 +419,7 @@ private slots:
     }
 
     void zero_adapter_is_ignored_and_exact() {
-        rng g(13);
+        random_stream g(13);
         std::vector<owned_factors> f;
         f.push_back(random_factors(0, 2, 12, 10, g));
         owned_factors z = random_factors(1, 3, 12, 10, g);

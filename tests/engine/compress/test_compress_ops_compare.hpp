@@ -1,9 +1,10 @@
-// Shared checks that a CompressBackend under test agrees with a reference backend (CpuBackend) on
-// planted fleets within fp32 tolerance: the same subspaces (principal angles), the same cores after
-// aligning each basis column's sign (eigenvectors are defined up to sign), the same objectives, norms,
-// residuals and errors. Used by tests/engine/compress/test_compress_ops.cpp (OpsBackend over HostLinalgOps,
-// on the CPU) and tests/kernels/test_compress_cuda.cpp (the CUDA backend, on a GPU). Header-only; each
-// function runs QVERIFY2 checks and returns early on the first failure (Qt Test semantics).
+// Shared checks that a CompressBackend under test agrees with a reference backend (the independent
+// test::ReferenceBackend, tests/support/jd_reference.hpp) on planted fleets within fp32 tolerance: the
+// same subspaces (principal angles), the same cores after aligning each basis column's sign
+// (eigenvectors are defined up to sign), the same objectives, norms, residuals and errors. Used by
+// tests/engine/compress/test_compress_ops.cpp (the CPU backend) and tests/kernels/test_compress_cuda.cpp
+// (the CUDA backend, on a GPU). Header-only; each function runs QVERIFY2 checks and returns early on the
+// first failure (Qt Test semantics).
 #pragma once
 
 #include "engine/compress/compress_backend.hpp"

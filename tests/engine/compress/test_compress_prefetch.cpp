@@ -253,7 +253,7 @@ private slots:
                 order.push_back(m);
         for (int i = 0; i < 3; ++i) // the same module again and again
             order.push_back(2);
-        rng g(7);
+        random_stream g(7);
         for (int i = 0; i < 40; ++i) // random
             order.push_back(static_cast<std::size_t>(g.below(nm)));
         for (std::size_t m = nm; m-- > 0;) // backwards: every prediction wrong

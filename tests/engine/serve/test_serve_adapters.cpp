@@ -134,7 +134,7 @@ std::vector<int> prompt_tokens(int n, std::uint64_t seed) {
 }
 
 // Compresses the adapters under `fleet` into a bank at `out` (stored F32) and returns its folder.
-void make_bank(const fs::path& fleet, const fs::path& out, bank::method kind, int rank, int clusters,
+void make_bank(const fs::path& fleet, const fs::path& out, compress::jd_method kind, int rank, int clusters,
                const io::model_geometry& g) {
     io::peft_load_options lo;
     lo.base = &g;
@@ -144,7 +144,7 @@ void make_bank(const fs::path& fleet, const fs::path& out, bank::method kind, in
     compress::PeftModuleSource source(adapters, 1);
     compress::CpuBackend backend({1});
     compress::compress_options opt;
-    opt.jd.method = kind == bank::method::jd_full ? compress::jd_method::full : compress::jd_method::diag;
+    opt.jd.method = kind;
     opt.jd.rank = rank;
     opt.clusters = clusters;
     const auto result = compress::compress_fleet(source, backend, opt);
@@ -191,8 +191,8 @@ private slots:
         m_fleet = so.out_dir;
         m_bank_full = tmp() / "bank-full";
         m_bank_diag = tmp() / "bank-diag";
-        make_bank(m_fleet, m_bank_full, bank::method::jd_full, 6, 2, m_geom);
-        make_bank(m_fleet, m_bank_diag, bank::method::jd_diag, 8, 2, m_geom);
+        make_bank(m_fleet, m_bank_full, compress::jd_method::full, 6, 2, m_geom);
+        make_bank(m_fleet, m_bank_diag, compress::jd_method::diag, 8, 2, m_geom);
         m_export_full = tmp() / "export-full";
         m_export_diag = tmp() / "export-diag";
         bank::export_peft_adapters(bank::read_bank(m_bank_full), m_export_full);
@@ -551,7 +551,7 @@ private slots:
 
     void bankOfAnotherGeometryIsRefused() {
         const fs::path dir = tmp() / "foreign-bank";
-        bank::write_bank(dir, test::make_random_bank(bank::method::jd_full, 3));
+        bank::write_bank(dir, test::make_random_bank(compress::jd_method::full, 3));
         try {
             open_bank_provider(dir, m_geom);
             QFAIL("a bank of another geometry was accepted");
