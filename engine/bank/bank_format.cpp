@@ -98,6 +98,32 @@ io::model_geometry geometry_from_json(const json& j, const manifest_reader& r) {
     return g;
 }
 
+// The optional "quality" section (compressed_bank.hpp): results of adapters the bank no longer has are
+// dropped, so the section never names a stranger.
+json quality_json(const quality_section& q, const std::vector<bank_adapter>& adapters) {
+    std::set<std::string> names;
+    for (const auto& a : adapters)
+        names.insert(a.name);
+    json per = json::object();
+    for (const auto& [name, a] : q.adapters) {
+        if (!names.count(name)) continue;
+        per[name] = {{"prompts", a.prompts},
+                     {"tokens", a.tokens},
+                     {"exact_matches", a.exact_matches},
+                     {"agreeing_tokens", a.agreeing_tokens},
+                     {"exact_match", a.exact_match()},
+                     {"token_agreement", a.token_agreement()},
+                     {"first_divergence", a.first_divergence},
+                     {"mean_first_divergence", a.mean_first_divergence},
+                     {"mean_kl", a.mean_kl}};
+    }
+    return {{"model", q.model},
+            {"prompts", q.prompts},
+            {"max_tokens", q.max_tokens},
+            {"prompt_set", q.prompt_set},
+            {"adapters", per}};
+}
+
 json manifest_json(const compressed_bank& bank, io::dtype storage, const json& files) {
     json modules = json::array();
     for (const auto& m : bank.modules)
@@ -119,20 +145,23 @@ json manifest_json(const compressed_bank& bank, io::dtype storage, const json& f
                             {"error", a.mean_error()},
                             {"errors", errors}});
     }
-    return {{"format", k_format},
-            {"version", bank_format_version},
-            {"created_by", std::string("lorafleet ") + LORAFLEET_VERSION},
-            {"method", compress::to_string(bank.kind)},
-            {"rank", bank.rank},
-            {"clusters", bank.clusters},
-            {"dtype", std::string(io::dtype_name(storage))},
-            {"base", bank.base ? geometry_json(*bank.base) : json()},
-            {"parameters", bank.parameters},
-            {"mean_error", bank.mean_error()},
-            {"max_error", bank.max_error()},
-            {"modules", modules},
-            {"adapters", adapters},
-            {"files", files}};
+    json out = {{"format", k_format},
+                {"version", bank.raw_adapters.empty() ? 1 : 2},
+                {"created_by", std::string("lorafleet ") + LORAFLEET_VERSION},
+                {"method", compress::to_string(bank.kind)},
+                {"rank", bank.rank},
+                {"clusters", bank.clusters},
+                {"dtype", std::string(io::dtype_name(storage))},
+                {"base", bank.base ? geometry_json(*bank.base) : json()},
+                {"parameters", bank.parameters},
+                {"mean_error", bank.mean_error()},
+                {"max_error", bank.max_error()},
+                {"modules", modules},
+                {"adapters", adapters},
+                {"files", files}};
+    if (bank.quality) out["quality"] = quality_json(*bank.quality, bank.adapters);
+    if (!bank.raw_adapters.empty()) out["raw_adapters"] = bank.raw_adapters;
+    return out;
 }
 
 struct parsed_manifest {
@@ -175,6 +204,42 @@ void require_regular(const fs::path& dir, const std::string& name) {
     if (S_ISLNK(st.st_mode))
         throw format_error(dir.string(), name + " is a symlink; a bank's files must lie inside its folder");
     if (!S_ISREG(st.st_mode)) throw format_error(dir.string(), name + " is not a regular file");
+}
+
+double non_negative(const json& obj, const char* key, const manifest_reader& r) {
+    const auto& v = r.field(obj, key);
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
+        throw format_error(r.where, std::string("\"") + key + "\" must be a non-negative number");
+    return v.get<double>();
+}
+
+// The optional "quality" section, strictly: every field typed and in range, counts consistent, and only
+// adapters the bank has.
+quality_section parse_quality(const json& j, const compressed_bank& b, const manifest_reader& manifest) {
+    const manifest_reader r{manifest.where + ": quality section"};
+    quality_section q;
+    q.model = r.str(j, "model");
+    q.prompts = int(r.integer(j, "prompts", 0, 1 << 24));
+    q.max_tokens = int(r.integer(j, "max_tokens", 0, 1 << 24));
+    q.prompt_set = r.str(j, "prompt_set");
+    const auto& per = r.field(j, "adapters");
+    if (!per.is_object()) throw format_error(r.where, "\"adapters\" must be an object");
+    std::set<std::string> names;
+    for (const auto& a : b.adapters)
+        names.insert(a.name);
+    for (const auto& [name, v] : per.items()) {
+        if (!names.count(name)) throw format_error(r.where, "names an adapter the bank does not have");
+        adapter_quality a;
+        a.prompts = int(r.integer(v, "prompts", 0, 1 << 24));
+        a.tokens = int(r.integer(v, "tokens", 0, std::int64_t(1) << 30));
+        a.exact_matches = int(r.integer(v, "exact_matches", 0, a.prompts));
+        a.agreeing_tokens = int(r.integer(v, "agreeing_tokens", 0, a.tokens));
+        a.first_divergence = int(r.integer(v, "first_divergence", -1, 1 << 24));
+        a.mean_first_divergence = non_negative(v, "mean_first_divergence", r);
+        a.mean_kl = non_negative(v, "mean_kl", r);
+        q.adapters.emplace(name, a);
+    }
+    return q;
 }
 
 parsed_manifest parse_manifest(const fs::path& dir) {
@@ -239,6 +304,21 @@ parsed_manifest parse_manifest(const fs::path& dir) {
             throw format_error(r.where, "adapter '" + ad.name + "': " + std::to_string(ad.errors.size()) +
                                             " errors for " + std::to_string(b.modules.size()) + " modules");
         b.adapters.push_back(std::move(ad));
+    }
+    if (j.contains("quality") && !j["quality"].is_null()) b.quality = parse_quality(j["quality"], b, r);
+    if (version >= 2) { // version 1 has no raw adapters, whatever else the manifest holds
+        std::set<std::string> names, raw;
+        for (const auto& a : b.adapters)
+            names.insert(a.name);
+        for (const auto& v : r.array(j, "raw_adapters")) {
+            if (!v.is_string()) throw format_error(r.where, "\"raw_adapters\" must hold adapter names");
+            const auto name = v.get<std::string>();
+            if (!names.count(name))
+                throw format_error(r.where, "\"raw_adapters\" names an adapter the bank does not have");
+            if (!raw.insert(name).second)
+                throw format_error(r.where, "\"raw_adapters\" names an adapter twice");
+            b.raw_adapters.push_back(name);
+        }
     }
     std::set<std::string> seen;
     for (const auto& f : r.array(j, "files")) {
@@ -339,6 +419,43 @@ std::uint64_t write_bank(const fs::path& dir_in, const compressed_bank& bank,
         fs::remove_all(staged, ec);
         throw;
     }
+}
+
+void update_bank_manifest(const fs::path& dir_in, const bank_manifest_update& update) {
+    const fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
+    // The manifest must be a bank's and name every adapter the update names.
+    const auto parsed = parse_manifest(dir);
+    if (update.quality)
+        for (const auto& [name, a] : update.quality->adapters)
+            if (!parsed.bank.find_adapter(name))
+                throw usage_error(dir.string(), "the bank has no adapter named '" + name + "'");
+    if (update.raw_adapters) {
+        std::set<std::string> seen;
+        for (const auto& name : *update.raw_adapters) {
+            if (!parsed.bank.find_adapter(name))
+                throw usage_error(dir.string(), "the bank has no adapter named '" + name + "'");
+            if (!seen.insert(name).second)
+                throw usage_error(dir.string(), "adapter '" + name + "' is named twice as served raw");
+        }
+    }
+    const fs::path path = dir / "manifest.json";
+    json j = json::parse(io::read_text_file(path, io::max_json_file_bytes, "bank manifest"));
+    if (update.quality) j["quality"] = quality_json(*update.quality, parsed.bank.adapters);
+    if (update.raw_adapters) {
+        // Version 2 only when it names raw adapters, so a bank without them stays readable by version 1.
+        j["version"] = update.raw_adapters->empty() ? 1 : 2;
+        if (update.raw_adapters->empty())
+            j.erase("raw_adapters");
+        else
+            j["raw_adapters"] = *update.raw_adapters;
+    }
+    // One file replaced by rename: a reader sees the old manifest or the new one. The data files and their
+    // checksums are untouched.
+    io::write_file_atomic(path, j.dump(1) + "\n");
+}
+
+void write_bank_quality(const fs::path& dir, const quality_section& quality) {
+    update_bank_manifest(dir, {quality, std::nullopt});
 }
 
 bank_files_info read_bank_files_info(const fs::path& dir) {

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +46,32 @@ struct cluster_basis {
     bool empty() const { return u.empty(); }
 };
 
+// How closely an adapter's compressed form reproduces its raw original's greedy outputs (measured by
+// engine/quality/agreement.hpp, `lorafleet-cli evaluate`): over `prompts` prompts the raw adapter
+// generated `tokens` tokens in all (a final EOS included); the compressed adapter, teacher-forced on them,
+// picked the same argmax at `agreeing_tokens` positions and the whole sequence for `exact_matches` prompts.
+struct adapter_quality {
+    int prompts = 0;
+    int tokens = 0;
+    int exact_matches = 0;
+    int agreeing_tokens = 0;
+    int first_divergence = -1;        // earliest position (any prompt) where the argmax differs; -1: none
+    double mean_first_divergence = 0; // mean over prompts; a prompt that matches counts its length
+    double mean_kl = 0;               // mean over positions of KL(raw || compressed), nats
+    double exact_match() const { return prompts > 0 ? double(exact_matches) / prompts : 0.0; }
+    double token_agreement() const { return tokens > 0 ? double(agreeing_tokens) / tokens : 0.0; }
+};
+
+// The manifest's optional "quality" section: one evaluation's settings and its per-adapter results
+// (a subset of the bank's adapters; older readers ignore the section).
+struct quality_section {
+    std::string model;      // name of the base model folder the evaluation ran on
+    int prompts = 0;        // prompts per adapter
+    int max_tokens = 0;     // greedy tokens per prompt
+    std::string prompt_set; // SHA-256 (hex) of the prompts' token ids, to tell evaluations apart
+    std::map<std::string, adapter_quality> adapters; // by adapter name
+};
+
 struct compressed_bank {
     compress::jd_method kind = compress::jd_method::full; // its names: compress::to_string / parse_jd_method
     int rank = 0;
@@ -55,6 +82,11 @@ struct compressed_bank {
     std::vector<bank_adapter> adapters;
     std::vector<std::vector<cluster_basis>> bases; // [modules][clusters]
     std::vector<std::vector<float>> cores;         // [modules] -> [adapters, r, r] or [adapters, r]
+    std::optional<quality_section> quality;        // the last evaluation, when one was stored
+    // Hybrid serving: adapters served from their original PEFT files (their bank_adapter::source) instead
+    // of their cores, beside the compressed ones; names of adapters the bank has, each once. A bank that
+    // names any is written as format version 2 (bank_format.hpp); empty in every version-1 bank.
+    std::vector<std::string> raw_adapters;
 
     std::int64_t core_size() const {
         return kind == compress::jd_method::full ? std::int64_t(rank) * rank : rank;

@@ -36,6 +36,7 @@ struct adapter_info {
     int cluster = -1;   // compressed mode; -1 in raw mode
     double error = std::numeric_limits<double>::quiet_NaN(); // mean squared relative error (compressed)
     std::uint64_t bytes = 0; // resident bytes this adapter costs (Σ_i for compressed, A+B for raw)
+    std::string serving;     // the path that serves it, "compressed" or "raw"; empty: the provider's mode()
 };
 
 struct adapter_memory_stats {

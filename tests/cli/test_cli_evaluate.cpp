@@ -1,0 +1,142 @@
+// `lorafleet-cli evaluate` end to end: a planted fleet (synth, noise 0) compressed at its exact rank
+// agrees with its raw adapters everywhere (exact match 1, KL ~ 0) and the result lands in the bank's
+// manifest (bank-info still validates the bank); --adapter, --csv, --no-save and --adapters DIR; a bank
+// whose recorded sources are gone is a clear error that points at --adapters; bad usage exits 2.
+#include "tests/support/cli_runner.hpp"
+#include "tests/support/test_paths.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <QTemporaryDir>
+#include <QtTest/QtTest>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace lorafleet;
+using nlohmann::json;
+
+namespace {
+
+QString model_path() {
+    return QString::fromStdString(test::demo_model_dir().string());
+}
+
+json manifest(const QString& bank) {
+    std::ifstream in((bank + "/manifest.json").toStdString());
+    return json::parse(in);
+}
+
+} // namespace
+
+class TestCliEvaluate : public QObject {
+    Q_OBJECT
+
+    QTemporaryDir m_tmp;
+    QString m_fleet, m_bank;
+
+    QStringList evaluate(const QStringList& extra) const {
+        return QStringList{"evaluate",       "--model", model_path(),   "--bank", m_bank,
+                           "--prompt-count", "4",       "--max-tokens", "8"} +
+               extra;
+    }
+
+private slots:
+    void initTestCase() {
+        QVERIFY(m_tmp.isValid());
+        m_fleet = m_tmp.filePath("fleet");
+        m_bank = m_tmp.filePath("bank");
+        auto r = test::run_cli({"synth",
+                                "--out",
+                                m_fleet,
+                                "--adapters",
+                                "6",
+                                "--geometry",
+                                "tinystories-656k",
+                                "--modules",
+                                "q_proj,v_proj,o_proj,down_proj",
+                                "--rank",
+                                "2",
+                                "--alpha",
+                                "256",
+                                "--clusters",
+                                "2",
+                                "--noise",
+                                "0",
+                                "--dtype",
+                                "f32",
+                                "--seed",
+                                "4"});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        r = test::run_cli(
+            {"compress", m_fleet, "--rank", "2", "--clusters", "2", "--dtype", "f32", "--out", m_bank});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+    }
+
+    void exactBankAgreesAndIsStored() {
+        const auto r = test::run_cli(evaluate({"--json"}));
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        const json j = json::parse(r.out.toStdString());
+        QCOMPARE(j["adapters"].size(), std::size_t(6));
+        QCOMPARE(j["prompts"].get<int>(), 4);
+        QCOMPARE(j["max_tokens"].get<int>(), 8);
+        for (const auto& a : j["adapters"]) {
+            QCOMPARE(a["exact_match"].get<double>(), 1.0);
+            QCOMPARE(a["token_agreement"].get<double>(), 1.0);
+            QCOMPARE(a["first_divergence"].get<int>(), -1);
+            QVERIFY(a["mean_kl"].get<double>() < 1e-6);
+            QVERIFY(a["cluster"].get<int>() >= 0);
+            QVERIFY(a["error"].get<double>() < 1e-6);
+            QCOMPARE(a["prompts"].get<int>(), 4);
+        }
+        const json m = manifest(m_bank);
+        QVERIFY(m.contains("quality"));
+        QCOMPARE(m["quality"]["adapters"].size(), std::size_t(6));
+        QCOMPARE(m["quality"]["prompts"].get<int>(), 4);
+        QCOMPARE(m["version"].get<int>(), 1);
+        const auto info = test::run_cli({"bank-info", m_bank});
+        QVERIFY2(info.exit_code == 0, qPrintable(info.err));
+    }
+
+    void subsetCsvWithoutSaving() {
+        const auto before = manifest(m_bank);
+        const auto r = test::run_cli(evaluate({"--adapter", "adapter-0001", "--csv", "--no-save"}));
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        const QStringList lines = r.out.trimmed().split('\n');
+        QCOMPARE(lines.size(), 2);
+        QVERIFY(lines[0].startsWith("name,cluster,error,exact_match,token_agreement"));
+        QVERIFY(lines[1].startsWith("adapter-0001,"));
+        QCOMPARE(manifest(m_bank), before);
+    }
+
+    void goneSourcesPointAtAdaptersFlag() {
+        const QString moved = m_tmp.filePath("moved");
+        std::filesystem::rename(m_fleet.toStdString(), moved.toStdString());
+        auto r = test::run_cli(evaluate({"--no-save"}));
+        QCOMPARE(r.exit_code, 1);
+        QVERIFY2(r.err.contains("--adapters"), qPrintable(r.err));
+        QVERIFY(r.err.contains("adapter-0000"));
+        r = test::run_cli(
+            evaluate({"--adapters", moved, "--adapter", "adapter-0003", "--json", "--no-save"}));
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        const json j = json::parse(r.out.toStdString());
+        QCOMPARE(j["adapters"].size(), std::size_t(1));
+        QCOMPARE(j["adapters"][0]["token_agreement"].get<double>(), 1.0);
+        std::filesystem::rename(moved.toStdString(), m_fleet.toStdString());
+    }
+
+    void badUsage() {
+        auto r = test::run_cli(evaluate({"--adapter", "no-such-adapter"}));
+        QCOMPARE(r.exit_code, 2);
+        QVERIFY(r.err.contains("no-such-adapter"));
+        r = test::run_cli(evaluate({"--json", "--csv"}));
+        QCOMPARE(r.exit_code, 2);
+        r = test::run_cli({"evaluate", "--model", model_path()});
+        QCOMPARE(r.exit_code, 2);
+        r = test::run_cli(evaluate({"--max-tokens", "0"}));
+        QCOMPARE(r.exit_code, 2);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCliEvaluate)
+#include "test_cli_evaluate.moc"
