@@ -149,12 +149,12 @@ void ServeController::start(const ServeConfig& config) {
 
         ctx.setStage(QStringLiteral("Starting the HTTP server"));
         std::signal(SIGPIPE, SIG_IGN); // a vanished HTTP client is an error return, not a signal
-        api::server_options so;
-        so.host = "127.0.0.1";
-        so.port = config.port;
-        so.http_threads = 8;
-        rt->http =
-            std::make_unique<api::http_server>(*rt->engine, api::chat_template::from_model_dir(model), so);
+        api::server_options httpOptions;
+        httpOptions.host = "127.0.0.1";
+        httpOptions.port = config.port;
+        httpOptions.http_threads = 8;
+        rt->http = std::make_unique<api::http_server>(*rt->engine, api::chat_template::from_model_dir(model),
+                                                      httpOptions);
         rt->port = rt->http->bind();
         rt->modelName = QString::fromStdString(rt->http->base_name());
         api::http_server* http = rt->http.get();
