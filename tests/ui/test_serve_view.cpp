@@ -1,23 +1,34 @@
 // The Serve tab: the rolling history's derived series against hand-made snapshots; the controller
 // serving a real compressed bank (built here from a synthetic fleet) on the bundled demo model, with the
 // load generator's own tally checked against the engine's counters, /health answered over HTTP and the
-// port freed by Stop; the view's charts and table against the controller's snapshots; clear errors for
-// a bad model folder. Offscreen; LORAFLEET_SERVE_SCREENSHOT=PNG also saves the loaded view.
+// port freed by Stop; the view's charts and table against the controller's snapshots (memory split in
+// MiB with a thin not-to-scale band for the rest of the process, legend entries never cut off, no
+// hit-rate line without a cache and none before a lookup with one, requests/s in its own strip, tiles
+// reset on Stop, New Workspace clears everything); the workspace's adapters served raw, by cluster or by
+// the Fleet selection, a broken one skipped and listed; the load generator's limits and dropped
+// arrivals explained; F5 / Shift+F5 in the Serve menu; clear errors for a bad model folder.
+// Offscreen; LORAFLEET_SERVE_SCREENSHOT=PNG also saves the loaded view.
 #include "engine/backend/compress_backends.hpp"
 #include "engine/bank/fleet_bank.hpp"
 #include "engine/io/adapter_discovery.hpp"
+#include "engine/io/fleet.hpp"
 #include "engine/io/peft_adapter.hpp"
 #include "engine/serve/scheduling/serving_engine.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/test_paths.hpp"
 #include "tests/ui/ui_test_support.hpp"
 #include "ui/common/text_format.hpp"
+#include "ui/fleet/fleet_store.hpp"
+#include "ui/main/main_window.hpp"
+#include "ui/serve/adapter_choice.hpp"
 #include "ui/serve/serve_controller.hpp"
 #include "ui/serve/serve_history.hpp"
 #include "ui/serve/serve_resources.hpp"
 #include "ui/serve/serve_view.hpp"
 #include "ui/workspace/session.hpp"
 
+#include <QMenu>
+#include <QMenuBar>
 #include <QSignalSpy>
 #include <QTableWidget>
 #include <QTemporaryDir>
@@ -29,6 +40,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <fstream>
 #include <set>
 
@@ -94,7 +106,7 @@ private slots:
         QVERIFY(m_dir.isValid());
         const QString fleet = m_dir.filePath(QStringLiteral("fleet"));
         test::writeTinyFleet(fleet, 12);
-        std::vector<std::shared_ptr<const io::peft_adapter>> adapters;
+        io::fleet adapters;
         for (const auto& dir : io::find_adapter_dirs(fleet.toStdString()))
             adapters.push_back(std::make_shared<const io::peft_adapter>(io::load_peft_adapter(dir)));
         QCOMPARE(int(adapters.size()), 12);
@@ -126,28 +138,61 @@ private slots:
         QCOMPARE(int(prompts.first().count(QLatin1Char('\n'))), 13); // a sonnet: 14 lines
     }
 
-    // Active adapters and hit rate over the last 2 s, from counters the test chooses.
+    // Active adapters and hit rate over the last 2 s, from counters the test chooses. The hit rate
+    // exists only with a cache and only over an interval that looked something up: no invented 100%.
     void historyDerivesActiveAdaptersAndHitRate() {
         ui::ServeHistory h(10, 2);
-        QVERIFY(h.add(snapshotAt(1.0, {{"a", 3}, {"b", 1}}, 8, 2), false));
+        QVERIFY(h.add(snapshotAt(1.0, {{"a", 3}, {"b", 1}}, 8, 2), true));
         QCOMPARE(h.last().activeAdapters, 2); // first sample: everything since start
         QCOMPARE(h.last().hitRate, 0.8);
-        QVERIFY(!h.add(snapshotAt(1.0, {}, 0, 0), false)); // not newer: ignored
-        QVERIFY(h.add(snapshotAt(2.0, {{"a", 5}, {"b", 1}}, 8, 2), false));
-        QCOMPARE(h.last().activeAdapters, 1); // only a moved since t = 1
-        QCOMPARE(h.last().hitRate, 0.8);      // no lookups: the previous value
-        QVERIFY(h.add(snapshotAt(3.5, {{"a", 5}, {"b", 2}, {"c", 1}}, 11, 4), false));
+        QVERIFY(!h.add(snapshotAt(1.0, {}, 0, 0), true)); // not newer: ignored
+        QVERIFY(h.add(snapshotAt(2.0, {{"a", 5}, {"b", 1}}, 8, 2), true));
+        QCOMPARE(h.last().activeAdapters, 1);  // only a moved since t = 1
+        QVERIFY(std::isnan(h.last().hitRate)); // no lookups since t = 1: no rate (a gap), not 100%
+        QVERIFY(h.add(snapshotAt(3.5, {{"a", 5}, {"b", 2}, {"c", 1}}, 11, 4), true));
         // Reference: t = 1 (the newest sample >= 2 s old is none, so the oldest kept).
         QCOMPARE(h.last().activeAdapters, 3);
         QCOMPARE(h.last().hitRate, 3.0 / 5.0);
-        QVERIFY(h.add(snapshotAt(4.5, {{"a", 5}, {"b", 2}, {"c", 1}}, 11, 4), false));
+        QVERIFY(h.add(snapshotAt(4.5, {{"a", 5}, {"b", 2}, {"c", 1}}, 11, 4), true));
         // Reference now t = 2: a unchanged since, b and c moved.
         QCOMPARE(h.last().activeAdapters, 2);
-        QVERIFY(h.add(snapshotAt(14.0, {{"a", 5}, {"b", 2}, {"c", 1}}, 11, 4), true));
+        QVERIFY(h.add(snapshotAt(14.0, {{"a", 5}, {"b", 2}, {"c", 1}}, 11, 4), false));
         QCOMPARE(h.last().activeAdapters, 0);
-        QCOMPARE(h.last().hitRate, 1.0);      // compressed: every adapter resident
-        QCOMPARE(int(h.samples().size()), 2); // 10 s window back from t = 14: t = 4.5 and 14 remain
+        QVERIFY(std::isnan(h.last().hitRate)); // no cache (a bank): never a hit rate
+        QCOMPARE(int(h.samples().size()), 2);  // 10 s window back from t = 14: t = 4.5 and 14 remain
         QCOMPARE(h.samples().front().t, 4.5);
+
+        // Before any request (nothing looked up yet), even with a cache: no rate.
+        ui::ServeHistory fresh(10, 2);
+        QVERIFY(fresh.add(snapshotAt(0.5, {}, 0, 0), true));
+        QVERIFY(std::isnan(fresh.last().hitRate));
+    }
+
+    // The memory split: the engine's parts, "runtime" = growth since the baseline beyond them, "other" =
+    // the rest of the process; they add up to the RSS and none is negative.
+    void historySplitsMemory() {
+        ui::ServeHistory h(10, 2);
+        h.setBaselineRss(300ull << 20);
+        serve::metrics_snapshot m = snapshotAt(1.0, {}, 0, 0);
+        m.memory.weights = 10ull << 20;
+        m.memory.adapters = 2ull << 20;
+        m.memory.kv_cache_used = 3ull << 20;
+        m.memory.kv_cache_reserved = 64ull << 20;
+        m.memory.rss = 340ull << 20; // 15 MiB known + 25 MiB grown + 300 MiB the rest
+        QVERIFY(h.add(m, false));
+        const ui::ServeSample& s = h.last();
+        QCOMPARE(s.weightsMiB, 10.0);
+        QCOMPARE(s.adaptersMiB, 2.0);
+        QCOMPARE(s.kvMiB, 3.0);
+        QCOMPARE(s.kvReservedMiB, 64.0);
+        QCOMPARE(s.runtimeMiB, 25.0);
+        QCOMPARE(s.otherMiB, 300.0);
+        // RSS below the baseline plus the parts (memory given back): runtime 0, other what is left.
+        m.uptime_s = 2.0;
+        m.memory.rss = 200ull << 20;
+        QVERIFY(h.add(m, false));
+        QCOMPARE(h.last().runtimeMiB, 0.0);
+        QCOMPARE(h.last().otherMiB, 185.0);
     }
 
     // The controller serves the bank: HTTP /health answers, the generator's completions are exactly the
@@ -310,13 +355,71 @@ private slots:
         QVERIFY(m.decode_tokens_per_s > 0);
         QCOMPARE(lastValue(view.latencyPlot(), 0), m.ttft.p50 * 1e3);
         QCOMPARE(lastValue(view.latencyPlot(), 3), m.end_to_end.p99 * 1e3);
+        // Memory: weights, + adapters, + KV in use, + runtime (the server's parts and what the process
+        // grew by since Start), then the rest of the process as a thin band, not to scale.
         QCOMPARE(lastValue(view.memoryPlot(), 0), double(m.memory.weights) / kMiB);
-        const double stacked = double(m.memory.weights) / kMiB + double(m.memory.kv_cache_used) / kMiB +
-                               double(m.memory.adapters) / kMiB + double(m.memory.other) / kMiB;
-        QVERIFY(std::abs(lastValue(view.memoryPlot(), 3) - stacked) < 1e-9 * std::max(1.0, stacked));
-        QVERIFY(m.memory.adapters > 0);                     // the bank's bases and cores are resident
-        QCOMPARE(lastValue(view.adaptersPlot(), 1), 100.0); // compressed: all resident
+        const double own = double(m.memory.weights + m.memory.adapters + m.memory.kv_cache_used) / kMiB +
+                           h.last().runtimeMiB;
+        QVERIFY(std::abs(lastValue(view.memoryPlot(), 3) - own) < 1e-9 * std::max(1.0, own));
+        QVERIFY(std::abs(own + h.last().otherMiB - double(m.memory.rss) / kMiB) < 1e-6); // adds up to RSS
+        QVERIFY2(h.last().otherMiB > 0, "the test process itself (Qt, the fleet) is the rest");
+        double ownMax = 0;
+        for (const auto& s : h.samples())
+            ownMax = std::max(ownMax, s.weightsMiB + s.adaptersMiB + s.kvMiB + s.runtimeMiB);
+        const QCPRange memRange = view.memoryPlot()->yAxis->range();
+        QVERIFY2(memRange.upper >= ownMax && memRange.upper <= 1.3 * ownMax,
+                 qPrintable(QString("axis %1, server parts %2 MiB").arg(memRange.upper).arg(ownMax)));
+        const double bandHeight = lastValue(view.memoryPlot(), 4) - lastValue(view.memoryPlot(), 3);
+        QVERIFY2(bandHeight > 0 && bandHeight <= 0.1 * memRange.size(),
+                 qPrintable(QString::number(bandHeight)));
+        QVERIFY(m.memory.adapters > 0); // the bank's bases and cores are resident
+        // Legend: every layer's size with its unit, e.g. "adapters 2.0 MiB", "KV in use 0.1 of 64.0 MiB".
+        const auto mib = [](double v) { // one decimal, two below 1 MiB
+            return QLocale().toString(v, 'f', v > 0 && v < 1 ? 2 : 1) + QStringLiteral(" MiB");
+        };
+        QCOMPARE(view.memoryPlot()->graph(1)->name(),
+                 QStringLiteral("adapters ") + mib(h.last().adaptersMiB));
+        QVERIFY2(view.memoryPlot()->graph(2)->name().startsWith(QStringLiteral("KV in use ")) &&
+                     view.memoryPlot()->graph(2)->name().endsWith(QStringLiteral(" of ") +
+                                                                  mib(h.last().kvReservedMiB)),
+                 qPrintable(view.memoryPlot()->graph(2)->name()));
+        QVERIFY(view.memoryPlot()->graph(4)->name().contains(mib(h.last().otherMiB)));
+        // No legend entry is cut off: each gets at least its own minimum width, inside the chart.
+        QTest::qWait(50); // the queued replots
+        for (QCustomPlot* p :
+             {view.throughputPlot(), view.latencyPlot(), view.memoryPlot(), view.adaptersPlot()}) {
+            p->replot();
+            for (int i = 0; i < p->legend->itemCount(); ++i) {
+                QCPAbstractLegendItem* item = p->legend->item(i);
+                if (!item) continue; // an empty cell of a wrapped last row
+                const QRect r = item->outerRect();
+                QVERIFY2(r.width() >= item->minimumOuterSizeHint().width() && p->rect().contains(r),
+                         qPrintable(QString("%1: legend item %2 at %3,%4 %5x%6 (needs %7) in %8 px")
+                                        .arg(p->objectName())
+                                        .arg(i)
+                                        .arg(r.x())
+                                        .arg(r.y())
+                                        .arg(r.width())
+                                        .arg(r.height())
+                                        .arg(item->minimumOuterSizeHint().width())
+                                        .arg(p->width())));
+            }
+        }
+        // Compressed mode has no cache: no hit-rate line, legend entry or right axis.
+        QVERIFY(!view.adaptersPlot()->graph(1)->visible());
+        QVERIFY(!view.adaptersPlot()->legend->hasItemWithPlottable(view.adaptersPlot()->graph(1)));
+        QVERIFY(!view.adaptersPlot()->yAxis2->visible());
         QCOMPARE(lastValue(view.adaptersPlot(), 0), double(h.last().activeAdapters));
+        // Requests/s in a strip of its own, below the tokens/s (never drawn over them).
+        QCPAxisRect* tokensRect = view.throughputPlot()->graph(1)->valueAxis()->axisRect();
+        QCPAxisRect* requestsRect = view.throughputPlot()->graph(2)->valueAxis()->axisRect();
+        QVERIFY(tokensRect != requestsRect);
+        QVERIFY2(
+            requestsRect->rect().top() >= tokensRect->rect().bottom(),
+            qPrintable(QString("%1 vs %2").arg(requestsRect->rect().top()).arg(tokensRect->rect().bottom())));
+        QCOMPARE(requestsRect->axis(QCPAxis::atBottom)->range(), view.throughputPlot()->xAxis->range());
+        // Tiles show the live numbers while serving.
+        QVERIFY(!view.tileTexts().contains(QStringLiteral("–")));
 
         QTableWidget* table = view.adapterTable();
         QCOMPARE(table->rowCount(), int(m.per_adapter.size()));
@@ -340,6 +443,212 @@ private slots:
         QVERIFY(stopped.wait(60'000));
         QVERIFY(nothingListens(port));
         QVERIFY(view.statusText().contains(QStringLiteral("Stopped")));
+        view.refreshNow();
+        QCOMPARE(view.tileTexts(), QStringList(6, QStringLiteral("–"))); // no stale numbers after Stop
+        QVERIFY(view.throughputPlot()->graph(0)->dataCount() > 0);       // the last run stays on the charts
+        QVERIFY(view.adapterTable()->rowCount() > 0);
+
+        // New Workspace: charts, table, tiles and tally are cleared.
+        view.resetForNewWorkspace();
+        for (QCustomPlot* p :
+             {view.throughputPlot(), view.latencyPlot(), view.memoryPlot(), view.adaptersPlot()})
+            for (int g = 0; g < p->graphCount(); ++g)
+                QCOMPARE(p->graph(g)->dataCount(), 0);
+        QCOMPARE(view.adapterTable()->rowCount(), 0);
+        QCOMPARE(view.tileTexts(), QStringList(6, QStringLiteral("–")));
+        QVERIFY(view.tallyText().isEmpty());
+    }
+
+    // The workspace's imported adapters served raw: the hit-rate line is shown (a cache exists), with no
+    // value before anything was looked up; the load generator's Adapters box stops at the served count
+    // and says so; dropped arrivals are explained.
+    void workspaceAdaptersRawWithCacheAndLoadLimits() {
+        ui::Session session;
+        QVERIFY(session.importPaths({m_dir.filePath(QStringLiteral("fleet"))}));
+        QVERIFY(test::waitForImport(session));
+        QCOMPARE(session.store()->size(), 12);
+        ui::ServeView view(&session);
+        view.resize(1500, 900);
+        view.show();
+        auto* c = view.controller();
+        c->setPollInterval(100);
+        view.setSource(ui::ServeView::Source::WorkspaceAdapters);
+        view.setSubset(ui::AdapterChoice::Subset::All);
+        QSignalSpy started(c, &ui::ServeController::started);
+        view.startServer();
+        QVERIFY2(started.wait(60'000), qPrintable(view.statusText()));
+        QCOMPARE(c->adapterMode(), QString("raw"));
+        QCOMPARE(c->adapterNames().size(), 12);
+        view.refreshNow();
+        QVERIFY(view.adaptersPlot()->graph(1)->visible());
+        QVERIFY(view.adaptersPlot()->legend->hasItemWithPlottable(view.adaptersPlot()->graph(1)));
+        QVERIFY(view.adaptersPlot()->yAxis2->visible());
+        // Before any request nothing was looked up: no hit rate at all (not a flat 100%).
+        QVERIFY(std::isnan(c->history().samples().front().hitRate));
+        QVERIFY(std::isnan(view.adaptersPlot()->graph(1)->data()->constBegin()->value));
+
+        // Asking for 100 adapters when 12 are served: the box shows 12 and says only 12 are served.
+        ui::LoadSettings load;
+        load.rate = 400;
+        load.adapters = 100;
+        load.duration_s = 1;
+        load.max_tokens = 16;
+        load.max_in_flight = 2; // far below what 400 req/s needs: arrivals are dropped
+        view.setLoadSettings(load);
+        QCOMPARE(view.loadSettings().adapters, 12);
+        QVERIFY2(view.loadNote().contains(QStringLiteral("only 12 served")), qPrintable(view.loadNote()));
+        QSignalSpy finished(c, &ui::ServeController::loadFinished);
+        view.startLoad();
+        QVERIFY(finished.wait(60'000));
+        c->pollNow();
+        view.refreshNow();
+        const auto tally = *c->loadTally();
+        QVERIFY(tally.dropped > 0);
+        QVERIFY2(view.tallyText().contains(QStringLiteral("dropped %1 (not sent: 2 already in flight)")
+                                               .arg(ui::formatCount(qint64(tally.dropped)))),
+                 qPrintable(view.tallyText()));
+        QVERIFY2(view.tallyToolTip().contains(QStringLiteral("did not send")),
+                 qPrintable(view.tallyToolTip()));
+        // After requests, the raw cache was looked up: the hit rate has values in 0..100.
+        bool finite = false;
+        for (auto it = view.adaptersPlot()->graph(1)->data()->constBegin();
+             it != view.adaptersPlot()->graph(1)->data()->constEnd(); ++it)
+            if (!std::isnan(it->value)) {
+                finite = true;
+                QVERIFY(it->value >= 0 && it->value <= 100);
+            }
+        QVERIFY(finite);
+        const QByteArray shot = qgetenv("LORAFLEET_SERVE_RAW_SCREENSHOT");
+        if (!shot.isEmpty()) {
+            QTest::qWait(50); // the queued replots
+            QVERIFY(view.grab().save(QString::fromLocal8Bit(shot)));
+        }
+
+        QSignalSpy stopped(c, &ui::ServeController::stopped);
+        view.stopAction()->trigger(); // Shift+F5
+        QVERIFY(stopped.wait(60'000));
+        QCOMPARE(view.loadSettings().adapters, 100); // stopped: what was asked for again
+        QVERIFY(view.loadNote().isEmpty());
+    }
+
+    // Serving part of the workspace: one cluster of the bank, or the Fleet table's selection, in
+    // compressed and raw mode; the served names are exactly the chosen ones.
+    void servesChosenSubset() {
+        ui::Session session;
+        QVERIFY(session.importPaths({m_dir.filePath(QStringLiteral("fleet"))}));
+        QVERIFY(test::waitForImport(session));
+        session.setBank(m_bank);
+        ui::ServeView view(&session);
+        auto* c = view.controller();
+        auto serveAndList = [&]() -> QStringList {
+            QSignalSpy started(c, &ui::ServeController::started);
+            QSignalSpy failed(c, &ui::ServeController::failed);
+            view.startServer();
+            if (!started.wait(60'000)) return {QStringLiteral("failed: ") + view.statusText()};
+            const QStringList names = c->adapterNames();
+            QSignalSpy stopped(c, &ui::ServeController::stopped);
+            view.stopServer();
+            if (!stopped.wait(60'000)) return {QStringLiteral("did not stop")};
+            return names;
+        };
+        QStringList cluster1; // independently: the bank's members of cluster 1
+        for (const auto& a : m_bank->adapters)
+            if (a.cluster == 1) cluster1 << QString::fromStdString(a.name);
+        cluster1.sort();
+        QVERIFY(!cluster1.isEmpty() && cluster1.size() < 12);
+
+        view.setSource(ui::ServeView::Source::Bank);
+        view.setSubset(ui::AdapterChoice::Subset::Cluster, 1);
+        QCOMPARE(serveAndList(), cluster1);
+        view.setSource(ui::ServeView::Source::WorkspaceAdapters);
+        view.setSubset(ui::AdapterChoice::Subset::Cluster, 1);
+        QCOMPARE(serveAndList(), cluster1);
+
+        const QStringList picked = {QStringLiteral("adapter-0007"), QStringLiteral("adapter-0002"),
+                                    QStringLiteral("adapter-0010")};
+        view.setSelectionProvider([&] { return picked; });
+        QStringList want = picked;
+        want.sort();
+        view.setSource(ui::ServeView::Source::Bank);
+        view.setSubset(ui::AdapterChoice::Subset::Selection);
+        QCOMPARE(serveAndList(), want);
+        view.setSource(ui::ServeView::Source::WorkspaceAdapters);
+        view.setSubset(ui::AdapterChoice::Subset::Selection);
+        QCOMPARE(serveAndList(), want);
+
+        // An empty selection is refused with a reason, nothing starts.
+        view.setSelectionProvider([] { return QStringList(); });
+        view.setSubset(ui::AdapterChoice::Subset::Selection);
+        view.startServer();
+        QCOMPARE(c->state(), ui::ServeController::State::Stopped);
+        QVERIFY2(view.statusText().contains(QStringLiteral("no adapter is selected")),
+                 qPrintable(view.statusText()));
+
+        // The bank subset is a valid bank holding exactly the chosen adapters' cores.
+        const auto sub = ui::bankSubset(*m_bank, want);
+        sub->validate("subset");
+        QCOMPARE(int(sub->adapters.size()), 3);
+        for (std::size_t i = 0; i < sub->adapters.size(); ++i) {
+            const std::size_t j = *m_bank->find_adapter(sub->adapters[i].name);
+            for (std::size_t m = 0; m < m_bank->modules.size(); ++m)
+                QVERIFY(std::equal(sub->core(m, i), sub->core(m, i) + sub->core_size(), m_bank->core(m, j)));
+        }
+    }
+
+    // An imported adapter whose file broke after the import is skipped with its reason; the others serve.
+    void brokenWorkspaceAdapterIsSkippedAndListed() {
+        QTemporaryDir dir;
+        test::writeTinyFleet(dir.filePath(QStringLiteral("fleet")), 4, 21);
+        ui::Session session;
+        QVERIFY(session.importPaths({dir.filePath(QStringLiteral("fleet"))}));
+        QVERIFY(test::waitForImport(session));
+        QCOMPARE(session.store()->size(), 4);
+        const QString broken = dir.filePath(QStringLiteral("fleet/adapter-0001/adapter_model.safetensors"));
+        { // a new, truncated file in its place (renamed over it: the imported adapter's mapping stays valid)
+            const std::string tmp = broken.toStdString() + ".tmp";
+            std::filesystem::copy_file(broken.toStdString(), tmp);
+            std::filesystem::resize_file(tmp, std::filesystem::file_size(tmp) / 2);
+            std::filesystem::rename(tmp, broken.toStdString());
+        }
+        ui::ServeView view(&session);
+        auto* c = view.controller();
+        view.setSource(ui::ServeView::Source::WorkspaceAdapters);
+        QSignalSpy started(c, &ui::ServeController::started);
+        view.startServer();
+        QVERIFY2(started.wait(60'000), qPrintable(view.statusText()));
+        QCOMPARE(c->adapterNames(), QStringList({"adapter-0000", "adapter-0002", "adapter-0003"}));
+        QCOMPARE(c->skippedAdapters().size(), 1);
+        QVERIFY2(view.skippedText().contains(QStringLiteral("adapter-0001")), qPrintable(view.skippedText()));
+        QVERIFY(view.skippedText().contains(QStringLiteral("Skipped 1 adapter")));
+        QSignalSpy stopped(c, &ui::ServeController::stopped);
+        view.stopServer();
+        QVERIFY(stopped.wait(60'000));
+    }
+
+    // Start / Stop are actions with F5 / Shift+F5, in the main window's Serve menu.
+    void startStopShortcutsInMenu() {
+        ui::MainWindow w;
+        ui::ServeView* view = w.serveView();
+        QCOMPARE(view->startAction()->shortcut(), QKeySequence(Qt::Key_F5));
+        QCOMPARE(view->stopAction()->shortcut(), QKeySequence(Qt::SHIFT | Qt::Key_F5));
+        QMenu* serveMenu = nullptr;
+        for (QAction* a : w.menuBar()->actions())
+            if (a->menu() && a->text().remove(QLatin1Char('&')) == QStringLiteral("Serve"))
+                serveMenu = a->menu();
+        QVERIFY(serveMenu);
+        QVERIFY(serveMenu->actions().contains(view->startAction()));
+        QVERIFY(serveMenu->actions().contains(view->stopAction()));
+        QVERIFY(view->startAction()->isEnabled());
+        QVERIFY(!view->stopAction()->isEnabled());
+        view->setSource(ui::ServeView::Source::BaseOnly);
+        QSignalSpy started(view->controller(), &ui::ServeController::started);
+        view->startAction()->trigger();
+        QVERIFY(started.wait(60'000));
+        QVERIFY(!view->startAction()->isEnabled());
+        QVERIFY(view->stopAction()->isEnabled());
+        QSignalSpy stopped(view->controller(), &ui::ServeController::stopped);
+        view->stopAction()->trigger();
+        QVERIFY(stopped.wait(60'000));
     }
 
     // A missing folder and a folder that is not a model: a clear message in the view, nothing running.

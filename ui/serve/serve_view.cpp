@@ -1,17 +1,20 @@
 // ServeView (see serve_view.hpp).
 #include "ui/serve/serve_view.hpp"
 
-#include "ui/common/plot_style.hpp"
 #include "ui/common/text_format.hpp"
+#include "ui/fleet/fleet_store.hpp"
+#include "ui/serve/serve_charts.hpp"
 #include "ui/serve/serve_controller.hpp"
 #include "ui/serve/serve_resources.hpp"
 #include "ui/workspace/session.hpp"
 
+#include <QAction>
 #include <QApplication>
 #include <QClipboard>
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
+#include <QFontDatabase>
 #include <QFormLayout>
 #include <QFrame>
 #include <QGridLayout>
@@ -38,37 +41,8 @@ namespace {
 
 constexpr int kCoalesceMs = 40;
 constexpr double kLiveDataSeconds = 3.0; // liveDataReady once the charts hold this much loaded time
-constexpr double kMinSpanSeconds = 5.0;  // the time axis spans at least this much
 constexpr double kMiB = 1024.0 * 1024.0;
-
-// Tableau 10: the palette the other tabs use.
-const QColor kBlue(0x4e, 0x79, 0xa7), kOrange(0xf2, 0x8e, 0x2b), kRed(0xe1, 0x57, 0x59),
-    kTeal(0x76, 0xb7, 0xb2), kGreen(0x59, 0xa1, 0x4f), kYellow(0xed, 0xc9, 0x48), kPurple(0xb0, 0x7a, 0xa1),
-    kGrey(0xba, 0xb0, 0xac);
-
-QCPGraph* addLine(QCustomPlot* plot, const QString& name, const QColor& color,
-                  Qt::PenStyle style = Qt::SolidLine, QCPAxis* valueAxis = nullptr) {
-    QCPGraph* g = plot->addGraph(plot->xAxis, valueAxis ? valueAxis : plot->yAxis);
-    g->setName(name);
-    g->setPen(QPen(color, 2, style));
-    return g;
-}
-
-// A one-line legend between the title and the axes, so it never hides the newest data.
-void setupLegend(QCustomPlot* plot) {
-    plot->legend->setVisible(true);
-    plot->legend->setFont(plotFont(-2, 7));
-    plot->legend->setBrush(Qt::NoBrush);
-    plot->legend->setBorderPen(Qt::NoPen);
-    plot->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
-    plot->legend->setColumnSpacing(12);
-    plot->legend->setMargins(QMargins(4, 0, 4, 0));
-    plot->axisRect()->insetLayout()->take(plot->legend);
-    plot->plotLayout()->insertRow(1);
-    plot->plotLayout()->addElement(1, 0, plot->legend);
-    plot->plotLayout()->setRowStretchFactor(1, 0.001);
-    plot->legend->setMaximumSize(QWIDGETSIZE_MAX, 22);
-}
+constexpr int kMaxLoadAdapters = 1 << 20;
 
 QLabel* tile(QWidget* parent, QGridLayout* grid, int column, const QString& caption) {
     auto* frame = new QFrame(parent);
@@ -105,6 +79,19 @@ ServeView::ServeView(Session* session, QWidget* parent)
     m_replot.setInterval(kCoalesceMs);
     connect(&m_replot, &QTimer::timeout, this, &ServeView::rebuild);
 
+    m_startAction = new QAction(tr("&Start Server"), this);
+    m_startAction->setObjectName(QStringLiteral("startServerAction"));
+    m_startAction->setShortcut(QKeySequence(Qt::Key_F5));
+    m_startAction->setShortcutContext(Qt::ApplicationShortcut);
+    m_startAction->setToolTip(tr("Start serving the chosen adapters (Serve tab)"));
+    connect(m_startAction, &QAction::triggered, this, &ServeView::startServer);
+    m_stopAction = new QAction(tr("S&top Server"), this);
+    m_stopAction->setObjectName(QStringLiteral("stopServerAction"));
+    m_stopAction->setShortcut(QKeySequence(Qt::SHIFT | Qt::Key_F5));
+    m_stopAction->setShortcutContext(Qt::ApplicationShortcut);
+    m_stopAction->setToolTip(tr("Stop the server (in-flight requests are cancelled)"));
+    connect(m_stopAction, &QAction::triggered, this, &ServeView::stopServer);
+
     auto* left = new QWidget(this);
     auto* leftLayout = new QVBoxLayout(left);
     leftLayout->setContentsMargins(0, 0, 0, 0);
@@ -133,22 +120,8 @@ ServeView::ServeView(Session* session, QWidget* parent)
     auto* rightLayout = new QVBoxLayout(right);
     rightLayout->setContentsMargins(0, 0, 0, 0);
     rightLayout->addWidget(buildTiles());
-    auto* charts = new QGridLayout;
-    charts->setSpacing(6);
-    m_throughput = new QCustomPlot(right);
-    m_latency = new QCustomPlot(right);
-    m_memory = new QCustomPlot(right);
-    m_adapters = new QCustomPlot(right);
-    m_throughput->setObjectName(QStringLiteral("throughputPlot"));
-    m_latency->setObjectName(QStringLiteral("latencyPlot"));
-    m_memory->setObjectName(QStringLiteral("memoryPlot"));
-    m_adapters->setObjectName(QStringLiteral("adaptersPlot"));
-    charts->addWidget(m_throughput, 0, 0);
-    charts->addWidget(m_latency, 0, 1);
-    charts->addWidget(m_memory, 1, 0);
-    charts->addWidget(m_adapters, 1, 1);
-    rightLayout->addLayout(charts, 1);
-    setupPlots();
+    m_charts = new ServeCharts(right);
+    rightLayout->addWidget(m_charts, 1);
 
     auto* splitter = new QSplitter(Qt::Horizontal, this);
     splitter->addWidget(left);
@@ -166,6 +139,8 @@ ServeView::ServeView(Session* session, QWidget* parent)
         setStatus(tr("Could not start: %1").arg(oneLine(reason)), true);
     });
     connect(m_controller, &ServeController::started, this, [this](int) {
+        showSkipped();
+        updateLoadLimit();
         if (m_demoPending) {
             m_demoPending = false;
             setLoadSettings(demoLoadSettings());
@@ -173,10 +148,13 @@ ServeView::ServeView(Session* session, QWidget* parent)
         }
     });
     connect(m_controller, &ServeController::loadFinished, this, &ServeView::updateButtons);
-    if (m_session) connect(m_session, &Session::bankChanged, this, &ServeView::updateSourceText);
+    if (m_session) {
+        connect(m_session, &Session::bankChanged, this, &ServeView::refreshAdapterChoices);
+        connect(m_session->store(), &FleetStore::fleetChanged, this, &ServeView::refreshAdapterChoices);
+    }
 
     setModelDir(demoModelDir());
-    updateSourceText();
+    refreshAdapterChoices();
     onStateChanged();
 }
 
@@ -200,10 +178,22 @@ QWidget* ServeView::buildServerBox() {
     form->addRow(tr("Model"), modelRow);
 
     m_source = new QComboBox(box);
+    m_source->setObjectName(QStringLiteral("adapterSource"));
     m_source->addItem(QString(), int(Source::Bank));
-    m_source->addItem(tr("Raw PEFT adapter folders"), int(Source::RawFolders));
+    m_source->addItem(QString(), int(Source::WorkspaceAdapters));
+    m_source->addItem(tr("Other PEFT adapter folders…"), int(Source::RawFolders));
     m_source->addItem(tr("Base model only"), int(Source::BaseOnly));
+    m_source->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    m_source->setMinimumContentsLength(24);
     form->addRow(tr("Adapters"), m_source);
+
+    m_subset = new QComboBox(box);
+    m_subset->setObjectName(QStringLiteral("adapterSubset"));
+    m_subset->setToolTip(tr("Which of the workspace's adapters to serve: all, the adapters selected in the "
+                            "Fleet table, or the members of one cluster of the compressed bank"));
+    m_subset->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    m_subset->setMinimumContentsLength(24);
+    form->addRow(tr("Serve"), m_subset);
 
     m_folders = new QLineEdit(box);
     m_folders->setPlaceholderText(tr("adapter folders, separated by ;"));
@@ -219,9 +209,8 @@ QWidget* ServeView::buildServerBox() {
     folderRow->addWidget(m_addFolder);
     form->addRow(tr("Folders"), folderRow);
     connect(m_source, &QComboBox::currentIndexChanged, this, [this] {
-        const bool raw = Source(m_source->currentData().toInt()) == Source::RawFolders;
-        m_folders->setEnabled(raw && m_controller->state() == ServeController::State::Stopped);
-        m_addFolder->setEnabled(m_folders->isEnabled());
+        refreshAdapterChoices();
+        updateButtons();
     });
 
     m_port = new QSpinBox(box);
@@ -243,6 +232,8 @@ QWidget* ServeView::buildServerBox() {
     m_stop = new QPushButton(tr("Stop"), box);
     m_start->setObjectName(QStringLiteral("startServer"));
     m_stop->setObjectName(QStringLiteral("stopServer"));
+    m_start->setToolTip(tr("Start serving (F5)"));
+    m_stop->setToolTip(tr("Stop serving (Shift+F5)"));
     connect(m_start, &QPushButton::clicked, this, &ServeView::startServer);
     connect(m_stop, &QPushButton::clicked, this, &ServeView::stopServer);
     auto* buttons = new QHBoxLayout;
@@ -255,6 +246,13 @@ QWidget* ServeView::buildServerBox() {
     m_status->setWordWrap(true);
     m_status->setTextInteractionFlags(Qt::TextSelectableByMouse);
     form->addRow(m_status);
+    m_skipped = new QLabel(box);
+    m_skipped->setObjectName(QStringLiteral("skippedAdapters"));
+    m_skipped->setWordWrap(true);
+    m_skipped->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    m_skipped->setStyleSheet(QStringLiteral("color: #9a6700;"));
+    m_skipped->setVisible(false);
+    form->addRow(m_skipped);
 
     m_endpoint = new QLabel(box);
     m_endpoint->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -287,9 +285,17 @@ QWidget* ServeView::buildLoadBox() {
     m_rate->setSuffix(tr(" req/s"));
     m_rate->setToolTip(tr("Mean arrival rate (Poisson)"));
     m_loadAdapters = new QSpinBox(box);
-    m_loadAdapters->setRange(0, 1 << 20);
+    m_loadAdapters->setObjectName(QStringLiteral("loadAdapters"));
+    m_loadAdapters->setRange(0, kMaxLoadAdapters);
     m_loadAdapters->setSpecialValueText(tr("base model"));
-    m_loadAdapters->setToolTip(tr("Requests are spread uniformly over this many adapters"));
+    m_loadAdapters->setToolTip(tr("Requests are spread uniformly over this many of the served adapters "
+                                  "(the first ones by name); at most as many as are served"));
+    connect(m_loadAdapters, &QSpinBox::valueChanged, this, [this](int v) {
+        if (!m_loadAdapters->signalsBlocked()) m_wantedLoadAdapters = v;
+    });
+    m_loadNote = new QLabel(box);
+    m_loadNote->setObjectName(QStringLiteral("loadAdaptersNote"));
+    m_loadNote->setStyleSheet(QStringLiteral("color: #5b6b7b;"));
     m_duration = new QSpinBox(box);
     m_duration->setRange(1, 24 * 3600);
     m_duration->setSuffix(tr(" s"));
@@ -297,10 +303,13 @@ QWidget* ServeView::buildLoadBox() {
     m_maxTokens->setRange(1, 4096);
     m_maxTokens->setSuffix(tr(" tok"));
     m_maxTokens->setToolTip(tr("Completion tokens per request (EOS ignored)"));
+    auto* adaptersRow = new QHBoxLayout;
+    adaptersRow->addWidget(m_loadAdapters, 1);
+    adaptersRow->addWidget(m_loadNote);
     grid->addWidget(new QLabel(tr("Rate"), box), 0, 0);
     grid->addWidget(m_rate, 0, 1);
     grid->addWidget(new QLabel(tr("Adapters"), box), 0, 2);
-    grid->addWidget(m_loadAdapters, 0, 3);
+    grid->addLayout(adaptersRow, 0, 3);
     grid->addWidget(new QLabel(tr("Duration"), box), 1, 0);
     grid->addWidget(m_duration, 1, 1);
     grid->addWidget(new QLabel(tr("Max tokens"), box), 1, 2);
@@ -312,6 +321,7 @@ QWidget* ServeView::buildLoadBox() {
     grid->addWidget(m_startLoad, 2, 0, 1, 2);
     grid->addWidget(m_stopLoad, 2, 2, 1, 2);
     m_tally = new QLabel(box);
+    m_tally->setObjectName(QStringLiteral("loadTally"));
     m_tally->setWordWrap(true);
     m_tally->setStyleSheet(QStringLiteral("color: #5b6b7b;"));
     grid->addWidget(m_tally, 3, 0, 1, 4);
@@ -333,55 +343,17 @@ QWidget* ServeView::buildTiles() {
     return strip;
 }
 
-void ServeView::setupPlots() {
-    for (QCustomPlot* p : {m_throughput, m_latency, m_memory, m_adapters}) {
-        p->setMinimumSize(320, 200);
-        p->setNotAntialiasedElements(QCP::aeAll);
-        p->setAntialiasedElements(QCP::aePlottables);
-        styleAxis(p->xAxis, tr("time since start (s)"), -1, -1);
-    }
-    addTitle(m_throughput, tr("Throughput"));
-    styleAxis(m_throughput->yAxis, tr("tokens/s"), -1, -1);
-    styleAxis(m_throughput->yAxis2, tr("requests/s"), -1, -1);
-    m_throughput->yAxis2->setVisible(true);
-    addLine(m_throughput, tr("output tokens/s"), kBlue);
-    addLine(m_throughput, tr("prompt tokens/s"), kTeal, Qt::DashLine);
-    addLine(m_throughput, tr("requests/s (right)"), kOrange, Qt::SolidLine, m_throughput->yAxis2);
-
-    addTitle(m_latency, tr("Latency percentiles"));
-    styleAxis(m_latency->yAxis, tr("ms"), -1, -1);
-    addLine(m_latency, tr("TTFT p50"), kGreen);
-    addLine(m_latency, tr("TTFT p99"), kGreen, Qt::DashLine);
-    addLine(m_latency, tr("e2e p50"), kPurple);
-    addLine(m_latency, tr("e2e p99"), kPurple, Qt::DashLine);
-
-    addTitle(m_memory, tr("Memory by kind (stacked)"));
-    styleAxis(m_memory->yAxis, tr("MiB"), -1, -1);
-    const QList<QPair<QString, QColor>> layers = {{tr("weights"), kBlue},
-                                                  {tr("KV cache in use"), kOrange},
-                                                  {tr("adapters"), kGreen},
-                                                  {tr("other (process)"), kGrey}};
-    QCPGraph* below = nullptr;
-    for (const auto& [name, color] : layers) {
-        QCPGraph* g = m_memory->addGraph();
-        g->setName(name);
-        g->setPen(QPen(color.darker(120), 1));
-        QColor fill = color;
-        fill.setAlpha(170);
-        g->setBrush(fill);
-        if (below) g->setChannelFillGraph(below);
-        below = g;
-    }
-
-    addTitle(m_adapters, tr("Adapters"));
-    styleAxis(m_adapters->yAxis, tr("active adapters (last 2 s)"), -1, -1);
-    styleAxis(m_adapters->yAxis2, tr("cache hit rate %"), -1, -1);
-    m_adapters->yAxis2->setVisible(true);
-    m_adapters->yAxis2->setRange(0, 105);
-    addLine(m_adapters, tr("active adapters"), kBlue);
-    addLine(m_adapters, tr("cache hit rate % (right)"), kRed, Qt::SolidLine, m_adapters->yAxis2);
-    for (QCustomPlot* p : {m_throughput, m_latency, m_memory, m_adapters})
-        setupLegend(p); // after the titles: rows are title, legend, axes
+QCustomPlot* ServeView::throughputPlot() const {
+    return m_charts->throughputPlot();
+}
+QCustomPlot* ServeView::latencyPlot() const {
+    return m_charts->latencyPlot();
+}
+QCustomPlot* ServeView::memoryPlot() const {
+    return m_charts->memoryPlot();
+}
+QCustomPlot* ServeView::adaptersPlot() const {
+    return m_charts->adaptersPlot();
 }
 
 LoadSettings ServeView::demoLoadSettings() {
@@ -397,6 +369,7 @@ void ServeView::startDemoLoad() {
     const QString model = demoModelDir();
     if (!model.isEmpty()) setModelDir(model);
     setSource(m_session && m_session->bank() ? Source::Bank : Source::BaseOnly);
+    setSubset(AdapterChoice::Subset::All);
     setPort(0);
     m_demoPending = true;
     startServer();
@@ -411,8 +384,26 @@ QString ServeView::modelDir() const {
 void ServeView::setSource(Source source) {
     m_source->setCurrentIndex(m_source->findData(int(source)));
 }
+ServeView::Source ServeView::source() const {
+    return Source(m_source->currentData().toInt());
+}
 void ServeView::setAdapterFolders(const QStringList& folders) {
     m_folders->setText(folders.join(QLatin1Char(';')));
+}
+void ServeView::setSubset(AdapterChoice::Subset subset, int cluster) {
+    refreshAdapterChoices();
+    for (int i = 0; i < m_subset->count(); ++i) {
+        const QVariantList key = m_subset->itemData(i).toList();
+        if (AdapterChoice::Subset(key.value(0).toInt()) == subset &&
+            (subset != AdapterChoice::Subset::Cluster || key.value(1).toInt() == cluster)) {
+            m_subset->setCurrentIndex(i);
+            return;
+        }
+    }
+}
+void ServeView::setSelectionProvider(std::function<QStringList()> provider) {
+    m_selection = std::move(provider);
+    refreshAdapterChoices();
 }
 void ServeView::setPort(int port) {
     m_port->setValue(port);
@@ -423,12 +414,37 @@ QString ServeView::statusText() const {
 QString ServeView::curlExample() const {
     return m_curl->toPlainText();
 }
+QString ServeView::skippedText() const {
+    return m_skipped->text();
+}
+QString ServeView::loadNote() const {
+    return m_loadNote->text();
+}
+QString ServeView::tallyText() const {
+    return m_tally->text();
+}
+QString ServeView::tallyToolTip() const {
+    return m_tally->toolTip();
+}
+QStringList ServeView::tileTexts() const {
+    QStringList out;
+    for (QLabel* l :
+         {m_tileTokens, m_tileRequests, m_tileBatch, m_tileCompleted, m_tileLatency, m_tileMemory})
+        out << l->text();
+    return out;
+}
 
 void ServeView::setLoadSettings(const LoadSettings& s) {
     m_rate->setValue(s.rate);
-    m_loadAdapters->setValue(s.adapters);
+    m_wantedLoadAdapters = s.adapters;
+    {
+        const QSignalBlocker block(m_loadAdapters);
+        m_loadAdapters->setValue(s.adapters); // clamped to the served adapters while running
+    }
     m_duration->setValue(int(std::lround(s.duration_s)));
     m_maxTokens->setValue(s.max_tokens);
+    m_maxInFlight = s.max_in_flight;
+    updateLoadLimit();
 }
 
 LoadSettings ServeView::loadSettings() const {
@@ -437,7 +453,30 @@ LoadSettings ServeView::loadSettings() const {
     s.adapters = m_loadAdapters->value();
     s.duration_s = m_duration->value();
     s.max_tokens = m_maxTokens->value();
+    s.max_in_flight = m_maxInFlight;
     return s;
+}
+
+// While running, the Adapters box goes up to the number served (asking for more shows the maximum and
+// says so); stopped, it keeps what was asked for.
+void ServeView::updateLoadLimit() {
+    const bool running = m_controller->state() == ServeController::State::Running;
+    const int served = int(m_controller->adapterNames().size());
+    const QSignalBlocker block(m_loadAdapters);
+    m_loadAdapters->setMaximum(running ? served : kMaxLoadAdapters);
+    m_loadAdapters->setValue(running ? std::min(m_wantedLoadAdapters, served) : m_wantedLoadAdapters);
+    if (!running) {
+        m_loadNote->clear();
+    } else if (served == 0) {
+        m_loadNote->setText(tr("no adapter served"));
+    } else if (m_wantedLoadAdapters > served) {
+        m_loadNote->setText(tr("only %1 served").arg(formatCount(served)));
+        m_loadNote->setStyleSheet(QStringLiteral("color: #9a6700; font-weight: bold;"));
+        return;
+    } else {
+        m_loadNote->setText(tr("of %1 served").arg(formatCount(served)));
+    }
+    m_loadNote->setStyleSheet(QStringLiteral("color: #5b6b7b;"));
 }
 
 void ServeView::setStatus(const QString& text, bool error) {
@@ -445,34 +484,137 @@ void ServeView::setStatus(const QString& text, bool error) {
     m_status->setStyleSheet(error ? QStringLiteral("color: #c0392b; font-weight: bold;") : QString());
 }
 
-void ServeView::updateSourceText() {
+void ServeView::showEvent(QShowEvent* event) {
+    QWidget::showEvent(event);
+    refreshAdapterChoices(); // the Fleet selection may have changed while another tab was shown
+}
+
+void ServeView::refreshAdapterChoices() {
     const auto bank = m_session ? m_session->bank() : nullptr;
-    m_source->setItemText(
-        0, bank ? tr("Workspace bank (%1, rank %2, %3)")
-                      .arg(plural(qint64(bank->adapters.size()), tr("adapter"), tr("adapters")))
-                      .arg(bank->rank)
-                      .arg(plural(bank->clusters, tr("cluster"), tr("clusters")))
-                : tr("Workspace bank (none yet: compress the fleet)"));
+    const int imported = m_session ? m_session->store()->size() : 0;
+    m_source->setItemText(m_source->findData(int(Source::Bank)),
+                          bank
+                              ? tr("Workspace bank (%1, rank %2, %3)")
+                                    .arg(plural(qint64(bank->adapters.size()), tr("adapter"), tr("adapters")))
+                                    .arg(bank->rank)
+                                    .arg(plural(bank->clusters, tr("cluster"), tr("clusters")))
+                              : tr("Workspace bank (none yet: compress the fleet)"));
+    m_source->setItemText(m_source->findData(int(Source::WorkspaceAdapters)),
+                          tr("Workspace adapters, raw (%1 imported)").arg(formatCount(imported)));
+
+    const QVariant current = m_subset->currentData();
+    const QSignalBlocker block(m_subset);
+    m_subset->clear();
+    const int all = source() == Source::Bank && bank ? int(bank->adapters.size()) : imported;
+    m_subset->addItem(tr("All adapters (%1)").arg(formatCount(all)),
+                      QVariantList{int(AdapterChoice::Subset::All), -1});
+    const int selected = m_selection ? int(m_selection().size()) : 0;
+    m_subset->addItem(tr("Fleet table selection (%1)").arg(formatCount(selected)),
+                      QVariantList{int(AdapterChoice::Subset::Selection), -1});
+    if (bank) {
+        const std::vector<int> sizes = clusterSizes(*bank);
+        for (int c = 0; c < int(sizes.size()); ++c)
+            m_subset->addItem(tr("Cluster %1 (%2)")
+                                  .arg(c)
+                                  .arg(plural(sizes[std::size_t(c)], tr("adapter"), tr("adapters"))),
+                              QVariantList{int(AdapterChoice::Subset::Cluster), c});
+    }
+    const int index = m_subset->findData(current);
+    m_subset->setCurrentIndex(std::max(0, index));
+}
+
+AdapterChoice ServeView::currentChoice() const {
+    AdapterChoice choice;
+    const QVariantList key = m_subset->currentData().toList();
+    choice.subset = AdapterChoice::Subset(key.value(0).toInt());
+    choice.cluster = key.value(1).toInt();
+    if (choice.subset == AdapterChoice::Subset::Selection && m_selection) choice.selection = m_selection();
+    return choice;
 }
 
 void ServeView::startServer() {
     if (m_controller->state() != ServeController::State::Stopped) return;
     ServeConfig config;
     config.modelDir = m_model->text().trimmed();
-    config.source = ServeConfig::Source(m_source->currentData().toInt());
-    config.bank = m_session ? m_session->bank() : nullptr;
-    for (const QString& f : m_folders->text().split(QLatin1Char(';'), Qt::SkipEmptyParts))
-        if (!f.trimmed().isEmpty()) config.adapterFolders << f.trimmed();
     config.port = m_port->value();
     config.kvCacheMiB = m_kv->value();
+    const auto bank = m_session ? m_session->bank() : nullptr;
+    const AdapterChoice choice = currentChoice();
+    const bool everything = choice.subset == AdapterChoice::Subset::All;
+    auto refuse = [this](const QString& why) { setStatus(tr("Could not start: %1").arg(why), true); };
+    switch (source()) {
+    case Source::Bank:
+        config.source = ServeConfig::Source::Bank;
+        config.bank = bank;
+        if (bank && !everything) {
+            const QStringList names = chooseFromBank(*bank, choice);
+            if (names.isEmpty())
+                return refuse(choice.subset == AdapterChoice::Subset::Selection
+                                  ? tr("none of the adapters selected in the Fleet table is in the bank")
+                                  : tr("the chosen cluster has no adapter"));
+            config.bank = bankSubset(*bank, names);
+        }
+        break;
+    case Source::WorkspaceAdapters:
+        config.source = ServeConfig::Source::RawFolders;
+        config.adapterFolders =
+            m_session ? chooseFolders(m_session->store()->entries(), choice, bank.get()) : QStringList();
+        if (config.adapterFolders.isEmpty())
+            return refuse(everything ? tr("the workspace has no imported adapter: import some first")
+                          : choice.subset == AdapterChoice::Subset::Selection
+                              ? tr("no adapter is selected in the Fleet table")
+                              : tr("no imported adapter is in the chosen cluster"));
+        break;
+    case Source::RawFolders:
+        config.source = ServeConfig::Source::RawFolders;
+        for (const QString& f : m_folders->text().split(QLatin1Char(';'), Qt::SkipEmptyParts))
+            if (!f.trimmed().isEmpty()) config.adapterFolders << f.trimmed();
+        break;
+    case Source::BaseOnly:
+        config.source = ServeConfig::Source::BaseOnly;
+        break;
+    }
     m_liveDataSent = false;
     m_loadStartedAt = -1;
+    m_skipped->clear();
+    m_skipped->setVisible(false);
     m_controller->start(config);
 }
 
 void ServeView::stopServer() {
     m_demoPending = false;
     m_controller->stop();
+}
+
+void ServeView::resetForNewWorkspace() {
+    stopServer(); // it serves the old workspace's adapters
+    m_controller->clearHistory();
+    m_skipped->clear();
+    m_skipped->setVisible(false);
+    m_tally->clear();
+    m_tally->setToolTip(QString());
+    m_liveDataSent = false;
+    m_loadStartedAt = -1;
+    if (m_controller->state() == ServeController::State::Stopped) setStatus(tr("Stopped."));
+    refreshAdapterChoices();
+    refreshNow();
+}
+
+void ServeView::showSkipped() {
+    const QList<SkippedAdapter> skipped = m_controller->skippedAdapters();
+    if (skipped.isEmpty()) {
+        m_skipped->clear();
+        m_skipped->setVisible(false);
+        return;
+    }
+    QStringList lines;
+    for (const SkippedAdapter& s : skipped)
+        lines << tr("• %1 (%2): %3")
+                     .arg(s.name.isEmpty() ? tr("no adapter") : s.name, s.folder, oneLine(s.reason, 200));
+    m_skipped->setText(
+        tr("Skipped %1 (not served):\n%2")
+            .arg(plural(skipped.size(), tr("adapter"), tr("adapters")), lines.join(QLatin1Char('\n'))));
+    m_skipped->setVisible(true);
 }
 
 void ServeView::startLoad() {
@@ -496,11 +638,15 @@ void ServeView::updateButtons() {
     const bool running = state == ServeController::State::Running;
     m_start->setEnabled(stopped);
     m_stop->setEnabled(running);
+    m_startAction->setEnabled(stopped);
+    m_stopAction->setEnabled(running);
     for (QWidget* w : std::initializer_list<QWidget*>{m_model, m_source, m_port, m_kv})
         w->setEnabled(stopped);
-    const bool raw = Source(m_source->currentData().toInt()) == Source::RawFolders;
-    m_folders->setEnabled(stopped && raw);
-    m_addFolder->setEnabled(stopped && raw);
+    const Source src = source();
+    const bool typed = src == Source::RawFolders;
+    m_folders->setEnabled(stopped && typed);
+    m_addFolder->setEnabled(stopped && typed);
+    m_subset->setEnabled(stopped && (src == Source::Bank || src == Source::WorkspaceAdapters));
     const bool loading = m_controller->isLoadRunning();
     m_startLoad->setEnabled(running && !loading);
     m_stopLoad->setEnabled(running && loading);
@@ -538,6 +684,13 @@ void ServeView::onStateChanged() {
         setStatus(tr("Stopping: cancelling in-flight requests…"));
         break;
     }
+    // The hit-rate line only where a cache exists; after Stop the last run's charts stay as they were.
+    if (m_controller->state() == State::Running)
+        m_charts->setCacheShown(m_controller->adapterMode() == QLatin1String("raw"));
+    else if (m_controller->history().empty())
+        m_charts->setCacheShown(false);
+    updateLoadLimit();
+    updateTiles();
     updateButtons();
 }
 
@@ -552,74 +705,15 @@ void ServeView::refreshNow() {
 
 void ServeView::rebuild() {
     const ServeHistory& h = m_controller->history();
-    const auto& samples = h.samples();
-    const int n = int(samples.size());
-    QVector<double> t(n);
-    std::vector<QVector<double>> series(15, QVector<double>(n));
-    for (int i = 0; i < n; ++i) {
-        const ServeSample& s = samples[std::size_t(i)];
-        t[i] = s.t;
-        const double stack0 = s.weightsMiB, stack1 = stack0 + s.kvMiB, stack2 = stack1 + s.adaptersMiB,
-                     stack3 = stack2 + s.otherMiB;
-        const double values[] = {s.tokensPerS,     s.promptTokensPerS,
-                                 s.requestsPerS,   s.ttftP50Ms,
-                                 s.ttftP99Ms,      s.e2eP50Ms,
-                                 s.e2eP99Ms,       stack0,
-                                 stack1,           stack2,
-                                 stack3,           double(s.activeAdapters),
-                                 s.hitRate * 100.0};
-        for (int k = 0; k < 13; ++k)
-            series[std::size_t(k)][i] = values[k];
-    }
-    auto set = [&](QCustomPlot* plot, int graph, int k) {
-        plot->graph(graph)->setData(t, series[std::size_t(k)], true);
-    };
-    set(m_throughput, 0, 0);
-    set(m_throughput, 1, 1);
-    set(m_throughput, 2, 2);
-    for (int g = 0; g < 4; ++g)
-        set(m_latency, g, 3 + g);
-    for (int g = 0; g < 4; ++g)
-        set(m_memory, g, 7 + g);
-    set(m_adapters, 0, 11);
-    set(m_adapters, 1, 12);
-
-    if (n) { // the stacked layers are hard to read off the axis: their sizes go in the legend
-        const ServeSample& s = samples.back();
-        const double sizes[] = {s.weightsMiB, s.kvMiB, s.adaptersMiB, s.otherMiB};
-        const QString names[] = {tr("weights"), tr("KV in use"), tr("adapters"), tr("other")};
-        for (int g = 0; g < 4; ++g)
-            m_memory->graph(g)->setName(
-                QStringLiteral("%1 %2").arg(names[g], formatBytes(quint64(sizes[g] * kMiB))));
-    }
-    const double last = n ? t.back() : 0;
-    const double first = std::max(0.0, last - h.windowSeconds());
-    const double right = std::max(first + kMinSpanSeconds, last);
-    for (QCustomPlot* p : {m_throughput, m_latency, m_memory, m_adapters}) {
-        p->xAxis->setRange(first, right);
-        bool found = false;
-        QCPRange r = p->graph(0)->getValueRange(found, QCP::sdBoth);
-        for (int g = 1; g < p->graphCount(); ++g) {
-            if (p->graph(g)->valueAxis() != p->yAxis) continue;
-            bool f = false;
-            const QCPRange gr = p->graph(g)->getValueRange(f, QCP::sdBoth);
-            if (f) r = found ? QCPRange(std::min(r.lower, gr.lower), std::max(r.upper, gr.upper)) : gr;
-            found = found || f;
-        }
-        p->yAxis->setRange(0, found && r.upper > 0 ? r.upper * 1.15 : 1.0);
-    }
-    bool found = false;
-    const QCPRange rr = m_throughput->graph(2)->getValueRange(found, QCP::sdBoth);
-    m_throughput->yAxis2->setRange(0, found && rr.upper > 0 ? rr.upper * 1.15 : 1.0);
-    for (QCustomPlot* p : {m_throughput, m_latency, m_memory, m_adapters})
-        p->replot(QCustomPlot::rpQueuedReplot);
-
+    m_charts->rebuild(h);
     rebuildTable();
     updateTiles();
     updateButtons();
 
-    if (!m_liveDataSent && m_loadStartedAt >= 0 && n && m_controller->isLoadRunning() &&
-        t.back() - std::max(m_loadStartedAt, t.front()) >= kLiveDataSeconds && samples.back().completed > 0) {
+    const auto& samples = h.samples();
+    if (!m_liveDataSent && m_loadStartedAt >= 0 && !samples.empty() && m_controller->isLoadRunning() &&
+        samples.back().t - std::max(m_loadStartedAt, samples.front().t) >= kLiveDataSeconds &&
+        samples.back().completed > 0) {
         m_liveDataSent = true;
         emit liveDataReady();
     }
@@ -657,7 +751,7 @@ void ServeView::rebuildTable() {
 
 void ServeView::updateTiles() {
     const ServeHistory& h = m_controller->history();
-    if (h.empty()) {
+    if (h.empty() || m_controller->state() != ServeController::State::Running) {
         for (QLabel* l :
              {m_tileTokens, m_tileRequests, m_tileBatch, m_tileCompleted, m_tileLatency, m_tileMemory})
             l->setText(QStringLiteral("–"));
@@ -670,18 +764,27 @@ void ServeView::updateTiles() {
         m_tileLatency->setText(formatDuration(qint64(std::llround(s.e2eP99Ms))));
         m_tileMemory->setText(formatBytes(quint64(s.rssMiB * kMiB)));
     }
-    if (const auto tally = m_controller->loadTally())
+    if (const auto tally = m_controller->loadTally()) {
+        const int inFlight = m_maxInFlight;
         m_tally->setText(
-            tr("%1 · submitted %2 · completed %3 · in flight %4 · dropped %5 · failed %6%7")
+            tr("%1 · submitted %2 · completed %3 · in flight %4 · dropped %5%6 · failed %7%8")
                 .arg(m_controller->isLoadRunning() ? tr("Running") : tr("Finished"))
                 .arg(formatCount(qint64(tally->submitted)))
                 .arg(formatCount(qint64(tally->completed)))
                 .arg(formatCount(qint64(tally->outstanding())))
                 .arg(formatCount(qint64(tally->dropped)))
+                .arg(tally->dropped ? tr(" (not sent: %1 already in flight)").arg(formatCount(inFlight))
+                                    : QString())
                 .arg(formatCount(qint64(tally->failed + tally->rejected)))
                 .arg(tally->firstError.empty()
                          ? QString()
                          : tr(" (%1)").arg(oneLine(QString::fromStdString(tally->firstError), 120))));
+        m_tally->setToolTip(
+            tr("dropped: arrivals the generator did not send because %1 of its requests were still in flight "
+               "(the engine serves fewer requests per second than the rate offers). A dropped arrival is "
+               "never submitted, so it is not a failed or lost request.")
+                .arg(formatCount(inFlight)));
+    }
 }
 
 } // namespace lorafleet::ui

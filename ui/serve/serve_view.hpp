@@ -1,22 +1,28 @@
 // ServeView: the console's Serve tab. Left: the server (model folder, defaulting to the bundled demo
-// model; adapters from the session's compressed bank, raw PEFT folders or none; port, 0 = a free one;
-// KV budget; Start/Stop; the endpoint and a copyable curl example for /v1/completions) and the built-in
-// load generator (rate, adapters, duration, max tokens), then the per-adapter traffic table (requests,
-// tokens, end-to-end p50/p99). Right: headline numbers and four live QCustomPlot charts over the
-// controller's rolling window: throughput (tokens/s, requests/s), latency (TTFT and end-to-end p50/p99),
-// memory by kind (stacked: weights, KV in use, adapters, other RSS) and active adapters with the
-// adapter-cache hit rate.
+// model; adapters: the workspace's compressed bank, the workspace's imported adapters as raw PEFT folders,
+// other PEFT folders typed or browsed, or none; which of the workspace's adapters: all, the Fleet
+// table's selection or one cluster of the bank; port, 0 = a free one; KV budget; Start/Stop; the
+// adapters the start skipped, with reasons; the endpoint and a copyable curl example for
+// /v1/completions) and the built-in load generator (rate, adapters — at most the ones served, the
+// box says how many —, duration, max tokens; its tally explains dropped arrivals), then the per-adapter
+// traffic table (requests, tokens, end-to-end p50/p99). Right: headline number tiles (shown while the
+// server runs, "–" otherwise) and the live charts (ServeCharts) over the controller's rolling window.
+// Actions: startAction() (F5) and stopAction() (Shift+F5), for a menu and the shortcuts page.
 // Redraws never stall the GUI: each controller sample only marks the view dirty; a 40 ms single-shot
 // timer coalesces them into one rebuild of the series from the history (already plain numbers copied
 // out of the engine's snapshot) and a queued replot (QCustomPlot::rpQueuedReplot).
 // Thread affinity: GUI thread.
 #pragma once
 
+#include "ui/serve/adapter_choice.hpp"
 #include "ui/serve/load_generator.hpp"
 
 #include <QTimer>
 #include <QWidget>
 
+#include <functional>
+
+class QAction;
 class QComboBox;
 class QCustomPlot;
 class QDoubleSpinBox;
@@ -29,6 +35,7 @@ class QTableWidget;
 
 namespace lorafleet::ui {
 
+class ServeCharts;
 class ServeController;
 class Session;
 
@@ -49,19 +56,35 @@ public:
 
     void setModelDir(const QString& dir);
     QString modelDir() const;
-    enum class Source { Bank, RawFolders, BaseOnly };
+    // Bank: the workspace's bank; WorkspaceAdapters: the workspace's imported adapters' PEFT folders
+    // (raw, behind the LRU cache); RawFolders: folders typed in the Folders box; BaseOnly: no adapter.
+    enum class Source { Bank, RawFolders, BaseOnly, WorkspaceAdapters };
     void setSource(Source source);
+    Source source() const;
     void setAdapterFolders(const QStringList& folders);
+    // Which workspace adapters Bank and WorkspaceAdapters serve. `cluster` for Subset::Cluster.
+    void setSubset(AdapterChoice::Subset subset, int cluster = -1);
+    // The Fleet table's selection (adapter names), asked for when the choice is "selection".
+    void setSelectionProvider(std::function<QStringList()> provider);
     void setPort(int port);
-    void setLoadSettings(const LoadSettings& settings);
+    void setLoadSettings(const LoadSettings& settings); // adapters clamped to the served ones while running
     LoadSettings loadSettings() const;
     QString statusText() const; // the one-line server status (the error after a failed start)
     QString curlExample() const;
+    QString skippedText() const;   // "" when the last start skipped nothing
+    QString loadNote() const;      // beside the load generator's Adapters box, e.g. "of 12 served"
+    QString tallyText() const;     // the load generator's tally line
+    QString tallyToolTip() const;  // what "dropped" means
+    QStringList tileTexts() const; // the number tiles, left to right
 
-    QCustomPlot* throughputPlot() const { return m_throughput; }
-    QCustomPlot* latencyPlot() const { return m_latency; }
-    QCustomPlot* memoryPlot() const { return m_memory; }
-    QCustomPlot* adaptersPlot() const { return m_adapters; }
+    QAction* startAction() const { return m_startAction; }
+    QAction* stopAction() const { return m_stopAction; }
+
+    ServeCharts* charts() const { return m_charts; }
+    QCustomPlot* throughputPlot() const;
+    QCustomPlot* latencyPlot() const;
+    QCustomPlot* memoryPlot() const;
+    QCustomPlot* adaptersPlot() const;
     QTableWidget* adapterTable() const { return m_table; }
     void refreshNow(); // applies pending samples at once (tests, screenshots)
 
@@ -70,46 +93,63 @@ public slots:
     void stopServer();
     void startLoad();
     void stopLoad();
+    // File > New Workspace: stops a running server (it serves the old workspace's adapters) and clears
+    // the charts, the traffic table, the tiles, the tally and the skipped list.
+    void resetForNewWorkspace();
+    // Rebuilds the adapter source and subset texts (counts of the bank, the fleet, the selection).
+    void refreshAdapterChoices();
 
 signals:
     void liveDataReady();
+
+protected:
+    void showEvent(QShowEvent* event) override;
 
 private:
     QWidget* buildServerBox();
     QWidget* buildLoadBox();
     QWidget* buildTiles();
-    void setupPlots();
     void updateButtons();
-    void updateSourceText();
     void onStateChanged();
     void onSampled();
     void rebuild();
     void rebuildTable();
     void updateTiles();
+    void updateLoadLimit();
+    void showSkipped();
     void setStatus(const QString& text, bool error = false);
+    AdapterChoice currentChoice() const;
 
     Session* m_session;
     ServeController* m_controller;
+    std::function<QStringList()> m_selection;
     QTimer m_replot;
     bool m_demoPending = false;
     bool m_liveDataSent = false;
     double m_loadStartedAt = -1; // sample time when the current load began (for liveDataReady)
+    int m_maxInFlight = LoadSettings{}.max_in_flight;
+    int m_wantedLoadAdapters = LoadSettings{}.adapters; // what was asked for before clamping
 
     QLineEdit* m_model = nullptr;
     QComboBox* m_source = nullptr;
+    QComboBox* m_subset = nullptr;
     QLineEdit* m_folders = nullptr;
     QPushButton* m_addFolder = nullptr;
     QSpinBox* m_port = nullptr;
     QSpinBox* m_kv = nullptr;
     QPushButton* m_start = nullptr;
     QPushButton* m_stop = nullptr;
+    QAction* m_startAction = nullptr;
+    QAction* m_stopAction = nullptr;
     QLabel* m_status = nullptr;
+    QLabel* m_skipped = nullptr;
     QLabel* m_endpoint = nullptr;
     QPlainTextEdit* m_curl = nullptr;
     QPushButton* m_copyCurl = nullptr;
 
     QDoubleSpinBox* m_rate = nullptr;
     QSpinBox* m_loadAdapters = nullptr;
+    QLabel* m_loadNote = nullptr;
     QSpinBox* m_duration = nullptr;
     QSpinBox* m_maxTokens = nullptr;
     QPushButton* m_startLoad = nullptr;
@@ -123,10 +163,7 @@ private:
     QLabel* m_tileLatency = nullptr;
     QLabel* m_tileMemory = nullptr;
 
-    QCustomPlot* m_throughput = nullptr;
-    QCustomPlot* m_latency = nullptr;
-    QCustomPlot* m_memory = nullptr;
-    QCustomPlot* m_adapters = nullptr;
+    ServeCharts* m_charts = nullptr;
     QTableWidget* m_table = nullptr;
 };
 

@@ -1,0 +1,62 @@
+// ServeCharts: the Serve tab's four live QCustomPlot charts over a ServeHistory (time since the engine
+// started on x, the history's rolling window):
+//   throughput: output and prompt tokens/s in the upper axis rect; completed requests/s in a strip of
+//               its own below (same time axis), so the two never draw over each other;
+//   latency:    TTFT and end-to-end p50/p99 in ms;
+//   memory:     stacked, in MiB: weights, adapters, KV cache in use, runtime (what the process grew by
+//               since Start beyond those), then the rest of the process as a thin hatched band on top
+//               (kBandFraction of the axis, not to scale: the console and its libraries would otherwise
+//               fill the chart); the axis fits the server's own parts. Every layer's current size, with
+//               its unit, is in the legend ("adapters 2.0 MiB", "KV in use 0.42 of 64.0 MiB": one
+//               decimal, two below 1 MiB);
+//   adapters:   active adapters (last 2 s) and, only where a cache exists (raw folders), the cache hit
+//               rate in % on the right axis (gaps where nothing was looked up).
+// Legends sit between the title and the axes and wrap into as many columns as fit the chart's width,
+// so no entry is ever cut off.
+// Thread affinity: GUI thread.
+#pragma once
+
+#include <QWidget>
+
+class QCPAxisRect;
+class QCustomPlot;
+
+namespace lorafleet::ui {
+
+class ServeHistory;
+
+class ServeCharts : public QWidget {
+    Q_OBJECT
+public:
+    static constexpr double kBandFraction = 0.06; // height of the "rest of process" band / axis range
+
+    explicit ServeCharts(QWidget* parent = nullptr);
+
+    // Shows or hides the hit-rate line, its legend entry and the right axis of the adapters chart.
+    void setCacheShown(bool shown);
+    bool isCacheShown() const { return m_cacheShown; }
+    // Rebuilds every series and range from `history` and queues a replot.
+    void rebuild(const ServeHistory& history);
+
+    QCustomPlot* throughputPlot() const { return m_throughput; }
+    QCustomPlot* latencyPlot() const { return m_latency; }
+    QCustomPlot* memoryPlot() const { return m_memory; }
+    QCustomPlot* adaptersPlot() const { return m_adapters; }
+    QCPAxisRect* requestsRect() const { return m_requestsRect; } // the throughput chart's lower strip
+
+protected:
+    void resizeEvent(QResizeEvent* event) override;
+
+private:
+    void setupPlots();
+    void fitLegends();
+
+    QCustomPlot* m_throughput = nullptr;
+    QCustomPlot* m_latency = nullptr;
+    QCustomPlot* m_memory = nullptr;
+    QCustomPlot* m_adapters = nullptr;
+    QCPAxisRect* m_requestsRect = nullptr;
+    bool m_cacheShown = true;
+};
+
+} // namespace lorafleet::ui
