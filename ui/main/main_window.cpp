@@ -19,6 +19,7 @@
 #include "ui/fleet/import_controller.hpp"
 #include "ui/main/about_text.hpp"
 #include "ui/main/main_status_bar.hpp"
+#include "ui/playground/playground_view.hpp"
 #include "ui/serve/serve_view.hpp"
 #include "ui/workspace/demo_workspace.hpp"
 #include "ui/workspace/recent_files.hpp"
@@ -61,6 +62,7 @@ constexpr TabSpec kTabs[] = {
     {"clusters", "Clusters", "Map of adapters coloured by cluster, and cluster sizes."},
     {"errors", "Errors", "Per-adapter error histogram and layer x module heat map."},
     {"serve", "Serve", "Local OpenAI-compatible server with live throughput and memory."},
+    {"playground", "Playground", "Try an adapter: raw, compressed and base outputs side by side, streamed."},
 };
 
 // Local folders (or adapter_config.json files) among dropped URLs.
@@ -122,6 +124,8 @@ MainWindow::MainWindow(Options options, QWidget* parent)
         } else if (key == QLatin1String("serve")) {
             m_serveView = new ServeView(m_session);
             m_tabs->addTab(m_serveView, spec.title);
+        } else if (key == QLatin1String("playground")) {
+            m_tabs->addTab(new PlaygroundView(m_session), spec.title);
         }
         m_tabs->setTabToolTip(m_tabs->count() - 1, QString::fromLatin1(spec.blurb));
     }
@@ -130,6 +134,12 @@ MainWindow::MainWindow(Options options, QWidget* parent)
     setStatusBar(m_statusBar);
     buildMenus();
     m_fleetView->setImportAction(m_importAction);
+    m_serveView->setSelectionProvider([this] { // Serve > "Fleet table selection": adapter names
+        QStringList names;
+        for (int row : m_fleetView->selectedStoreRows())
+            names << QString::fromStdString(m_session->store()->entry(row).adapter->name);
+        return names;
+    });
 
     Workspace* ws = m_session->workspace();
     connect(ws, &Workspace::dirtyChanged, this, &MainWindow::updateTitle);
@@ -268,6 +278,10 @@ void MainWindow::buildMenus() {
     m_compressAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_R));
     m_cancelCompressAction = compress->addAction(QStringLiteral("C&ancel Compression"),
                                                  m_session->compressor(), &CompressController::cancel);
+
+    QMenu* serve = menuBar()->addMenu(QStringLiteral("&Serve")); // F5 / Shift+F5 (ServeView's actions)
+    serve->addAction(m_serveView->startAction());
+    serve->addAction(m_serveView->stopAction());
 
     QMenu* view = menuBar()->addMenu(QStringLiteral("&View"));
     for (int i = 0; i < int(std::size(kTabs)); ++i) {
