@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <deque>
 #include <future>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -485,24 +486,34 @@ struct http_server::impl {
     }
 
     // ---- models and adapters -----------------------------------------------------------------------
-    json model_entry(const std::string& id, bool is_base) const {
+    // `serving`: the path that serves an adapter ("compressed" or "raw"; hybrid banks mix them), as
+    // "lorafleet_serving"; empty for the base model.
+    json model_entry(const std::string& id, bool is_base, const std::string& serving = {}) const {
         json m = {{"id", id}, {"object", "model"}, {"created", started}, {"owned_by", "lorafleet"}};
         m["root"] = id;
         m["parent"] = is_base ? json(nullptr) : json(options.base_name);
+        if (!serving.empty()) m["lorafleet_serving"] = serving;
         return m;
+    }
+    std::string serving_path(const serve::adapter_info& a) const {
+        return a.serving.empty() ? std::string(engine.adapter_mode()) : a.serving;
     }
 
     void list_models(http::exchange& ex) {
         json data = json::array({model_entry(options.base_name, true)});
         for (const auto& a : engine.adapters())
-            data.push_back(model_entry(a.name, false));
+            data.push_back(model_entry(a.name, false, serving_path(a)));
         ex.respond(json_response(200, {{"object", "list"}, {"data", data}}));
     }
 
     void one_model(http::exchange& ex) {
         const std::string id = ex.req().path.substr(11);
         const std::string adapter = resolve_model(id);
-        ex.respond(json_response(200, model_entry(id, adapter.empty())));
+        std::string serving;
+        if (!adapter.empty())
+            for (const auto& a : engine.adapters())
+                if (a.name == adapter) serving = serving_path(a);
+        ex.respond(json_response(200, model_entry(id, adapter.empty(), serving)));
     }
 
     // The adapter folder a request names, canonical and inside an allowed root (symbolic links
@@ -620,6 +631,13 @@ struct http_server::impl {
         po.top_adapters = options.metrics_top_adapters;
         po.base_name = options.base_name;
         po.adapter_mode = std::string(engine.adapter_mode());
+        std::map<std::string, std::size_t> by_path;
+        for (const auto& a : engine.adapters()) {
+            const std::string path = a.serving.empty() ? po.adapter_mode : a.serving;
+            ++by_path[path];
+            if (path == "raw" && po.adapter_mode == "hybrid") po.raw_adapters.push_back(a.name);
+        }
+        po.adapters_by_path.assign(by_path.begin(), by_path.end());
         http::response r;
         r.content_type = "text/plain; version=0.0.4; charset=utf-8";
         r.body = render_prometheus(engine.metrics(), po);

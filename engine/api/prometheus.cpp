@@ -84,6 +84,18 @@ std::string render_prometheus(const serve::metrics_snapshot& m, const prometheus
                  label("adapter_mode", options.adapter_mode) + "," + label("base_model", options.base_name),
                  "1");
     }
+    if (!options.adapters_by_path.empty()) {
+        w.family("lorafleet_adapters_served", "gauge",
+                 "Adapters by the path that serves them (compressed, raw).");
+        for (const auto& [path, count] : options.adapters_by_path)
+            w.sample("lorafleet_adapters_served", label("path", path), number(double(count)));
+    }
+    if (!options.raw_adapters.empty()) {
+        w.family("lorafleet_adapter_served_raw", "gauge",
+                 "Adapters served from their original PEFT weights beside the compressed bank (hybrid).");
+        for (const auto& name : options.raw_adapters)
+            w.sample("lorafleet_adapter_served_raw", label("adapter", name), "1");
+    }
     w.single("lorafleet_uptime_seconds", "gauge", "Seconds since the engine started.", m.uptime_s);
 
     w.single("lorafleet_requests_submitted_total", "counter", "Requests accepted by the engine.",

@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace lorafleet::api {
 
@@ -19,6 +21,11 @@ struct prometheus_options {
     std::size_t top_adapters = 20;
     std::string base_name = "base";
     std::string adapter_mode; // "compressed", "raw" or "base": exported as an info label when not empty
+    // Which path serves each adapter (hybrid serving): counts per path ("compressed", "raw"), exported as
+    // lorafleet_adapters_served{path=...}, and the adapters served raw, each as
+    // lorafleet_adapter_served_raw{adapter=...} 1. Empty: not exported.
+    std::vector<std::pair<std::string, std::size_t>> adapters_by_path;
+    std::vector<std::string> raw_adapters;
 };
 
 std::string render_prometheus(const serve::metrics_snapshot& m, const prometheus_options& options = {});

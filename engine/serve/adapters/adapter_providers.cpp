@@ -9,6 +9,7 @@
 #include "engine/io/adapter_discovery.hpp"
 #include "engine/serve/adapters/bank_delta.hpp"
 #include "engine/serve/adapters/cached_lora_delta.hpp"
+#include "engine/serve/adapters/hybrid_delta.hpp"
 
 #include <map>
 
@@ -21,14 +22,15 @@ std::string describe(const skipped_adapter& s) {
 std::unique_ptr<AdapterProvider> open_bank_provider(const std::filesystem::path& bank_dir,
                                                     const io::model_geometry& base) {
     // read_bank runs the one bank validation (bank_validation.hpp), here against the served base too.
-    return std::make_unique<BankDelta>(bank::read_bank(bank_dir, {true, true, base, true}), base,
-                                       bank_dir.string());
+    // A bank that names raw adapters (format 2) serves them from their PEFT files (hybrid_delta.hpp).
+    return open_hybrid_bank(bank::read_bank(bank_dir, {true, true, base, true}), base, bank_dir.string(),
+                            bank_dir);
 }
 
 std::unique_ptr<AdapterProvider> open_bank_provider(const bank::compressed_bank& bank,
                                                     const io::model_geometry& base,
                                                     const std::string& where) {
-    return std::make_unique<BankDelta>(bank::compressed_bank(bank), base, where);
+    return open_hybrid_bank(bank::compressed_bank(bank), base, where);
 }
 
 namespace {

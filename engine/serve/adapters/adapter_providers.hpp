@@ -28,7 +28,8 @@ struct skipped_adapter {
 // "skipped adapter 'NAME' (FOLDER): REASON", one line, for logs and stderr.
 std::string describe(const skipped_adapter& s);
 
-// A compressed bank (bank_format.hpp) made resident in float32.
+// A compressed bank (bank_format.hpp) made resident in float32. A bank that names raw adapters (format 2)
+// gives a HybridDelta serving those from their recorded PEFT folders (hybrid_delta.hpp).
 std::unique_ptr<AdapterProvider> open_bank_provider(const std::filesystem::path& bank_dir,
                                                     const io::model_geometry& base);
 // A bank already read (and validated on reading): copied into the provider; `where` names it in errors.
