@@ -16,6 +16,7 @@
 #include "engine/serve/scheduling/generate.hpp"
 #include "engine/serve/tokenizer/tokenizer.hpp"
 #include "tests/support/test_paths.hpp"
+#include "tests/support/watchdog.hpp"
 #include "tests/ui/ui_test_support.hpp"
 #include "ui/fleet/fleet_store.hpp"
 #include "ui/playground/playground_diff.hpp"
@@ -27,6 +28,8 @@
 #include <QtTest/QtTest>
 
 #include <algorithm>
+#include <chrono>
+#include <random>
 #include <vector>
 
 using namespace lorafleet;
@@ -146,12 +149,20 @@ private slots:
         const Reference base = generateAlone(m_weights, *m_tokenizer, nullptr, "");
         QString chosen;
         int departing = 0, adapted = 0;
+        std::ptrdiff_t latest = -1;
         for (const QString& name : view.adapterNames()) {
             const Reference r = generateAlone(m_weights, *m_tokenizer, raw.get(), name.toStdString());
             const Reference c = generateAlone(m_weights, *m_tokenizer, compressed.get(), name.toStdString());
             if (r.tokens != base.tokens) ++adapted;
             if (r.tokens != c.tokens) ++departing;
-            if (chosen.isEmpty() && r.tokens != base.tokens && r.tokens != c.tokens) chosen = name;
+            // Prefer the adapter whose compressed output departs latest (a highlight mid-text).
+            const auto at =
+                std::mismatch(r.tokens.begin(), r.tokens.end(), c.tokens.begin(), c.tokens.end()).first -
+                r.tokens.begin();
+            if (r.tokens != base.tokens && r.tokens != c.tokens && at >= latest) {
+                latest = at;
+                chosen = name;
+            }
         }
         qInfo("of 6 adapters: %d change the base's greedy output, %d compressed depart from raw", adapted,
               departing);
@@ -233,6 +244,54 @@ private slots:
         QVERIFY(runAndWait(view));
         QCOMPARE(view.runner()->output(PlaygroundColumn::Raw).tokens, wantRaw.tokens);
         QCOMPARE(view.runner()->output(PlaygroundColumn::Compressed).tokens, wantComp.tokens);
+    }
+
+    // Run / Stop / destroy-mid-run races over many iterations, under a watchdog: every run that is not
+    // destroyed ends with runFinished and every requested column done (finished or cancelled); a view
+    // destroyed while its run streams joins it (no callback reaches a dead object).
+    void stressRunStopDestroy() {
+        test::watchdog dog("playground run/stop/destroy", std::chrono::seconds(300));
+        ui::Session session;
+        QVERIFY(session.importPaths({m_dir.filePath(QStringLiteral("fleet"))}));
+        QVERIFY(test::waitForImport(session));
+        QVERIFY(m_bank);
+        session.setBank(m_bank);
+        const long n = test::stress_iterations(30);
+        std::mt19937 rng(7);
+        int stopped = 0, completed = 0, destroyed = 0, cancelledColumns = 0;
+        for (long i = 0; i < n; ++i) {
+            auto view = std::make_unique<ui::PlaygroundView>(&session);
+            view->setModelDir(QString::fromStdString(test::demo_model_dir().string()));
+            view->setMaxTokens(200);
+            QVERIFY(view->setAdapter(view->adapterNames().at(int(i % 6))));
+            QSignalSpy done(view.get(), &ui::PlaygroundView::runFinished);
+            QVERIFY(view->run());
+            QTest::qWait(int(rng() % 6));
+            switch (i % 3) {
+            case 0:
+                view->stop();
+                [[fallthrough]];
+            case 1:
+                QTRY_VERIFY_WITH_TIMEOUT(done.count() == 1, 60'000);
+                for (PlaygroundColumn c :
+                     {PlaygroundColumn::Raw, PlaygroundColumn::Compressed, PlaygroundColumn::Base}) {
+                    const auto& out = view->runner()->output(c);
+                    QVERIFY(out.requested && out.done);
+                    QVERIFY2(out.error.isEmpty() || out.error == QStringLiteral("cancelled"),
+                             qPrintable(out.error));
+                    if (out.error == QStringLiteral("cancelled")) ++cancelledColumns;
+                }
+                ++(i % 3 == 0 ? stopped : completed);
+                break;
+            default:
+                view.reset(); // mid-run (or just after): joins
+                ++destroyed;
+                break;
+            }
+        }
+        qInfo("%ld runs: %d stopped (%d columns cut short), %d completed, %d destroyed mid-run", n, stopped,
+              cancelledColumns, completed, destroyed);
+        QVERIFY2(cancelledColumns > 0, "Stop never landed mid-generation: the cancel path went untested");
     }
 
     // Without a bank the compressed column says why; raw and base still run.
