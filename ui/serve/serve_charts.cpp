@@ -239,7 +239,7 @@ void ServeCharts::rebuild(const ServeHistory& h) {
     m_memory->graph(kAdapters)->setName(tr("adapters %1").arg(mib(s.adaptersMiB)));
     m_memory->graph(kKv)->setName(tr("KV in use %1 of %2").arg(mibNumber(s.kvMiB), mib(s.kvReservedMiB)));
     m_memory->graph(kRuntime)->setName(tr("runtime %1").arg(mib(s.runtimeMiB)));
-    m_memory->graph(kRest)->setName(tr("rest of process %1 (band not to scale)").arg(mib(s.otherMiB)));
+    m_memory->graph(kRest)->setName(tr("rest of process %1 (not to scale)").arg(mib(s.otherMiB)));
 
     const double last = n ? t.back() : 0;
     const double first = std::max(0.0, last - h.windowSeconds());
