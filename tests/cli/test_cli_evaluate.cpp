@@ -125,6 +125,103 @@ private slots:
         std::filesystem::rename(moved.toStdString(), m_fleet.toStdString());
     }
 
+    // Hybrid serving end to end: a planted fleet plus two adapters from unrelated rank-6 subspaces,
+    // compressed at rank 3 (each cluster holds its group's 2 dimensions and one to spare): compress --model
+    // --keep-raw-below-agreement picks exactly the two; the bank is format 2; generate serves them raw (the
+    // text equals generate --adapters on their folders) and the others compressed (equal to a plain bank's).
+    void keepRawBelowAgreementAndHybridGenerate() {
+        const QString root = m_tmp.filePath("hybrid");
+        auto r = test::run_cli({"synth",
+                                "--out",
+                                root + "/members",
+                                "--adapters",
+                                "9",
+                                "--geometry",
+                                "tinystories-656k",
+                                "--modules",
+                                "q_proj,v_proj,o_proj,down_proj",
+                                "--rank",
+                                "2",
+                                "--alpha",
+                                "256",
+                                "--clusters",
+                                "3",
+                                "--noise",
+                                "0",
+                                "--dtype",
+                                "f32",
+                                "--seed",
+                                "7"});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        r = test::run_cli({"synth",
+                           "--out",
+                           root + "/other",
+                           "--adapters",
+                           "4",
+                           "--geometry",
+                           "tinystories-656k",
+                           "--modules",
+                           "q_proj,v_proj,o_proj,down_proj",
+                           "--rank",
+                           "6",
+                           "--alpha",
+                           "768",
+                           "--clusters",
+                           "4",
+                           "--noise",
+                           "0",
+                           "--dtype",
+                           "f32",
+                           "--seed",
+                           "99"});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        namespace fs = std::filesystem;
+        const fs::path fleet = (root + "/fleet").toStdString();
+        fs::create_directories(fleet);
+        fs::rename((root + "/members").toStdString(), fleet / "members");
+        fs::rename((root + "/other/adapter-0001").toStdString(), fleet / "outlier-a");
+        fs::rename((root + "/other/adapter-0002").toStdString(), fleet / "outlier-b");
+        const QString bank = root + "/bank";
+        r = test::run_cli({"compress", QString::fromStdString(fleet.string()), "--rank", "3", "--clusters",
+                           "3", "--dtype", "f32", "--out", bank, "--model", model_path(), "--prompt-count",
+                           "6", "--max-tokens", "16", "--keep-raw-below-agreement", "0.9", "--json"});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        const json j = json::parse(r.out.toStdString());
+        QCOMPARE(j["raw_adapters"].get<std::vector<std::string>>(),
+                 (std::vector<std::string>{"outlier-a", "outlier-b"}));
+        const json m = manifest(bank);
+        QCOMPARE(m["version"].get<int>(), 2);
+        QCOMPARE(m["quality"]["adapters"].size(), std::size_t(11));
+
+        auto gen = [&](const QStringList& source, const QString& adapter) {
+            const auto g =
+                test::run_cli(QStringList{"generate", "--model", model_path(), "--prompt", "Once upon a time",
+                                          "--max-tokens", "24", "--adapter", adapter} +
+                              source);
+            if (g.exit_code != 0) qWarning("%s", qPrintable(g.err));
+            return g.out;
+        };
+        const QString raw_a =
+            gen({"--adapters", QString::fromStdString((fleet / "outlier-a").string())}, "outlier-a");
+        QVERIFY(!raw_a.isEmpty());
+        QCOMPARE(gen({"--bank", bank}, "outlier-a"), raw_a);
+        // The plain bank (format 1 copy without the raw list) serves outlier-a compressed: another text.
+        const QString plain = root + "/plain";
+        r = test::run_cli({"compress", QString::fromStdString(fleet.string()), "--rank", "3", "--clusters",
+                           "3", "--dtype", "f32", "--out", plain});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        QCOMPARE(manifest(plain)["version"].get<int>(), 1);
+        QVERIFY(gen({"--bank", plain}, "outlier-a") != raw_a);
+        QCOMPARE(gen({"--bank", bank}, "adapter-0004"), gen({"--bank", plain}, "adapter-0004"));
+        // bank-info accepts the format-2 bank.
+        const auto info = test::run_cli({"bank-info", bank});
+        QVERIFY2(info.exit_code == 0, qPrintable(info.err));
+        // --keep-raw-below-agreement without --model is a usage error.
+        r = test::run_cli({"compress", QString::fromStdString(fleet.string()), "--out", root + "/x",
+                           "--keep-raw-below-agreement", "0.9"});
+        QCOMPARE(r.exit_code, 2);
+    }
+
     void badUsage() {
         auto r = test::run_cli(evaluate({"--adapter", "no-such-adapter"}));
         QCOMPARE(r.exit_code, 2);
