@@ -651,6 +651,32 @@ private slots:
         QVERIFY(stopped.wait(60'000));
     }
 
+    // File > New Workspace (Session::newWorkspace) through the main window: the server serving the old
+    // workspace stops and the Serve tab's charts, table and tiles are cleared.
+    void newWorkspaceResetsServeTab() {
+        ui::MainWindow w;
+        ui::ServeView* view = w.serveView();
+        auto* c = view->controller();
+        view->setSource(ui::ServeView::Source::BaseOnly);
+        QSignalSpy started(c, &ui::ServeController::started);
+        view->startServer();
+        QVERIFY(started.wait(60'000));
+        c->pollNow();
+        view->refreshNow();
+        QVERIFY(view->memoryPlot()->graph(0)->dataCount() > 0);
+        QSignalSpy stopped(c, &ui::ServeController::stopped);
+        w.session()->newWorkspace();
+        QVERIFY(c->state() != ui::ServeController::State::Running);
+        QVERIFY(stopped.count() == 1 || stopped.wait(60'000));
+        view->refreshNow();
+        for (QCustomPlot* p :
+             {view->throughputPlot(), view->latencyPlot(), view->memoryPlot(), view->adaptersPlot()})
+            for (int g = 0; g < p->graphCount(); ++g)
+                QCOMPARE(p->graph(g)->dataCount(), 0);
+        QCOMPARE(view->adapterTable()->rowCount(), 0);
+        QCOMPARE(view->tileTexts(), QStringList(6, QStringLiteral("–")));
+    }
+
     // A missing folder and a folder that is not a model: a clear message in the view, nothing running.
     void invalidModelFolderShowsError() {
         ui::Session session;
