@@ -9,8 +9,9 @@
 //               fill the chart); the axis fits the server's own parts. Every layer's current size, with
 //               its unit, is in the legend ("adapters 2.0 MiB", "KV in use 0.42 of 64.0 MiB": one
 //               decimal, two below 1 MiB);
-//   adapters:   active adapters (last 2 s) and, only where a cache exists (raw folders), the cache hit
-//               rate in % on the right axis (gaps where nothing was looked up).
+//   adapters:   active adapters (last 2 s) and, only where a cache exists (raw folders, or a hybrid
+//               bank's raw-served adapters), the cache hit rate in % on the right axis (gaps where
+//               nothing was looked up).
 // Legends sit between the title and the axes and wrap into as many columns as fit the chart's width,
 // so no entry is ever cut off.
 // Thread affinity: GUI thread.

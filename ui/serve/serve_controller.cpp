@@ -250,6 +250,11 @@ serve::serving_engine* ServeController::engine() const {
     return m_runtime ? m_runtime->engine.get() : nullptr;
 }
 
+bool ServeController::hasAdapterCache() const {
+    return m_runtime &&
+           (m_runtime->mode == QLatin1String("raw") || m_runtime->mode == QLatin1String("hybrid"));
+}
+
 void ServeController::clearHistory() {
     m_history.clear();
     m_lastSnapshot.reset();
@@ -259,7 +264,7 @@ void ServeController::clearHistory() {
 void ServeController::pollNow() {
     if (!m_runtime) return;
     serve::metrics_snapshot snapshot = m_runtime->engine->metrics();
-    if (m_history.add(snapshot, m_runtime->mode == QLatin1String("raw"))) { // raw: the LRU cache
+    if (m_history.add(snapshot, hasAdapterCache())) {
         m_lastSnapshot = std::move(snapshot);
         emit sampled();
     }

@@ -74,7 +74,8 @@ public:
 
     State state() const { return m_state; }
     int port() const;                 // 0 unless Running
-    QString adapterMode() const;      // "compressed", "raw", "base" ("" unless Running)
+    QString adapterMode() const;      // "compressed", "raw", "hybrid", "base" ("" unless Running)
+    bool hasAdapterCache() const;     // raw or hybrid: adapters (some) behind the LRU cache
     QStringList adapterNames() const; // sorted
     QString modelName() const;        // the base model's served name (its folder name)
     QString lastError() const { return m_lastError; }

@@ -686,7 +686,7 @@ void ServeView::onStateChanged() {
     }
     // The hit-rate line only where a cache exists; after Stop the last run's charts stay as they were.
     if (m_controller->state() == State::Running)
-        m_charts->setCacheShown(m_controller->adapterMode() == QLatin1String("raw"));
+        m_charts->setCacheShown(m_controller->hasAdapterCache());
     else if (m_controller->history().empty())
         m_charts->setCacheShown(false);
     updateLoadLimit();
