@@ -10,6 +10,7 @@
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/bank/fleet_bank.hpp"
 #include "tests/ui/ui_test_support.hpp"
+#include "ui/common/text_format.hpp"
 #include "ui/fleet/adapter_details_pane.hpp"
 #include "ui/fleet/fleet_proxy_model.hpp"
 #include "ui/fleet/fleet_store.hpp"
@@ -57,8 +58,9 @@ void keep(const QImage& img, const QString& name) {
     if (!dir.isEmpty()) QVERIFY(img.save(QDir(dir).filePath(name)));
 }
 
-QString percent(double v) {
-    return QStringLiteral("%1 %").arg(QLocale().toString(100.0 * v, 'f', 2));
+// The one error format of the console (ui/common/text_format.hpp).
+QString shown(double v) {
+    return lorafleet::ui::formatError(v);
 }
 
 } // namespace
@@ -113,7 +115,7 @@ private:
             }
             if (m->data(cell, ui::ModuleTableModel::SortRole).toDouble() != expected) return -1;
             if (m->error(r) != expected) return -1;
-            if (m->data(cell).toString() != percent(expected)) return -1;
+            if (m->data(cell).toString() != shown(expected)) return -1;
             ++numbers;
         }
         return numbers;
@@ -163,7 +165,7 @@ private slots:
         QVERIFY(distinct.size() > 1); // per module, not one number repeated
         const auto& entry = bankAdapter(*b, "adapter-0002");
         QCOMPARE(w.fleetView()->details()->clusterText(), QString::number(entry.cluster));
-        QCOMPARE(w.fleetView()->details()->meanErrorText(), percent(entry.mean_error()));
+        QCOMPARE(w.fleetView()->details()->meanErrorText(), shown(entry.mean_error()));
 
         QApplication::processEvents();
         keep(w.grab().toImage(), "details_errors_window.png");

@@ -3,12 +3,12 @@
 // adapter_model.safetensors gives 20 rows and 1 problem with a one-line reason; importing again skips
 // duplicates; cancelling stops cleanly; an adapter for another base model is refused with the base set;
 // dropping a folder on the window imports it; the details pane's norms match a dense computation.
+#include "engine/analysis/module_norms.hpp"
 #include "tests/support/test_paths.hpp"
 #include "tests/ui/ui_test_support.hpp"
 #include "ui/fleet/fleet_model.hpp"
 #include "ui/fleet/fleet_store.hpp"
 #include "ui/fleet/fleet_view.hpp"
-#include "ui/fleet/module_norms.hpp"
 #include "ui/fleet/module_table_model.hpp"
 #include "ui/main/main_window.hpp"
 #include "ui/workspace/workspace.hpp"
@@ -181,7 +181,7 @@ private slots:
                              double(f.a[std::size_t(k * f.d_in + j)]);
                     dense += v * v;
                 }
-            const double factored = ui::updateFrobeniusNorm(m);
+            const double factored = analysis::update_frobenius_norm(m);
             QVERIFY(factored > 0);
             QVERIFY2(std::abs(factored - std::sqrt(dense)) <= 1e-9 * std::sqrt(dense) + 1e-12,
                      qPrintable(QStringLiteral("%1 vs %2").arg(factored).arg(std::sqrt(dense))));
@@ -192,7 +192,7 @@ private slots:
         model.setAdapter(adapter);
         QCOMPARE(model.rowCount(), int(adapter->modules.size()));
         QCOMPARE(model.index(0, ui::ModuleTableModel::Norm).data().toString(), QStringLiteral("\u2026"));
-        model.setNorms(ui::updateFrobeniusNorms(*adapter));
+        model.setNorms(analysis::update_frobenius_norms(*adapter));
         QVERIFY(model.index(0, ui::ModuleTableModel::Norm).data(ui::ModuleTableModel::SortRole).toDouble() >
                 0);
         QCOMPARE(model.index(0, ui::ModuleTableModel::Shape).data().toString(),

@@ -210,7 +210,8 @@ private slots:
         QCOMPARE(changed.count(), 1);
         QCOMPARE(m_model->index(8, FleetModel::Cluster).data().toInt(), 1);
         QCOMPARE(m_model->index(10, FleetModel::Error).data(FleetModel::SortRole).toDouble(), 0.01);
-        QVERIFY(m_model->index(10, FleetModel::Error).data().toString().endsWith("%"));
+        QCOMPARE(m_model->index(10, FleetModel::Error).data().toString(),
+                 QStringLiteral("0.0100")); // formatError
         m_proxy->sort(FleetModel::Cluster, Qt::DescendingOrder);
         QCOMPARE(m_proxy->index(0, FleetModel::Cluster).data().toInt(), 6);
         m_store->clearResults();

@@ -8,6 +8,7 @@
 // adapters in NAME.adapters/ and reopens whole after the temporary folder is gone.
 #include "engine/bank/bank_format.hpp"
 #include "tests/ui/ui_test_support.hpp"
+#include "ui/common/text_format.hpp"
 #include "ui/compress/compress_controller.hpp"
 #include "ui/compress/compress_panel.hpp"
 #include "ui/export/export_controller.hpp"
@@ -239,7 +240,8 @@ private slots:
         QCOMPARE(model->index(fresh, ui::FleetModel::Error).data().toString(),
                  QStringLiteral("not compressed"));
         const int member = rowOfName(*session.store(), "adapter-0004");
-        QVERIFY(model->index(member, ui::FleetModel::Error).data().toString().endsWith('%'));
+        QCOMPARE(model->index(member, ui::FleetModel::Error).data().toString(),
+                 ui::formatError(session.store()->entry(member).error)); // the one error format
 
         // Remove a bank member, import another adapter under its name: it is not the bank's adapter.
         w.fleetView()->setConfirmRemoval([](int, const QStringList&) { return true; });

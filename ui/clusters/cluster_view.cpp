@@ -1,8 +1,9 @@
 // ClusterView (see cluster_view.hpp).
 #include "ui/clusters/cluster_view.hpp"
 
-#include "ui/clusters/cluster_map.hpp"
+#include "engine/analysis/cluster_map.hpp"
 #include "ui/common/plot_style.hpp"
+#include "ui/common/text_format.hpp"
 
 #include <QHBoxLayout>
 #include <QHelpEvent>
@@ -24,11 +25,7 @@ namespace lorafleet::ui {
 namespace {
 
 constexpr std::size_t kFeatureBudget = 640; // 4 sampled modules: keeps 5000 adapters well under a second
-constexpr int kMaxLegendClusters = 8;       // beyond that the bar chart (same colours) is the legend
-
-QString errorText(double e) {
-    return std::isnan(e) ? QStringLiteral("n/a") : QString::number(e, 'f', 4);
-}
+constexpr int kMaxLegendClusters = 32;      // beyond that the bar chart (same colours) is the legend
 
 } // namespace
 
@@ -72,7 +69,7 @@ ClusterView::ClusterView(Session* session, QWidget* parent) : QWidget(parent), m
     m_map->legend->setFont(plotFont(-1));
     m_map->legend->setBorderPen(Qt::NoPen);
     m_map->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
-    m_map->legend->setWrap(4);
+    m_map->legend->setWrap(8);
     m_map->axisRect()->insetLayout()->take(m_map->legend);
     m_map->plotLayout()->addElement(1, 0, m_map->legend);
     m_map->plotLayout()->setRowStretchFactor(1, 0.001);
@@ -98,19 +95,29 @@ ClusterView::ClusterView(Session* session, QWidget* parent) : QWidget(parent), m
 ClusterView::~ClusterView() = default;
 
 QColor ClusterView::clusterColor(int cluster) {
-    // Tableau 10 followed by two more distinguishable hues; cycles for larger k.
-    static const QColor palette[] = {
-        QColor(0x4e, 0x79, 0xa7), QColor(0xf2, 0x8e, 0x2b), QColor(0xe1, 0x57, 0x59),
-        QColor(0x76, 0xb7, 0xb2), QColor(0x59, 0xa1, 0x4f), QColor(0xed, 0xc9, 0x48),
-        QColor(0xb0, 0x7a, 0xa1), QColor(0xff, 0x9d, 0xa7), QColor(0x9c, 0x75, 0x5f),
-        QColor(0xba, 0xb0, 0xac), QColor(0x17, 0xbe, 0xcf), QColor(0x8c, 0x56, 0x4b)};
+    // Tableau 10 first (the common small k), then golden-ratio hue steps over three saturation/value
+    // levels: every cluster number gets its own colour (no cycling), neighbours in number differ in hue.
+    static const QColor palette[] = {QColor(0x4e, 0x79, 0xa7), QColor(0xf2, 0x8e, 0x2b),
+                                     QColor(0xe1, 0x57, 0x59), QColor(0x76, 0xb7, 0xb2),
+                                     QColor(0x59, 0xa1, 0x4f), QColor(0xed, 0xc9, 0x48),
+                                     QColor(0xb0, 0x7a, 0xa1), QColor(0xff, 0x9d, 0xa7),
+                                     QColor(0x9c, 0x75, 0x5f), QColor(0xba, 0xb0, 0xac)};
     constexpr int n = int(std::size(palette));
-    return palette[((cluster % n) + n) % n];
+    if (cluster < 0) return QColor(0x80, 0x80, 0x80);
+    if (cluster < n) return palette[cluster];
+    const int j = cluster - n;
+    const double hue = std::fmod(j * 0.618033988749895 + 0.05, 1.0);
+    static const double levels[3][2] = {{0.75, 0.80}, {0.55, 0.60}, {0.90, 0.55}}; // (saturation, value)
+    return QColor::fromHsvF(float(hue), float(levels[j % 3][0]), float(levels[j % 3][1]));
 }
 
 void ClusterView::setBank(std::shared_ptr<const lorafleet::bank::compressed_bank> bank) {
     m_bank = std::move(bank);
     rebuild();
+}
+
+QString ClusterView::captionText() const {
+    return m_caption->text();
 }
 
 bool ClusterView::showsEmptyState() const {
@@ -137,7 +144,7 @@ void ClusterView::rebuild() {
     }
     m_stack->setCurrentIndex(1);
     const auto& bank = *m_bank;
-    const ClusterMap map = compute_cluster_map(bank, kFeatureBudget);
+    const analysis::cluster_map map = analysis::compute_cluster_map(bank, kFeatureBudget);
     const std::size_t n = bank.adapters.size();
     m_points.resize(n);
     for (std::size_t i = 0; i < n; ++i)
@@ -177,7 +184,9 @@ void ClusterView::rebuild() {
         g->selectionDecorator()->setScatterStyle(
             QCPScatterStyle(QCPScatterStyle::ssCircle, QPen(Qt::black, 2.0), QBrush(color), pointSize + 4),
             QCPScatterStyle::spAll);
-        g->setName(tr("Cluster %1 (%2)").arg(c).arg(members.size()));
+        // Many clusters: short entries ("12 (40)": cluster and its size) so 8 columns fit under the map.
+        g->setName(k <= 8 ? tr("Cluster %1 (%2)").arg(c).arg(members.size())
+                          : tr("%1 (%2)").arg(c).arg(members.size()));
         if (members.empty()) g->removeFromLegend();
     }
     m_map->legend->setVisible(k <= kMaxLegendClusters);
@@ -216,15 +225,21 @@ void ClusterView::rebuild() {
     m_sizes->replot();
 
     m_caption->setText(
-        tr("<b>%1 adapters</b> in <b>%2 clusters</b> (%3, rank %4). Map: principal components of each "
-           "adapter's subspace signature (its core in its cluster's bases, sketched; %5 modules "
-           "sampled): adapters that share subspaces lie close. Click or drag to select, Ctrl adds, "
-           "wheel zooms, double-click resets; click a bar to select a cluster.")
-            .arg(n)
-            .arg(k)
+        tr("<b>%1</b> in <b>%2</b> (%3, rank %4). Each dot is one adapter, coloured by the cluster it was "
+           "compressed with; adapters that change the model in similar directions lie close together "
+           "(%5). Legend: cluster (adapters). Bars: adapters per cluster, in the same colours%6. Click or "
+           "drag to select, Ctrl adds, "
+           "the wheel zooms, double-click resets; click a bar to select a whole cluster.")
+            .arg(plural(qint64(n), tr("adapter"), tr("adapters")))
+            .arg(plural(k, tr("cluster"), tr("clusters")))
             .arg(QString::fromLatin1(compress::to_string(bank.kind)))
             .arg(bank.rank)
-            .arg(map.modules_used));
+            .arg(map.modules_used == bank.modules.size()
+                     ? tr("measured on every module")
+                     : tr("measured on %1 of %2 modules").arg(map.modules_used).arg(bank.modules.size()))
+            .arg(k > kMaxLegendClusters
+                     ? tr(" (they are the legend: %1 clusters are too many to list)").arg(k)
+                     : QString()));
 }
 
 void ClusterView::resetMapRange() {
@@ -345,7 +360,7 @@ QString ClusterView::toolTipText(int adapter) const {
     return tr("<b>%1</b><br>cluster %2<br>mean error %3<br>source rank %4")
         .arg(QString::fromStdString(a.name).toHtmlEscaped())
         .arg(a.cluster)
-        .arg(errorText(a.mean_error()))
+        .arg(formatError(a.mean_error()))
         .arg(a.source_rank);
 }
 

@@ -1,5 +1,5 @@
-// ClusterView: the console's Clusters tab. A 2-D map of the bank's adapters (cluster_map.hpp: PCA of
-// their normalized cores), one scatter graph per cluster in a stable qualitative palette, with a hover
+// ClusterView: the console's Clusters tab. A 2-D map of the bank's adapters (engine/analysis/cluster_map.hpp:
+// PCA of their normalized cores), one scatter graph per cluster in a stable qualitative palette, with a hover
 // tooltip (name, cluster, mean error), click and rectangle selection; beside it a bar chart of cluster
 // sizes where clicking a bar selects that cluster's adapters. One QCPGraph per cluster (never one per
 // point) keeps it smooth with thousands of adapters.
@@ -26,7 +26,6 @@ class QStackedWidget;
 namespace lorafleet::ui {
 
 class Session;
-struct ClusterMap;
 
 class ClusterView : public QWidget {
     Q_OBJECT
@@ -51,8 +50,10 @@ public:
     int adapterAt(const QPoint& pos, double maxPixels = 8.0) const;
     QString toolTipText(int adapter) const;
 
-    // The colour of cluster c (a 12-colour qualitative palette, cycling; the same c -> same colour).
+    // The colour of cluster c: Tableau 10, then golden-ratio hues; distinct for every c (no cycling),
+    // the same c -> the same colour.
     static QColor clusterColor(int cluster);
+    QString captionText() const; // the plain-language line above the plots
 
 public slots:
     void selectAdapters(const QStringList& names);

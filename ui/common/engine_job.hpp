@@ -70,6 +70,10 @@ public:
     bool isRunning() const { return m_running; }
     bool isFinished() const { return m_finished; }
     const QString& title() const { return m_title; }
+    // What progress counts, plural ("adapters"): the status bar then reads "437 of 1,000 adapters";
+    // empty (the default) means done / total is a fraction shown as a percentage. GUI thread.
+    void setProgressUnit(const QString& unit) { m_progressUnit = unit; }
+    const QString& progressUnit() const { return m_progressUnit; }
     Outcome outcome() const { return m_outcome; }
     const QString& message() const { return m_message; } // the error text when Failed
     qint64 elapsedMs() const;
@@ -86,6 +90,7 @@ private:
     void onThreadFinished();
 
     QString m_title;
+    QString m_progressUnit;
     Work m_work;
     std::shared_ptr<JobContext> m_context = std::make_shared<JobContext>();
     std::shared_ptr<Result> m_result;

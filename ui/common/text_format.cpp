@@ -4,6 +4,8 @@
 #include <QLocale>
 #include <QRegularExpression>
 
+#include <cmath>
+
 namespace lorafleet::ui {
 
 QString oneLine(const QString& text, int maxChars) {
@@ -15,6 +17,23 @@ QString oneLine(const QString& text, int maxChars) {
 QString formatBytes(quint64 bytes) {
     if (bytes < 1024) return QStringLiteral("%1 B").arg(bytes);
     return QLocale().formattedDataSize(qint64(bytes), 1, QLocale::DataSizeIecFormat);
+}
+
+QString formatError(double error) {
+    if (!std::isfinite(error)) return QStringLiteral("n/a");
+    if (error == 0) return QStringLiteral("0");
+    const double a = std::abs(error);
+    if (a < 1e-4) {
+        const QLocale locale;
+        return locale.toString(error, 'e', 2)
+            .replace(locale.exponential(), QStringLiteral("e")); // "3.47e-13"
+    }
+    // Digits after the point for 3 significant ones; rounding can carry into the next decade (0.009996
+    // -> 0.0100), so the decade is taken after rounding to 3 significant digits.
+    const double rounded = QString::number(a, 'g', 3).toDouble(); // C locale both ways
+    const int decade = int(std::floor(std::log10(rounded)));
+    const int decimals = std::max(0, 2 - decade);
+    return QLocale().toString(error, 'f', decimals);
 }
 
 QString formatDuration(qint64 ms) {

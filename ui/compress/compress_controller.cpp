@@ -50,6 +50,8 @@ bool CompressController::start(const CompressSettings& settings, QString* error)
     m_shared = shared;
     m_running = settings;
     m_progress = {};
+    m_eta.reset();
+    m_clock.start();
     const auto options = settings.toOptions();
     const std::string device = settings.device.toStdString();
     auto base = m_session->workspace()->baseGeometry();
@@ -102,6 +104,9 @@ void CompressController::onTick() {
         m_shared->changed = false;
         m_progress = m_shared->progress;
     }
+    // The engine's own ETA follows each pass's instantaneous speed; the panel shows a smoothed one.
+    m_eta.add(m_clock.elapsed() / 1000.0, m_progress.fraction);
+    m_progress.etaSeconds = m_eta.eta();
     emit progressChanged(m_progress);
 }
 
@@ -138,7 +143,7 @@ void CompressController::onFinished(EngineJob::Outcome outcome, const QString& m
         QStringLiteral("Compressed %1 into %2 (rank %3): mean error %4, %5 \u2192 %6 in %7")
             .arg(plural(s.adapters, "adapter", "adapters"), plural(s.clusters, "cluster", "clusters"))
             .arg(s.rank)
-            .arg(s.meanError, 0, 'g', 3)
+            .arg(formatError(s.meanError))
             .arg(formatBytes(s.bytesOriginal), formatBytes(s.bytesCompressed),
                  formatDuration(qint64(s.seconds * 1000.0)));
     emit finished(EngineJob::Outcome::Succeeded, text);

@@ -12,8 +12,10 @@
 #pragma once
 
 #include "ui/common/engine_job.hpp"
+#include "ui/common/eta_smoother.hpp"
 #include "ui/compress/compress_settings.hpp"
 
+#include <QElapsedTimer>
 #include <QObject>
 #include <QPointer>
 
@@ -31,7 +33,7 @@ public:
         double fraction = 0.0;  // 0 .. 1
         QString stage;          // "features", "cluster k=4 iteration 2", ...
         QString module;         // module being processed
-        double etaSeconds = -1; // < 0: unknown
+        double etaSeconds = -1; // < 0: unknown; smoothed (EtaSmoother) over the run
     };
     struct Summary {
         int adapters = 0;
@@ -77,6 +79,8 @@ private:
     std::shared_ptr<Shared> m_shared;
     CompressSettings m_running;
     Progress m_progress;
+    EtaSmoother m_eta;
+    QElapsedTimer m_clock; // since start()
     std::optional<Summary> m_summary;
 };
 

@@ -1,7 +1,10 @@
 // CompressPanel (see compress_panel.hpp).
 #include "ui/compress/compress_panel.hpp"
 
+#include "engine/analysis/compress_estimate.hpp"
+#include "engine/backend/compress_backends.hpp"
 #include "engine/backend/device_registry.hpp"
+#include "ui/common/engine_host.hpp"
 #include "ui/common/text_format.hpp"
 #include "ui/fleet/fleet_store.hpp"
 #include "ui/fleet/import_controller.hpp"
@@ -16,10 +19,12 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QLocale>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QRadioButton>
 #include <QRegularExpressionValidator>
+#include <QSettings>
 #include <QSpinBox>
 #include <QStandardItemModel>
 #include <QVBoxLayout>
@@ -177,8 +182,22 @@ CompressPanel::CompressPanel(Session* session, QWidget* parent) : QWidget(parent
     resultLayout->addWidget(m_result);
     resultLayout->addStretch();
 
+    auto* estimateBox = new QGroupBox(QStringLiteral("Estimate before compressing"));
+    auto* estimateLayout = new QVBoxLayout(estimateBox);
+    m_rankWarning = new QLabel;
+    m_rankWarning->setWordWrap(true);
+    m_rankWarning->setStyleSheet(QStringLiteral("QLabel { color: #b35c00; font-weight: bold; }"));
+    m_rankWarning->setVisible(false);
+    m_estimate = new QLabel;
+    m_estimate->setTextFormat(Qt::RichText);
+    m_estimate->setWordWrap(true);
+    m_estimate->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    estimateLayout->addWidget(m_rankWarning);
+    estimateLayout->addWidget(m_estimate);
+
     auto* left = new QVBoxLayout;
     left->addWidget(settingsBox);
+    left->addWidget(estimateBox);
     left->addStretch();
     auto* right = new QVBoxLayout;
     right->addWidget(progressBox);
@@ -210,9 +229,18 @@ CompressPanel::CompressPanel(Session* session, QWidget* parent) : QWidget(parent
     connect(m_session, &Session::bankStateChanged, this, &CompressPanel::updateStale);
     connect(m_session->importer(), &ImportController::started, this, &CompressPanel::updateEnabled);
     connect(m_session->importer(), &ImportController::idle, this, &CompressPanel::updateEnabled);
+    connect(m_session->store(), &FleetStore::fleetChanged, this, &CompressPanel::updateEstimate);
+    connect(m_session, &Session::workspaceReset, this, [this] {
+        if (m_session->compressor()->isRunning()) return; // its finished() resets the lines
+        m_progress->setValue(0);
+        m_stage->setText(QStringLiteral("Idle"));
+        for (QLabel* line : {m_module, m_eta, m_status})
+            setLine(line, {});
+    });
     updateResult();
     updateEnabled();
     updateStale();
+    updateEstimate();
 }
 
 CompressSettings CompressPanel::settings() const {
@@ -243,10 +271,12 @@ void CompressPanel::setSettings(const CompressSettings& s) {
     m_seed->setText(QString::number(s.seed));
     m_updating = was;
     updateEnabled();
+    updateEstimate();
 }
 
 void CompressPanel::onWidgetEdited() {
     updateEnabled();
+    updateEstimate();
     if (m_updating) return;
     m_session->workspace()->setCompressionSettings(settings().toJson());
 }
@@ -289,6 +319,10 @@ void CompressPanel::onFinished(EngineJob::Outcome outcome, const QString& messag
     } else {
         m_stage->setText(outcome == EngineJob::Outcome::Cancelled ? QStringLiteral("Cancelled")
                                                                   : QStringLiteral("Failed"));
+        // Nothing is left to wait for: no ETA, no current module, no half-filled bar.
+        setLine(m_eta, {});
+        setLine(m_module, {});
+        m_progress->setValue(0);
     }
     setLine(m_status, message);
     updateEnabled();
@@ -351,10 +385,9 @@ QString CompressPanel::resultText() const {
                 .arg(current->rank);
     rows << QStringLiteral("Clusters\t%1").arg(current->clusters);
     rows << QStringLiteral("Mean error\t%1 (max %2)")
-                .arg(current->mean_error(), 0, 'g', 4)
-                .arg(current->max_error(), 0, 'g', 4);
+                .arg(formatError(current->mean_error()), formatError(current->max_error()));
     if (fresh || present == int(current->adapters.size()))
-        rows << QStringLiteral("Original\t%1").arg(formatBytes(original));
+        rows << QStringLiteral("Original\t%1 of LoRA weights").arg(formatBytes(original));
     else
         rows << QStringLiteral("Original\tunknown (%1 of the bank's adapters are in the fleet)").arg(present);
     rows << QStringLiteral("Compressed\t%1 (F16 bases and cores)").arg(formatBytes(compressed));
@@ -386,6 +419,141 @@ void CompressPanel::updateResult() {
     }
     html += QStringLiteral("</table>");
     m_result->setText(html);
+}
+
+} // namespace lorafleet::ui
+
+namespace lorafleet::ui {
+
+namespace {
+
+QString speedKey(const QString& device) {
+    return QStringLiteral("compress/speed/%1").arg(device);
+}
+
+} // namespace
+
+void CompressPanel::setMachineSpeed(double unitsPerSecond) {
+    m_speed = unitsPerSecond;
+    m_speedDevice = settings().device;
+    updateEstimate();
+}
+
+void CompressPanel::showEvent(QShowEvent* event) {
+    QWidget::showEvent(event);
+    measureSpeedIfNeeded();
+}
+
+void CompressPanel::measureSpeedIfNeeded() {
+    const QString device = settings().device;
+    if (m_measuring || (m_speed > 0 && m_speedDevice == device)) return;
+    const double cached = QSettings().value(speedKey(device), 0.0).toDouble();
+    if (cached > 0) {
+        m_speed = cached;
+        m_speedDevice = device;
+        updateEstimate();
+        return;
+    }
+    // Once per device on this machine: a small compression timed on a worker (a fraction of a second).
+    m_measuring = true;
+    auto speed = std::make_shared<double>(0.0);
+    const std::string name = device.toStdString();
+    EngineJob* job = m_session->host()->start(
+        QStringLiteral("Measuring this machine's compression speed"),
+        [speed, name](JobContext&) {
+            auto backend = lorafleet::backend::make_compress_backend(name); // threads as a run uses
+            *speed = analysis::measure_machine_speed(*backend);
+        },
+        this);
+    connect(job, &EngineJob::finished, this,
+            [this, job, speed, device](EngineJob::Outcome outcome, const QString&) {
+                m_measuring = false;
+                job->deleteLater();
+                if (outcome != EngineJob::Outcome::Succeeded || !(*speed > 0)) return;
+                QSettings().setValue(speedKey(device), *speed);
+                if (settings().device == device) {
+                    m_speed = *speed;
+                    m_speedDevice = device;
+                    updateEstimate();
+                }
+            });
+}
+
+QString CompressPanel::estimateText() const {
+    return m_estimate->text();
+}
+
+QString CompressPanel::rankWarningText() const {
+    return m_rankWarning->isVisibleTo(this) ? m_rankWarning->text() : QString();
+}
+
+void CompressPanel::updateEstimate() {
+    if (!m_estimate) return;
+    const auto fleet = m_session->store()->adapters();
+    if (fleet.empty()) {
+        m_estimate->setText(QStringLiteral("Import adapters to see the bank's size, memory and time."));
+        m_rankWarning->setVisible(false);
+        return;
+    }
+    const CompressSettings s = settings();
+    if (m_speedDevice != s.device) {
+        m_speed = 0;
+        if (isVisible())
+            QMetaObject::invokeMethod(this, &CompressPanel::measureSpeedIfNeeded, Qt::QueuedConnection);
+    }
+    const auto shape = analysis::shape_of(fleet);
+    const auto e =
+        analysis::estimate_compression(shape, s.toOptions(), m_speedDevice == s.device ? m_speed : 0);
+    const quint64 original = m_session->store()->totalWeightBytes();
+    QStringList rows;
+    const auto ratio = [original](quint64 bytes) {
+        return bytes > 0 ? double(original) / double(bytes) : 0.0;
+    };
+    if (e.bank_bytes_min == e.bank_bytes_max)
+        rows << QStringLiteral("<b>Bank size</b>: %1%2, %3\u00d7 smaller than the %4 of LoRA weights")
+                    .arg(e.bank_bytes_exact ? QString() : QStringLiteral("at most "),
+                         formatBytes(e.bank_bytes_max))
+                    .arg(QLocale().toString(ratio(e.bank_bytes_max), 'f', 1), formatBytes(original));
+    else
+        rows << QStringLiteral(
+                    "<b>Bank size</b>: %1 (1 cluster) to %2 (%3 clusters), against %4 of LoRA weights")
+                    .arg(formatBytes(e.bank_bytes_min), formatBytes(e.bank_bytes_max))
+                    .arg(std::min(s.toOptions().max_clusters, int(shape.adapters)))
+                    .arg(formatBytes(original));
+    if (e.bank_bytes_min >= original && original > 0)
+        rows << QStringLiteral(
+            "<span style='color:#c0392b'><b>The bank would not be smaller than the adapters"
+            "</b>: lower the rank or the cluster count.</span>");
+    rows << QStringLiteral("<b>Peak memory</b>: about %1 (model from the module shapes)")
+                .arg(formatBytes(e.peak_bytes));
+    if (e.seconds_min < 0)
+        rows << QStringLiteral("<b>Time</b>: measuring this machine's speed\u2026");
+    else if (e.min_passes == e.max_passes)
+        rows << QStringLiteral("<b>Time</b>: about %1 (%2)")
+                    .arg(formatDuration(qint64(e.seconds_min * 1000.0)),
+                         plural(e.min_passes, QStringLiteral("pass"), QStringLiteral("passes")));
+    else
+        rows << QStringLiteral("<b>Time</b>: %1 to %2 (%3 to %4 passes over the fleet while clustering)")
+                    .arg(formatDuration(qint64(e.seconds_min * 1000.0)),
+                         formatDuration(qint64(e.seconds_max * 1000.0)))
+                    .arg(e.min_passes)
+                    .arg(e.max_passes);
+    m_estimate->setText(rows.join(QStringLiteral("<br>")));
+
+    QString warning;
+    if (e.rank_above_source)
+        warning =
+            QStringLiteral("Rank %1 is above the adapters' own rank (%2): each adapter alone needs only %2; "
+                           "the extra directions only help clusters that share them, and the bank grows.")
+                .arg(s.rank)
+                .arg(shape.max_source_rank);
+    else if (e.rank_at_least_source)
+        warning =
+            QStringLiteral("Rank %1 equals the adapters' own rank: each adapter alone would fit exactly; the "
+                           "bank saves space only through the bases its clusters share.")
+                .arg(s.rank);
+    m_rankWarning->setText(warning);
+    m_rankWarning->setVisible(!warning.isEmpty());
 }
 
 } // namespace lorafleet::ui

@@ -4,7 +4,11 @@
 // (bar, stage, current module, ETA) and the result of the current bank (original vs compressed bytes
 // and ratio, clusters, mean / max error, seconds, device), with a warning when the fleet changed since
 // the bank was made ("out of date: N adapters added, M removed since"). Run is disabled while an import
-// runs (the fleet is still changing).
+// runs (the fleet is still changing). Under the settings, the estimate of the run they describe
+// (engine/analysis/compress_estimate.hpp): the bank's size (exact for a fixed cluster count), peak
+// memory, and time from this machine's measured speed (measured once per device in the background on
+// first show, cached in QSettings "compress/speed/<device>"), and a warning when the rank is at or above
+// the adapters' own rank.
 // The widgets mirror the workspace's "compression" object: an edit writes it (a document change), a
 // new or opened workspace refreshes the widgets. Runs go through the session's CompressController.
 // Thread affinity: GUI thread.
@@ -43,9 +47,15 @@ public:
     QPushButton* runButton() const { return m_run; }
     QPushButton* cancelButton() const { return m_cancel; }
     QProgressBar* progressBar() const { return m_progress; }
-    QString resultText() const; // the result box's text, one line per row ("" without a bank)
-    QString deviceText() const; // the device line ("GPU: ..." or why none)
-    QString staleText() const;  // the out-of-date warning ("" when the bank is current or absent)
+    QString resultText() const;      // the result box's text, one line per row ("" without a bank)
+    QString deviceText() const;      // the device line ("GPU: ..." or why none)
+    QString staleText() const;       // the out-of-date warning ("" when the bank is current or absent)
+    QString estimateText() const;    // the estimate box, one line per row ("" for an empty fleet)
+    QString rankWarningText() const; // "" when the rank is below the adapters' rank
+    // Work units per second for the estimate's time (<= 0: unknown); set by the background measurement,
+    // or by tests. Not persisted by this call.
+    void setMachineSpeed(double unitsPerSecond);
+    double machineSpeed() const { return m_speed; }
 
 public slots:
     void run();
@@ -59,7 +69,13 @@ private:
     void updateResult();
     void updateEnabled();
     void updateStale();
+    void updateEstimate();
+    void measureSpeedIfNeeded();
 
+protected:
+    void showEvent(QShowEvent* event) override;
+
+private:
     Session* m_session;
     bool m_updating = false; // widgets being set from the workspace: no write-back
     const bank::compressed_bank* m_summaryBank = nullptr; // the bank the controller's summary describes
@@ -83,6 +99,11 @@ private:
     QLabel* m_status = nullptr;
     QLabel* m_result = nullptr;
     QLabel* m_stale = nullptr;
+    QLabel* m_estimate = nullptr;
+    QLabel* m_rankWarning = nullptr;
+    double m_speed = 0;    // work units per second of the chosen device (0: unknown)
+    QString m_speedDevice; // the device m_speed belongs to
+    bool m_measuring = false;
 };
 
 } // namespace lorafleet::ui

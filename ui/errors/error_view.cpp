@@ -1,14 +1,15 @@
 // ErrorView (see error_view.hpp).
 #include "ui/errors/error_view.hpp"
 
+#include "engine/analysis/bank_options.hpp"
+#include "engine/analysis/bank_rank_sweep.hpp"
+#include "engine/analysis/error_stats.hpp"
 #include "engine/backend/compress_backends.hpp"
-#include "engine/compress/module_sample.hpp"
-#include "engine/compress/peft_module_source.hpp"
-#include "engine/compress/rank_sweep.hpp"
+#include "engine/io/fleet.hpp"
 #include "ui/common/engine_host.hpp"
 #include "ui/common/engine_job.hpp"
 #include "ui/common/plot_style.hpp"
-#include "ui/errors/error_stats.hpp"
+#include "ui/common/text_format.hpp"
 #include "ui/fleet/fleet_store.hpp"
 #include "ui/workspace/session.hpp"
 
@@ -26,21 +27,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_map>
+#include <limits>
+#include <unordered_set>
 
 namespace lorafleet::ui {
 
 namespace {
 
 constexpr std::uint64_t kSweepSeed = 0x5eedu;
-constexpr int kSweepClusterIterations = 4; // a quick estimate, not the final clustering
-
-// Compact error text: fixed point for ordinary values, scientific for the tiny ones of exact fits.
-QString errorLabel(double e) {
-    if (!std::isfinite(e)) return QStringLiteral("n/a");
-    if (e != 0 && std::abs(e) < 1e-3) return QString::number(e, 'e', 1);
-    return QString::number(e, 'f', 3);
-}
 
 // Viridis (perceptually uniform, readable in grey and by colour-blind readers), 5 stops.
 QCPColorGradient viridis() {
@@ -85,8 +79,7 @@ const QColor kSweepColor(0x59, 0xa1, 0x4f);
 
 // The worker's result: written once by the sweep job before its thread ends, read after finished().
 struct SweepOutput {
-    std::vector<compress::rank_sweep_point> points;
-    int modules = 0; // modules sampled
+    analysis::bank_sweep_result result;
 };
 
 ErrorView::ErrorView(Session* session, QWidget* parent) : QWidget(parent), m_session(session) {
@@ -115,8 +108,9 @@ ErrorView::ErrorView(Session* session, QWidget* parent) : QWidget(parent), m_ses
     m_sweepModules->setValue(6);
     m_sweepModules->setToolTip(tr("Modules sampled (seeded) from the fleet for the quick sweep"));
     m_runSweep = new QPushButton(tr("Run rank sweep"), sweepBox);
-    m_runSweep->setToolTip(tr("Compress a sample of modules at ranks 1, 2, 4, ... with the bank's method and "
-                              "cluster count, in the background"));
+    m_runSweep->setToolTip(
+        tr("Compress a sample of modules at ranks 1, 2, 4, ... with the bank's method, "
+           "settings and clusters (each adapter stays in its cluster), in the background"));
     m_cancelSweep = new QPushButton(tr("Cancel"), sweepBox);
     m_cancelSweep->setEnabled(false);
     m_sweepProgress = new QProgressBar(sweepBox);
@@ -204,23 +198,32 @@ void ErrorView::setBank(std::shared_ptr<const lorafleet::bank::compressed_bank> 
     m_cancelSweep->setEnabled(false);
     m_bank = std::move(bank);
     m_sweep.clear();
+    m_sweepBankOnSample = std::numeric_limits<double>::quiet_NaN();
+    m_sweepModuleCount = 0;
+    // The target line is the bank's own goal: only an automatic cluster count had one.
+    m_target = std::numeric_limits<double>::quiet_NaN();
+    m_settingsNote.clear();
+    if (m_bank) {
+        try {
+            const auto settings = analysis::bank_compression_settings(*m_bank);
+            if (settings.automatic_clusters) m_target = settings.options.target_error;
+        } catch (const std::exception& e) {
+            m_settingsNote =
+                tr("The bank's recorded settings are unreadable (%1).").arg(QString::fromUtf8(e.what()));
+        }
+    }
     m_runSweep->setEnabled(bool(m_bank));
-    setSweepStatus(m_bank ? tr("Run a sweep to see how the error falls with the rank.") : QString());
+    setSweepStatus(!m_bank                     ? QString()
+                   : !m_settingsNote.isEmpty() ? m_settingsNote
+                                               : tr("Run a sweep to see how the error falls with the rank."));
     m_stack->setCurrentWidget(m_bank && !m_bank->adapters.empty() ? m_stack->widget(1) : m_empty);
     rebuildHistogram();
     rebuildHeatMap();
     rebuildSweepPlot();
 }
 
-void ErrorView::setTargetError(double target) {
-    if (!std::isfinite(target) || target < 0) return;
-    m_target = target;
-    rebuildHistogram();
-    rebuildSweepPlot();
-}
-
-void ErrorView::updateTargetLine() {
-    rebuildHistogram();
+bool ErrorView::hasTarget() const {
+    return std::isfinite(m_target);
 }
 
 void ErrorView::rebuildHistogram() {
@@ -230,19 +233,19 @@ void ErrorView::rebuildHistogram() {
         m_histogram->replot();
         return;
     }
-    const auto errors = adapter_mean_errors(*m_bank);
-    double maxError = 0, sum = 0;
+    const auto errors = analysis::adapter_mean_errors(*m_bank);
+    double sum = 0;
     int counted = 0;
     for (double e : errors)
         if (std::isfinite(e)) {
-            maxError = std::max(maxError, e);
             sum += e;
             ++counted;
         }
     const double mean = counted ? sum / counted : 0.0;
-    // Bins span [0, max(largest error, target)] so the target line always falls on the binned range.
-    const double hi = std::max({maxError, m_target, 1e-6}) * 1.0000001;
-    const auto h = error_histogram(errors, default_bin_count(errors.size()), 0.0, hi);
+    // Bins over the data's own range: the bars resolve the errors, a far target does not squash them.
+    const auto range = analysis::histogram_range(errors);
+    const auto h =
+        analysis::error_histogram(errors, analysis::default_bin_count(errors.size()), range.lo, range.hi);
 
     auto* bars = new QCPBars(m_histogram->xAxis, m_histogram->yAxis);
     bars->setWidth(h.width);
@@ -257,6 +260,8 @@ void ErrorView::rebuildHistogram() {
     }
     bars->setName(tr("Adapters (n = %1)").arg(counted));
 
+    const double pad = 0.04 * (range.hi - range.lo);
+    const QCPRange xRange(range.lo >= 0 ? std::max(0.0, range.lo - pad) : range.lo - pad, range.hi + pad);
     // Vertical lines: an item has no legend entry, so each gets an empty graph with the same pen.
     const auto addVLine = [this](double x, const QPen& pen, const QString& name) {
         auto* line = new QCPItemStraightLine(m_histogram);
@@ -267,13 +272,25 @@ void ErrorView::rebuildHistogram() {
         entry->setPen(pen);
         entry->setName(name);
     };
-    addVLine(m_target, QPen(kTargetColor, 2.0, Qt::DashLine), tr("Target error %1").arg(m_target, 0, 'g', 3));
-    addVLine(mean, QPen(kMeanColor, 1.5, Qt::DotLine), tr("Mean %1").arg(errorLabel(mean)));
-    const int above = int(std::count_if(errors.begin(), errors.end(),
-                                        [this](double e) { return std::isfinite(e) && e > m_target; }));
-    if (above > 0) bars->setName(tr("Adapters (n = %1, %2 above target)").arg(counted).arg(above));
+    if (hasTarget()) {
+        const int above = int(std::count_if(errors.begin(), errors.end(),
+                                            [this](double e) { return std::isfinite(e) && e > m_target; }));
+        QString name = tr("Target error %1").arg(formatError(m_target));
+        if (m_target > xRange.upper)
+            name += tr(" (off the axis, right: every adapter is below)");
+        else if (m_target < xRange.lower)
+            name += tr(" (off the axis, left: every adapter is above)");
+        addVLine(m_target, QPen(kTargetColor, 2.0, Qt::DashLine), name);
+        if (above > 0) bars->setName(tr("Adapters (n = %1, %2 above target)").arg(counted).arg(above));
+    }
+    addVLine(mean, QPen(kMeanColor, 1.5, Qt::DotLine), tr("Mean %1").arg(formatError(mean)));
+    if (!hasTarget() && m_settingsNote.isEmpty())
+        m_histogram->xAxis->setLabel(tr("Mean relative squared error per adapter (%1, fixed: no target)")
+                                         .arg(plural(m_bank->clusters, tr("cluster"), tr("clusters"))));
+    else
+        m_histogram->xAxis->setLabel(tr("Mean relative squared error per adapter"));
 
-    m_histogram->xAxis->setRange(0, hi * 1.05);
+    m_histogram->xAxis->setRange(xRange);
     m_histogram->yAxis->setRange(0, std::max(1.0, tallest * 1.15));
     m_histogram->replot();
 }
@@ -291,9 +308,9 @@ void ErrorView::rebuildHeatMap() {
         m_heat->replot();
         return;
     }
-    auto cells = std::make_shared<LayerModuleErrors>(layer_module_errors(*m_bank));
+    auto cells = std::make_shared<analysis::layer_module_grid>(analysis::layer_module_errors(*m_bank));
     m_cells = cells;
-    const LayerModuleErrors& stats = *cells;
+    const analysis::layer_module_grid& stats = *cells;
     const int cols = int(stats.modules.size());
     const int rows = int(stats.layers.size());
     if (cols == 0 || rows == 0) {
@@ -303,15 +320,24 @@ void ErrorView::rebuildHeatMap() {
     auto* map = new QCPColorMap(m_heat->xAxis, m_heat->yAxis);
     map->data()->setSize(cols, rows);
     map->data()->setRange(QCPRange(0, cols - 1), QCPRange(0, rows - 1)); // cell centres at integers
-    double maxCell = 0;
+    double maxCell = 0, minCell = std::numeric_limits<double>::infinity();
     for (int r = 0; r < rows; ++r)
         for (int c = 0; c < cols; ++c) {
             const double v = stats.at(std::size_t(r), std::size_t(c));
             map->data()->setCell(c, r, v);
-            if (std::isfinite(v)) maxCell = std::max(maxCell, v);
+            if (std::isfinite(v)) {
+                maxCell = std::max(maxCell, v);
+                minCell = std::min(minCell, v);
+            }
         }
-    // A floor on the scale's top so an exact fit (errors ~1e-13) reads as "zero", not as a full scale.
-    const double top = std::max(maxCell, 1e-3);
+    // The colour scale spans the cells' own range so near-equal cells still differ in colour; an exact
+    // fit (errors ~1e-13) keeps a floor on the top so it reads as "zero", not as a full scale.
+    double bottom = 0, top = std::max(maxCell, 1e-3);
+    if (maxCell >= 1e-6 && std::isfinite(minCell)) {
+        const auto range = analysis::histogram_range({minCell, maxCell});
+        bottom = range.lo;
+        top = range.hi;
+    }
     map->setInterpolate(false);
     map->setName(tr("Mean error"));
 
@@ -324,7 +350,7 @@ void ErrorView::rebuildHeatMap() {
     scale->setBarWidth(12);
     map->setColorScale(scale); // the map takes the scale's gradient and range: set them on the scale
     scale->setGradient(viridis());
-    scale->setDataRange(QCPRange(0, top));
+    scale->setDataRange(QCPRange(bottom, top));
     // Values in the cells while they are few enough to read.
     if (rows * cols <= 64) {
         for (int r = 0; r < rows; ++r)
@@ -332,9 +358,10 @@ void ErrorView::rebuildHeatMap() {
                 const double v = stats.at(std::size_t(r), std::size_t(c));
                 auto* label = new QCPItemText(m_heat);
                 label->position->setCoords(c, r);
-                label->setText(std::isfinite(v) ? errorLabel(v) : tr("absent"));
+                label->setText(std::isfinite(v) ? formatError(v) : tr("absent"));
                 label->setFont(plotFont(-1));
-                label->setColor(!std::isfinite(v) || v > 0.6 * top ? Qt::black : Qt::white);
+                label->setColor(!std::isfinite(v) || v > bottom + 0.6 * (top - bottom) ? Qt::black
+                                                                                       : Qt::white);
                 label->setClipToAxisRect(true);
             }
     }
@@ -372,7 +399,7 @@ QString ErrorView::heatMapToolTip(const QPoint& pos) const {
     if (m_cells->count[cell] == 0) return tr("%1: no adapter has this module").arg(where);
     return tr("%1: mean error %2 over %3 adapters")
         .arg(where)
-        .arg(errorLabel(m_cells->mean[cell]))
+        .arg(formatError(m_cells->mean[cell]))
         .arg(m_cells->count[cell]);
 }
 
@@ -384,7 +411,7 @@ void ErrorView::rebuildSweepPlot() {
         return;
     }
     const double bankError = m_bank->mean_error();
-    double top = std::max(bankError, m_target);
+    double top = hasTarget() ? std::max(bankError, m_target) : bankError;
     double maxRank = std::max(2, m_bank->rank * 2);
     if (!m_sweep.empty()) {
         QVector<double> xs, ys;
@@ -398,26 +425,39 @@ void ErrorView::rebuildSweepPlot() {
         curve->setData(xs, ys, true);
         curve->setPen(QPen(kSweepColor, 2.0));
         curve->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, kSweepColor, 7));
-        curve->setName(tr("Sweep on %1 sampled modules").arg(m_sweepModuleCount));
+        curve->setName(tr("Sweep: %1 sampled modules, the bank's %2 kept")
+                           .arg(m_sweepModuleCount)
+                           .arg(plural(m_bank->clusters, tr("cluster"), tr("clusters"))));
     }
+    // The bank's own point: on the sweep's module sample once there is one (the number the sweep's point
+    // at the bank's rank reproduces), else over all modules.
+    const bool onSample = !m_sweep.empty() && std::isfinite(m_sweepBankOnSample);
+    const double bankY = onSample ? m_sweepBankOnSample : bankError;
+    top = std::max(top, bankY);
     auto* current = m_sweepPlot->addGraph();
-    current->addData(m_bank->rank, bankError);
+    current->addData(m_bank->rank, bankY);
     current->setLineStyle(QCPGraph::lsNone);
     current->setScatterStyle(
         QCPScatterStyle(QCPScatterStyle::ssDiamond, QPen(kTargetColor, 2), QBrush(Qt::white), 11));
-    current->setName(tr("This bank: rank %1, all modules").arg(m_bank->rank));
+    current->setName(
+        onSample ? tr("This bank (rank %1) on the same modules: %2; all modules: %3")
+                       .arg(m_bank->rank)
+                       .arg(formatError(bankY), formatError(bankError))
+                 : tr("This bank: rank %1, all modules: %2").arg(m_bank->rank).arg(formatError(bankError)));
 
     auto* rankLine = new QCPItemStraightLine(m_sweepPlot);
     rankLine->point1->setCoords(m_bank->rank, 0);
     rankLine->point2->setCoords(m_bank->rank, 1);
     rankLine->setPen(QPen(QColor(120, 120, 120), 1.0, Qt::DashLine));
-    auto* targetLine = new QCPItemStraightLine(m_sweepPlot);
-    targetLine->point1->setCoords(1, m_target);
-    targetLine->point2->setCoords(2, m_target);
-    targetLine->setPen(QPen(kTargetColor, 1.5, Qt::DashLine));
-    auto* targetEntry = m_sweepPlot->addGraph();
-    targetEntry->setPen(targetLine->pen());
-    targetEntry->setName(tr("Target error %1").arg(m_target, 0, 'g', 3));
+    if (hasTarget()) {
+        auto* targetLine = new QCPItemStraightLine(m_sweepPlot);
+        targetLine->point1->setCoords(1, m_target);
+        targetLine->point2->setCoords(2, m_target);
+        targetLine->setPen(QPen(kTargetColor, 1.5, Qt::DashLine));
+        auto* targetEntry = m_sweepPlot->addGraph();
+        targetEntry->setPen(targetLine->pen());
+        targetEntry->setName(tr("Target error %1").arg(formatError(m_target)));
+    }
 
     m_sweepPlot->xAxis->setScaleType(QCPAxis::stLogarithmic);
     auto ticker = QSharedPointer<QCPAxisTickerLog>::create();
@@ -434,46 +474,27 @@ void ErrorView::rebuildSweepPlot() {
 
 void ErrorView::startRankSweep() {
     if (!m_bank || isSweepRunning()) return;
-    // The bank's adapters as loaded in the fleet, matched by name (a bank names adapters uniquely).
-    std::unordered_map<std::string, std::shared_ptr<const io::peft_adapter>> byName;
+    io::fleet fleet;
+    std::unordered_set<std::string> inBank;
+    for (const auto& a : m_bank->adapters)
+        inBank.insert(a.name);
     for (const auto& a : m_session->store()->adapters())
-        byName.emplace(a->name, a);
-    std::vector<std::shared_ptr<const io::peft_adapter>> adapters;
-    int maxSourceRank = 0;
-    for (const auto& a : m_bank->adapters) {
-        const auto it = byName.find(a.name);
-        if (it == byName.end()) continue;
-        adapters.push_back(it->second);
-        maxSourceRank = std::max(maxSourceRank, it->second->max_rank());
-    }
-    if (adapters.empty()) {
+        if (inBank.count(a->name)) fleet.push_back(a);
+    if (fleet.empty()) {
         setSweepStatus(tr("None of the bank's adapters is in the fleet: import them to run a sweep."));
         return;
     }
-    compress::compress_options options;
-    options.jd.method =
-        m_bank->kind == bank::method::jd_full ? compress::jd_method::full : compress::jd_method::diag;
-    if (m_bank->parameters.value("normalize", std::string("unit")) == "none")
-        options.jd.norm = compress::normalization::none;
-    options.clusters = std::clamp(m_bank->clusters, 1, int(adapters.size()));
-    options.max_cluster_iterations = kSweepClusterIterations;
-    const std::size_t sampleSize = std::size_t(m_sweepModules->value());
-    const std::int64_t currentRank = m_bank->rank;
+    analysis::bank_sweep_options options;
+    options.sample_modules = std::size_t(m_sweepModules->value());
+    options.seed = kSweepSeed;
     auto output = std::make_shared<SweepOutput>();
+    auto bank = m_bank;
 
-    auto work = [adapters, options, sampleSize, currentRank, maxSourceRank, output](JobContext& ctx) {
-        compress::PeftModuleSource fleet(adapters, 0);
-        const auto picked = compress::sample_modules(fleet.module_count(), sampleSize, kSweepSeed);
-        compress::ModuleSubsetSource sample(fleet, picked);
-        output->modules = int(picked.size());
-        const std::int64_t cap = compress::max_rank_of(sample);
-        const std::int64_t top =
-            std::min<std::int64_t>(cap, std::max<std::int64_t>(maxSourceRank, currentRank));
-        const auto ranks = compress::sweep_ranks(top, currentRank);
-        auto backend = lorafleet::backend::make_compress_backend("auto", 0);
+    auto work = [bank, fleet, options, output](JobContext& ctx) {
+        auto backend = backend::make_compress_backend("auto", 0);
         ctx.setStage(QStringLiteral("Rank sweep"));
-        output->points =
-            compress::rank_sweep(sample, *backend, options, ranks, [&ctx](const compress::progress_info& p) {
+        output->result = analysis::sweep_bank_ranks(
+            *bank, fleet, *backend, options, [&ctx](const compress::progress_info& p) {
                 ctx.setProgress(qint64(std::lround(p.fraction * 1000)), 1000);
                 ctx.setStage(QStringLiteral("Rank sweep: %1").arg(QString::fromStdString(p.stage)));
                 return !ctx.isCancelled();
@@ -484,7 +505,9 @@ void ErrorView::startRankSweep() {
     m_cancelSweep->setEnabled(true);
     m_sweepProgress->setValue(0);
     m_sweepProgress->setVisible(true);
-    setSweepStatus(tr("Sweeping %1 adapters on %2 sampled modules...").arg(adapters.size()).arg(sampleSize));
+    setSweepStatus(tr("Sweeping %1 adapters on %2 sampled modules, each in its bank cluster...")
+                       .arg(fleet.size())
+                       .arg(options.sample_modules));
     EngineJob* job = m_job;
     connect(job, &EngineJob::progress, this, [this](qint64 done, qint64 total, const QString& stage) {
         if (total > 0) m_sweepProgress->setValue(int(std::clamp<qint64>(done * 1000 / total, 0, 1000)));
@@ -495,13 +518,16 @@ void ErrorView::startRankSweep() {
                 const bool ok = outcome == EngineJob::Outcome::Succeeded;
                 if (ok) {
                     m_sweep.clear();
-                    for (const auto& p : output->points)
+                    for (const auto& p : output->result.points)
                         m_sweep.emplace_back(int(p.rank), p.mean_error);
-                    m_sweepModuleCount = output->modules;
-                    setSweepStatus(tr("Swept ranks %1 to %2 in %3 s.")
+                    m_sweepModuleCount = int(output->result.modules.size());
+                    m_sweepBankOnSample = output->result.bank_error_on_sample;
+                    setSweepStatus(tr("Swept ranks %1 to %2 in %3 s; the bank's own error on these modules "
+                                      "is %4.")
                                        .arg(m_sweep.empty() ? 0 : m_sweep.front().first)
                                        .arg(m_sweep.empty() ? 0 : m_sweep.back().first)
-                                       .arg(job->elapsedMs() / 1000.0, 0, 'f', 1));
+                                       .arg(job->elapsedMs() / 1000.0, 0, 'f', 1)
+                                       .arg(formatError(m_sweepBankOnSample)));
                 } else if (outcome == EngineJob::Outcome::Cancelled) {
                     setSweepStatus(tr("Sweep cancelled."));
                 } else {

@@ -1,11 +1,12 @@
 // ErrorView: the console's Errors tab over a compressed bank (QCustomPlot):
-//   - a histogram of per-adapter mean error with a vertical target-error line and a legend;
-//   - a layer x module heat map of mean error (QCPColorMap, colour scale, module names on the axis);
-//   - an error-vs-rank curve from a quick sweep (engine/compress/rank_sweep.hpp) run in the background
-//   through the
-//     Session's EngineHost, with progress and Cancel, the bank's current rank marked.
-// The statistics come from error_stats.hpp (no widgets). The sweep re-reads the fleet's adapters from
-// the Session's FleetStore (those named in the bank), on a seeded sample of modules.
+//   - a histogram of per-adapter mean error over the data's own range, with the mean and (for a bank
+//     whose cluster count was automatic) its target error as vertical lines and a legend;
+//   - a layer x module heat map of mean error (QCPColorMap, colour scale over the cells' range, module
+//     names on the axis, values in the cells while they fit);
+//   - an error-vs-rank curve from a sweep (engine/analysis/bank_rank_sweep.hpp) run in the background
+//     through the Session's EngineHost, with progress and Cancel; the bank's own error on the same
+//     module sample marked at its rank (the sweep keeps the bank's clusters, so the two agree there).
+// Views only draw: statistics, settings and the sweep are engine/analysis. Errors read as formatError.
 // Thread affinity: GUI thread (the sweep's engine work runs on its job's worker thread and only shares
 // the adapters by shared_ptr and its result by a shared_ptr written before the job ends).
 #pragma once
@@ -25,11 +26,14 @@ class QProgressBar;
 class QSpinBox;
 class QStackedWidget;
 
+namespace lorafleet::analysis {
+struct layer_module_grid;
+}
+
 namespace lorafleet::ui {
 
 class Session;
 class EngineJob;
-struct LayerModuleErrors;
 
 class ErrorView : public QWidget {
     Q_OBJECT
@@ -41,8 +45,10 @@ public:
     // sweep and clears the old curve.
     void setBank(std::shared_ptr<const lorafleet::bank::compressed_bank> bank);
     const lorafleet::bank::compressed_bank* bank() const { return m_bank.get(); }
-    void setTargetError(double target); // relative squared error, the histogram's vertical line
+    // The bank's own target error (from its manifest) when its cluster count was automatic; NaN for a
+    // fixed count (no target line then).
     double targetError() const { return m_target; }
+    bool hasTarget() const;
 
     // The rank sweep (also the "Run sweep" / "Cancel" buttons). start does nothing without a bank, when
     // one is running, or when the fleet holds none of the bank's adapters (the status line says why).
@@ -51,6 +57,8 @@ public:
     bool isSweepRunning() const;
     // (rank, mean error) of the last finished sweep, ascending rank; empty before one finished.
     const std::vector<std::pair<int, double>>& sweepPoints() const { return m_sweep; }
+    // The bank's mean error over the same adapters and modules as the last finished sweep.
+    double sweepBankErrorOnSample() const { return m_sweepBankOnSample; }
 
     // For tests and screenshots.
     QCustomPlot* histogramPlot() const { return m_histogram; }
@@ -69,15 +77,16 @@ private:
     void rebuildHistogram();
     void rebuildHeatMap();
     void rebuildSweepPlot();
-    void updateTargetLine();
     void setSweepStatus(const QString& text);
 
     Session* m_session;
     std::shared_ptr<const lorafleet::bank::compressed_bank> m_bank;
-    double m_target = 0.6;
+    double m_target = 0.0;            // NaN when the bank has no target (set by setBank)
+    QString m_settingsNote;           // why the bank's settings could not be read ("" normally)
+    double m_sweepBankOnSample = 0.0; // the bank's mean error on the last sweep's modules
     std::vector<std::pair<int, double>> m_sweep;
-    std::shared_ptr<const LayerModuleErrors> m_cells; // what the heat map shows (null: nothing)
-    int m_sweepModuleCount = 0;                       // modules the last finished sweep sampled
+    std::shared_ptr<const analysis::layer_module_grid> m_cells; // what the heat map shows (null: nothing)
+    int m_sweepModuleCount = 0;                                 // modules the last finished sweep sampled
     QPointer<EngineJob> m_job;
 
     QStackedWidget* m_stack = nullptr;

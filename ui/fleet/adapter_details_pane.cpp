@@ -1,10 +1,10 @@
 // AdapterDetailsPane (see adapter_details_pane.hpp).
 #include "ui/fleet/adapter_details_pane.hpp"
 
+#include "engine/analysis/module_norms.hpp"
 #include "ui/common/elided_label.hpp"
 #include "ui/common/engine_host.hpp"
 #include "ui/common/text_format.hpp"
-#include "ui/fleet/module_norms.hpp"
 #include "ui/fleet/module_table_model.hpp"
 
 #include <QGridLayout>
@@ -130,8 +130,7 @@ void AdapterDetailsPane::updateBankFields() {
     }
     m_cluster->setText(QString::number(m_modules->cluster()));
     const double mean = m_modules->meanError();
-    m_meanError->setText(
-        std::isnan(mean) ? none : QStringLiteral("%1 %").arg(QLocale().toString(100.0 * mean, 'f', 2)));
+    m_meanError->setText(std::isnan(mean) ? none : formatError(mean));
 }
 
 QString AdapterDetailsPane::clusterText() const {
@@ -181,7 +180,7 @@ void AdapterDetailsPane::startNorms() {
     m_job = m_host->start(
         QStringLiteral("Module norms of %1").arg(QString::fromStdString(adapter->name)),
         [adapter, norms](JobContext& ctx) {
-            *norms = updateFrobeniusNorms(*adapter, [&ctx] { return !ctx.isCancelled(); });
+            *norms = analysis::update_frobenius_norms(*adapter, [&ctx] { return !ctx.isCancelled(); });
         },
         this, EngineHost::Visibility::Quiet);
     EngineJob* job = m_job.data();

@@ -65,7 +65,11 @@ QVariant FleetModel::data(const QModelIndex& index, int role) const {
         return {};
     case FilterRole: {
         const auto& s = m_store->entry(row).summary;
-        return QStringList{s.name, s.dir, s.modules.join(' '), statusText(row)}.join('\n');
+        const FleetEntry& e = m_store->entry(row);
+        QStringList parts{s.name, s.dir, s.modules.join(' '), statusText(row)};
+        if (e.hasCluster()) parts << QStringLiteral("cluster %1").arg(e.cluster);
+        if (e.hasError()) parts << formatError(e.error);
+        return parts.join('\n');
     }
     case KeyRole:
         return m_store->entry(row).summary.key;
@@ -94,9 +98,7 @@ QVariant FleetModel::display(int row, int column) const {
     case Cluster:
         return e.hasCluster() ? QVariant(e.cluster) : QVariant(QStringLiteral("\u2014"));
     case Error:
-        return e.hasError()
-                   ? QVariant(QStringLiteral("%1 %").arg(QLocale().toString(100.0 * e.error, 'f', 2)))
-                   : QVariant(QStringLiteral("not compressed"));
+        return e.hasError() ? QVariant(formatError(e.error)) : QVariant(QStringLiteral("not compressed"));
     case Status:
         return statusText(row);
     default:
@@ -172,7 +174,8 @@ QVariant FleetModel::headerData(int section, Qt::Orientation orientation, int ro
             "lora_alpha (scale = alpha / r, or alpha / sqrt(r) with rsLoRA)",
             "Adapted module types",
             "Decoder layers with at least one adapted module",
-            "adapter_model.safetensors on disk",
+            "adapter_model.safetensors on disk (the tooltip gives the LoRA factors' own size, the number "
+            "the Compress tab compares with the bank)",
             "Cluster assigned by joint compression",
             "Squared relative reconstruction error after compression, ||dW - dW'||_F^2 / ||dW||_F^2 (mean "
             "over modules)",

@@ -1,6 +1,8 @@
 // FleetStore (see fleet_store.hpp).
 #include "ui/fleet/fleet_store.hpp"
 
+#include "engine/io/fleet.hpp"
+
 #include <algorithm>
 #include <unordered_map>
 
@@ -30,8 +32,8 @@ QStringList FleetStore::dirs() const {
     return out;
 }
 
-std::vector<std::shared_ptr<const io::peft_adapter>> FleetStore::adapters() const {
-    std::vector<std::shared_ptr<const io::peft_adapter>> out;
+io::fleet FleetStore::adapters() const {
+    io::fleet out;
     out.reserve(m_entries.size());
     for (const auto& e : m_entries)
         out.push_back(e.adapter);
@@ -57,6 +59,7 @@ std::pair<int, int> FleetStore::append(std::vector<FleetEntry> entries) {
     for (auto& e : fresh) {
         if (e.serial == 0) e.serial = m_nextSerial++;
         m_totalBytes += e.summary.fileBytes;
+        m_totalWeightBytes += e.summary.weightBytes;
         m_entries.push_back(std::move(e));
     }
     emit rowsInserted(first, last);
@@ -86,6 +89,7 @@ void FleetStore::removeRows(QList<int> rows) {
             dirs << s.dir;
             m_keys.erase(s.key.toStdString());
             m_totalBytes -= s.fileBytes;
+            m_totalWeightBytes -= s.weightBytes;
         }
         m_entries.erase(m_entries.begin() + first, m_entries.begin() + last + 1);
     };
@@ -129,6 +133,7 @@ int FleetStore::restore(std::vector<std::pair<int, FleetEntry>> rows) {
         std::vector<FleetEntry> batch;
         for (std::size_t k = from; k < to; ++k) {
             m_totalBytes += fresh[k].second.summary.fileBytes;
+            m_totalWeightBytes += fresh[k].second.summary.weightBytes;
             batch.push_back(std::move(fresh[k].second));
         }
         m_entries.insert(m_entries.begin() + first, std::make_move_iterator(batch.begin()),
@@ -176,6 +181,7 @@ void FleetStore::clear() {
     m_entries.clear();
     m_keys.clear();
     m_totalBytes = 0;
+    m_totalWeightBytes = 0;
     emit resetDone();
     emit fleetChanged();
     clearProblems();

@@ -8,6 +8,7 @@
 // change (about-to / done) so item models can forward them as begin/end pairs.
 // Thread affinity: GUI thread only (workers hand results over through ImportController).
 #pragma once
+#include "engine/io/fleet.hpp"
 
 #include "ui/fleet/fleet_entry.hpp"
 
@@ -35,10 +36,13 @@ public:
     std::unordered_set<std::string> keys() const; // snapshot for a worker's duplicate check
     QStringList dirs() const;                     // every entry's folder, in row order
     quint64 totalFileBytes() const { return m_totalBytes; }
+    // Bytes of every adapter's LoRA A and B tensors (peft_adapter::weight_bytes): the "original" size the
+    // Compress tab compares with the bank.
+    quint64 totalWeightBytes() const { return m_totalWeightBytes; }
 
     // The loaded adapters in row order: what the compressor consumes. The pointers stay valid (and
     // the weights mapped) for as long as the caller holds them, even after removal from the store.
-    std::vector<std::shared_ptr<const io::peft_adapter>> adapters() const;
+    io::fleet adapters() const;
 
     // Appends entries whose key is new (others are dropped and counted in the return value's second).
     // One insertion signal pair for the whole batch. Returns {added, duplicates}.
@@ -90,6 +94,7 @@ private:
     std::vector<FleetEntry> m_entries;
     std::unordered_set<std::string> m_keys;
     quint64 m_totalBytes = 0;
+    quint64 m_totalWeightBytes = 0;
     QList<ImportProblem> m_problems;
     quint64 m_nextSerial = 1;
 };

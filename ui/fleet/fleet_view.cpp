@@ -21,6 +21,7 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QIODevice>
+#include <QItemSelection>
 #include <QLabel>
 #include <QLineEdit>
 #include <QMessageBox>
@@ -106,9 +107,11 @@ FleetView::FleetView(Session* session, QWidget* parent)
     m_mainSplitter->setChildrenCollapsible(false);
     layout->addWidget(m_mainSplitter, 1);
 
-    connect(m_filter, &QLineEdit::textChanged, m_proxy, &FleetProxyModel::setFilterText);
+    connect(m_filter, &QLineEdit::textChanged, this, &FleetView::applyFilter);
     connect(m_table->selectionModel(), &QItemSelectionModel::selectionChanged, this,
             &FleetView::onSelectionChanged);
+    connect(m_proxy, &QAbstractItemModel::rowsInserted, this, &FleetView::fitModulesColumn);
+    connect(m_proxy, &QAbstractItemModel::modelReset, this, &FleetView::fitModulesColumn);
     connect(m_proxy, &QAbstractItemModel::rowsInserted, this, &FleetView::updateCounts);
     connect(m_proxy, &QAbstractItemModel::rowsRemoved, this, &FleetView::updateCounts);
     // A layout change or reset (filter edit, sort, scattered removal) can drop selected rows without a
@@ -147,8 +150,11 @@ void FleetView::buildToolbar(QVBoxLayout* layout) {
 
     m_filter = new QLineEdit;
     m_filter->setClearButtonEnabled(true);
+    m_filter->setToolTip(
+        QStringLiteral("Words match the name, folder, modules, status, cluster or error.\n"
+                       "cluster=3 shows one cluster; error>0.01 or error<0.001 compare errors."));
     m_filter->setPlaceholderText(
-        QStringLiteral("Filter by name, module or status (%1)")
+        QStringLiteral("Filter by name, module, cluster=N, error>X (%1)")
             .arg(QKeySequence(QKeySequence::Find).toString(QKeySequence::NativeText)));
     m_filter->setMinimumWidth(320);
     m_filter->addAction(style()->standardIcon(QStyle::SP_FileDialogContentsView), QLineEdit::LeadingPosition);
@@ -243,6 +249,10 @@ bool FleetView::removeSelected() {
     return true;
 }
 
+QString FleetView::countsText() const {
+    return m_counts->text();
+}
+
 void FleetView::focusFilter() {
     m_filter->setFocus(Qt::ShortcutFocusReason);
     m_filter->selectAll();
@@ -254,7 +264,52 @@ void FleetView::selectFirstRowIfNone() {
                                                                          QItemSelectionModel::Rows);
 }
 
+void FleetView::applyFilter(const QString& text) {
+    // The selection survives the filter: rows hidden by it are remembered by key and selected again when
+    // a later filter shows them (a selection the operator makes meanwhile replaces the remembered one).
+    if (!m_filtering) {
+        for (const QModelIndex& index : m_table->selectionModel()->selectedRows())
+            m_keptSelection.insert(index.data(FleetModel::KeyRole).toString());
+    }
+    m_filtering = true;
+    m_proxy->setFilterText(text);
+    QItemSelection selection;
+    for (int r = 0; r < m_proxy->rowCount(); ++r) {
+        const QModelIndex index = m_proxy->index(r, 0);
+        if (m_keptSelection.contains(index.data(FleetModel::KeyRole).toString()))
+            selection.select(index, index.siblingAtColumn(m_proxy->columnCount() - 1));
+    }
+    m_table->selectionModel()->select(selection,
+                                      QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
+    onSelectionChanged(); // the details pane and counts follow; the kept set stays as it is
+    m_filtering = false;
+}
+
+void FleetView::fitModulesColumn() {
+    // Wide enough for the longest modules label (labels are few distinct strings, measured once each).
+    const QFontMetrics fm = m_table->fontMetrics();
+    const int digit = fm.horizontalAdvance(QLatin1Char('0'));
+    QSet<QString> seen;
+    int widest = 0;
+    const FleetStore* store = m_session->store();
+    for (int r = 0; r < store->size(); ++r) {
+        const QString& label = store->entry(r).summary.modulesLabel;
+        if (seen.contains(label)) continue;
+        seen.insert(label);
+        widest = std::max(widest, fm.horizontalAdvance(label));
+    }
+    auto* header = m_table->horizontalHeader();
+    const int wanted = std::min(widest + 3 * digit, 60 * digit);
+    if (header->sectionSize(FleetModel::Modules) < wanted) header->resizeSection(FleetModel::Modules, wanted);
+}
+
 void FleetView::onSelectionChanged() {
+    if (!m_filtering) {
+        // An operator's own selection: it is what a later filter keeps.
+        m_keptSelection.clear();
+        for (const QModelIndex& index : m_table->selectionModel()->selectedRows())
+            m_keptSelection.insert(index.data(FleetModel::KeyRole).toString());
+    }
     const QModelIndexList rows = m_table->selectionModel()->selectedRows();
     if (rows.size() == 1)
         m_details->showEntry(m_session->store()->entry(m_proxy->mapToSource(rows.front()).row()));
@@ -269,7 +324,9 @@ void FleetView::updateCounts() {
     m_tableStack->setCurrentIndex(store->isEmpty() ? 0 : 1);
     QStringList parts;
     parts << plural(store->size(), "adapter", "adapters");
-    if (!store->isEmpty()) parts << formatBytes(store->totalFileBytes());
+    if (!store->isEmpty())
+        parts << QStringLiteral("%1 of LoRA weights (%2 of files)")
+                     .arg(formatBytes(store->totalWeightBytes()), formatBytes(store->totalFileBytes()));
     if (m_proxy->rowCount() != store->size())
         parts << QStringLiteral("%1 shown").arg(formatCount(m_proxy->rowCount()));
     const int selected = int(m_table->selectionModel()->selectedRows().size());

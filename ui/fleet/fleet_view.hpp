@@ -5,6 +5,7 @@
 // Thread affinity: GUI thread.
 #pragma once
 
+#include <QSet>
 #include <QWidget>
 
 #include <functional>
@@ -40,6 +41,7 @@ public:
     ProblemModel* problemModel() const { return m_problemModel; }
     AdapterDetailsPane* details() const { return m_details; }
     QLineEdit* filterEdit() const { return m_filter; }
+    QString countsText() const; // the line beside the filter: adapters, sizes, shown, selected
 
     QList<int> selectedStoreRows() const; // FleetStore rows of the selected table rows
     // Asks for confirmation (confirmRemoval), then removes the selected adapters from the fleet as one
@@ -66,6 +68,8 @@ private:
     void syncBaseCombo();
     void onBaseComboActivated(int index);
     void applyDefaultColumnWidths();
+    void applyFilter(const QString& text);
+    void fitModulesColumn();
 
     Session* m_session;
     ConfirmRemoval m_confirmRemoval;
@@ -84,6 +88,8 @@ private:
     QLabel* m_problemsTitle = nullptr;
     QTableView* m_problemTable = nullptr;
     AdapterDetailsPane* m_details = nullptr;
+    QSet<QString> m_keptSelection; // FleetModel::KeyRole of the rows the operator selected
+    bool m_filtering = false;      // applyFilter is changing the selection
 };
 
 } // namespace lorafleet::ui

@@ -87,6 +87,7 @@ void ImportController::startNext() {
                                             : QStringLiteral("Importing %1 folders").arg(paths.size());
     m_job = m_host->start(
         title, [work](JobContext& ctx) { work->run(ctx); }, this);
+    m_job->setProgressUnit(QStringLiteral("adapters"));
     connect(m_job, &EngineJob::tick, this, &ImportController::drain);
     connect(m_job, &EngineJob::finished, this, &ImportController::onFinished);
     emit started(paths);

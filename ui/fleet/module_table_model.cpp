@@ -105,7 +105,7 @@ QVariant ModuleTableModel::data(const QModelIndex& index, int role) const {
             return std::isnan(norm) ? QStringLiteral("\u2026") : locale.toString(norm, 'f', 4);
         case Error:
             if (std::isnan(err)) return {};
-            return QStringLiteral("%1 %").arg(locale.toString(100.0 * err, 'f', 2));
+            return formatError(err);
         default:
             return {};
         }

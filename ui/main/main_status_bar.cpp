@@ -9,6 +9,7 @@
 
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QLocale>
 #include <QProgressBar>
 #include <QStyle>
 #include <QToolButton>
@@ -87,6 +88,18 @@ MainStatusBar::MainStatusBar(EngineHost* host, QWidget* parent) : QStatusBar(par
     connect(host, &EngineHost::jobStarted, this, &MainStatusBar::track);
 }
 
+QString MainStatusBar::jobProgressText(qint64 done, qint64 total, const QString& unit) {
+    if (total <= 0) return {};
+    if (!unit.isEmpty())
+        return QStringLiteral("%1 of %2 %3").arg(formatCount(done), formatCount(total), unit);
+    const double percent = 100.0 * double(std::clamp<qint64>(done, 0, total)) / double(total);
+    return QStringLiteral("%1%").arg(QLocale().toString(percent, 'f', 0));
+}
+
+QString MainStatusBar::jobProgressBarText() const {
+    return m_jobBox->isVisibleTo(this) ? m_jobProgress->text() : QString();
+}
+
 void MainStatusBar::setBankStaleText(const QString& text) {
     m_stale->setText(text.isEmpty() ? QString() : QStringLiteral("Bank out of date"));
     m_stale->setToolTip(text);
@@ -133,7 +146,7 @@ void MainStatusBar::showJob(EngineJob* job) {
         const int scale = total > 1'000'000'000 ? int(total / 1'000'000'000 + 1) : 1;
         m_jobProgress->setRange(0, int(total / scale));
         m_jobProgress->setValue(int(done / scale));
-        m_jobProgress->setFormat(QStringLiteral("%1 / %2").arg(formatCount(done), formatCount(total)));
+        m_jobProgress->setFormat(jobProgressText(done, total, m_job ? m_job->progressUnit() : QString()));
     });
     m_jobBox->show();
 }

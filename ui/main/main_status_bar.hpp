@@ -30,6 +30,10 @@ public:
     void setBankStaleText(const QString& text);
     QString bankStaleText() const; // "" when hidden
     QString memoryText() const;
+    // The job progress bar's text: "437 of 1,000 adapters" when the job names its unit
+    // (EngineJob::progressUnit), else a percentage ("44%"); "" for an unknown total.
+    static QString jobProgressText(qint64 done, qint64 total, const QString& unit);
+    QString jobProgressBarText() const; // what the bar shows now ("" while no job runs)
     static QString
     backendSummary(); // "GPU: NVIDIA H100 (81559 MiB)" or "CPU, 2 threads - GPU unavailable: ..."
 

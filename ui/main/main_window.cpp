@@ -2,6 +2,7 @@
 #include "ui/main/main_window.hpp"
 
 #include "engine/bank/compressed_bank.hpp"
+#include "engine/io/bundled_resources.hpp"
 #include "ui/clusters/cluster_view.hpp"
 #include "ui/common/engine_host.hpp"
 #include "ui/common/resources.hpp"
@@ -19,6 +20,7 @@
 #include "ui/fleet/import_controller.hpp"
 #include "ui/main/about_text.hpp"
 #include "ui/main/main_status_bar.hpp"
+#include "ui/main/shortcuts_dialog.hpp"
 #include "ui/playground/playground_view.hpp"
 #include "ui/serve/serve_view.hpp"
 #include "ui/workspace/demo_workspace.hpp"
@@ -28,6 +30,7 @@
 
 #include <QApplication>
 #include <QCloseEvent>
+#include <QDesktopServices>
 #include <QDir>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -35,6 +38,7 @@
 #include <QItemSelection>
 #include <QItemSelectionModel>
 #include <QLabel>
+#include <QLineEdit>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
@@ -151,9 +155,9 @@ MainWindow::MainWindow(Options options, QWidget* parent)
     connect(m_tabs, &QTabWidget::currentChanged, this, &MainWindow::updateActions);
     connect(m_fleetView->details(), &AdapterDetailsPane::normsReady, this, &MainWindow::checkReady);
     connect(m_session, &Session::bankChanged, this, &MainWindow::onBankChanged);
+    connect(m_session, &Session::workspaceReset, this, &MainWindow::onWorkspaceReset);
     connect(m_session, &Session::bankChanged, m_fleetView->details(),
             [this] { m_fleetView->details()->setBank(m_session->bank()); });
-    connect(ws, &Workspace::changed, this, &MainWindow::syncTargetError);
     connect(m_clusterView, &ClusterView::adaptersSelected, this, &MainWindow::selectInTable);
     connect(m_fleetView, &FleetView::selectionCountChanged, this, &MainWindow::onTableSelectionChanged);
     CompressController* compressor = m_session->compressor();
@@ -182,7 +186,6 @@ MainWindow::MainWindow(Options options, QWidget* parent)
     });
 
     onBankChanged();
-    syncTargetError();
     resize(1280, 800);
     restoreLayout();
     updateTitle();
@@ -291,6 +294,13 @@ void MainWindow::buildMenus() {
     }
 
     QMenu* help = menuBar()->addMenu(QStringLiteral("&Help"));
+    m_userGuideAction = help->addAction(QStringLiteral("&User Guide"), this, &MainWindow::openUserGuide);
+    m_userGuideAction->setShortcuts(shortcutsFor(QKeySequence::HelpContents, Qt::Key_F1));
+    m_userGuideAction->setToolTip(QStringLiteral("Open the README's console section"));
+    m_shortcutsAction =
+        help->addAction(QStringLiteral("&Keyboard Shortcuts"), this, &MainWindow::showShortcuts);
+    m_shortcutsAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Slash));
+    help->addSeparator();
     QAction* about = help->addAction(QStringLiteral("&About LoRA Fleet"), this, &MainWindow::showAbout);
     about->setMenuRole(QAction::AboutRole);
 }
@@ -338,11 +348,6 @@ void MainWindow::onBankChanged() {
     m_errorView->setBank(bank);
     onTableSelectionChanged(); // highlight the table's selection on the new map
     updateActions();
-}
-
-void MainWindow::syncTargetError() {
-    m_errorView->setTargetError(
-        CompressSettings::fromJson(m_session->workspace()->data().compression).targetError);
 }
 
 void MainWindow::selectInTable(const QStringList& names) {
@@ -544,8 +549,13 @@ bool MainWindow::openWorkspaceFile(const QString& path, QString* error) {
 
 void MainWindow::importAdapters() {
     QSettings settings;
-    const QString dir = QFileDialog::getExistingDirectory(
-        this, QStringLiteral("Import Adapters"), settings.value(kImportDirKey, QDir::homePath()).toString());
+    if (!m_pickImportFolder)
+        m_pickImportFolder = [this](const QString& start) {
+            return QFileDialog::getExistingDirectory(this, QStringLiteral("Import Adapters"), start);
+        };
+    QString start = settings.value(kImportDirKey).toString();
+    if (start.isEmpty() || !QFileInfo(start).isDir()) start = QDir::homePath();
+    const QString dir = m_pickImportFolder(start);
     if (dir.isEmpty()) return;
     settings.setValue(kImportDirKey, dir);
     showTab(QStringLiteral("fleet"));
@@ -619,7 +629,10 @@ void MainWindow::dropEvent(QDropEvent* event) {
     if (paths.isEmpty()) return;
     event->acceptProposedAction();
     showTab(QStringLiteral("fleet"));
-    m_session->importPaths(paths); // refused while compressing: the status bar says why
+    if (m_session->importPaths(paths)) { // refused while compressing: the status bar says why
+        const QFileInfo first(paths.front());
+        QSettings().setValue(kImportDirKey, first.isDir() ? first.absoluteFilePath() : first.absolutePath());
+    }
 }
 
 void MainWindow::restoreLayout() {
@@ -637,6 +650,41 @@ void MainWindow::saveLayout() {
     settings.setValue(kStateKey, saveState());
     settings.setValue(kFleetKey, m_fleetView->saveState());
     settings.setValue(kTabKey, m_tabs->currentIndex());
+}
+
+void MainWindow::showShortcuts() {
+    ShortcutsDialog dialog(menuBar(), this);
+    dialog.exec();
+}
+
+QUrl MainWindow::userGuideUrl() {
+    const auto guide = io::find_user_guide();
+    if (!guide.path) return {};
+    QUrl url = QUrl::fromLocalFile(QString::fromStdString(guide.path->string()));
+    url.setFragment(QStringLiteral("the-console")); // the "## The console" heading's anchor
+    return url;
+}
+
+void MainWindow::openUserGuide() {
+    const QUrl url = userGuideUrl();
+    if (url.isEmpty()) {
+        const auto guide = io::find_user_guide();
+        QStringList places;
+        for (const auto& p : guide.searched)
+            places << QString::fromStdString(p.string());
+        QMessageBox::information(this, QStringLiteral("User Guide"),
+                                 QStringLiteral("The user guide (README.md) was not found. Looked in:\n%1")
+                                     .arg(places.join('\n')));
+        return;
+    }
+    if (!m_openUrl) m_openUrl = [](const QUrl& u) { return QDesktopServices::openUrl(u); };
+    if (!m_openUrl(url))
+        m_statusBar->setOperationText(QStringLiteral("Could not open %1").arg(url.toLocalFile()));
+}
+
+void MainWindow::onWorkspaceReset() {
+    m_fleetView->filterEdit()->clear();
+    m_serveView->resetForNewWorkspace();
 }
 
 void MainWindow::showAbout() {

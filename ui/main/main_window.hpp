@@ -14,6 +14,7 @@
 #pragma once
 
 #include <QMainWindow>
+#include <QUrl>
 
 #include <functional>
 
@@ -83,6 +84,19 @@ public:
     QAction* redoAction() const { return m_redoAction; }
     QAction* importAction() const { return m_importAction; }
 
+    // Help > User Guide opens the README (the installed copy, else the checkout's: engine/io/
+    // bundled_resources.hpp) at its console section through `openUrl` (QDesktopServices::openUrl by
+    // default; tests install their own). userGuideUrl() is that URL, empty when no README was found.
+    using OpenUrl = std::function<bool(const QUrl& url)>;
+    void setOpenUrl(OpenUrl open) { m_openUrl = std::move(open); }
+    static QUrl userGuideUrl();
+    QAction* userGuideAction() const { return m_userGuideAction; }
+    QAction* shortcutsAction() const { return m_shortcutsAction; }
+    // File > Import Adapters asks for a folder through `pick(startFolder)` (a QFileDialog by default;
+    // tests install their own); the start is the last folder imported from (QSettings), else home.
+    using PickFolder = std::function<QString(const QString& startFolder)>;
+    void setPickImportFolder(PickFolder pick) { m_pickImportFolder = std::move(pick); }
+
 signals:
     void ready(); // isReady() became true after startDemo() / openWorkspaceFile() / an import
 
@@ -102,13 +116,15 @@ private:
     void importAdapters();
     void runDemo();
     void showAbout();
+    void showShortcuts();
+    void openUserGuide();
+    void onWorkspaceReset(); // New / Open: every view back to its empty state
     QString exportFolderStart() const;
     void exportBank();
     void exportPeft();
     void exportReport();
     void onBankChanged();
     void onImportFinished(const ImportReport& report);
-    void syncTargetError();
     void selectInTable(const QStringList& names); // from the cluster map
     void onTableSelectionChanged();               // to the cluster map
     void checkReady();
@@ -139,6 +155,10 @@ private:
     QAction* m_undoAction = nullptr;
     QAction* m_redoAction = nullptr;
     AskRename m_askRename;
+    OpenUrl m_openUrl;
+    PickFolder m_pickImportFolder;
+    QAction* m_userGuideAction = nullptr;
+    QAction* m_shortcutsAction = nullptr;
 };
 
 } // namespace lorafleet::ui

@@ -2,51 +2,37 @@
 #include "ui/serve/serve_resources.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/io/bundled_resources.hpp"
 
-#include <QCoreApplication>
-#include <QDir>
 #include <QFile>
 #include <QFileInfo>
 #include <QTextStream>
 
 namespace lorafleet::ui {
 
-namespace {
-
-bool holdsResources(const QString& dir) {
-    return QFileInfo::exists(dir + QStringLiteral("/models/tinystories-656k/config.json")) ||
-           QFileInfo::exists(dir + QStringLiteral("/prompts/sonnets.txt"));
-}
-
-} // namespace
-
+// The lookup itself is engine/io/bundled_resources.hpp (shared with the CLI).
 QString bundledResourcesDir() {
-    const QString env = qEnvironmentVariable("LORAFLEET_RESOURCES");
-    if (!env.isEmpty() && holdsResources(env)) return QDir(env).absolutePath();
-    QString exeDir = QCoreApplication::instance() ? QCoreApplication::applicationDirPath() : QString();
-    if (exeDir.isEmpty()) exeDir = QFileInfo(QStringLiteral("/proc/self/exe")).canonicalFilePath();
-    if (exeDir.isEmpty()) return {};
-    const QString installed = QDir(exeDir).absoluteFilePath(QStringLiteral("../share/lorafleet"));
-    if (holdsResources(installed)) return QDir(installed).absolutePath();
-    QDir dir(exeDir);
-    for (int up = 0; up < 8; ++up) {
-        const QString candidate = dir.absoluteFilePath(QStringLiteral("resources"));
-        if (holdsResources(candidate)) return QDir(candidate).absolutePath();
-        if (!dir.cdUp()) break;
-    }
-    return {};
+    const auto r = io::find_resource(std::filesystem::path(io::demo_model_relative) / "config.json");
+    if (r.path) return QString::fromStdString(r.path->parent_path().parent_path().parent_path().string());
+    const auto p = io::find_resource(io::sonnets_relative);
+    return p.path ? QString::fromStdString(p.path->parent_path().parent_path().string()) : QString();
 }
 
 QString demoModelDir() {
-    const QString root = bundledResourcesDir();
-    const QString dir = root + QStringLiteral("/models/tinystories-656k");
-    return !root.isEmpty() && QFileInfo::exists(dir + QStringLiteral("/config.json")) ? dir : QString();
+    const auto dir = io::find_demo_model();
+    return dir ? QString::fromStdString(dir->string()) : QString();
+}
+
+QString demoModelMissingReason() {
+    const std::filesystem::path relative = std::filesystem::path(io::demo_model_relative) / "config.json";
+    const auto r = io::find_resource(relative);
+    if (r.path) return {};
+    return QString::fromStdString(io::not_found_message("The demo model", relative, r));
 }
 
 QString sonnetsPath() {
-    const QString root = bundledResourcesDir();
-    const QString file = root + QStringLiteral("/prompts/sonnets.txt");
-    return !root.isEmpty() && QFileInfo::exists(file) ? file : QString();
+    const auto r = io::find_resource(io::sonnets_relative);
+    return r.path ? QString::fromStdString(r.path->string()) : QString();
 }
 
 QStringList readPromptFile(const QString& path) {

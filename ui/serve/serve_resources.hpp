@@ -1,8 +1,8 @@
 // Where the Serve tab finds its bundled material: the demo model (resources/models/tinystories-656k) and
 // the load generator's prompts (resources/prompts/sonnets.txt, paragraphs separated by blank lines).
-// Looked up, in order: $LORAFLEET_RESOURCES, PREFIX/share/lorafleet beside an installed executable, then
-// a `resources` folder in the executable's folder or any folder above it (a build tree inside the
-// checkout). Pure functions, any thread.
+// Looked up by engine/resources/bundled_resources.hpp (the same lookup as the CLI): $LORAFLEET_RESOURCES,
+// PREFIX/share/lorafleet beside an installed executable, a `resources` folder in the executable's folder
+// or any folder above it, then the configured source tree. Pure functions, any thread.
 #pragma once
 
 #include <QString>
@@ -15,6 +15,8 @@ QString bundledResourcesDir();
 
 // The bundled demo model folder, or "" when it is not found.
 QString demoModelDir();
+// "" when the demo model is found, else a sentence listing every place that was searched.
+QString demoModelMissingReason();
 
 // The bundled sonnets file, or "" when it is not found.
 QString sonnetsPath();

@@ -27,7 +27,7 @@ CompressSettings DemoWorkspace::demoSettings() {
     s.method = compress::jd_method::full;
     s.rank = kDemoRank;
     s.clusters = kDemoClusters;
-    s.targetError = 0.05;
+    // targetError: the default of a new workspace (one default everywhere; the demo's count is fixed).
     s.seed = 2407;
     return s;
 }
@@ -74,6 +74,7 @@ void DemoWorkspace::start(int adapters) {
             });
         },
         this);
+    m_job->setProgressUnit(QStringLiteral("adapters"));
     connect(m_job, &EngineJob::finished, this, &DemoWorkspace::onGenerated);
 }
 

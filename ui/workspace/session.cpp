@@ -67,6 +67,7 @@ void Session::newWorkspace() {
     m_workspace->reset();
     setBank(nullptr);
     applyBaseModel();
+    emit workspaceReset();
 }
 
 bool Session::openWorkspace(const QString& path, QString* error) {
@@ -81,6 +82,7 @@ bool Session::openWorkspace(const QString& path, QString* error) {
     m_workspace->reset(*data, QFileInfo(path).absoluteFilePath());
     setBank(nullptr);
     applyBaseModel();
+    emit workspaceReset();
     if (!data->bankPath.isEmpty()) loadBank(data->bankPath);
     m_opening = {data->adapterDirs, !data->adapterDirs.isEmpty(), false};
     // Names were unique when saved; adapters renamed on import get the same new names again.

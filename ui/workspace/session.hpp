@@ -120,6 +120,7 @@ signals:
     void idle();                                 // the last running import finished
     void bankChanged();                          // bank() was replaced (possibly by null)
     void bankStateChanged();                     // bankStaleness() may have changed
+    void workspaceReset();                       // New / Open cleared everything: views start afresh
 
 private:
     friend class RemoveAdaptersCommand;
