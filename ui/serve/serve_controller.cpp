@@ -84,10 +84,14 @@ void ServeController::start(const ServeConfig& config) {
     auto pending = std::make_shared<std::shared_ptr<Runtime>>();
     m_pending = pending;
     const QString prompts = config.promptsFile.isEmpty() ? sonnetsPath() : config.promptsFile;
-    m_job = startJob(tr("Starting the server"), [config, pending, prompts](JobContext& ctx) {
+    // No model chosen and no demo model found: say where the demo model was looked for.
+    const QString missing = config.modelDir.trimmed().isEmpty() ? demoModelMissingReason() : QString();
+    m_job = startJob(tr("Starting the server"), [config, pending, prompts, missing](JobContext& ctx) {
         namespace fs = std::filesystem;
         const QString modelDir = config.modelDir.trimmed();
-        if (modelDir.isEmpty()) throw usage_error("serve", "choose a model folder");
+        if (modelDir.isEmpty())
+            throw usage_error("serve", missing.isEmpty() ? std::string("choose a model folder")
+                                                         : "choose a model folder. " + missing.toStdString());
         if (!QFileInfo(modelDir).isDir())
             throw io_error(modelDir.toStdString(), "the model folder does not exist");
         if (!QFileInfo::exists(modelDir + QStringLiteral("/config.json")))
