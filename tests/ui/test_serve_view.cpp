@@ -374,8 +374,8 @@ private slots:
                  qPrintable(QString::number(bandHeight)));
         QVERIFY(m.memory.adapters > 0); // the bank's bases and cores are resident
         // Legend: every layer's size with its unit, e.g. "adapters 2.0 MiB", "KV in use 0.1 of 64.0 MiB".
-        const auto mib = [](double v) { // one decimal, two below 1 MiB
-            return QLocale().toString(v, 'f', v > 0 && v < 1 ? 2 : 1) + QStringLiteral(" MiB");
+        const auto mib = [](double v) { // the sample's MiB back to bytes, in the app's size format
+            return ui::formatBytes(quint64(std::llround(v * kMiB)));
         };
         QCOMPARE(view.memoryPlot()->graph(1)->name(),
                  QStringLiteral("adapters ") + mib(h.last().adaptersMiB));

@@ -2,6 +2,7 @@
 #include "ui/serve/serve_charts.hpp"
 
 #include "ui/common/plot_style.hpp"
+#include "ui/common/text_format.hpp"
 #include "ui/serve/serve_history.hpp"
 
 #include <QGridLayout>
@@ -69,12 +70,9 @@ void fitLegend(QCustomPlot* plot) {
     }
 }
 
-// MiB with one decimal; two below 1 MiB, so a small part never reads "0.0".
-QString mibNumber(double v) {
-    return QLocale().toString(v, 'f', v > 0 && v < 1 ? 2 : 1);
-}
-QString mib(double v) {
-    return QStringLiteral("%1 MiB").arg(mibNumber(v));
+// A layer's size for the legend, in the app's one size format (the sample holds MiB of whole bytes).
+QString layerSize(double mib) {
+    return formatBytes(quint64(std::llround(std::max(0.0, mib) * 1024.0 * 1024.0)));
 }
 
 } // namespace
@@ -235,11 +233,12 @@ void ServeCharts::rebuild(const ServeHistory& h) {
     // The stacked layers are hard to read off the axis: their sizes, with units, go in the legend.
     const ServeSample none;
     const ServeSample& s = n ? samples.back() : none;
-    m_memory->graph(kWeights)->setName(tr("weights %1").arg(mib(s.weightsMiB)));
-    m_memory->graph(kAdapters)->setName(tr("adapters %1").arg(mib(s.adaptersMiB)));
-    m_memory->graph(kKv)->setName(tr("KV in use %1 of %2").arg(mibNumber(s.kvMiB), mib(s.kvReservedMiB)));
-    m_memory->graph(kRuntime)->setName(tr("runtime %1").arg(mib(s.runtimeMiB)));
-    m_memory->graph(kRest)->setName(tr("rest of process %1 (not to scale)").arg(mib(s.otherMiB)));
+    m_memory->graph(kWeights)->setName(tr("weights %1").arg(layerSize(s.weightsMiB)));
+    m_memory->graph(kAdapters)->setName(tr("adapters %1").arg(layerSize(s.adaptersMiB)));
+    m_memory->graph(kKv)->setName(
+        tr("KV in use %1 of %2").arg(layerSize(s.kvMiB), layerSize(s.kvReservedMiB)));
+    m_memory->graph(kRuntime)->setName(tr("runtime %1").arg(layerSize(s.runtimeMiB)));
+    m_memory->graph(kRest)->setName(tr("rest of process %1 (not to scale)").arg(layerSize(s.otherMiB)));
 
     const double last = n ? t.back() : 0;
     const double first = std::max(0.0, last - h.windowSeconds());

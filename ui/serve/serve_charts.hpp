@@ -7,8 +7,8 @@
 //               since Start beyond those), then the rest of the process as a thin hatched band on top
 //               (kBandFraction of the axis, not to scale: the console and its libraries would otherwise
 //               fill the chart); the axis fits the server's own parts. Every layer's current size, with
-//               its unit, is in the legend ("adapters 2.0 MiB", "KV in use 0.42 of 64.0 MiB": one
-//               decimal, two below 1 MiB);
+//               its unit, is in the legend in the app's one size format (formatBytes: "adapters
+//               2.0 MiB", "KV in use 192.0 MiB of 256.0 MiB", "adapters 798.7 KiB");
 //   adapters:   active adapters (last 2 s) and, only where a cache exists (raw folders, or a hybrid
 //               bank's raw-served adapters), the cache hit rate in % on the right axis (gaps where
 //               nothing was looked up).
