@@ -7,7 +7,7 @@
 #include "app/cli/commands.hpp"
 #include "app/cli/fleet_args.hpp"
 #include "engine/backend/compress_backends.hpp"
-#include "engine/bank/bank_builder.hpp"
+#include "engine/bank/bank_add.hpp"
 #include "engine/bank/bank_format.hpp"
 #include "engine/core/error.hpp"
 
@@ -31,8 +31,8 @@ int run_add(const std::vector<std::string>& args) {
     const auto storage = bank::read_bank_files_info(dir).storage;
     auto b = bank::read_bank(dir);
     const auto adapters = load_fleet_or_fail("add", paths, b.base ? &*b.base : nullptr, p.has("strict"));
-    compress::PeftModuleSource source(adapters, threads);
-    const auto added = bank::add_adapters(b, source, *backend);
+    // The projection the serving engine's live add uses too (bank_add.hpp).
+    const auto added = bank::add_to_bank(b, adapters, *backend, threads);
     bank::write_bank(dir, b, {storage, true});
 
     if (p.has("json")) {

@@ -11,11 +11,9 @@
 #include "engine/bank/peft_export.hpp"
 #include "engine/core/error.hpp"
 #include "engine/core/random.hpp"
-#include "engine/serve/adapters/adapter_providers.hpp"
+#include "engine/io/bundled_resources.hpp"
 #include "engine/serve/metrics/metrics_recorder.hpp"
-#include "engine/serve/model/model_weights.hpp"
-#include "engine/serve/scheduling/serving_engine.hpp"
-#include "engine/serve/tokenizer/tokenizer.hpp"
+#include "engine/serve/session/serving_session.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -78,21 +76,14 @@ const char* usage_text =
 
 // ---- Prompts
 // ------------------------------------------------------------------------------------------------ The
-// bundled prompts: --prompts, else beside an installed executable (PREFIX/share/lorafleet/prompts), else in
-// the source tree this executable was built from.
+// bundled prompts: --prompts, else the bundled-resource lookup (engine/io/bundled_resources.hpp:
+// $LORAFLEET_RESOURCES, PREFIX/share/lorafleet, the build tree, the source tree).
 fs::path default_prompts() {
-    std::error_code ec;
-    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) {
-        const fs::path installed = exe.parent_path().parent_path() / "share/lorafleet/prompts/sonnets.txt";
-        if (fs::exists(installed, ec)) return installed;
-    }
-#ifdef LORAFLEET_SOURCE_DIR
-    const fs::path source = fs::path(LORAFLEET_SOURCE_DIR) / "resources/prompts/sonnets.txt";
-    if (fs::exists(source, ec)) return source;
-#endif
-    throw io_error("sonnets.txt", "the bundled prompts were not found (looked beside the executable and in "
-                                  "the source tree); pass --prompts FILE");
+    const auto found = io::find_resource(io::sonnets_relative);
+    if (found.path) return *found.path;
+    throw io_error("sonnets.txt",
+                   io::not_found_message("The bundled prompts", io::sonnets_relative, found) +
+                       "; or pass --prompts FILE");
 }
 
 // Paragraphs separated by blank lines; a file without blank lines gives one prompt per line.
@@ -145,8 +136,7 @@ struct run_report {
 };
 
 struct bench_setup {
-    std::shared_ptr<const serve::model_weights> weights;
-    std::shared_ptr<const serve::Tokenizer> tokenizer;
+    serve::served_model model;             // weights + tokenizer, shared by every mode's engine
     std::vector<std::vector<int>> prompts; // token ids, trimmed to fit the context
     std::vector<planned_request> plan;
     serve::engine_options options;
@@ -171,7 +161,8 @@ run_report run_mode(const bench_setup& s, const std::string& mode,
     r.load_seconds = load_seconds;
     if (provider && names.empty()) throw validation_error(mode, "the fleet has no adapters");
 
-    serve::serving_engine engine(s.weights, s.tokenizer, std::move(provider), s.options);
+    const auto started = serve::start_engine(s.model, std::move(provider), s.options);
+    serve::serving_engine& engine = *started;
     if (s.log_device)
         std::fprintf(stderr, "bench-serve: %s: device %s\n", mode.c_str(), engine.device_note().c_str());
     std::mutex mutex;
@@ -294,15 +285,14 @@ int run_bench_serve(const std::vector<std::string>& args) {
     s.options.metrics_window_s = 1e9; // the whole run is the window
     auto log = [&](const std::string& line) { std::fprintf(stderr, "bench-serve: %s\n", line.c_str()); };
 
-    s.weights = serve::model_weights::load(model_dir);
-    s.tokenizer = serve::load_tokenizer(model_dir);
-    const int context = s.weights->max_context();
+    s.model = serve::load_served_model(model_dir);
+    const int context = s.model.weights->max_context();
     if (max_tokens >= context)
         throw usage_error("bench-serve",
                           "--max-tokens must be below the model's context of " + std::to_string(context));
     const fs::path prompts_file = p.has("prompts") ? fs::path(*p.get("prompts")) : default_prompts();
     for (const std::string& text : read_prompts(prompts_file)) {
-        std::vector<int> ids = s.tokenizer->encode(text, true);
+        std::vector<int> ids = s.model.tokenizer->encode(text, true);
         if (ids.empty()) continue;
         if (int(ids.size()) + max_tokens > context) ids.resize(std::size_t(context - max_tokens));
         s.prompts.push_back(std::move(ids));
@@ -318,7 +308,7 @@ int run_bench_serve(const std::vector<std::string>& args) {
         s.plan.push_back(r);
     }
 
-    const auto& geometry = s.weights->geometry();
+    const auto& geometry = s.model.weights->geometry();
     const std::vector<fs::path> adapter_paths = [&] {
         std::vector<fs::path> v;
         for (const auto& a : p.all("adapters"))
@@ -349,10 +339,12 @@ int run_bench_serve(const std::vector<std::string>& args) {
             const std::string& mode = modes[mi];
             malloc_trim(0); // give the previous mode's memory back, so its peak RSS is its own
             const auto t0 = std::chrono::steady_clock::now();
-            std::unique_ptr<serve::AdapterProvider> provider;
+            // Strict (no skipping): every mode must serve the whole fleet for the numbers to compare.
+            serve::adapter_options ao;
+            ao.skip_unusable = false;
             if (mode == "compressed") {
-                provider = serve::open_bank_provider(*p.get("bank"), geometry);
-                bank_resident = provider->memory().resident_bytes;
+                ao.source = serve::adapter_source::bank_folder;
+                ao.bank_dir = *p.get("bank");
             } else if (mode == "raw") {
                 std::vector<fs::path> paths = adapter_paths;
                 if (has_bank) {
@@ -368,8 +360,12 @@ int run_bench_serve(const std::vector<std::string>& args) {
                 const std::uint64_t bytes = cache_bytes ? *cache_bytes
                                             : has_bank  ? bank_resident
                                                         : (256ull << 20);
-                provider = serve::open_raw_provider(paths, geometry, bytes);
+                ao.source = serve::adapter_source::raw_folders;
+                ao.raw_paths = paths;
+                ao.raw_cache_bytes = bytes;
             }
+            std::unique_ptr<serve::AdapterProvider> provider = serve::open_adapters(ao, geometry).provider;
+            if (mode == "compressed") bank_resident = provider->memory().resident_bytes;
             const double load_s =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             const std::string label =

@@ -1,12 +1,11 @@
 // BankDelta: see the header. The bank's adapters and cores are moved out of the compressed_bank into
 // per-slot storage at construction, so that remove() frees an adapter's cores and the compressed_bank
-// left behind (modules and bases only) is exactly what bank_builder's add_adapters projects onto.
+// left behind (modules and bases only) is exactly what bank_add's project_onto_bank projects onto.
 #include "engine/serve/adapters/bank_delta.hpp"
 
 #include "engine/backend/compress_backends.hpp"
 #include "engine/backend/device_twin_factories.hpp"
-#include "engine/bank/bank_builder.hpp"
-#include "engine/compress/peft_module_source.hpp"
+#include "engine/bank/bank_add.hpp"
 #include "engine/core/error.hpp"
 #include "engine/core/float16.hpp"
 #include "engine/io/peft_adapter.hpp"
@@ -244,22 +243,22 @@ std::unique_ptr<prepared_adapter> BankDelta::prepare_add(const std::filesystem::
     io::peft_load_options options;
     options.base = &m_base;
     auto adapter = std::make_shared<const io::peft_adapter>(io::load_peft_adapter(peft_dir, options));
-    compress::PeftModuleSource source({adapter}, 1);
-    const auto backend = lorafleet::backend::make_compress_backend("cpu", 1); // per call: nothing shared
-    // A scratch bank with the same modules and bases and no adapters: the projection lands at index 0
-    // and nothing of this provider changes.
-    bank::compressed_bank scratch;
-    scratch.kind = m_bank.kind;
-    scratch.rank = m_bank.rank;
-    scratch.clusters = m_bank.clusters;
-    scratch.modules = m_bank.modules;
-    scratch.bases = m_bank.bases;
-    scratch.cores.assign(m_bank.modules.size(), {});
-    bank::add_adapters(scratch, source, *backend);
+    // The projection of `lorafleet-cli add` (bank_add.hpp), on the CPU, with a backend of this call's own:
+    // nothing is shared with another add running at the same time, and the bank is only read.
+    const auto backend = lorafleet::backend::make_compress_backend("cpu", 1);
+    bank::projected_adapter projected = bank::project_onto_bank(m_bank, std::move(adapter), *backend, name);
     auto out = std::make_unique<bank_prepared>();
-    out->adapter = std::move(scratch.adapters.front());
-    out->adapter.name = name;
-    out->cores = kernel_cores(scratch, out->adapter, 0);
+    out->adapter = std::move(projected.adapter);
+    out->cores = std::move(projected.cores);
+    if (m_bank.kind == compress::jd_method::full) { // the kernel reads Σᵀ (kernel_cores)
+        const int r = m_bank.rank;
+        for (auto& core : out->cores) {
+            if (core.empty()) continue;
+            for (int p = 0; p < r; ++p)
+                for (int q = p + 1; q < r; ++q)
+                    std::swap(core[std::size_t(p) * r + q], core[std::size_t(q) * r + p]);
+        }
+    }
     out->name = name;
     out->source = peft_dir.string();
     return out;

@@ -40,9 +40,9 @@ public:
     int find(std::string_view name) const override;
     std::vector<adapter_info> list() const override;
     std::size_t prepare(std::span<const int> slots) override;
-    // Projects the PEFT adapter onto every cluster's bases (bank_builder add_adapters on a scratch copy of
-    // the bases, with its own CPU backend, method.md §6) and keeps the cluster with the lowest exact
-    // error; its modules the bank lacks are not represented.
+    // Projects the PEFT adapter onto every cluster's bases exactly as `lorafleet-cli add` does
+    // (bank::project_onto_bank, bank_add.hpp, on the CPU; method.md §6) and keeps the cluster with the
+    // lowest exact error; its modules the bank lacks are not represented.
     std::unique_ptr<prepared_adapter> prepare_add(const std::filesystem::path& peft_dir,
                                                   const std::string& name) const override;
     adapter_info install(std::unique_ptr<prepared_adapter> prepared) override;
