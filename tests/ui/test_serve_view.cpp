@@ -7,7 +7,8 @@
 // reset on Stop, New Workspace clears everything); the workspace's adapters served raw, by cluster or by
 // the Fleet selection, a broken one skipped and listed; the load generator's limits and dropped
 // arrivals explained; F5 / Shift+F5 in the Serve menu; clear errors for a bad model folder.
-// Offscreen; LORAFLEET_SERVE_SCREENSHOT=PNG also saves the loaded view.
+// Offscreen; LORAFLEET_SERVE_SCREENSHOT=PNG also saves the loaded view (..._RAW_SCREENSHOT the raw mode,
+// ..._SKIPPED_SCREENSHOT the skipped list).
 #include "engine/backend/compress_backends.hpp"
 #include "engine/bank/fleet_bank.hpp"
 #include "engine/io/adapter_discovery.hpp"
@@ -620,6 +621,14 @@ private slots:
         QCOMPARE(c->skippedAdapters().size(), 1);
         QVERIFY2(view.skippedText().contains(QStringLiteral("adapter-0001")), qPrintable(view.skippedText()));
         QVERIFY(view.skippedText().contains(QStringLiteral("Skipped 1 adapter")));
+        QVERIFY(c->skippedAdapters().first().reason.size() > 20); // the engine's reason, not a placeholder
+        const QByteArray shot = qgetenv("LORAFLEET_SERVE_SKIPPED_SCREENSHOT");
+        if (!shot.isEmpty()) {
+            view.resize(1500, 900);
+            view.show();
+            QTest::qWait(100);
+            QVERIFY(view.grab().save(QString::fromLocal8Bit(shot)));
+        }
         QSignalSpy stopped(c, &ui::ServeController::stopped);
         view.stopServer();
         QVERIFY(stopped.wait(60'000));

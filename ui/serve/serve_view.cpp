@@ -604,13 +604,17 @@ void ServeView::showSkipped() {
     const QList<SkippedAdapter> skipped = m_controller->skippedAdapters();
     if (skipped.isEmpty()) {
         m_skipped->clear();
+        m_skipped->setToolTip(QString());
         m_skipped->setVisible(false);
         return;
     }
-    QStringList lines;
-    for (const SkippedAdapter& s : skipped)
-        lines << tr("• %1 (%2): %3")
-                     .arg(s.name.isEmpty() ? tr("no adapter") : s.name, s.folder, oneLine(s.reason, 200));
+    QStringList lines, full; // the label cuts long reasons; its tooltip has them whole
+    for (const SkippedAdapter& s : skipped) {
+        const QString name = s.name.isEmpty() ? tr("no adapter") : s.name;
+        lines << tr("• %1 (%2): %3").arg(name, s.folder, oneLine(s.reason, 200));
+        full << tr("%1 (%2): %3").arg(name, s.folder, oneLine(s.reason, 2000));
+    }
+    m_skipped->setToolTip(full.join(QLatin1Char('\n')));
     m_skipped->setText(
         tr("Skipped %1 (not served):\n%2")
             .arg(plural(skipped.size(), tr("adapter"), tr("adapters")), lines.join(QLatin1Char('\n'))));
