@@ -106,20 +106,37 @@ double measure_machine_speed(compress::CompressBackend& backend) {
     fleet_shape shape;
     shape.adapters = kAdapters;
     shape.max_source_rank = int(kRank);
+    // Structured like a fine-tuned fleet (and the synthetic ones): every adapter's factors lie in one
+    // shared rank-kRank subspace per side, plus 5% noise, so the fit converges as it does on real fleets
+    // (Gaussian factors without structure need many more sweeps and would overstate the time ~10x).
+    const auto gaussian = [&g](std::size_t n, double scale) {
+        std::vector<float> v(n);
+        for (auto& x : v)
+            x = float(g.normal() * scale);
+        return v;
+    };
     for (int m = 0; m < 4; ++m) {
         const std::string name = "model.layers." + std::to_string(m) + ".self_attn.q_proj";
         const std::size_t index = source.add_module(name, kDim, kDim);
         shape.modules.push_back({name, kDim, kDim, kAdapters, int(kRank)});
+        const auto q = gaussian(std::size_t(kDim * kRank), 1.0); // [d_out, r] shared column space
+        const auto p = gaussian(std::size_t(kDim * kRank), 1.0); // [d_in, r] shared row space
         for (std::size_t a = 0; a < kAdapters; ++a) {
+            const auto c = gaussian(std::size_t(kRank * kRank), 1.0);
+            const auto d = gaussian(std::size_t(kRank * kRank), 1.0);
             compress::owned_factors f;
             f.adapter = a;
             f.rank = kRank;
-            f.a.resize(std::size_t(kRank * kDim));
-            f.b.resize(std::size_t(kDim * kRank));
-            for (auto& v : f.a)
-                v = float(g.normal() / 16.0);
-            for (auto& v : f.b)
-                v = float(g.normal() / 16.0);
+            f.a = gaussian(std::size_t(kRank * kDim), 0.05); // A = C Pᵀ + noise   [r, d_in]
+            f.b = gaussian(std::size_t(kDim * kRank), 0.05); // B = Q D + noise    [d_out, r]
+            for (std::int64_t i = 0; i < kRank; ++i)
+                for (std::int64_t j = 0; j < kDim; ++j)
+                    for (std::int64_t t = 0; t < kRank; ++t) {
+                        f.a[std::size_t(i * kDim + j)] +=
+                            c[std::size_t(i * kRank + t)] * p[std::size_t(j * kRank + t)];
+                        f.b[std::size_t(j * kRank + i)] +=
+                            q[std::size_t(j * kRank + t)] * d[std::size_t(t * kRank + i)];
+                    }
             source.set_factors(index, std::move(f));
         }
     }

@@ -67,7 +67,8 @@ compress_estimate estimate_compression(const fleet_shape& fleet, const compress:
                                        double machine_speed);
 
 // Work units per second of `backend` on a small seeded in-memory fleet (32 adapters, 4 modules of
-// 256 x 256, rank 16, compressed at rank 16 with k = 1): about 0.1-0.5 s on a laptop core.
+// 256 x 256, rank 16 in a shared subspace plus 5% noise, compressed at rank 16 with k = 1): a fraction of
+// a second on a laptop core.
 double measure_machine_speed(compress::CompressBackend& backend);
 
 } // namespace lorafleet::analysis

@@ -428,7 +428,7 @@ namespace lorafleet::ui {
 namespace {
 
 QString speedKey(const QString& device) {
-    return QStringLiteral("compress/speed/%1").arg(device);
+    return QStringLiteral("compress/speed-v2/%1").arg(device);
 }
 
 } // namespace
