@@ -1,12 +1,13 @@
 #include "app/cli/fleet_args.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/io/fleet.hpp"
 
 #include <iostream>
 
 namespace lorafleet::cli {
 
-std::vector<std::shared_ptr<const io::peft_adapter>> load_fleet_or_fail(const std::string& command,
+io::fleet load_fleet_or_fail(const std::string& command,
                                                                         const std::vector<std::string>& paths,
                                                                         const io::model_geometry* base,
                                                                         bool strict) {

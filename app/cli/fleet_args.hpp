@@ -2,6 +2,7 @@
 // arguments with one stderr line per adapter that failed, and the storage dtype flag.
 #pragma once
 
+#include "engine/io/fleet.hpp"
 #include "engine/io/fleet_loader.hpp"
 #include "engine/io/safetensors.hpp"
 
@@ -15,7 +16,7 @@ namespace lorafleet::cli {
 // printed as one line, "lorafleet-cli COMMAND: rejected adapter: <reason>", and left out; with `strict`
 // (--strict) the lines say "error:" and validation_error is thrown when any failed. Throws
 // validation_error as well when no adapter is left.
-std::vector<std::shared_ptr<const io::peft_adapter>> load_fleet_or_fail(const std::string& command,
+io::fleet load_fleet_or_fail(const std::string& command,
                                                                         const std::vector<std::string>& paths,
                                                                         const io::model_geometry* base,
                                                                         bool strict = true);

@@ -4,13 +4,14 @@
 #include "engine/bank/bank_builder.hpp"
 #include "engine/compress/peft_module_source.hpp"
 #include "engine/core/error.hpp"
+#include "engine/io/fleet.hpp"
 
 #include <set>
 #include <string>
 
 namespace lorafleet::bank {
 
-void check_unique_adapter_names(const std::vector<std::shared_ptr<const io::peft_adapter>>& adapters) {
+void check_unique_adapter_names(const io::fleet& adapters) {
     std::set<std::string> names;
     for (const auto& a : adapters)
         if (!names.insert(a->name).second)
@@ -31,7 +32,7 @@ nlohmann::json compression_parameters(const compress::compress_options& options,
         {"tol", options.jd.tol}};
 }
 
-fleet_bank compress_adapters_to_bank(const std::vector<std::shared_ptr<const io::peft_adapter>>& adapters,
+fleet_bank compress_adapters_to_bank(const io::fleet& adapters,
                                      compress::CompressBackend& backend,
                                      const compress::compress_options& options,
                                      std::optional<io::model_geometry> base, int threads,

@@ -6,6 +6,7 @@
 
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/compress/fleet_compressor.hpp"
+#include "engine/io/fleet.hpp"
 #include "engine/io/peft_adapter.hpp"
 
 #include <cstdint>
@@ -22,7 +23,7 @@ struct fleet_bank {
 };
 
 // Throws validation_error naming the folder when two adapters share a name (names are unique in a bank).
-void check_unique_adapter_names(const std::vector<std::shared_ptr<const io::peft_adapter>>& adapters);
+void check_unique_adapter_names(const io::fleet& adapters);
 
 // The manifest's creation parameters of a compression with `options` on `backend_name`.
 nlohmann::json compression_parameters(const compress::compress_options& options,
@@ -31,7 +32,7 @@ nlohmann::json compression_parameters(const compress::compress_options& options,
 // Compresses `adapters` (in this order; the bank's adapter i is adapters[i]). `threads` converts modules
 // in parallel (0 = all). Throws what compress_fleet throws (cancelled_error when `progress` returns false)
 // and validation_error for repeated names.
-fleet_bank compress_adapters_to_bank(const std::vector<std::shared_ptr<const io::peft_adapter>>& adapters,
+fleet_bank compress_adapters_to_bank(const io::fleet& adapters,
                                      compress::CompressBackend& backend,
                                      const compress::compress_options& options,
                                      std::optional<io::model_geometry> base, int threads = 0,

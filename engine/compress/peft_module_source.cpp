@@ -2,6 +2,7 @@
 
 #include "engine/compress/parallel.hpp"
 #include "engine/core/error.hpp"
+#include "engine/io/fleet.hpp"
 
 #include <algorithm>
 #include <map>
@@ -9,7 +10,7 @@
 
 namespace lorafleet::compress {
 
-PeftModuleSource::PeftModuleSource(std::vector<std::shared_ptr<const io::peft_adapter>> adapters, int threads)
+PeftModuleSource::PeftModuleSource(io::fleet adapters, int threads)
     : m_adapters(std::move(adapters)), m_threads(threads > 0 ? threads : hardware_threads()) {
     // path -> entry index; the first adapter seen with a module fixes its shape.
     std::map<std::string, std::size_t> index;

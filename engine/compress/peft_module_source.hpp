@@ -7,6 +7,7 @@
 #pragma once
 
 #include "engine/compress/module_source.hpp"
+#include "engine/io/fleet.hpp"
 #include "engine/io/peft_adapter.hpp"
 
 #include <memory>
@@ -17,7 +18,7 @@ namespace lorafleet::compress {
 class PeftModuleSource final : public ModuleSource {
 public:
     // `threads` converts adapters in parallel (0 = all hardware threads).
-    explicit PeftModuleSource(std::vector<std::shared_ptr<const io::peft_adapter>> adapters, int threads = 0);
+    explicit PeftModuleSource(io::fleet adapters, int threads = 0);
 
     std::size_t adapter_count() const override { return m_adapters.size(); }
     std::string adapter_name(std::size_t adapter) const override { return m_adapters.at(adapter)->name; }
@@ -36,7 +37,7 @@ private:
         std::string short_name;
         std::vector<std::pair<std::size_t, std::size_t>> members; // (adapter index, module index in it)
     };
-    std::vector<std::shared_ptr<const io::peft_adapter>> m_adapters;
+    io::fleet m_adapters;
     std::vector<module_entry> m_modules;
     int m_threads = 1;
 };

@@ -2,6 +2,7 @@
 
 #include "engine/core/error.hpp"
 #include "engine/io/adapter_discovery.hpp"
+#include "engine/io/fleet.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -24,7 +25,7 @@ fleet_load_result load_fleet(const std::vector<std::filesystem::path>& paths,
             if (seen.insert(ec ? d : key).second) dirs.push_back(std::move(d));
         }
     const std::size_t n = dirs.size();
-    std::vector<std::shared_ptr<const peft_adapter>> loaded(n);
+    fleet loaded(n);
     std::vector<std::optional<std::string>> failed(n);
     std::atomic<std::size_t> next{0}, done{0};
     std::atomic<bool> cancel{false};

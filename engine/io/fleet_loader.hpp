@@ -3,6 +3,7 @@
 // with its one-line reason and does not stop the others. Results keep the sorted folder order.
 #pragma once
 
+#include "engine/io/fleet.hpp"
 #include "engine/io/peft_adapter.hpp"
 
 #include <filesystem>
@@ -19,7 +20,7 @@ struct fleet_load_failure {
 };
 
 struct fleet_load_result {
-    std::vector<std::shared_ptr<const peft_adapter>> adapters;
+    fleet adapters;
     std::vector<fleet_load_failure> failures;
 };
 

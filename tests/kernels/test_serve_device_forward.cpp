@@ -10,6 +10,7 @@
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/core/error.hpp"
 #include "engine/core/random.hpp"
+#include "engine/io/fleet.hpp"
 #include "engine/serve/adapters/bank_delta.hpp"
 #include "engine/serve/adapters/cached_lora_delta.hpp"
 #include "engine/serve/adapters/raw_lora_delta.hpp"
@@ -388,7 +389,7 @@ private slots:
         QTemporaryDir tmp;
         QVERIFY(tmp.isValid());
         CachedLoraDelta cpu_lora(g, 64u << 20);
-        std::vector<std::shared_ptr<const io::peft_adapter>> peft;
+        io::fleet peft;
         io::peft_load_options options;
         options.base = &g;
         for (int i = 0; i < 3; ++i) {

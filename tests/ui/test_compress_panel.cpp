@@ -12,6 +12,7 @@
 #include "engine/backend/compress_backends.hpp"
 #include "engine/backend/device_registry.hpp"
 #include "engine/compress/peft_module_source.hpp"
+#include "engine/io/fleet.hpp"
 #include "engine/io/peft_adapter.hpp"
 #include "tests/support/planted_fleet.hpp"
 #include "tests/ui/ui_test_support.hpp"
@@ -159,7 +160,7 @@ private slots:
         QCOMPARE(int(bank->adapters.size()), kAdapters);
 
         // The reference: the engine alone, on adapters loaded again from disk, same options and seed.
-        std::vector<std::shared_ptr<const io::peft_adapter>> adapters;
+        io::fleet adapters;
         for (const auto& e : session.store()->entries())
             adapters.push_back(
                 std::make_shared<const io::peft_adapter>(io::load_peft_adapter(e.summary.dir.toStdString())));

@@ -4,13 +4,14 @@
 
 #include "engine/backend/cuda/cuda_transformer.hpp"
 #include "engine/core/error.hpp"
+#include "engine/io/fleet.hpp"
 #include "engine/serve/adapters/adapter_delta.hpp"
 #include "engine/serve/adapters/cached_lora_delta.hpp"
 
 namespace lorafleet::serve {
 
 cuda_lora_cache::cuda_lora_cache(const io::model_geometry& base,
-                                 std::vector<std::shared_ptr<const io::peft_adapter>> adapters,
+                                 io::fleet adapters,
                                  std::uint64_t cache_bytes)
     : m_adapters(std::move(adapters)) {
     for (const auto& a : m_adapters) {

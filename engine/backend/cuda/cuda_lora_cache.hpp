@@ -7,6 +7,7 @@
 // device() is what cuda_transformer::forward takes. Not thread-safe: one thread (the serving thread).
 #pragma once
 
+#include "engine/io/fleet.hpp"
 #include "engine/io/hf_config.hpp"
 #include "engine/io/peft_adapter.hpp"
 #include "kernels/serve_device_model.hpp"
@@ -24,7 +25,7 @@ public:
     // validation_error when not even one page fits `cache_bytes` or an adapter's module is not a decoder
     // linear of `base`; backend_unavailable when the device refuses.
     cuda_lora_cache(const io::model_geometry& base,
-                    std::vector<std::shared_ptr<const io::peft_adapter>> adapters, std::uint64_t cache_bytes);
+                    io::fleet adapters, std::uint64_t cache_bytes);
     cuda_lora_cache(const cuda_lora_cache&) = delete;
     cuda_lora_cache& operator=(const cuda_lora_cache&) = delete;
 
@@ -38,7 +39,7 @@ public:
     std::uint64_t misses() const { return m_cache->misses(); }
 
 private:
-    std::vector<std::shared_ptr<const io::peft_adapter>> m_adapters;
+    io::fleet m_adapters;
     std::vector<io::lora_factors> m_loading; // float32 factors of the adapter being copied (loader scratch)
     std::unique_ptr<kernels::device_lora_cache> m_cache;
     std::uint64_t m_page_bytes = 0;

@@ -5,6 +5,7 @@
 
 #include "engine/backend/device_twin_factories.hpp"
 #include "engine/core/error.hpp"
+#include "engine/io/fleet.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -28,7 +29,7 @@ CachedLoraDelta::~CachedLoraDelta() = default;
 
 backend::device_adapters* CachedLoraDelta::device_twin() {
     if (!m_device) {
-        std::vector<std::shared_ptr<const io::peft_adapter>> adapters;
+        io::fleet adapters;
         for (const entry& e : m_slots)
             adapters.push_back(e.adapter); // null for a removed slot: the twin refuses it like live() does
         m_device = backend::make_device_lora_cache(m_base, std::move(adapters), m_capacity);

@@ -13,6 +13,7 @@
 #include "engine/compress/cpu_backend.hpp"
 #include "engine/core/error.hpp"
 #include "engine/io/atomic_file.hpp"
+#include "engine/io/fleet.hpp"
 #include "engine/io/peft_adapter.hpp"
 #include "engine/io/regular_file.hpp"
 #include "engine/quality/bank_evaluation.hpp"
@@ -89,7 +90,7 @@ planted make_planted(const fs::path& root) {
         p.names.push_back("outlier-" + std::to_string(i));
         fs::rename(other[std::size_t(i + 1)], root / "fleet" / p.names.back());
     }
-    std::vector<std::shared_ptr<const io::peft_adapter>> fleet;
+    io::fleet fleet;
     for (const auto& n : p.names) {
         p.dirs.push_back(root / "fleet" / n);
         fleet.push_back(std::make_shared<const io::peft_adapter>(io::load_peft_adapter(p.dirs.back())));
