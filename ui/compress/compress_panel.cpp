@@ -428,7 +428,7 @@ namespace lorafleet::ui {
 namespace {
 
 QString speedKey(const QString& device) {
-    return QStringLiteral("compress/speed-v2/%1").arg(device);
+    return QStringLiteral("compress/speed-v3/%1").arg(device);
 }
 
 } // namespace
@@ -454,14 +454,20 @@ void CompressPanel::measureSpeedIfNeeded() {
         updateEstimate();
         return;
     }
-    // Once per device on this machine: a small compression timed on a worker (a fraction of a second).
+    // Once per device on this machine: a small compression timed on a worker (a fraction of a second),
+    // when nothing else computes (an import or compression running beside it would slow it down).
+    if (m_session->isBusy()) {
+        connect(m_session, &Session::idle, this, &CompressPanel::measureSpeedIfNeeded,
+                Qt::SingleShotConnection);
+        return;
+    }
     m_measuring = true;
     auto speed = std::make_shared<double>(0.0);
     const std::string name = device.toStdString();
     EngineJob* job = m_session->host()->start(
         QStringLiteral("Measuring this machine's compression speed"),
         [speed, name](JobContext&) {
-            auto backend = lorafleet::backend::make_compress_backend(name); // threads as a run uses
+            auto backend = lorafleet::backend::make_compress_backend(name, 1); // one thread: repeatable
             *speed = analysis::measure_machine_speed(*backend);
         },
         this);

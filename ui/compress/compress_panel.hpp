@@ -6,12 +6,11 @@
 // the bank was made ("out of date: N adapters added, M removed since"). Run is disabled while an import
 // runs (the fleet is still changing). Under the settings, the estimate of the run they describe
 // (engine/analysis/compress_estimate.hpp): the bank's size (exact for a fixed cluster count), peak
-// memory, and time from this machine's measured speed (measured once per device in the background on
-// first show, cached in QSettings "compress/speed-v2/<device>"), and a warning when the rank is at or above
-// the adapters' own rank.
-// The widgets mirror the workspace's "compression" object: an edit writes it (a document change), a
-// new or opened workspace refreshes the widgets. Runs go through the session's CompressController.
-// Thread affinity: GUI thread.
+// memory, and time from this machine's measured speed (measured once per device, one thread, in the
+// background on first show once the session is idle, cached in QSettings "compress/speed-v3/<device>"), and a
+// warning when the rank is at or above the adapters' own rank. The widgets mirror the workspace's
+// "compression" object: an edit writes it (a document change), a new or opened workspace refreshes the
+// widgets. Runs go through the session's CompressController. Thread affinity: GUI thread.
 #pragma once
 
 #include "engine/bank/compressed_bank.hpp"
