@@ -17,39 +17,51 @@ namespace {
 
 constexpr int block_size = 16;
 
-// log-softmax of `row` into out (same length); the log-sum-exp is accumulated in double.
-void log_softmax(std::span<const float> row, float* out, const std::string& where) {
+// The raw distribution at one position: p = softmax(row) into `p` (float; the exponentials in float, their
+// sum in double) and returns Σ p·log p over the stored p. validation_error when the row is not finite.
+double raw_softmax(std::span<const float> row, float* p, const std::string& where) {
     float mx = -INFINITY;
     for (const float v : row)
         mx = std::max(mx, v);
     double sum = 0;
-    for (const float v : row)
-        sum += std::exp(double(v) - double(mx));
+    for (std::size_t j = 0; j < row.size(); ++j) {
+        p[j] = std::exp(row[j] - mx);
+        sum += p[j];
+    }
     const double lse = double(mx) + std::log(sum);
     if (!std::isfinite(lse)) throw validation_error(where, "the model produced logits that are not finite");
-    for (std::size_t j = 0; j < row.size(); ++j)
-        out[j] = static_cast<float>(double(row[j]) - lse);
+    const float inv = static_cast<float>(1.0 / sum);
+    double p_log_p = 0;
+    for (std::size_t j = 0; j < row.size(); ++j) {
+        p[j] *= inv;
+        p_log_p += double(p[j]) * (double(row[j]) - lse);
+    }
+    return p_log_p;
 }
 
-// KL(p || q) in nats, p given as log-probabilities, q as logits.
-double kl_divergence(const float* logp, std::span<const float> q_logits, std::vector<float>& logq,
+// KL(p || q) in nats for q = softmax(q_logits): Σ p log p − Σ p (x_q − lse_q), one exponential per entry.
+double kl_divergence(const float* p, double p_log_p, std::span<const float> q_logits,
                      const std::string& where) {
-    logq.resize(q_logits.size());
-    log_softmax(q_logits, logq.data(), where);
-    double kl = 0;
+    float mx = -INFINITY;
+    for (const float v : q_logits)
+        mx = std::max(mx, v);
+    double sum = 0, dot = 0, mass = 0;
     for (std::size_t j = 0; j < q_logits.size(); ++j) {
-        const double lp = logp[j];
-        if (lp < -80.0) continue; // p < 2e-35: contributes nothing a double can hold
-        kl += std::exp(lp) * (lp - double(logq[j]));
+        sum += std::exp(q_logits[j] - mx);
+        dot += double(p[j]) * double(q_logits[j]);
+        mass += p[j];
     }
-    return std::max(kl, 0.0); // rounding may leave a tiny negative for identical distributions
+    const double lse = double(mx) + std::log(sum);
+    if (!std::isfinite(lse)) throw validation_error(where, "the model produced logits that are not finite");
+    return std::max(p_log_p - (dot - lse * mass), 0.0); // rounding may leave a tiny negative when p == q
 }
 
 struct sequence_run {
     int adapter = 0;            // index into names
     int prompt = 0;             // index into prompts
     std::vector<int> generated; // raw greedy tokens (EOS included when generated), capacity max_tokens
-    std::vector<float> logp;    // [max_tokens, vocab] raw log-probabilities at each generated position
+    std::vector<float> p;       // [max_tokens, vocab] raw next-token probabilities at each generated position
+    std::vector<double> p_log_p; // [max_tokens] Σ p log p of each position
 };
 
 } // namespace
@@ -133,7 +145,6 @@ evaluate_agreement(serve::ForwardPass& raw_pass, serve::AdapterProvider& raw,
         compressed_pass.make_cache(block_bytes * std::uint64_t(chunk_blocks), block_size);
 
     int vocab = 0; // usable vocabulary, known after the first step
-    std::vector<float> logq;
     std::vector<sequence_run> runs;
     std::vector<serve::sequence_step> batch;
     std::vector<int> batch_run; // run index of each batch entry
@@ -171,16 +182,16 @@ evaluate_agreement(serve::ForwardPass& raw_pass, serve::AdapterProvider& raw,
         if (vocab == 0)
             vocab = options.vocab_limit > 0 ? std::min(options.vocab_limit, logits.vocab) : logits.vocab;
 
-        // ---- Raw greedy decode, keeping each position's log-probabilities.
+        // ---- Raw greedy decode, keeping each position's probabilities.
         for (int t = 0; t < T; ++t) {
             std::vector<serve::sequence_step> next;
             std::vector<int> next_run;
             for (std::size_t b = 0; b < batch_run.size(); ++b) {
                 sequence_run& r = runs[std::size_t(batch_run[b])];
                 const std::span<const float> row = logits.last(int(b)).first(std::size_t(vocab));
-                if (r.logp.empty()) r.logp.resize(std::size_t(T) * std::size_t(vocab));
-                log_softmax(row, r.logp.data() + std::size_t(t) * std::size_t(vocab),
-                            names[std::size_t(r.adapter)]);
+                if (r.p.empty()) r.p.resize(std::size_t(T) * std::size_t(vocab));
+                r.p_log_p.push_back(raw_softmax(row, r.p.data() + std::size_t(t) * std::size_t(vocab),
+                                                names[std::size_t(r.adapter)]));
                 const int token = serve::greedy_token(row);
                 r.generated.push_back(token);
                 const bool eos =
@@ -236,8 +247,9 @@ evaluate_agreement(serve::ForwardPass& raw_pass, serve::AdapterProvider& raw,
                         ++acc.agreeing_tokens;
                     else if (diverged < 0)
                         diverged = k;
-                    acc.mean_kl += kl_divergence(r.logp.data() + std::size_t(k) * std::size_t(vocab), row,
-                                                 logq, names[std::size_t(r.adapter)]);
+                    acc.mean_kl +=
+                        kl_divergence(r.p.data() + std::size_t(k) * std::size_t(vocab),
+                                      r.p_log_p[std::size_t(k)], row, names[std::size_t(r.adapter)]);
                 }
                 acc.tokens += len;
                 ++acc.prompts;
