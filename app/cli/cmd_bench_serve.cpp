@@ -81,9 +81,8 @@ const char* usage_text =
 fs::path default_prompts() {
     const auto found = io::find_resource(io::sonnets_relative);
     if (found.path) return *found.path;
-    throw io_error("sonnets.txt",
-                   io::not_found_message("The bundled prompts", io::sonnets_relative, found) +
-                       "; or pass --prompts FILE");
+    throw io_error("sonnets.txt", io::not_found_message("The bundled prompts", io::sonnets_relative, found) +
+                                      "; or pass --prompts FILE");
 }
 
 // Paragraphs separated by blank lines; a file without blank lines gives one prompt per line.
@@ -116,8 +115,8 @@ std::vector<std::string> read_prompts(const fs::path& file) {
 // ---- One run
 // --------------------------------------------------------------------------------------------------
 struct planned_request {
-    int adapter = 0; // index into the fleet's names
-    int prompt = 0;  // index into the prompts
+    int name_index = 0; // the adapter: an index into the sorted names (modulo their count)
+    int prompt = 0;     // index into the prompts
 };
 
 struct run_report {
@@ -196,7 +195,7 @@ run_report run_mode(const bench_setup& s, const std::string& mode,
             ++in_flight;
         }
         serve::completion_request req;
-        req.adapter = names.empty() ? std::string() : names[std::size_t(p.adapter) % names.size()];
+        req.adapter = names.empty() ? std::string() : names[std::size_t(p.name_index) % names.size()];
         req.prompt = s.prompts[std::size_t(p.prompt)];
         req.params.max_tokens = s.max_tokens;
         req.params.stop_at_eos = s.stop_at_eos;
@@ -303,7 +302,7 @@ int run_bench_serve(const std::vector<std::string>& args) {
     auto rng = random_stream::derive(seed, {stream_id("bench-serve")});
     for (int i = 0; i < requests; ++i) {
         planned_request r;
-        r.adapter = static_cast<int>(rng.next_u64() % (1u << 30));
+        r.name_index = static_cast<int>(rng.next_u64() % (1u << 30));
         r.prompt = static_cast<int>(rng.next_u64() % s.prompts.size());
         s.plan.push_back(r);
     }

@@ -334,8 +334,9 @@ struct http_server::impl {
     }
 
     // ---- completions -------------------------------------------------------------------------------
-    // The engine adapter for a request's "model": "" for the base model.
-    std::string resolve_model(const std::string& model) const {
+    // The adapter name a request's "model" (OpenAI's word) means: "" for the base model, else the
+    // adapter's name as the engine knows it; 404 for anything else.
+    std::string adapter_name_of(const std::string& model) const {
         if (model == options.base_name) return {};
         if (engine.has_adapter(model)) return model; // O(1), no copy of the adapter list
         throw api_error(404,
@@ -349,7 +350,7 @@ struct http_server::impl {
         const openai_request r = kind == api_kind::chat ? parse_chat_request(body, options.limits)
                                                         : parse_completion_request(body, options.limits);
         serve::completion_request cr;
-        cr.adapter = resolve_model(r.model);
+        cr.adapter = adapter_name_of(r.model);
         const std::string text = kind == api_kind::chat ? chat.render(r.messages) : r.prompt;
         const auto& tok = engine.tokenizer();
         cr.prompt = tok.encode(text, true);
@@ -508,7 +509,7 @@ struct http_server::impl {
 
     void one_model(http::exchange& ex) {
         const std::string id = ex.req().path.substr(11);
-        const std::string adapter = resolve_model(id);
+        const std::string adapter = adapter_name_of(id);
         std::string serving;
         if (!adapter.empty())
             for (const auto& a : engine.adapters())
