@@ -3,7 +3,10 @@
 // one line of timings on stderr. An adapter (--adapter NAME) is served from a compressed bank (--bank) or
 // from raw PEFT folders behind the LRU adapter cache (--adapters, --adapter-cache-mb). --device cuda (or
 // auto, when a device is usable) runs the same request through the serving engine on the device
-// (forward_pass.hpp); the CPU path is serve::generate as always.
+// (forward_pass.hpp); the CPU path is serve::generate as always. Model and adapters are opened through the
+// serving session (engine/serve/session/serving_session.hpp): a raw adapter that cannot be loaded is
+// skipped with one "generate: skipped adapter ..." line on stderr, and asking for it by --adapter fails
+// with its reason.
 #include "app/cli/args.hpp"
 #include "app/cli/commands.hpp"
 #include "engine/core/error.hpp"
