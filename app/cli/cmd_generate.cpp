@@ -163,7 +163,8 @@ int run_generate(const std::vector<std::string>& args) {
             if (known.size() > 5) names += ", ... (" + std::to_string(known.size()) + " in all)";
             for (const auto& s : opened.skipped)
                 if (s.name == name)
-                    throw usage_error("generate", "adapter '" + name + "' could not be loaded: " + s.reason);
+                    throw validation_error("generate",
+                                           "adapter '" + name + "' could not be loaded: " + s.reason);
             throw usage_error("generate", "no adapter named '" + name + "'" +
                                               (known.empty() ? std::string(" (there are none)")
                                                              : "; known adapters: " + names));
