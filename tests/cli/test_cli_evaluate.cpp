@@ -3,13 +3,18 @@
 // manifest (bank-info still validates the bank); --adapter, --csv, --no-save and --adapters DIR; a bank
 // whose recorded sources are gone is a clear error that points at --adapters; bad usage exits 2.
 #include "tests/support/cli_runner.hpp"
+#include "tests/support/http_client.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <QElapsedTimer>
+#include <QProcess>
+#include <QRegularExpression>
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
@@ -216,6 +221,52 @@ private slots:
         // bank-info accepts the format-2 bank.
         const auto info = test::run_cli({"bank-info", bank});
         QVERIFY2(info.exit_code == 0, qPrintable(info.err));
+        // serve: /v1/models says which path serves each adapter, /metrics counts them and names the raw ones.
+        QProcess server;
+        server.setProgram(QString::fromStdString(test::cli_path().string()));
+        server.setArguments(
+            {"serve", "--model", model_path(), "--bank", bank, "--port", "0", "--threads", "1"});
+        server.start();
+        QVERIFY(server.waitForStarted(30000));
+        int port = -1;
+        QByteArray err;
+        QElapsedTimer t;
+        t.start();
+        const QRegularExpression re("listening on http://127\\.0\\.0\\.1:(\\d+)");
+        while (port < 0 && t.elapsed() < 60000 && server.state() != QProcess::NotRunning) {
+            server.waitForReadyRead(200);
+            err += server.readAllStandardError();
+            const auto match = re.match(QString::fromUtf8(err));
+            if (match.hasMatch()) port = match.captured(1).toInt();
+        }
+        QVERIFY2(port > 0, err.constData());
+        {
+            test::http_client c(port, 60000);
+            const auto models = c.get("/v1/models");
+            QCOMPARE(models.status, 200);
+            int raw = 0, compressed = 0;
+            const json listed = json::parse(models.body);
+            for (const auto& entry : listed["data"]) {
+                if (!entry.contains("lorafleet_serving")) continue;
+                const auto path = entry["lorafleet_serving"].get<std::string>();
+                const auto id = entry["id"].get<std::string>();
+                QCOMPARE(path, std::string(id.rfind("outlier-", 0) == 0 ? "raw" : "compressed"));
+                (path == "raw" ? raw : compressed)++;
+            }
+            QCOMPARE(raw, 2);
+            QCOMPARE(compressed, 9);
+            const auto metrics = c.get("/metrics");
+            QCOMPARE(metrics.status, 200);
+            QVERIFY(metrics.body.find("lorafleet_adapters_served{path=\"raw\"} 2") != std::string::npos);
+            QVERIFY(metrics.body.find("lorafleet_adapter_served_raw{adapter=\"outlier-b\"} 1") !=
+                    std::string::npos);
+            const auto one = c.get("/v1/models/outlier-a");
+            QCOMPARE(json::parse(one.body)["lorafleet_serving"].get<std::string>(), std::string("raw"));
+        }
+        ::kill(static_cast<pid_t>(server.processId()), SIGTERM);
+        QVERIFY(server.waitForFinished(60000));
+        QCOMPARE(server.exitCode(), 0);
+
         // --keep-raw-below-agreement without --model is a usage error.
         r = test::run_cli({"compress", QString::fromStdString(fleet.string()), "--out", root + "/x",
                            "--keep-raw-below-agreement", "0.9"});
