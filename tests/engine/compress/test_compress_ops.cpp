@@ -215,6 +215,29 @@ private slots:
         }
     }
 
+    void parallelPathMatchesReference_data() {
+        QTest::addColumn<int>("method");
+        QTest::newRow("jd-full") << int(jd_method::full);
+        QTest::newRow("jd-diag") << int(jd_method::diag);
+    }
+    void parallelPathMatchesReference() {
+        // Large enough that HostLinalgOps' member loops run on the workers (the small batches above stay
+        // below thread_pool::serial_flops and run inline): 48 adapters, d = 1024 / 768.
+        QFETCH(int, method);
+        const auto batch = oc::planted_batch(1024, 768, 4, 12, false, false, 57);
+        jd_options o;
+        o.method = jd_method(method);
+        o.rank = 8;
+        o.diag_max_sweeps = 20;
+        std::int64_t total_rank = 0;
+        for (const auto& f : batch.adapters)
+            total_rank += f.rank;
+        QVERIFY(2.0 * double(batch.d_in) * double(total_rank) * double(o.rank) > thread_pool::serial_flops);
+        test::ReferenceBackend ref;
+        CpuBackend cpu(cpu_backend_options{3});
+        oc::expect_same_module_results(ref, cpu, batch, all_positions(batch), o, tol);
+    }
+
     void exactPlantedFleetIsReconstructed() {
         // Noise-free group of rank 4: r = 4 reconstructs it; the production backend's errors are
         // formed in double, so they are ~0 (1e-9 relative), and agree with the dense brute force.
