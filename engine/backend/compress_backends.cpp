@@ -25,7 +25,7 @@ std::unique_ptr<compress::CompressBackend> make_compress_backend(device_choice d
 
 std::unique_ptr<compress::CompressBackend> make_compress_backend(std::string_view name, int threads,
                                                                  std::size_t gpu_memory_mb) {
-    return make_compress_backend(parse_device_choice(name, "backend"), threads, gpu_memory_mb);
+    return make_compress_backend(parse_device_choice(name, "--device"), threads, gpu_memory_mb);
 }
 
 bool cuda_backend_usable(std::string* reason) {

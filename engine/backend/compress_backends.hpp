@@ -2,10 +2,10 @@
 // (CUDA when the device registry finds a usable device, else the CPU). The compression code itself never
 // knows CUDA exists: the CUDA backend (OpsBackend over CudaLinalgOps) is defined in engine/backend/cuda/
 // and reached only through the declarations below.
-// Errors: an unknown name is a usage_error(where); "cuda" without a usable device (or in a build without
-// CUDA) is backend_unavailable carrying the registry's reason; a device that fails while working throws
-// backend::device_error. Thread affinity: the functions may be called from any thread; a returned backend
-// is used by one thread at a time (compress_backend.hpp).
+// Errors: an unknown name is a usage_error naming --device (the flag of compress, add and serve); "cuda"
+// without a usable device (or in a build without CUDA) is backend_unavailable carrying the registry's reason;
+// a device that fails while working throws backend::device_error. Thread affinity: the functions may be
+// called from any thread; a returned backend is used by one thread at a time (compress_backend.hpp).
 #pragma once
 
 #include "engine/backend/device_choice.hpp"
@@ -22,7 +22,7 @@ namespace lorafleet::backend {
 // backend's device memory budget (0 = 90% of the device's free memory).
 std::unique_ptr<compress::CompressBackend> make_compress_backend(device_choice device, int threads = 0,
                                                                  std::size_t gpu_memory_mb = 0);
-// The same from "cpu", "cuda" or "auto" (parse_device_choice with where = "backend").
+// The same from "cpu", "cuda" or "auto" (parse_device_choice: usage_error("--device", ...) otherwise).
 std::unique_ptr<compress::CompressBackend> make_compress_backend(std::string_view name, int threads = 0,
                                                                  std::size_t gpu_memory_mb = 0);
 
