@@ -22,6 +22,7 @@
 #include "ui/main/main_status_bar.hpp"
 #include "ui/main/shortcuts_dialog.hpp"
 #include "ui/playground/playground_view.hpp"
+#include "ui/quality/quality_view.hpp"
 #include "ui/serve/serve_view.hpp"
 #include "ui/workspace/demo_workspace.hpp"
 #include "ui/workspace/recent_files.hpp"
@@ -67,6 +68,8 @@ constexpr TabSpec kTabs[] = {
     {"errors", "Errors", "Per-adapter error histogram and layer x module heat map."},
     {"serve", "Serve", "Local OpenAI-compatible server with live throughput and memory."},
     {"playground", "Playground", "Try an adapter: raw, compressed and base outputs side by side, streamed."},
+    {"quality", "Quality",
+     "Agreement of compressed adapters with their raw originals; choose which to serve raw."},
 };
 
 // Local folders (or adapter_config.json files) among dropped URLs.
@@ -111,6 +114,8 @@ MainWindow::MainWindow(Options options, QWidget* parent)
     setAcceptDrops(true);
     m_tabs = new QTabWidget(this);
     m_tabs->setDocumentMode(true);
+    PlaygroundView* playground = nullptr;
+    QualityView* quality = nullptr;
     for (const auto& spec : kTabs) {
         const QLatin1String key(spec.key);
         if (key == QLatin1String("fleet")) {
@@ -129,7 +134,11 @@ MainWindow::MainWindow(Options options, QWidget* parent)
             m_serveView = new ServeView(m_session);
             m_tabs->addTab(m_serveView, spec.title);
         } else if (key == QLatin1String("playground")) {
-            m_tabs->addTab(new PlaygroundView(m_session), spec.title);
+            playground = new PlaygroundView(m_session);
+            m_tabs->addTab(playground, spec.title);
+        } else if (key == QLatin1String("quality")) {
+            quality = new QualityView(m_session);
+            m_tabs->addTab(quality, spec.title);
         }
         m_tabs->setTabToolTip(m_tabs->count() - 1, QString::fromLatin1(spec.blurb));
     }
@@ -159,6 +168,21 @@ MainWindow::MainWindow(Options options, QWidget* parent)
     connect(m_session, &Session::bankChanged, m_fleetView->details(),
             [this] { m_fleetView->details()->setBank(m_session->bank()); });
     connect(m_clusterView, &ClusterView::adaptersSelected, this, &MainWindow::selectInTable);
+    // Quality tab: its points and the Fleet table select each other; it opens adapters in the Playground
+    // and evaluates on the Serve tab's model (the demo model when none is chosen).
+    quality->setModelDirProvider([this] { return m_serveView->modelDir(); });
+    connect(quality, &QualityView::adaptersSelected, this, &MainWindow::selectInTable);
+    connect(m_fleetView, &FleetView::selectionCountChanged, quality, [this, quality] {
+        QStringList names;
+        for (int row : m_fleetView->selectedStoreRows())
+            names << QString::fromStdString(m_session->store()->entry(row).adapter->name);
+        quality->selectAdapters(names);
+    });
+    connect(quality, &QualityView::tryInPlayground, this, [this, playground](const QString& name) {
+        playground->refreshAdapters();
+        showTab(QStringLiteral("playground"));
+        playground->setAdapter(name);
+    });
     connect(m_fleetView, &FleetView::selectionCountChanged, this, &MainWindow::onTableSelectionChanged);
     CompressController* compressor = m_session->compressor();
     connect(compressor, &CompressController::started, this, &MainWindow::updateActions);

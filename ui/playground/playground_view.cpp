@@ -189,6 +189,9 @@ bool PlaygroundView::setAdapter(const QString& name) {
     m_adapter->setCurrentIndex(index);
     return true;
 }
+QString PlaygroundView::currentAdapter() const {
+    return m_adapter->currentIndex() <= 0 ? QString() : m_adapter->currentText();
+}
 void PlaygroundView::setModelDir(const QString& dir) {
     m_model->setText(dir);
 }

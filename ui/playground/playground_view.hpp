@@ -39,6 +39,7 @@ public:
 
     QStringList adapterNames() const; // the choices, in order
     bool setAdapter(const QString& name);
+    QString currentAdapter() const; // the chosen adapter's name, "" for the base model only
     void setModelDir(const QString& dir);
     void setPrompt(const QString& text);
     void setMaxTokens(int n);
