@@ -12,6 +12,8 @@
 #include "engine/backend/compress_backends.hpp"
 #include "engine/bank/bank_format.hpp"
 #include "engine/bank/fleet_bank.hpp"
+#include "engine/serve/adapters/adapter_providers.hpp"
+#include "engine/serve/model/model_weights.hpp"
 #include "tests/support/test_paths.hpp"
 #include "tests/ui/ui_test_support.hpp"
 #include "ui/common/engine_host.hpp"
@@ -115,6 +117,40 @@ private slots:
         QVERIFY(!view.evaluate());
         QVERIFY2(view.statusText().contains("Save the workspace"), qPrintable(view.statusText()));
         QVERIFY(!view.setServeRaw(QStringLiteral("adapter-0000"), true));
+    }
+
+    // Cancel right after Evaluate: the job ends cancelled and the bank folder is unchanged.
+    void cancelLeavesTheBankUnchanged() {
+        ui::Session session;
+        QVERIFY(open(session));
+        ui::QualityView view(&session);
+        view.setModelDirProvider([] { return demoModel(); });
+        QSignalSpy done(&view, &ui::QualityView::evaluationFinished);
+        QVERIFY(view.evaluate());
+        QVERIFY(view.cancelButton()->isVisibleTo(&view));
+        view.cancel();
+        QVERIFY(done.wait(120'000));
+        QVERIFY(!done.first().at(0).toBool());
+        QVERIFY2(done.first().at(1).toString().contains("cancelled"),
+                 qPrintable(done.first().at(1).toString()));
+        QVERIFY(!bank::read_bank(m_bankDir.toStdString()).quality.has_value());
+        QVERIFY(!view.hasEvaluation());
+        QVERIFY(view.evaluateButton()->isEnabled());
+    }
+
+    // A model folder that does not exist: the evaluation fails with a one-line reason, nothing stored.
+    void badModelFolderFails() {
+        ui::Session session;
+        QVERIFY(open(session));
+        ui::QualityView view(&session);
+        view.setModelDirProvider([this] { return m_dir.filePath(QStringLiteral("no-model")); });
+        QSignalSpy done(&view, &ui::QualityView::evaluationFinished);
+        QVERIFY(view.evaluate());
+        QVERIFY(done.wait(60'000));
+        QVERIFY(!done.first().at(0).toBool());
+        const QString text = done.first().at(1).toString();
+        QVERIFY2(text.startsWith("Evaluation failed: ") && !text.contains('\n'), qPrintable(text));
+        QVERIFY(!bank::read_bank(m_bankDir.toStdString()).quality.has_value());
     }
 
     // Evaluate stores the results in the bank; the scatter and the table show exactly the stored values.
@@ -292,6 +328,13 @@ private slots:
             QVERIFY(back.quality.has_value()); // the evaluation is kept
             QCOMPARE(session.bank()->raw_adapters, std::vector<std::string>{name.toStdString()});
             QCOMPARE(view.rawAdapters(), QStringList{name});
+            // What the Serve tab opens for this bank (open_bank_provider on the in-memory bank): hybrid,
+            // with exactly that adapter served raw.
+            const auto weights = serve::model_weights::load(test::demo_model_dir());
+            const auto provider = serve::open_bank_provider(*session.bank(), weights->geometry(), "the bank");
+            QCOMPARE(provider->mode(), std::string_view("hybrid"));
+            for (const auto& info : provider->list())
+                QCOMPARE(info.serving, std::string(info.name == name.toStdString() ? "raw" : "compressed"));
         }
         {
             // Reopened: the switch shows the stored list; clearing it writes an empty list (format 1).

@@ -485,7 +485,9 @@ bool QualityView::evaluate() {
                 m_job->deleteLater();
                 QString text;
                 bool ok = false;
-                if (outcome == EngineJob::Outcome::Succeeded && *result) {
+                // Cancelled after the results were stored (the request came as the work returned): the
+                // bank folder has them, so the session adopts them too.
+                if (*result && outcome != EngineJob::Outcome::Failed) {
                     if (m_session->bank() == bank) {
                         ok = true;
                         text = tr("Evaluated %1 adapters; the results are stored in the bank.")

@@ -76,6 +76,9 @@ evaluateAndStore(const QualityEvaluationRequest& request, std::shared_ptr<const 
         if (names.count(dir.lexically_normal().filename().string())) options.raw_paths.push_back(dir);
     }
     const auto eval = quality::evaluate_bank(bankDir, weights, prompts, options);
+    // A cancel that came during the last group must not store anything.
+    const int done = int(eval.results.size());
+    if (progress && !progress(done, done)) throw cancelled_error("evaluate", "cancelled");
 
     const auto stored = bank::read_bank(bankDir, {false, false, std::nullopt, false}).quality;
     bank::bank_manifest_update update;

@@ -31,7 +31,8 @@ struct QualityEvaluationRequest {
 
 // Evaluates every adapter of `bank` (stored at request.bankDir), stores the merged quality section in the
 // manifest and returns the updated bank. `progress(done, total)` after each group; false cancels
-// (lorafleet::cancelled_error). Throws usage_error / io_error / validation_error with a one-line reason
+// (lorafleet::cancelled_error; it is asked once more before anything is stored, so a cancelled evaluation
+// leaves the bank folder as it was). Throws usage_error / io_error / validation_error with a one-line reason
 // (no model folder, no prompts, an adapter without a raw folder, ...).
 std::shared_ptr<const bank::compressed_bank>
 evaluateAndStore(const QualityEvaluationRequest& request, std::shared_ptr<const bank::compressed_bank> bank,
