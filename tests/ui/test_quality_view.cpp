@@ -163,9 +163,12 @@ private slots:
         QVERIFY(view.plottedPoints().isEmpty());
         QVERIFY(view.evaluateButton()->isEnabled());
         QSignalSpy done(&view, &ui::QualityView::evaluationFinished);
+        QElapsedTimer clock;
+        clock.start();
         QVERIFY(view.evaluate()); // the default 8 prompts x 16 tokens
         QVERIFY(view.isBusy());
         QVERIFY(done.wait(300'000));
+        qInfo("evaluated 6 adapters x 8 prompts x 16 tokens in %lld ms", clock.elapsed());
         QVERIFY2(done.first().at(0).toBool(), qPrintable(done.first().at(1).toString()));
         QVERIFY(view.hasEvaluation());
 
@@ -257,6 +260,8 @@ private slots:
         plot->replot();
         const QPoint pixel(int(plot->xAxis->coordToPixel(target.error)),
                            int(plot->yAxis->coordToPixel(target.agreement)));
+        QVERIFY(quality->toolTipFor(quality->adapterAt(pixel)).contains(quality->adapterAt(pixel)));
+        QVERIFY(quality->adapterAt(QPoint(1, 1)).isEmpty()); // the corner, outside the axes
         QSignalSpy picked(quality, &ui::QualityView::adaptersSelected);
         QTest::mouseClick(plot, Qt::LeftButton, {}, pixel);
         QTRY_VERIFY(picked.count() >= 1);

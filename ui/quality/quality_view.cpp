@@ -16,11 +16,13 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
+#include <QMouseEvent>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QStackedWidget>
 #include <QTableWidget>
+#include <QToolTip>
 #include <QVBoxLayout>
 
 #include <qcustomplot.h>
@@ -165,6 +167,14 @@ QualityView::QualityView(Session* session, QWidget* parent)
     connect(m_cancel, &QPushButton::clicked, this, &QualityView::cancel);
     connect(m_try, &QPushButton::clicked, this, &QualityView::onTry);
     connect(m_plot, &QCustomPlot::selectionChangedByUser, this, &QualityView::onPlotSelectionChangedByUser);
+    m_plot->setMouseTracking(true);
+    connect(m_plot, &QCustomPlot::mouseMove, this, [this](QMouseEvent* e) {
+        const QString name = adapterAt(e->pos());
+        if (name.isEmpty())
+            QToolTip::hideText();
+        else
+            QToolTip::showText(m_plot->mapToGlobal(e->pos()), toolTipFor(name), m_plot);
+    });
     connect(m_table, &QTableWidget::itemSelectionChanged, this, &QualityView::onTableSelectionChanged);
     connect(m_table, &QTableWidget::cellChanged, this, &QualityView::onTableItemChanged);
     connect(m_table, &QTableWidget::currentCellChanged, this, [this] { updateButtons(); });
@@ -302,6 +312,38 @@ QVector<QualityView::PlotPoint> QualityView::plottedPoints() const {
             out.push_back({names[std::size_t(j)], g->property("cluster").toInt(), it->key, it->value});
     }
     return out;
+}
+
+QString QualityView::adapterAt(const QPoint& pos) const {
+    QString best;
+    double bestDistance = 8.0 * 8.0;
+    for (const auto& p : plottedPoints()) {
+        const double dx = m_plot->xAxis->coordToPixel(p.error) - pos.x();
+        const double dy = m_plot->yAxis->coordToPixel(p.agreement) - pos.y();
+        if (dx * dx + dy * dy <= bestDistance) {
+            bestDistance = dx * dx + dy * dy;
+            best = p.name;
+        }
+    }
+    return best;
+}
+
+QString QualityView::toolTipFor(const QString& name) const {
+    if (!hasEvaluation()) return {};
+    const auto i = m_bank->find_adapter(name.toStdString());
+    if (!i) return {};
+    const auto& a = m_bank->adapters[*i];
+    const auto it = m_bank->quality->adapters.find(a.name);
+    if (it == m_bank->quality->adapters.end()) return {};
+    const auto& q = it->second;
+    return tr("%1 (cluster %2)\nToken agreement %3, exact match %4\nError %5, KL %6, first divergence %7")
+        .arg(name)
+        .arg(a.cluster)
+        .arg(percent(q.token_agreement()))
+        .arg(percent(q.exact_match()))
+        .arg(formatError(a.mean_error()))
+        .arg(q.mean_kl, 0, 'g', 3)
+        .arg(q.first_divergence < 0 ? tr("none") : QString::number(q.first_divergence));
 }
 
 void QualityView::rebuildTable() {

@@ -78,11 +78,13 @@ public:
         double agreement = 0; // y (the current metric)
     };
     QVector<PlotPoint> plottedPoints() const;
-    QStringList selectedAdapters() const; // the highlighted points, by name (sorted)
-    QStringList worstOrder() const;       // the table's adapters, top to bottom
-    QStringList rawAdapters() const;      // the bank's raw list as the view shows it
-    bool hasEvaluation() const;           // the bank has a quality section with results
-    bool isBusy() const;                  // an evaluation or a raw-list write runs
+    QString adapterAt(const QPoint& pos) const;    // the point under `pos` (plot pixels, 8 px), "" when none
+    QString toolTipFor(const QString& name) const; // the point's tooltip: name, cluster and its numbers
+    QStringList selectedAdapters() const;          // the highlighted points, by name (sorted)
+    QStringList worstOrder() const;                // the table's adapters, top to bottom
+    QStringList rawAdapters() const;               // the bank's raw list as the view shows it
+    bool hasEvaluation() const;                    // the bank has a quality section with results
+    bool isBusy() const;                           // an evaluation or a raw-list write runs
     QString statusText() const;
 
     QCustomPlot* plot() const { return m_plot; }
