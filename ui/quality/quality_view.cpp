@@ -36,6 +36,10 @@ namespace lorafleet::ui {
 
 namespace {
 
+const QString kEvaluateTip = QStringLiteral("Run the workspace's raw adapters and their compressed forms on "
+                                            "the first prompts of the bundled sonnets and store the "
+                                            "agreement in the bank");
+
 QString percent(double v) {
     return QStringLiteral("%1%").arg(100.0 * v, 0, 'f', 1);
 }
@@ -77,8 +81,7 @@ QualityView::QualityView(Session* session, QWidget* parent)
     m_maxTokens->setValue(16);
     m_maxTokens->setPrefix(tr("tokens "));
     m_evaluate = new QPushButton(tr("Evaluate"), page);
-    m_evaluate->setToolTip(tr("Run the workspace's raw adapters and their compressed forms on the first "
-                              "prompts of the bundled sonnets and store the agreement in the bank"));
+    m_evaluate->setToolTip(kEvaluateTip);
     m_cancel = new QPushButton(tr("Cancel"), page);
     m_status = new QLabel(page);
     m_status->setWordWrap(true);
@@ -474,7 +477,7 @@ void QualityView::updateButtons() {
     const bool busy = isBusy();
     const bool saved = !bankDir().isEmpty();
     m_evaluate->setEnabled(m_bank && saved && !busy);
-    m_evaluate->setToolTip(saved || !m_bank ? m_evaluate->toolTip()
+    m_evaluate->setToolTip(saved || !m_bank ? kEvaluateTip
                                             : tr("Save the workspace first: the results are stored in its "
                                                  "bank folder"));
     m_cancel->setVisible(busy);
