@@ -12,6 +12,7 @@
 #include "engine/core/error.hpp"
 #include "engine/core/random.hpp"
 #include "engine/io/bundled_resources.hpp"
+#include "engine/io/regular_file.hpp"
 #include "engine/serve/metrics/metrics_recorder.hpp"
 #include "engine/serve/session/serving_session.hpp"
 
@@ -22,7 +23,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <malloc.h>
 #include <mutex>
@@ -87,8 +87,8 @@ fs::path default_prompts() {
 
 // Paragraphs separated by blank lines; a file without blank lines gives one prompt per line.
 std::vector<std::string> read_prompts(const fs::path& file) {
-    std::ifstream in(file);
-    if (!in) throw io_error(path_string(file), "cannot open the prompts file");
+    // Through io::read_text_file: a regular file of bounded size (a FIFO or a device is refused, never read).
+    std::istringstream in(io::read_text_file(file, 16ull << 20, "prompts file"));
     std::vector<std::string> paragraphs, lines;
     std::string line, current;
     bool blank_seen = false;

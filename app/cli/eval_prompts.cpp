@@ -3,8 +3,8 @@
 
 #include "engine/core/error.hpp"
 #include "engine/io/bundled_resources.hpp"
+#include "engine/quality/prompt_set.hpp"
 
-#include <fstream>
 #include <string>
 
 namespace lorafleet::cli {
@@ -25,21 +25,7 @@ fs::path bundled_sonnets() {
 
 std::vector<std::vector<int>> read_eval_prompts(const std::optional<fs::path>& given, int count,
                                                 const serve::Tokenizer& tokenizer) {
-    const fs::path file = given ? *given : bundled_sonnets();
-    std::ifstream in(file);
-    if (!in) throw io_error(path_string(file), "cannot open the prompts file");
-    std::vector<std::vector<int>> out;
-    std::string line;
-    while (int(out.size()) < count && std::getline(in, line)) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        const auto first = line.find_first_not_of(" \t");
-        if (first == std::string::npos) continue;
-        auto ids = tokenizer.encode(line.substr(first), true);
-        if (!ids.empty()) out.push_back(std::move(ids));
-    }
-    if (out.empty())
-        throw validation_error(path_string(file), "the prompts file holds no prompt with tokens");
-    return out;
+    return quality::read_prompt_set(given ? *given : bundled_sonnets(), count, tokenizer);
 }
 
 } // namespace lorafleet::cli

@@ -4,39 +4,16 @@
 #include "engine/bank/bank_format.hpp"
 #include "engine/core/error.hpp"
 #include "engine/quality/bank_evaluation.hpp"
+#include "engine/quality/prompt_set.hpp"
 #include "engine/serve/model/model_weights.hpp"
 #include "engine/serve/tokenizer/tokenizer.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <set>
 
 namespace lorafleet::ui {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-// One prompt per non-blank line, leading blanks dropped, the first `count` with tokens (as the CLI's
-// evaluate reads them, so the console's and the CLI's results share a prompt-set digest).
-std::vector<std::vector<int>> readPrompts(const fs::path& file, int count,
-                                          const serve::Tokenizer& tokenizer) {
-    std::ifstream in(file);
-    if (!in) throw io_error(file.string(), "cannot open the prompts file");
-    std::vector<std::vector<int>> out;
-    std::string line;
-    while (int(out.size()) < count && std::getline(in, line)) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        const auto first = line.find_first_not_of(" \t");
-        if (first == std::string::npos) continue;
-        auto ids = tokenizer.encode(line.substr(first), true);
-        if (!ids.empty()) out.push_back(std::move(ids));
-    }
-    if (out.empty()) throw validation_error(file.string(), "the prompts file holds no prompt with tokens");
-    return out;
-}
-
-} // namespace
 
 std::shared_ptr<const bank::compressed_bank>
 evaluateAndStore(const QualityEvaluationRequest& request, std::shared_ptr<const bank::compressed_bank> bank,
@@ -58,7 +35,8 @@ evaluateAndStore(const QualityEvaluationRequest& request, std::shared_ptr<const 
     if (request.maxTokens >= weights->max_context())
         throw usage_error("evaluate", "max tokens must be below the model's context of " +
                                           std::to_string(weights->max_context()));
-    const auto prompts = readPrompts(request.promptsFile.toStdString(), request.promptCount, *tokenizer);
+    const auto prompts =
+        quality::read_prompt_set(request.promptsFile.toStdString(), request.promptCount, *tokenizer);
 
     quality::bank_evaluation_options options;
     options.threads = request.threads;
