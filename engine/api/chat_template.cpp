@@ -102,8 +102,12 @@ chat_template chat_template::from_model_dir(const std::filesystem::path& model_d
         nlohmann::json cfg;
         try {
             cfg = nlohmann::json::parse(*text);
-        } catch (const nlohmann::json::parse_error& e) {
-            throw format_error(path_string(model_dir / "tokenizer_config.json"), e.what());
+        } catch (const nlohmann::json::parse_error& e) { // never quote the file: the position only
+            throw format_error(path_string(model_dir / "tokenizer_config.json"),
+                               "not valid JSON at byte " + std::to_string(e.byte));
+        } catch (const nlohmann::json::exception&) { // out_of_range: a number beyond what a double holds
+            throw format_error(path_string(model_dir / "tokenizer_config.json"),
+                               "holds a number out of range (not a finite value)");
         }
         if (cfg.is_object()) {
             bos = token_string(cfg, "bos_token");

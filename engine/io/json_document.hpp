@@ -21,6 +21,9 @@ Json parse_json_object(std::string_view text, const std::string& where, std::str
         j = Json::parse(text);
     } catch (const typename Json::parse_error& e) {
         throw format_error(where, "not valid JSON at byte " + std::to_string(e.byte));
+    } catch (const typename Json::exception&) { // out_of_range: a number beyond what a double holds
+        throw format_error(where,
+                           std::string(object_name) + " holds a number out of range (not a finite value)");
     }
     if (!j.is_object()) throw format_error(where, std::string(object_name) + " must hold a JSON object");
     return j;

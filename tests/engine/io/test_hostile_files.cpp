@@ -112,6 +112,23 @@ private slots:
         QCOMPARE(p.scale_for("model.layers.0.self_attn.q_proj").r, 4);
     }
 
+    // A number no double holds (the libFuzzer finding "1144...4e444...763"): nlohmann throws out_of_range,
+    // not parse_error; it must be a format_error that does not quote the number (the file's contents).
+    void aNumberBeyondADoubleIsAFormatError() {
+        const std::string huge = "1144444444444444444444444444444e444444444444444444444444763";
+        for (const std::string& cfg :
+             {lora_json("\"lora_dropout\": " + huge), "{\"peft_type\": \"LORA\", \"r\": " + huge + "}"}) {
+            try {
+                parse_lora_config(cfg, "cfg");
+                QFAIL("no error");
+            } catch (const format_error& e) {
+                const std::string what = e.what();
+                QVERIFY2(what.find("out of range") != std::string::npos, e.what());
+                QVERIFY2(what.find("444444") == std::string::npos, e.what());
+            }
+        }
+    }
+
     void aTooLongPatternIsRefused() {
         const std::string pattern(max_regex_bytes + 1, 'a');
         EXPECT_REFUSED(format_error, parse_lora_config(with_target(pattern), "cfg"),
