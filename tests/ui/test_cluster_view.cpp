@@ -3,10 +3,8 @@
 // exactly its members, selectAdapters() selecting exactly the named points without a signal, a mouse
 // click on a point and on a cluster's bar emitting adaptersSelected with the right names, the tooltip,
 // a 5000-adapter bank, and an offscreen rendering that is not blank (saved to $LORAFLEET_TEST_SHOTS).
-#include "engine/backend/compress_backends.hpp"
-#include "engine/bank/bank_builder.hpp"
-#include "engine/compress/fleet_compressor.hpp"
 #include "engine/core/error.hpp"
+#include "tests/support/planted_bank.hpp"
 #include "tests/support/planted_fleet.hpp"
 #include "tests/ui/ui_test_support.hpp"
 #include "ui/clusters/cluster_view.hpp"
@@ -22,27 +20,6 @@
 using namespace lorafleet;
 
 namespace {
-
-// A planted fleet (groups with their own subspaces) compressed by the engine into a bank whose clusters
-// are the planted groups.
-bank::compressed_bank plantedBank(int groups, int perGroup, std::int64_t rank,
-                                  std::vector<int>* labels = nullptr, double noise = 0.0) {
-    test::planted_fleet_options po;
-    po.groups = groups;
-    po.adapters_per_group = perGroup;
-    po.subspace_rank = rank;
-    po.noise = noise;
-    po.seed = 7;
-    auto fleet = test::make_planted_fleet(po);
-    compress::compress_options co;
-    co.jd.rank = rank;
-    co.clusters = groups;
-    auto backend = lorafleet::backend::make_compress_backend("cpu", 1);
-    const auto result = compress::compress_fleet(*fleet.source, *backend, co);
-    if (labels) *labels = fleet.labels;
-    std::vector<bank::adapter_record> records(result.adapter_names.size(), {"", "", int(rank)});
-    return bank::bank_from_result(result, records, std::nullopt, nlohmann::json::object());
-}
 
 // A large bank built directly (no compression): `n` adapters on 4 modules, rank r, k clusters with
 // random orthonormal-ish bases and random cores. Only for the view's scale test.
@@ -100,7 +77,8 @@ private slots:
     // Eight noisy planted groups of 25: one graph per cluster holding all 200 (rendered for a look).
     void noisyPlantedFleetRendering() {
         std::vector<int> labels;
-        const auto bank = std::make_shared<const bank::compressed_bank>(plantedBank(8, 25, 4, &labels, 0.1));
+        const auto bank =
+            std::make_shared<const bank::compressed_bank>(test::planted_bank(8, 25, 4, &labels, 0.1));
         ui::ClusterView view(nullptr);
         view.resize(1280, 760);
         view.setBank(bank);
@@ -115,7 +93,7 @@ private slots:
     void emptyStateWithoutABank() {
         ui::ClusterView view(nullptr);
         QVERIFY(view.showsEmptyState());
-        view.setBank(std::make_shared<const bank::compressed_bank>(plantedBank(2, 3, 2)));
+        view.setBank(std::make_shared<const bank::compressed_bank>(test::planted_bank(2, 3, 2)));
         QVERIFY(!view.showsEmptyState());
         view.setBank(nullptr);
         QVERIFY(view.showsEmptyState());
@@ -124,7 +102,7 @@ private slots:
     }
 
     void oneGraphPerClusterWithItsMembers() {
-        const auto bank = std::make_shared<const bank::compressed_bank>(plantedBank(3, 5, 3));
+        const auto bank = std::make_shared<const bank::compressed_bank>(test::planted_bank(3, 5, 3));
         ui::ClusterView view(nullptr);
         view.setBank(bank);
         QCOMPARE(view.mapPlot()->graphCount(), 3);
@@ -159,7 +137,7 @@ private slots:
     }
 
     void selectAdaptersSelectsExactlyThoseWithoutEcho() {
-        const auto bank = std::make_shared<const bank::compressed_bank>(plantedBank(3, 5, 3));
+        const auto bank = std::make_shared<const bank::compressed_bank>(test::planted_bank(3, 5, 3));
         ui::ClusterView view(nullptr);
         view.setBank(bank);
         QSignalSpy spy(&view, &ui::ClusterView::adaptersSelected);
@@ -178,7 +156,7 @@ private slots:
     }
 
     void clicksEmitTheSelectedNames() {
-        const auto bank = std::make_shared<const bank::compressed_bank>(plantedBank(3, 6, 3));
+        const auto bank = std::make_shared<const bank::compressed_bank>(test::planted_bank(3, 6, 3));
         ui::ClusterView view(nullptr);
         view.resize(1100, 650);
         view.setBank(bank);

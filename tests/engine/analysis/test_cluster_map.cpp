@@ -3,10 +3,8 @@
 // planted clusters compressed by the engine landing as separated groups on the map (centroid gaps larger
 // than twice the largest spread).
 #include "engine/analysis/cluster_map.hpp"
-#include "engine/backend/compress_backends.hpp"
-#include "engine/bank/bank_builder.hpp"
-#include "engine/compress/fleet_compressor.hpp"
 #include "engine/core/error.hpp"
+#include "tests/support/planted_bank.hpp"
 #include "tests/support/planted_fleet.hpp"
 
 #include <QtTest/QtTest>
@@ -14,31 +12,6 @@
 #include <cmath>
 
 using namespace lorafleet;
-
-namespace {
-
-// A planted fleet (groups with their own subspaces) compressed by the engine into a bank whose clusters
-// are the planted groups.
-bank::compressed_bank plantedBank(int groups, int perGroup, std::int64_t rank,
-                                  std::vector<int>* labels = nullptr, double noise = 0.0) {
-    test::planted_fleet_options po;
-    po.groups = groups;
-    po.adapters_per_group = perGroup;
-    po.subspace_rank = rank;
-    po.noise = noise;
-    po.seed = 7;
-    auto fleet = test::make_planted_fleet(po);
-    compress::compress_options co;
-    co.jd.rank = rank;
-    co.clusters = groups;
-    auto backend = lorafleet::backend::make_compress_backend("cpu", 1);
-    const auto result = compress::compress_fleet(*fleet.source, *backend, co);
-    if (labels) *labels = fleet.labels;
-    std::vector<bank::adapter_record> records(result.adapter_names.size(), {"", "", int(rank)});
-    return bank::bank_from_result(result, records, std::nullopt, nlohmann::json::object());
-}
-
-} // namespace
 
 class TestClusterMap : public QObject {
     Q_OBJECT
@@ -116,7 +89,7 @@ private slots:
     // centroids are far apart compared with their spread, whatever the clusters' own bases.
     void plantedClustersAreSeparatedOnTheMap() {
         std::vector<int> labels;
-        const auto bank = plantedBank(3, 8, 4, &labels);
+        const auto bank = test::planted_bank(3, 8, 4, &labels);
         std::vector<int> clusters;
         for (const auto& a : bank.adapters)
             clusters.push_back(a.cluster);
