@@ -24,7 +24,7 @@
 #include "engine/serve/model/transformer.hpp"
 #include "engine/serve/scheduling/generate.hpp"
 #include "engine/serve/tokenizer/tokenizer.hpp"
-#include "engine/synth/synthetic_fleet.hpp"
+#include "tests/support/strong_fleet.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <nlohmann/json.hpp>
@@ -50,23 +50,7 @@ std::shared_ptr<const serve::Tokenizer> tokenizer() {
 
 std::vector<fs::path> write_fleet(const fs::path& dir, int adapters, int groups, std::uint64_t seed,
                                   int rank) {
-    synth::synth_options o;
-    o.out_dir = dir;
-    o.adapters = adapters;
-    o.geometry = weights()->geometry();
-    o.modules = {"q_proj", "v_proj", "o_proj", "down_proj"};
-    o.rank = rank;
-    o.alpha = 128.0 * rank;
-    o.clusters = groups;
-    o.noise = 0.0;
-    o.dtype = io::dtype::F32;
-    o.seed = seed;
-    o.threads = 1;
-    synth::write_synthetic_fleet(o);
-    std::vector<fs::path> out;
-    for (int i = 0; i < adapters; ++i)
-        out.push_back(dir / synth::adapter_folder_name(i, adapters));
-    return out;
+    return test::write_strong_fleet(dir, weights()->geometry(), adapters, groups, seed, rank);
 }
 
 struct planted {
