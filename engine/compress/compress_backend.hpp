@@ -15,6 +15,7 @@
 #include "engine/compress/dense.hpp"
 #include "engine/compress/jd_method.hpp"
 #include "engine/compress/module_batch.hpp"
+#include "engine/core/error.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -136,6 +137,38 @@ public:
                const jd_basis* warm = nullptr) {
         return options.method == jd_method::full ? fit_jd_full(batch, members, options, warm)
                                                  : fit_jd_diag(batch, members, options, warm);
+    }
+
+    // Fits every cluster of one module in one call: clusters[c] are batch positions (non-empty), warm[c]
+    // may be null/empty (`warm` itself may be empty: no warm starts, else one entry per cluster); result[c]
+    // is what fit(batch, clusters[c], options, warm[c]) returns. A backend may run them together (batched
+    // products, batched eigen-solves); the results must equal the one-by-one path's up to the documented
+    // fp tolerance (identical on the host backend with 1 thread). Default: the one-by-one loop.
+    virtual std::vector<jd_fit> fit_clusters(const module_batch& batch,
+                                             std::span<const std::vector<std::size_t>> clusters,
+                                             const jd_options& options,
+                                             std::span<const jd_basis* const> warm) {
+        check_fit_clusters(batch, clusters, warm);
+        std::vector<jd_fit> out;
+        out.reserve(clusters.size());
+        for (std::size_t c = 0; c < clusters.size(); ++c)
+            out.push_back(fit(batch, clusters[c], options, warm.empty() ? nullptr : warm[c]));
+        return out;
+    }
+
+protected:
+    // fit_clusters' argument checks (usage_error): every cluster non-empty, `warm` empty or one per cluster.
+    static void check_fit_clusters(const module_batch& batch,
+                                   std::span<const std::vector<std::size_t>> clusters,
+                                   std::span<const jd_basis* const> warm) {
+        if (!warm.empty() && warm.size() != clusters.size())
+            throw usage_error("fit_clusters", std::to_string(warm.size()) + " warm starts for " +
+                                                  std::to_string(clusters.size()) + " clusters of " +
+                                                  batch.name);
+        for (std::size_t c = 0; c < clusters.size(); ++c)
+            if (clusters[c].empty())
+                throw usage_error("fit_clusters",
+                                  "cluster " + std::to_string(c) + " of " + batch.name + " has no members");
     }
 };
 
