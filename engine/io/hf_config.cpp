@@ -141,6 +141,14 @@ std::vector<model_geometry> presets() {
         // meta-llama/Llama-2-7b-hf (multi-head attention: kv heads == heads).
         make_preset("llama-2-7b", "llama", "LlamaForCausalLM", 4096, 32, 32, 32, 11008, 32000, 4096, 1e-5,
                     10000.0, false),
+        // meta-llama/Meta-Llama-3-8B (GQA 32/8, vocab 128256, rope_theta 5e5, BOS/EOS 128000/128001).
+        [] {
+            auto g = make_preset("llama-3-8b", "llama", "LlamaForCausalLM", 4096, 32, 32, 8, 14336, 128256,
+                                 8192, 1e-5, 500000.0, false);
+            g.bos_token_id = 128000;
+            g.eos_token_id = 128001;
+            return g;
+        }(),
     };
 }
 
