@@ -273,7 +273,8 @@ synth_model_result write_synthetic_model(const synth_model_options& options,
     synth_model_result result;
     result.plan = plan_synthetic_model(options);
     const synth_model_plan& plan = result.plan;
-    const fs::path target = options.out_dir;
+    // "DIR/" names DIR itself (a staging folder needs the target's name).
+    const fs::path target = options.out_dir.has_filename() ? options.out_dir : options.out_dir.parent_path();
 
     std::error_code ec;
     if (fs::exists(fs::symlink_status(target, ec))) {

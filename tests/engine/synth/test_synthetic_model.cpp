@@ -281,14 +281,14 @@ private slots:
         QTemporaryDir tmp;
         const fs::path root = tmp.path().toStdString();
         auto a = tiny_options(root / "a");
-        auto b = tiny_options(root / "b");
+        auto b = tiny_options(root / "b" / ""); // "b/": the folder b
         b.threads = 3;
         auto c = tiny_options(root / "c");
         c.seed = 6;
         synth::write_synthetic_model(a);
         synth::write_synthetic_model(b);
         synth::write_synthetic_model(c);
-        const auto sa = snapshot(a.out_dir), sb = snapshot(b.out_dir), sc = snapshot(c.out_dir);
+        const auto sa = snapshot(a.out_dir), sb = snapshot(root / "b"), sc = snapshot(c.out_dir);
         QVERIFY(sa == sb);
         QCOMPARE(sa.size(), sc.size());
         for (const auto& [name, bytes] : sa) {
