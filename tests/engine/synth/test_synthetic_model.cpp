@@ -391,6 +391,25 @@ private slots:
             expect_throw<usage_error>([&] { synth::make_synthetic_tokenizer(g); }).contains("vocab_size"));
     }
 
+    // Reference ids from HuggingFace's own library (tokenizers 0.23.3, Tokenizer.from_file on the
+    // tinystories-656k geometry's tokenizer.json, encode(text).ids): the file means to HF what it means to
+    // us.
+    void matchesTheHuggingFaceTokenizersLibrary() {
+        const auto files = synth::make_synthetic_tokenizer(*io::geometry_preset("tinystories-656k"));
+        const auto tok = serve::parse_hf_tokenizer(files.tokenizer_json, "tinystories-656k", {});
+        const std::vector<std::pair<std::string, std::vector<int>>> reference{
+            {"Once upon a time, the little cat sat on a mat.",
+             {1,   81,   112, 347, 348, 114, 306, 263,  1012, 376, 46,  260, 311,
+              312, 1062, 322, 335, 270, 285, 270, 1125, 263,  362, 270, 48}},
+            {"na\xC3\xAFve caf\xC3\xA9 \xF0\x9F\x98\x80\n\tand  spaces",
+             {1,   299, 197, 177, 509, 335, 413, 197, 171, 34,  242, 161,
+              154, 130, 12,  11,  296, 102, 34,  285, 114, 365, 286}},
+            {"it's 2024: <s>ok</s>", {1, 283, 41, 117, 34, 52, 50, 52, 54, 60, 34, 1, 586, 2}},
+        };
+        for (const auto& [text, ids] : reference)
+            QCOMPARE(tok->encode(text), ids);
+    }
+
     void refusesToClobberAndLeavesNothingOnFailure() {
         QTemporaryDir tmp;
         const fs::path root = tmp.path().toStdString();
