@@ -141,6 +141,13 @@ cublasStatus_t CUBLASWINAPI cublasSgemmStridedBatched(cublasHandle_t handle, cub
               strideB, beta, C, ldc, strideC, batchCount);
 }
 
+cublasStatus_t CUBLASWINAPI cublasDgemm_v2(cublasHandle_t handle, cublasOperation_t transa,
+                                           cublasOperation_t transb, int m, int n, int k, const double* alpha,
+                                           const double* A, int lda, const double* B, int ldb,
+                                           const double* beta, double* C, int ldc) {
+    LF_CUBLAS(cublasDgemm_v2, handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 cusolverStatus_t CUSOLVERAPI cusolverDnCreate(cusolverDnHandle_t* handle) {
     LF_CUSOLVER(cusolverDnCreate, handle);
 }
@@ -184,4 +191,16 @@ cusolverStatus_t CUSOLVERAPI cusolverDnSsyevd(cusolverDnHandle_t handle, cusolve
                                               cublasFillMode_t uplo, int n, float* A, int lda, float* W,
                                               float* work, int lwork, int* info) {
     LF_CUSOLVER(cusolverDnSsyevd, handle, jobz, uplo, n, A, lda, W, work, lwork, info);
+}
+
+cusolverStatus_t CUSOLVERAPI cusolverDnDsyevd_bufferSize(cusolverDnHandle_t handle, cusolverEigMode_t jobz,
+                                                         cublasFillMode_t uplo, int n, const double* A,
+                                                         int lda, const double* W, int* lwork) {
+    LF_CUSOLVER(cusolverDnDsyevd_bufferSize, handle, jobz, uplo, n, A, lda, W, lwork);
+}
+
+cusolverStatus_t CUSOLVERAPI cusolverDnDsyevd(cusolverDnHandle_t handle, cusolverEigMode_t jobz,
+                                              cublasFillMode_t uplo, int n, double* A, int lda, double* W,
+                                              double* work, int lwork, int* info) {
+    LF_CUSOLVER(cusolverDnDsyevd, handle, jobz, uplo, n, A, lda, W, work, lwork, info);
 }

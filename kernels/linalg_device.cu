@@ -74,7 +74,8 @@ __global__ void convert_kernel(const void* src, int type, float* dst, std::int64
     }
 }
 
-__global__ void reverse_columns_kernel(const float* src, std::int64_t ld_src, float* dst, std::int64_t ld_dst,
+template <class T>
+__global__ void reverse_columns_kernel(const T* src, std::int64_t ld_src, T* dst, std::int64_t ld_dst,
                                        std::int64_t rows, std::int64_t cols) {
     const std::int64_t total = rows * cols;
     for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < total;
@@ -82,6 +83,18 @@ __global__ void reverse_columns_kernel(const float* src, std::int64_t ld_src, fl
         const std::int64_t i = idx % rows, c = idx / rows;
         dst[i + c * ld_dst] = src[i + reversed_column(c, cols) * ld_src];
     }
+}
+
+__global__ void widen_kernel(const float* src, double* dst, std::int64_t count) {
+    for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < count;
+         i += std::int64_t(gridDim.x) * blockDim.x)
+        dst[i] = widen(src[i]);
+}
+
+__global__ void narrow_kernel(const double* src, float* dst, std::int64_t count) {
+    for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < count;
+         i += std::int64_t(gridDim.x) * blockDim.x)
+        dst[i] = narrow(src[i]);
 }
 
 __global__ void block_sum_squares_kernel(const float* src, std::int64_t block, std::int64_t count,
@@ -419,6 +432,18 @@ void gemm_strided_batched(linalg_context& ctx, mat_op ta, mat_op tb, std::int64_
                  "cublasSgemmStridedBatched");
 }
 
+void gemm_f64(linalg_context& ctx, mat_op ta, mat_op tb, std::int64_t m, std::int64_t n, std::int64_t k,
+              double alpha, const double* a, std::int64_t lda, const double* b, std::int64_t ldb, double beta,
+              double* c, std::int64_t ldc) {
+    if (m == 0 || n == 0) return;
+    check_cublas(cublasDgemm(ctx.state().blas, to_cublas(ta), to_cublas(tb), as_int(m, "gemm"),
+                             as_int(n, "gemm"), as_int(k, "gemm"), &alpha, a,
+                             as_int(std::max<std::int64_t>(lda, 1), "gemm"), b,
+                             as_int(std::max<std::int64_t>(ldb, 1), "gemm"), &beta, c,
+                             as_int(std::max<std::int64_t>(ldc, 1), "gemm")),
+                 "cublasDgemm");
+}
+
 namespace {
 
 void check_info(linalg_context& ctx, const char* api) {
@@ -436,6 +461,12 @@ float* workspace(linalg_context& ctx, int floats) {
     return s.work.f32();
 }
 
+double* workspace_f64(linalg_context& ctx, int doubles) {
+    auto& s = ctx.state();
+    s.work.reserve(ctx, static_cast<std::size_t>(std::max(doubles, 1)) * sizeof(double));
+    return static_cast<double*>(s.work.data());
+}
+
 } // namespace
 
 void syevd(linalg_context& ctx, std::int64_t n, float* a, std::int64_t lda, float* w) {
@@ -450,6 +481,21 @@ void syevd(linalg_context& ctx, std::int64_t n, float* a, std::int64_t lda, floa
                                     work, lwork, s.info),
                    "cusolverDnSsyevd");
     check_info(ctx, "cusolverDnSsyevd");
+}
+
+void syevd_f64(linalg_context& ctx, std::int64_t n, double* a, std::int64_t lda, double* w) {
+    auto& s = ctx.state();
+    const int nn = as_int(n, "syevd"), ld = as_int(std::max<std::int64_t>(lda, 1), "syevd");
+    if (nn == 0) return;
+    int lwork = 0;
+    check_cusolver(cusolverDnDsyevd_bufferSize(s.solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, nn,
+                                               a, ld, w, &lwork),
+                   "cusolverDnDsyevd_bufferSize");
+    double* work = workspace_f64(ctx, lwork);
+    check_cusolver(cusolverDnDsyevd(s.solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, nn, a, ld, w,
+                                    work, lwork, s.info),
+                   "cusolverDnDsyevd");
+    check_info(ctx, "cusolverDnDsyevd");
 }
 
 void qr_thin(linalg_context& ctx, std::int64_t m, std::int64_t n, float* a, std::int64_t lda, float* r) {
@@ -502,6 +548,31 @@ void reverse_columns(linalg_context& ctx, const float* src, std::int64_t ld_src,
     reverse_columns_kernel<<<blocks_for(rows * cols, 256), 256, 0, ctx.state().stream>>>(src, ld_src, dst,
                                                                                          ld_dst, rows, cols);
     check_cuda(cudaGetLastError(), "reverse_columns_kernel");
+}
+
+void reverse_columns_f64(linalg_context& ctx, const double* src, std::int64_t ld_src, double* dst,
+                         std::int64_t ld_dst, std::int64_t rows, std::int64_t cols) {
+    if (rows * cols == 0) return;
+    reverse_columns_kernel<<<blocks_for(rows * cols, 256), 256, 0, ctx.state().stream>>>(src, ld_src, dst,
+                                                                                         ld_dst, rows, cols);
+    check_cuda(cudaGetLastError(), "reverse_columns_kernel");
+}
+
+void widen_to_f64(linalg_context& ctx, const float* src, double* dst, std::int64_t count) {
+    if (count == 0) return;
+    widen_kernel<<<blocks_for(count, 256), 256, 0, ctx.state().stream>>>(src, dst, count);
+    check_cuda(cudaGetLastError(), "widen_kernel");
+}
+
+void narrow_to_f32(linalg_context& ctx, const double* src, float* dst, std::int64_t count) {
+    if (count == 0) return;
+    narrow_kernel<<<blocks_for(count, 256), 256, 0, ctx.state().stream>>>(src, dst, count);
+    check_cuda(cudaGetLastError(), "narrow_kernel");
+}
+
+linalg_native_handles native_handles(linalg_context& ctx) {
+    auto& s = ctx.state();
+    return {s.stream, s.blas, s.solver};
 }
 
 } // namespace lorafleet::kernels

@@ -2,7 +2,8 @@
 // cuSOLVER handle, a byte budget for device memory), device buffers charged to that budget, host <->
 // device copies through pinned staging buffers (double-buffered: packing chunk k+1 overlaps the DMA of
 // chunk k), fp32 GEMM / strided-batched GEMM, a symmetric eigensolver (syevd), thin Householder QR
-// (geqrf + orgqr) and the few element-wise kernels of linalg_elementwise.hpp. Everything is fp32 and
+// (geqrf + orgqr) and the few element-wise kernels of linalg_elementwise.hpp. Everything is fp32 (plus
+// an fp64 GEMM and eigensolver with widening / narrowing copies for the eigenproblems) and
 // column-major (BLAS conventions: element (i, j) at p[i + j * ld]); nothing here knows engine types.
 // Errors surface as linalg_error carrying the API ("cudaMalloc", "cublasSgemm", ...), its numeric code
 // and message; a build without CUDA links linalg_not_compiled.cpp, where every entry throws
@@ -148,6 +149,15 @@ void gemm_strided_batched(linalg_context& ctx, mat_op ta, mat_op tb, std::int64_
 // All eigenpairs of the symmetric [n, n] matrix in `a` (lower triangle read): eigenvalues ASCENDING
 // into `w` (device, n floats), eigenvectors into the columns of `a`. Throws when syevd reports info != 0.
 void syevd(linalg_context& ctx, std::int64_t n, float* a, std::int64_t lda, float* w);
+// fp64 counterparts for the compression's small eigenproblems and big Grams (an fp32 Gram squares the
+// condition number and an fp32 eigensolver's vectors carry eps32 * ||G|| / gap errors; the host does the
+// same steps in double, so both backends agree to fp32 rounding of their INPUTS, not of the solve):
+// C = alpha op(A) op(B) + beta C in double (cublasDgemm), and syevd in double (cusolverDnDsyevd, same
+// contract as syevd).
+void gemm_f64(linalg_context& ctx, mat_op ta, mat_op tb, std::int64_t m, std::int64_t n, std::int64_t k,
+              double alpha, const double* a, std::int64_t lda, const double* b, std::int64_t ldb, double beta,
+              double* c, std::int64_t ldc);
+void syevd_f64(linalg_context& ctx, std::int64_t n, double* a, std::int64_t lda, double* w);
 // Thin QR of `a` [m, n], m >= n: `a` becomes Q [m, n]; R [n, n] (upper, zeros below) goes to `r`
 // (device, leading dimension n) when `r` is not null.
 void qr_thin(linalg_context& ctx, std::int64_t m, std::int64_t n, float* a, std::int64_t lda, float* r);
@@ -166,5 +176,20 @@ void block_sum_squares(linalg_context& ctx, const float* src, std::int64_t block
 // Reverses the column order of a [rows, cols] matrix into dst (syevd's ascending -> descending).
 void reverse_columns(linalg_context& ctx, const float* src, std::int64_t ld_src, float* dst,
                      std::int64_t ld_dst, std::int64_t rows, std::int64_t cols);
+void reverse_columns_f64(linalg_context& ctx, const double* src, std::int64_t ld_src, double* dst,
+                         std::int64_t ld_dst, std::int64_t rows, std::int64_t cols);
+// dst[i] = widen(src[i]) (fp32 -> fp64, exact) / narrow(src[i]) (fp64 -> fp32, round to nearest) for
+// `count` elements, device to device (linalg_elementwise.hpp).
+void widen_to_f64(linalg_context& ctx, const float* src, double* dst, std::int64_t count);
+void narrow_to_f32(linalg_context& ctx, const double* src, float* dst, std::int64_t count);
+
+// The context's stream and library handles (cudaStream_t, cublasHandle_t, cusolverDnHandle_t) as opaque
+// pointers, for sibling implementation files that enqueue on the same stream (linalg_batched.cu).
+struct linalg_native_handles {
+    void* stream = nullptr;
+    void* blas = nullptr;
+    void* solver = nullptr;
+};
+linalg_native_handles native_handles(linalg_context& ctx);
 
 } // namespace lorafleet::kernels

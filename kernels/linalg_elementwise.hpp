@@ -26,6 +26,17 @@ LORAFLEET_HD inline std::int64_t reversed_column(std::int64_t c, std::int64_t co
     return cols - 1 - c;
 }
 
+// fp32 -> fp64 (exact: every float is a double) and fp64 -> fp32 (round to nearest even, the one IEEE
+// rounding both the host and the device use for a narrowing conversion; overflow gives +-Inf, NaN
+// stays NaN). The compression's eigenproblems run in double on a widened copy (widen_kernel) and come
+// back as fp32 through narrow_kernel (linalg_device.cu).
+LORAFLEET_HD inline double widen(float x) {
+    return static_cast<double>(x);
+}
+LORAFLEET_HD inline float narrow(double x) {
+    return static_cast<float>(x);
+}
+
 // sum_i p[i]^2 accumulated in double (one thread per block in block_sum_squares).
 LORAFLEET_HD inline double sum_squares(const float* p, std::int64_t n) {
     double s = 0.0;

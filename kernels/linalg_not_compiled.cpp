@@ -100,6 +100,13 @@ void gemm_strided_batched(linalg_context&, mat_op, mat_op, std::int64_t, std::in
 void syevd(linalg_context&, std::int64_t, float*, std::int64_t, float*) {
     not_compiled("syevd");
 }
+void gemm_f64(linalg_context&, mat_op, mat_op, std::int64_t, std::int64_t, std::int64_t, double,
+              const double*, std::int64_t, const double*, std::int64_t, double, double*, std::int64_t) {
+    not_compiled("gemm_f64");
+}
+void syevd_f64(linalg_context&, std::int64_t, double*, std::int64_t, double*) {
+    not_compiled("syevd_f64");
+}
 void qr_thin(linalg_context&, std::int64_t, std::int64_t, float*, std::int64_t, float*) {
     not_compiled("qr_thin");
 }
@@ -116,6 +123,21 @@ void block_sum_squares(linalg_context&, const float*, std::int64_t, std::int64_t
 void reverse_columns(linalg_context&, const float*, std::int64_t, float*, std::int64_t, std::int64_t,
                      std::int64_t) {
     not_compiled("reverse_columns");
+}
+
+void reverse_columns_f64(linalg_context&, const double*, std::int64_t, double*, std::int64_t, std::int64_t,
+                         std::int64_t) {
+    not_compiled("reverse_columns_f64");
+}
+void widen_to_f64(linalg_context&, const float*, double*, std::int64_t) {
+    not_compiled("widen_to_f64");
+}
+void narrow_to_f32(linalg_context&, const double*, float*, std::int64_t) {
+    not_compiled("narrow_to_f32");
+}
+
+linalg_native_handles native_handles(linalg_context&) {
+    not_compiled("native_handles");
 }
 
 } // namespace lorafleet::kernels

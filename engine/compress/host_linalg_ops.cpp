@@ -2,9 +2,12 @@
 // each loop over members (or over column / row blocks) split statically across the worker pool.
 #include "engine/compress/host_linalg_ops.hpp"
 
+#include "engine/compress/eigen_floor.hpp"
+
 #include "engine/core/error.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace lorafleet::compress {
 
@@ -19,10 +22,10 @@ op how_t(ops_side s) {
 }
 
 // Rows [i0, i1) of a column-major matrix as views.
-view row_block(const matrix& m, std::int64_t i0, std::int64_t i1) {
+template <class T> basic_view<T> row_block(const basic_matrix<T>& m, std::int64_t i0, std::int64_t i1) {
     return {m.data.data() + i0, i1 - i0, m.cols, std::max<std::int64_t>(1, m.rows)};
 }
-mut_view row_block(matrix& m, std::int64_t i0, std::int64_t i1) {
+template <class T> basic_mut_view<T> row_block(basic_matrix<T>& m, std::int64_t i0, std::int64_t i1) {
     return {m.data.data() + i0, i1 - i0, m.cols, std::max<std::int64_t>(1, m.rows)};
 }
 
@@ -33,7 +36,8 @@ std::pair<std::int64_t, std::int64_t> piece(std::int64_t n, std::size_t p, std::
 }
 
 // G = X^T X [m, m] (transpose_first) or G += X X^T [d, d], as column blocks of one GEMM per worker.
-void parallel_gram(thread_pool& pool, const matrix& x, bool transpose_first, matrix& g) {
+template <class T>
+void parallel_gram(thread_pool& pool, const basic_matrix<T>& x, bool transpose_first, basic_matrix<T>& g) {
     const auto n = transpose_first ? x.cols : x.rows; // side of g
     const auto inner = transpose_first ? x.rows : x.cols;
     check_shape(g.rows == n && g.cols == n, "parallel_gram", "output has the wrong shape");
@@ -46,9 +50,11 @@ void parallel_gram(thread_pool& pool, const matrix& x, bool transpose_first, mat
                 const auto [j0, j1] = piece(n, part, parts);
                 if (j1 == j0) continue;
                 if (transpose_first) // G[:, j0:j1] = X^T X[:, j0:j1]
-                    gemm(op::t, x, op::n, x.view().block_cols(j0, j1 - j0), g.mut().block_cols(j0, j1 - j0));
+                    gemm(op::t, x.view(), op::n, x.view().block_cols(j0, j1 - j0),
+                         g.mut().block_cols(j0, j1 - j0));
                 else // G[:, j0:j1] += X (X[j0:j1, :])^T
-                    gemm(op::n, x, op::t, row_block(x, j0, j1), g.mut().block_cols(j0, j1 - j0), 1.0f, 1.0f);
+                    gemm(op::n, x.view(), op::t, row_block(x, j0, j1), g.mut().block_cols(j0, j1 - j0), T(1),
+                         T(1));
             }
         },
         flops);
@@ -217,43 +223,56 @@ matrix HostLinalgOps::build_x(ops_side s, const std::vector<matrix>& factors, st
     return x;
 }
 
+// Both eigen paths: X in fp32 (the factors' precision), then the Gram, the eigensolver and X E in
+// double on the widened X (fp32 products are exact in double), the same steps as CudaLinalgOps. An fp32
+// Gram squares X's condition number and an fp32 eigensolver leaves eps32 ||G|| / gap in the vectors;
+// in double the result is the exact answer for the fp32 X up to ~1e-16 ||G|| / gap, so two backends
+// (or thread counts) that round X differently agree to the conditioning of X, not of its Gram.
+// Directions past X's numerical rank are fixed ones (eigen_floor.hpp), the same on every backend.
 matrix HostLinalgOps::top_small_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t k) {
     check_shape(factors.size() == layout().size(), "ops.top_small_gram", "one factor per member expected");
-    const matrix x = build_x(s, factors, 0, factors.size()); // [d, m]
+    const dmatrix x = to_double(build_x(s, factors, 0, factors.size())); // [d, m]
     check_shape(k >= 0 && k <= x.cols, "ops.top_small_gram", "k exceeds the width of X");
     if (k == 0) return matrix(x.rows, 0);
-    matrix g(x.cols, x.cols);
+    dmatrix g(x.cols, x.cols);
     parallel_gram(*m_pool, x, true, g); // X^T X
     const auto eig = top_eigenvectors(std::move(g), k);
-    matrix y(x.rows, k); // X E, by row blocks
+    dmatrix y(x.rows, k); // X E, by row blocks
     const auto parts = static_cast<std::size_t>(m_pool->size());
     m_pool->parallel_for(
         parts,
         [&](std::size_t b, std::size_t e, int) {
             for (std::size_t p = b; p < e; ++p) {
                 const auto [i0, i1] = piece(x.rows, p, parts);
-                if (i1 > i0) gemm(op::n, row_block(x, i0, i1), op::n, eig.vectors, row_block(y, i0, i1));
+                if (i1 > i0)
+                    gemm(op::n, row_block(x, i0, i1), op::n, eig.vectors.view(), row_block(y, i0, i1));
             }
         },
         2.0 * static_cast<double>(x.rows) * static_cast<double>(x.cols) * static_cast<double>(k));
-    return y;
+    const auto keep = eigen_rank(eig.values); // columns past X's numerical rank: fixed directions
+    if (keep < k && k <= x.rows)
+        complete_null_columns(y, keep,
+                              eig.values[0] > 0.0 ? std::sqrt(eigen_floor_ratio * eig.values[0]) : 1.0);
+    return to_float(y.view());
 }
 
 matrix HostLinalgOps::top_large_gram(ops_side s, const std::vector<matrix>& factors, std::int64_t r) {
     check_shape(factors.size() == layout().size(), "ops.top_large_gram", "one factor per member expected");
     const auto d = layout().dim(s);
-    matrix mm(d, d);
+    dmatrix mm(d, d);
     std::size_t first = 0;
     while (first < factors.size()) {
         std::size_t last = first;
         std::int64_t width = 0;
         while (last < factors.size() && (width == 0 || width + factors[last].cols <= ops_large_gram_chunk))
             width += factors[last++].cols;
-        const matrix x = build_x(s, factors, first, last);
+        const dmatrix x = to_double(build_x(s, factors, first, last));
         if (x.cols > 0) parallel_gram(*m_pool, x, false, mm); // M += X X^T
         first = last;
     }
-    return top_eigenvectors(std::move(mm), r).vectors;
+    auto eig = top_eigenvectors(std::move(mm), r);
+    complete_null_columns(eig.vectors, eigen_rank(eig.values), 1.0); // past the numerical rank: fixed
+    return to_float(eig.vectors.view());
 }
 
 dmatrix HostLinalgOps::block_core_norms(const matrix& xu, const matrix& xv,

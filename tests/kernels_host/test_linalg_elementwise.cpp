@@ -1,6 +1,7 @@
 // The __host__ __device__ element logic of the linear-algebra kernels (kernels/linalg_elementwise.hpp),
 // run on the CPU against independent references: binary16 / bfloat16 decoding against the arithmetic
 // definition (ldexp), the gather-transpose index against an explicit transpose of PEFT's lora_B layout,
+// widening to double (exact) and narrowing back (round to nearest even) of the fp64 eigen paths,
 // and the build's linalg entry points failing with a linalg_error (not a crash) when no device is usable.
 #include "kernels/device_probe.hpp"
 #include "kernels/linalg_device.hpp"
@@ -102,6 +103,39 @@ private slots:
         const float v[] = {3.0f, -4.0f, 0.5f};
         QCOMPARE(sum_squares(v, 3), 25.25);
         QCOMPARE(sum_squares(v, 0), 0.0);
+    }
+
+    void widenIsExactAndNarrowRoundsToNearestEven() {
+        // Every float widens to the same value (the fp64 eigen paths lose nothing on the way in).
+        const float samples[] = {
+            0.0f,    -0.0f,         1.0f,     -2.5f,    3.1415926f, 1e-40f /* subnormal */,
+            -6.5e4f, 3.4028235e38f, INFINITY, -INFINITY};
+        for (const float f : samples) {
+            const double w = widen(f);
+            QCOMPARE(static_cast<float>(w), f);
+            QCOMPARE(std::signbit(w), std::signbit(f));
+            QVERIFY(w == static_cast<double>(f) || (std::isnan(w) && std::isnan(f)));
+        }
+        QVERIFY(std::isnan(widen(NAN)));
+        // narrow(x) is the float nearest to x (against nextafter neighbours), ties to the even mantissa.
+        std::uint64_t state = 0x9e3779b97f4a7c15ull;
+        for (int i = 0; i < 20000; ++i) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            const double x = std::ldexp(static_cast<double>(state >> 11) / 9007199254740992.0 - 0.5,
+                                        static_cast<int>((state >> 3) % 200) - 100);
+            const float n = narrow(x);
+            const float up = std::nextafter(n, INFINITY), down = std::nextafter(n, -INFINITY);
+            const double e = std::abs(x - double(n));
+            QVERIFY2(e <= std::abs(x - double(up)) && e <= std::abs(x - double(down)),
+                     qPrintable(QString::number(x)));
+        }
+        const double tie = 1.0 + std::ldexp(1.0, -24);          // halfway between 1 and 1 + 2^-23
+        QCOMPARE(bits(narrow(tie)), bits(1.0f));                // even mantissa (0) wins
+        const double tie_up = 1.0 + 3.0 * std::ldexp(1.0, -24); // halfway between 1 + 2^-23 and 1 + 2^-22
+        QCOMPARE(bits(narrow(tie_up)), bits(1.0f + std::ldexp(1.0f, -22)));
+        QCOMPARE(narrow(1e300), INFINITY);
+        QCOMPARE(narrow(-1e300), -INFINITY);
+        QVERIFY(std::isnan(narrow(std::nan(""))));
     }
 
     void unusableDeviceIsAnErrorNotACrash() {

@@ -4,10 +4,12 @@
 #include "engine/backend/cuda/cuda_linalg_ops.hpp"
 
 #include "engine/backend/cuda/cuda_status.hpp"
+#include "engine/compress/eigen_floor.hpp"
 #include "engine/core/error.hpp"
 #include "kernels/linalg_device.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -134,6 +136,8 @@ struct CudaLinalgOps::state {
     const float* cur_v = nullptr;
     // Scratch.
     kd::device_buffer in, out, p, p2, small, x, gram, evals, meta;
+    // fp64 scratch of the eigenproblems (top_small_gram / top_large_gram).
+    kd::device_buffer xd, gram_d, evals_d, vec_d, out_d;
     staging_area staged;
 
     state(std::size_t budget, int device) : ctx(budget, device) {}
@@ -163,6 +167,10 @@ struct CudaLinalgOps::state {
     float* reserve(kd::device_buffer& b, std::int64_t floats) {
         reserve_bytes(b, static_cast<std::size_t>(std::max<std::int64_t>(floats, 1)) * F);
         return b.f32();
+    }
+    double* reserve_f64(kd::device_buffer& b, std::int64_t doubles) {
+        reserve_bytes(b, static_cast<std::size_t>(std::max<std::int64_t>(doubles, 1)) * sizeof(double));
+        return static_cast<double*>(b.data());
     }
     float* put(kd::device_buffer& b, const float* host, std::int64_t floats) {
         float* d = reserve(b, floats);
@@ -450,8 +458,20 @@ std::int64_t build_x(CudaLinalgOps::state& s, const float* t, std::int64_t d, co
     return width;
 }
 
+// The top `k` of syevd's ascending eigenvalues `w` (device, n doubles), descending, on the host.
+std::vector<double> top_values(CudaLinalgOps::state& s, const double* w, std::int64_t n, std::int64_t k) {
+    std::vector<double> all(static_cast<std::size_t>(n));
+    if (n > 0) kd::download(s.ctx, w, all.data(), all.size() * sizeof(double));
+    return std::vector<double>(all.rbegin(), all.rbegin() + k);
+}
+
 } // namespace
 
+// Both eigen paths: X is built in fp32 (the factors' precision), widened to fp64, and the Gram, the
+// eigensolver and X E run in double, the same steps as HostLinalgOps (see there), so the two backends
+// differ only by the fp32 rounding of X, not by an fp32 Gram (which squares the condition number) or an
+// fp32 eigensolver (eigenvector errors eps32 ||G|| / gap).
+// Directions past X's numerical rank are fixed ones (eigen_floor.hpp), the same on every backend.
 matrix CudaLinalgOps::top_small_gram(ops_side side, const std::vector<matrix>& factors, std::int64_t k) {
     const auto& l = layout();
     check_shape(factors.size() == l.size(), "ops.top_small_gram", "one factor per member expected");
@@ -468,16 +488,28 @@ matrix CudaLinalgOps::top_small_gram(ops_side side, const std::vector<matrix>& f
         auto& s = *m;
         float* x = s.reserve(s.x, d * m_width);
         build_x(s, s.t(side), d, l, factors, 0, factors.size(), x);
-        float* g = s.reserve(s.gram, m_width * m_width);
-        kd::gemm(s.ctx, kd::mat_op::t, kd::mat_op::n, m_width, m_width, d, 1.0f, x, d, x, d, 0.0f, g,
-                 m_width);
-        float* w = s.reserve(s.evals, m_width);
-        kd::syevd(s.ctx, m_width, g, m_width, w);
-        float* e = s.reserve(s.p2, m_width * k);
-        kd::reverse_columns(s.ctx, g + (m_width - k) * m_width, m_width, e, m_width, m_width, k);
+        double* xd = s.reserve_f64(s.xd, d * m_width);
+        kd::widen_to_f64(s.ctx, x, xd, d * m_width);
+        double* g = s.reserve_f64(s.gram_d, m_width * m_width);
+        kd::gemm_f64(s.ctx, kd::mat_op::t, kd::mat_op::n, m_width, m_width, d, 1.0, xd, d, xd, d, 0.0, g,
+                     m_width);
+        double* w = s.reserve_f64(s.evals_d, m_width);
+        kd::syevd_f64(s.ctx, m_width, g, m_width, w);
+        double* e = s.reserve_f64(s.vec_d, m_width * k);
+        kd::reverse_columns_f64(s.ctx, g + (m_width - k) * m_width, m_width, e, m_width, m_width, k);
+        double* yd = s.reserve_f64(s.out_d, d * k);
+        kd::gemm_f64(s.ctx, kd::mat_op::n, kd::mat_op::n, d, k, m_width, 1.0, xd, d, e, m_width, 0.0, yd, d);
         float* y = s.reserve(s.out, d * k);
-        kd::gemm(s.ctx, kd::mat_op::n, kd::mat_op::n, d, k, m_width, 1.0f, x, d, e, m_width, 0.0f, y, d);
-        return s.get(y, d, k);
+        kd::narrow_to_f32(s.ctx, yd, y, d * k);
+        const std::vector<double> values = top_values(s, w, m_width, k);
+        matrix out = s.get(y, d, k);
+        const auto keep = eigen_rank(values); // columns past X's numerical rank: fixed directions
+        if (keep < k && k <= d) {
+            dmatrix yw = to_double(out);
+            complete_null_columns(yw, keep, values[0] > 0.0 ? std::sqrt(eigen_floor_ratio * values[0]) : 1.0);
+            out = to_float(yw.view());
+        }
+        return out;
     });
 }
 
@@ -488,8 +520,8 @@ matrix CudaLinalgOps::top_large_gram(ops_side side, const std::vector<matrix>& f
     check_shape(r >= 1 && r <= d, "ops.top_large_gram", "rank outside [1, d]");
     return guarded([&] {
         auto& s = *m;
-        float* mm = s.reserve(s.gram, d * d);
-        kd::fill_zero(s.ctx, mm, static_cast<std::size_t>(d * d) * F);
+        double* mm = s.reserve_f64(s.gram_d, d * d);
+        kd::fill_zero(s.ctx, mm, static_cast<std::size_t>(d * d) * sizeof(double));
         std::size_t first = 0;
         while (first < factors.size()) {
             std::size_t last = first;
@@ -497,17 +529,30 @@ matrix CudaLinalgOps::top_large_gram(ops_side side, const std::vector<matrix>& f
             while (last < factors.size() &&
                    (width == 0 || width + factors[last].cols <= ops_large_gram_chunk))
                 width += factors[last++].cols;
-            float* x = s.reserve(s.x, d * width);
-            build_x(s, s.t(side), d, l, factors, first, last, x);
-            if (width > 0)
-                kd::gemm(s.ctx, kd::mat_op::n, kd::mat_op::t, d, d, width, 1.0f, x, d, x, d, 1.0f, mm, d);
+            if (width > 0) {
+                float* x = s.reserve(s.x, d * width);
+                build_x(s, s.t(side), d, l, factors, first, last, x);
+                double* xd = s.reserve_f64(s.xd, d * width);
+                kd::widen_to_f64(s.ctx, x, xd, d * width);
+                kd::gemm_f64(s.ctx, kd::mat_op::n, kd::mat_op::t, d, d, width, 1.0, xd, d, xd, d, 1.0, mm, d);
+            }
             first = last;
         }
-        float* w = s.reserve(s.evals, d);
-        kd::syevd(s.ctx, d, mm, d, w);
+        double* w = s.reserve_f64(s.evals_d, d);
+        kd::syevd_f64(s.ctx, d, mm, d, w);
+        double* ed = s.reserve_f64(s.out_d, d * r);
+        kd::reverse_columns_f64(s.ctx, mm + (d - r) * d, d, ed, d, d, r);
         float* out = s.reserve(s.out, d * r);
-        kd::reverse_columns(s.ctx, mm + (d - r) * d, d, out, d, d, r);
-        return s.get(out, d, r);
+        kd::narrow_to_f32(s.ctx, ed, out, d * r);
+        const std::vector<double> values = top_values(s, w, d, r);
+        const auto keep = eigen_rank(values);
+        matrix v = s.get(out, d, r);
+        if (keep < r) { // past the numerical rank: fixed directions
+            dmatrix vw = to_double(v);
+            complete_null_columns(vw, keep, 1.0);
+            v = to_float(vw.view());
+        }
+        return v;
     });
 }
 

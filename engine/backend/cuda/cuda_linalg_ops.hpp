@@ -1,4 +1,5 @@
-// LinalgOps on a CUDA device through kernels/linalg_device.hpp (cuBLAS / cuSOLVER, fp32). The module's
+// LinalgOps on a CUDA device through kernels/linalg_device.hpp (cuBLAS / cuSOLVER, fp32 products; the
+// eigen paths' Grams and eigensolvers in fp64, like HostLinalgOps). The module's
 // factors are uploaded once per batch (pinned, chunked) and stay resident: T_v = [A_1^T ...] is the
 // concatenated lora_A data as is, T_u = [B_1 ...] is gathered on the device from the concatenated
 // row-major lora_B. A working set that is a subset of the batch is gathered device-to-device. Only thin
