@@ -41,7 +41,7 @@ const char* usage_text =
     "FILE]\n"
     "                                 [--adapter-cache-mb M] [--kv-cache-mb M] [--max-running R] [--seed S]\n"
     "                                 [--threads N] [--device cpu|cuda|auto] [--rounds K] [--stop-at-eos]\n"
-    "                                 [--json]\n"
+    "                                 [--dtype auto|float32|bfloat16|float16] [--json]\n"
     "\n"
     "Serves N requests with adapters drawn uniformly from the fleet (seeded) through the continuous-\n"
     "batching engine and reports throughput, latency, memory and adapter-cache hit rate. Modes run one\n"
@@ -65,6 +65,9 @@ const char* usage_text =
     "  --threads N            transformer threads (default: one per hardware thread)\n"
     "  --device D             where the forward pass runs: cpu (default), cuda, or auto (cuda when a\n"
     "                         device is usable, else cpu); printed on stderr\n"
+    "  --dtype D              weights' precision: auto (the default: as stored in the checkpoint on the\n"
+    "                         CPU; on a device float32 checkpoints become bfloat16), float32, bfloat16\n"
+    "                         or float16\n"
     "  --rounds K             run the modes K times in turn (compressed, base, raw, compressed, ...) and\n"
     "                         report each mode's median round by tokens/s (default 1); on a noisy\n"
     "                         machine alternating rounds keep slow drifts out of the ratios\n"
@@ -249,7 +252,8 @@ std::string fixed(double v, int digits) {
 
 int run_bench_serve(const std::vector<std::string>& args) {
     arg_parser p({"model", "bank", "adapters", "compare", "requests", "max-tokens", "concurrency", "prompts",
-                  "adapter-cache-mb", "kv-cache-mb", "max-running", "seed", "threads", "device", "rounds"},
+                  "adapter-cache-mb", "kv-cache-mb", "max-running", "seed", "threads", "device", "rounds",
+                  "dtype"},
                  {"json", "stop-at-eos"});
     p.parse(args);
     if (!p.positionals().empty())
@@ -284,7 +288,9 @@ int run_bench_serve(const std::vector<std::string>& args) {
     s.options.metrics_window_s = 1e9; // the whole run is the window
     auto log = [&](const std::string& line) { std::fprintf(stderr, "bench-serve: %s\n", line.c_str()); };
 
-    s.model = serve::load_served_model(model_dir);
+    serve::model_load_options load_options;
+    load_options.dtype = serve::parse_weight_dtype_choice(p.get_or("dtype", "auto"));
+    s.model = serve::load_served_model(model_dir, load_options);
     const int context = s.model.weights->max_context();
     if (max_tokens >= context)
         throw usage_error("bench-serve",

@@ -32,10 +32,10 @@ const char* usage_text =
     "                              [--adapter-cache-mb M] --prompt TEXT --max-tokens N [--temperature T]\n"
     "                              [--top-p P] [--top-k K] [--seed S] [--stop TEXT]... [--threads N] "
     "[--stats]\n"
-    "                              [--device cpu|cuda|auto]\n"
+    "                              [--device cpu|cuda|auto] [--dtype auto|float32|bfloat16|float16]\n"
     "\n"
     "Generates text with a Llama / Mistral / Qwen2 model in HuggingFace format (config.json,\n"
-    "model.safetensors or a sharded index, tokenizer.json or tokenizer.model) on the CPU in float32.\n"
+    "model.safetensors or a sharded index, tokenizer.json or tokenizer.model) on the CPU (float32 math).\n"
     "Prints only the generated text. An empty --prompt starts from BOS.\n"
     "\n"
     "  --model DIR        the model folder\n"
@@ -53,7 +53,9 @@ const char* usage_text =
     "  --threads N        attention threads (default: one per hardware thread)\n"
     "  --stats            print token counts and tokens/s on stderr\n"
     "  --device D         cpu (the default), cuda (exit 1 with the reason when no device is usable), or\n"
-    "                     auto (cuda when usable, else cpu); the choice is printed on stderr\n";
+    "                     auto (cuda when usable, else cpu); the choice is printed on stderr\n"
+    "  --dtype D          weights' precision: auto (the default: as stored in the checkpoint on the CPU;\n"
+    "                     on a device float32 checkpoints become bfloat16), float32, bfloat16 or float16\n";
 
 // The device path: one request through a serving_engine on the chosen device, streamed like generate().
 int run_on_device(const serve::served_model& model, std::unique_ptr<serve::AdapterProvider> adapters,
@@ -104,7 +106,7 @@ int run_on_device(const serve::served_model& model, std::unique_ptr<serve::Adapt
 
 int run_generate(const std::vector<std::string>& args) {
     arg_parser p({"model", "prompt", "max-tokens", "temperature", "top-p", "top-k", "seed", "stop", "threads",
-                  "bank", "adapters", "adapter", "adapter-cache-mb", "device"},
+                  "bank", "adapters", "adapter", "adapter-cache-mb", "device", "dtype"},
                  {"stats"});
     p.parse(args);
     if (!p.positionals().empty())
@@ -133,7 +135,10 @@ int run_generate(const std::vector<std::string>& args) {
     const auto cache_mb = static_cast<std::uint64_t>(p.get_int("adapter-cache-mb", 1024, 1, 1 << 24));
     const serve::device_choice device = serve::parse_device_choice(p.get_or("device", "cpu"));
 
-    const serve::served_model served = serve::load_served_model(model_dir);
+    serve::model_load_options load_options;
+    load_options.dtype = serve::parse_weight_dtype_choice(p.get_or("dtype", "auto"));
+
+    const serve::served_model served = serve::load_served_model(model_dir, load_options);
     const auto& weights = served.weights;
     const auto& tokenizer = served.tokenizer;
 

@@ -35,6 +35,7 @@ const char* usage_text =
     "                           [--max-request-bytes B] [--max-tokens-cap N] [--max-in-flight N]\n"
     "                           [--max-connections N] [--shutdown-timeout S] [--served-name NAME]\n"
     "                           [--threads N] [--http-threads N] [--device cpu|cuda|auto]\n"
+    "                           [--dtype auto|float32|bfloat16|float16]\n"
     "\n"
     "Serves the model and its adapters over an OpenAI-compatible HTTP API: POST /v1/completions,\n"
     "POST /v1/chat/completions (\"stream\": true for server-sent events), GET /v1/models,\n"
@@ -71,6 +72,9 @@ const char* usage_text =
     "  --http-threads N        threads for /health, /metrics and /v1/models (default 8)\n"
     "  --device D              where the forward pass runs: cpu (default), cuda, or auto (cuda when a\n"
     "                          device is usable, else cpu). On cuda, POST/DELETE /v1/adapters are refused\n"
+    "  --dtype D               weights' precision: auto (the default: as stored in the checkpoint on the\n"
+    "                          CPU; on a device float32 checkpoints become bfloat16), float32, bfloat16\n"
+    "                          or float16\n"
     "\n"
     "HTTP limits: request line and header fields 16 KiB (431; 414 for the URI), the whole header section\n"
     "within 10 s (408), the body within 30 s (408), idle keep-alive connections closed after 5 s.\n";
@@ -115,9 +119,26 @@ void limit_malloc_arenas() {
 
 int run_serve(const std::vector<std::string>& args) {
     limit_malloc_arenas();
-    arg_parser p({"model", "bank", "adapters", "host", "port", "api-key", "api-key-file", "adapter-root",
-                  "kv-cache-mb", "adapter-cache-mb", "max-request-bytes", "max-tokens-cap", "max-in-flight",
-                  "max-connections", "shutdown-timeout", "served-name", "threads", "http-threads", "device"},
+    arg_parser p({"model",
+                  "bank",
+                  "adapters",
+                  "host",
+                  "port",
+                  "api-key",
+                  "api-key-file",
+                  "adapter-root",
+                  "kv-cache-mb",
+                  "adapter-cache-mb",
+                  "max-request-bytes",
+                  "max-tokens-cap",
+                  "max-in-flight",
+                  "max-connections",
+                  "shutdown-timeout",
+                  "served-name",
+                  "threads",
+                  "http-threads",
+                  "device",
+                  "dtype"},
                  {"allow-no-key"});
     p.parse(args);
     if (!p.positionals().empty())
@@ -189,6 +210,7 @@ int run_serve(const std::vector<std::string>& args) {
 
     serve::session_options session;
     session.model_dir = model_dir;
+    session.load.dtype = serve::parse_weight_dtype_choice(p.get_or("dtype", "auto"));
     session.engine = eo;
     if (p.has("bank")) {
         session.adapters.source = serve::adapter_source::bank_folder;

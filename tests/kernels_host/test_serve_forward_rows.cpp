@@ -16,6 +16,7 @@
 #include "kernels/rmsnorm_row.hpp"
 #include "kernels/rope_rotate.hpp"
 #include "kernels/swiglu.hpp"
+#include "kernels/weight_dtype.hpp"
 #include "tests/support/bank_tiles_emulation.hpp"
 #include "tests/support/random_bank.hpp"
 #include "tests/support/test_paths.hpp"
@@ -35,13 +36,28 @@ std::shared_ptr<const model_weights> fixture_model() {
     return w;
 }
 
+// The kernels-side view of a stored tensor (what device_source hands the upload).
+int kernel_dtype(const weight_tensor& w) {
+    return w.dtype == weight_dtype::f32   ? k::weight_f32
+           : w.dtype == weight_dtype::f16 ? k::weight_f16
+                                          : k::weight_bf16;
+}
+
+// Row r of a stored tensor widened as the upload widens it (kernels/weight_dtype.hpp).
+std::vector<float> device_row(const weight_tensor& w, std::int64_t r) {
+    std::vector<float> row(std::size_t(w.cols));
+    k::weight_to_f32(w.data, kernel_dtype(w), std::size_t(r) * std::size_t(w.cols), row.size(), row.data());
+    return row;
+}
+
 // y [n, d_out] = x [n, d_in] · Wᵀ, one in-order dot product per element (a different order from gemm_nt).
 void linear(const weight_tensor& w, const float* x, float* y, int n) {
     const int d_out = int(w.rows), d_in = int(w.cols);
-    for (int t = 0; t < n; ++t)
-        for (int o = 0; o < d_out; ++o)
-            y[std::size_t(t) * d_out + o] =
-                k::dot_in_order(w.data + std::size_t(o) * d_in, x + std::size_t(t) * d_in, d_in);
+    for (int o = 0; o < d_out; ++o) {
+        const std::vector<float> row = device_row(w, o);
+        for (int t = 0; t < n; ++t)
+            y[std::size_t(t) * d_out + o] = k::dot_in_order(row.data(), x + std::size_t(t) * d_in, d_in);
+    }
 }
 
 // The row-function forward of one step of one sequence (positions first..first+n-1), logits of every row.
@@ -86,8 +102,7 @@ struct row_forward {
             att(q.size()), kk(std::size_t(n) * kvd), vv(kk.size()), gate(std::size_t(n) * ffn),
             up(gate.size());
         for (int t = 0; t < n; ++t)
-            std::copy_n(w.embed.data + std::size_t(tokens[std::size_t(t)]) * d, d,
-                        x.data() + std::size_t(t) * d);
+            std::copy_n(device_row(w.embed, tokens[std::size_t(t)]).data(), d, x.data() + std::size_t(t) * d);
         const k::paged_kv_layout L{g.num_kv_heads, block_size, hd};
         const std::size_t layer_floats = std::size_t(blocks) * g.num_kv_heads * block_size * hd;
         auto norm_rows = [&](const float* weight) {
@@ -103,7 +118,7 @@ struct row_forward {
         };
         for (int l = 0; l < g.num_layers; ++l) {
             const layer_weights& LW = w.layers[std::size_t(l)];
-            norm_rows(LW.input_norm.data);
+            norm_rows(LW.input_norm.f32());
             project(l, 0, "q_proj", xn.data(), q.data(), n, slot);
             project(l, 1, "k_proj", xn.data(), kk.data(), n, slot);
             project(l, 2, "v_proj", xn.data(), vv.data(), n, slot);
@@ -138,7 +153,7 @@ struct row_forward {
             project(l, 3, "o_proj", att.data(), tmp.data(), n, slot);
             for (std::size_t i = 0; i < x.size(); ++i)
                 x[i] += tmp[i];
-            norm_rows(LW.post_attention_norm.data);
+            norm_rows(LW.post_attention_norm.f32());
             project(l, 4, "gate_proj", xn.data(), gate.data(), n, slot);
             project(l, 5, "up_proj", xn.data(), up.data(), n, slot);
             k::swiglu_row(gate.data(), up.data(), gate.data(), n * ffn);
@@ -146,7 +161,7 @@ struct row_forward {
             for (std::size_t i = 0; i < x.size(); ++i)
                 x[i] += tmp[i];
         }
-        norm_rows(w.final_norm.data);
+        norm_rows(w.final_norm.f32());
         std::vector<float> logits(std::size_t(n) * g.vocab_size);
         linear(w.lm_head, xn.data(), logits.data(), n);
         return logits;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <thread>
+#include <vector>
 
 namespace lorafleet::serve {
 namespace {
@@ -122,15 +123,33 @@ const tile_fn (&kernels())[rows_x][rows_w] {
     return use_avx ? avx.fn : portable.fn;
 }
 
-void run_block(int j0, int j1, int m, int k, float alpha, const float* x, int ldx, const float* w, int ldw,
-               float* y, int ldy, bool accumulate) {
+// Rows [j0, j1) of w against every row of x. A 16-bit w is widened one tile (NR rows) at a time into a
+// per-thread panel, which then feeds every tile of x's rows: the kernels see float32 rows either way.
+void run_block(int j0, int j1, int m, int k, float alpha, const float* x, int ldx, const void* w,
+               weight_dtype wt, int ldw, float* y, int ldy, bool accumulate) {
     const auto& fn = kernels();
+    thread_local std::vector<float> panel;
+    const std::size_t esize = weight_dtype_size(wt);
     for (int j = j0; j < j1; j += rows_w) {
         const int nr = std::min(rows_w, j1 - j);
+        const float* wj;
+        int ld;
+        if (wt == weight_dtype::f32) {
+            wj = static_cast<const float*>(w) + std::size_t(j) * ldw;
+            ld = ldw;
+        } else {
+            if (panel.size() < std::size_t(nr) * std::size_t(k))
+                panel.resize(std::size_t(rows_w) * std::size_t(k));
+            for (int r = 0; r < nr; ++r)
+                widen_to_f32(static_cast<const char*>(w) + (std::size_t(j) + r) * std::size_t(ldw) * esize,
+                             wt, std::size_t(k), panel.data() + std::size_t(r) * k);
+            wj = panel.data();
+            ld = k;
+        }
         for (int i = 0; i < m; i += rows_x) {
             const int mr = std::min(rows_x, m - i);
-            fn[mr - 1][nr - 1](k, alpha, x + std::size_t(i) * ldx, ldx, w + std::size_t(j) * ldw, ldw,
-                               y + std::size_t(i) * ldy + j, ldy, accumulate);
+            fn[mr - 1][nr - 1](k, alpha, x + std::size_t(i) * ldx, ldx, wj, ld, y + std::size_t(i) * ldy + j,
+                               ldy, accumulate);
         }
     }
 }
@@ -144,11 +163,21 @@ bool gemm_uses_avx2() {
 
 void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const float* w, int ldw, float* y,
              int ldy, bool accumulate, worker_pool* pool) {
-    gemm_nt(m, n, k, alpha, x, ldx, w, ldw, y, ldy, accumulate, pool, gemm_fused{});
+    gemm_nt(m, n, k, alpha, x, ldx, w, weight_dtype::f32, ldw, y, ldy, accumulate, pool, gemm_fused{});
 }
 
 void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const float* w, int ldw, float* y,
              int ldy, bool accumulate, worker_pool* pool, const gemm_fused& fused) {
+    gemm_nt(m, n, k, alpha, x, ldx, w, weight_dtype::f32, ldw, y, ldy, accumulate, pool, fused);
+}
+
+void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const void* w, weight_dtype wt,
+             int ldw, float* y, int ldy, bool accumulate, worker_pool* pool) {
+    gemm_nt(m, n, k, alpha, x, ldx, w, wt, ldw, y, ldy, accumulate, pool, gemm_fused{});
+}
+
+void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const void* w, weight_dtype wt,
+             int ldw, float* y, int ldy, bool accumulate, worker_pool* pool, const gemm_fused& fused) {
     if (m <= 0 || n <= 0) return;
     const std::size_t blocks = std::size_t((n + block_w - 1) / block_w);
     const std::size_t pre = fused.pre ? fused.pre_items : 0;
@@ -167,7 +196,7 @@ void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const fl
             return;
         }
         const int j0 = static_cast<int>(i - pre) * block_w, j1 = std::min(n, j0 + block_w);
-        run_block(j0, j1, m, k, alpha, x, ldx, w, ldw, y, ldy, accumulate);
+        run_block(j0, j1, m, k, alpha, x, ldx, w, wt, ldw, y, ldy, accumulate);
         if (!fused.post) return;
         // Items are claimed in index order, so every pre item is already running on some thread: the wait
         // is bounded by one item's time. Yield now and then: on a loaded machine that thread may be parked.
@@ -189,7 +218,7 @@ void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const fl
             item(i, 0);
         for (std::size_t b = 0; b < blocks; ++b) {
             const int j0 = static_cast<int>(b) * block_w;
-            run_block(j0, std::min(n, j0 + block_w), m, k, alpha, x, ldx, w, ldw, y, ldy, accumulate);
+            run_block(j0, std::min(n, j0 + block_w), m, k, alpha, x, ldx, w, wt, ldw, y, ldy, accumulate);
         }
         if (fused.post) fused.post(0, n, 0);
     }

@@ -6,7 +6,12 @@
 // same results as running the sequence alone. (BLAS sgemm does not promise that: its kernels for edge
 // tiles and for one row sum in other orders.) AVX2+FMA when the CPU has it, portable code otherwise;
 // the choice is made once per process, so results are reproducible on one machine.
+// w may be held as float16 or bfloat16 (the checkpoint's dtype, weight_dtype.hpp): each tile's few rows of w
+// are widened to float32 into a per-thread panel first and then go through the same kernels, so the result is
+// bit for bit the float32 product over the widened values (and just as batch-invariant).
 #pragma once
+
+#include "engine/serve/model/weight_dtype.hpp"
 
 #include <cstddef>
 #include <functional>
@@ -38,6 +43,12 @@ void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const fl
 // pre items and then every post in turn.
 void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const float* w, int ldw, float* y,
              int ldy, bool accumulate, worker_pool* pool, const gemm_fused& fused);
+
+// The same two products with w stored as `wt` (ldw in elements of w).
+void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const void* w, weight_dtype wt,
+             int ldw, float* y, int ldy, bool accumulate, worker_pool* pool = nullptr);
+void gemm_nt(int m, int n, int k, float alpha, const float* x, int ldx, const void* w, weight_dtype wt,
+             int ldw, float* y, int ldy, bool accumulate, worker_pool* pool, const gemm_fused& fused);
 
 // Whether the AVX2+FMA kernel is in use (for logs and benchmarks).
 bool gemm_uses_avx2();

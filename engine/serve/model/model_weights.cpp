@@ -1,15 +1,18 @@
-// Loading a Llama-family HuggingFace folder into float32 weights (see model_weights.hpp for the
+// Loading a Llama-family HuggingFace folder into weights in their stored dtype (see model_weights.hpp for the
 // invariants). Sections: config checks beyond the geometry, locating tensors across shards and aliases,
 // converting them, and assembling the layers.
 #include "engine/serve/model/model_weights.hpp"
 
 #include "engine/core/error.hpp"
+#include "engine/core/float16.hpp"
 #include "engine/io/regular_file.hpp"
 #include "engine/io/safetensors.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <bit>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -18,7 +21,7 @@
 
 namespace lorafleet::serve {
 
-static_assert(std::endian::native == std::endian::little, "safetensors F32 data is used in place");
+static_assert(std::endian::native == std::endian::little, "safetensors data is used in place");
 
 namespace {
 
@@ -74,7 +77,8 @@ config_extras check_config(const std::filesystem::path& config_path, const io::m
 // ---- Tensor lookup and conversion -----------------------------------------------------------------------
 class model_loader {
 public:
-    explicit model_loader(const std::filesystem::path& dir) : m_dir(dir) {}
+    model_loader(const std::filesystem::path& dir, const model_load_options& options)
+        : m_dir(dir), m_options(options) {}
 
     std::shared_ptr<const model_weights> load() {
         const auto config_path = m_dir / "config.json";
@@ -83,6 +87,7 @@ public:
             throw io_error(path_string(m_dir), "not a model folder: no config.json");
         auto m = std::shared_ptr<model_weights>(new model_weights());
         m->m_folder = m_dir;
+        m->m_requested = m_options.dtype;
         m->m_geometry = io::read_hf_config(config_path);
         const io::model_geometry& g = m->m_geometry;
         const config_extras extras = check_config(config_path, g);
@@ -91,7 +96,7 @@ public:
 
         open_files();
         for (auto& f : m_files)
-            m->m_keep_alive.push_back(f); // F32 tensors are used in place
+            m->m_keep_alive.push_back(f); // tensors are used in place
         m_out = m.get();
         const std::int64_t d = g.hidden_size;
 
@@ -182,6 +187,8 @@ private:
         return nullptr;
     }
 
+    // Vectors (norms, biases) are widened to float32; matrices keep their stored dtype unless the options
+    // ask for another. A tensor already in its target dtype and aligned for it is used in place.
     weight_tensor get(const std::string& name, std::vector<std::int64_t> shape) {
         const io::tensor_view* t = find(name);
         const std::string where = path_string(m_dir);
@@ -190,25 +197,84 @@ private:
             throw shape_mismatch(where, "tensor " + name + " has shape " + shape_string(t->shape()) +
                                             ", the config implies " + shape_string(shape));
         if (auto it = m_done.find(t); it != m_done.end()) return it->second;
+        weight_dtype stored;
+        switch (t->type()) {
+        case io::dtype::F32:
+            stored = weight_dtype::f32;
+            break;
+        case io::dtype::F16:
+            stored = weight_dtype::f16;
+            break;
+        case io::dtype::BF16:
+            stored = weight_dtype::bf16;
+            break;
+        default:
+            throw unsupported_error(where, "tensor " + name + " has dtype " +
+                                               std::string(io::dtype_name(t->type())) +
+                                               "; only F32, F16 and BF16 weights are supported");
+        }
         weight_tensor w;
         w.rows = shape[0];
         w.cols = shape.size() > 1 ? shape[1] : 1;
+        w.dtype = shape.size() == 1 ? weight_dtype::f32 : target_dtype(stored);
         const auto addr = reinterpret_cast<std::uintptr_t>(t->bytes.data());
-        if (t->type() == io::dtype::F32 && addr % alignof(float) == 0) {
-            w.data = reinterpret_cast<const float*>(t->bytes.data()); // the mapping outlives the model
+        if (w.dtype == stored && addr % w.element_size() == 0) {
+            w.data = t->bytes.data(); // the mapping outlives the model
         } else {
-            if (t->type() != io::dtype::F16 && t->type() != io::dtype::BF16 && t->type() != io::dtype::F32)
-                throw unsupported_error(where, "tensor " + name + " has dtype " +
-                                                   std::string(io::dtype_name(t->type())) +
-                                                   "; only F32, F16 and BF16 weights are supported");
-            auto buffer = std::make_shared<std::vector<float>>(static_cast<std::size_t>(t->numel()));
-            t->to_f32(*buffer);
+            // Floats, so the buffer is aligned for any dtype held.
+            const std::size_t bytes = std::size_t(w.bytes());
+            auto buffer = std::make_shared<std::vector<float>>((bytes + sizeof(float) - 1) / sizeof(float));
+            convert(t->bytes.data(), stored, w.dtype, std::size_t(w.numel()), buffer->data());
             w.data = buffer->data();
+            m_out->m_resident_bytes += buffer->size() * sizeof(float);
             m_out->m_keep_alive.push_back(std::move(buffer));
         }
         m_done.emplace(t, w);
         return w;
     }
+
+    weight_dtype target_dtype(weight_dtype stored) const {
+        switch (m_options.dtype) {
+        case weight_dtype_choice::keep_stored:
+            return stored;
+        case weight_dtype_choice::f32:
+            return weight_dtype::f32;
+        case weight_dtype_choice::bf16:
+            return weight_dtype::bf16;
+        case weight_dtype_choice::f16:
+            return weight_dtype::f16;
+        }
+        return stored;
+    }
+
+    // `count` elements from `src` (stored dtype `from`, any alignment) into `dst` as `to`, through a small
+    // chunk: never a whole-tensor float32 temporary.
+    static void convert(const std::byte* src, weight_dtype from, weight_dtype to, std::size_t count,
+                        void* dst) {
+        const std::size_t in_size = weight_dtype_size(from), out_size = weight_dtype_size(to);
+        if (from == to) {
+            std::memcpy(dst, src, count * in_size);
+            return;
+        }
+        constexpr std::size_t chunk = 4096;
+        float raw[chunk];  // the stored bytes, realigned (room for `chunk` 4-byte elements)
+        float wide[chunk]; // as float32
+        auto* out = static_cast<std::byte*>(dst);
+        for (std::size_t first = 0; first < count; first += chunk) {
+            const std::size_t n = std::min(chunk, count - first);
+            std::memcpy(raw, src + first * in_size, n * in_size);
+            widen_to_f32(raw, from, n, wide);
+            if (to == weight_dtype::f32) {
+                std::memcpy(out + first * out_size, wide, n * sizeof(float));
+                continue;
+            }
+            std::uint16_t narrow[chunk];
+            for (std::size_t i = 0; i < n; ++i)
+                narrow[i] = to == weight_dtype::bf16 ? f32_to_bf16(wide[i]) : f32_to_f16(wide[i]);
+            std::memcpy(out + first * out_size, narrow, n * out_size);
+        }
+    }
+
     weight_tensor matrix(const std::string& name, std::int64_t rows, std::int64_t cols) {
         return get(name, {rows, cols});
     }
@@ -219,24 +285,48 @@ private:
     std::map<std::string, std::size_t> m_shard_of; // tensor name -> index into m_files (sharded only)
     std::map<const io::tensor_view*, weight_tensor> m_done;
     model_weights* m_out = nullptr; // the model being assembled (receives converted buffers)
+    model_load_options m_options;
 };
 
 // ---- model_weights ---------------------------------------------------------------------------------------
 model_weights::~model_weights() = default;
 
-std::shared_ptr<const model_weights> model_weights::load(const std::filesystem::path& dir) {
-    return model_loader(dir).load();
+std::shared_ptr<const model_weights> model_weights::load(const std::filesystem::path& dir,
+                                                         const model_load_options& options) {
+    return model_loader(dir, options).load();
+}
+
+weight_dtype_choice parse_weight_dtype_choice(std::string_view text, std::string_view option) {
+    if (text == "auto") return weight_dtype_choice::keep_stored;
+    if (text == "float32" || text == "fp32" || text == "f32") return weight_dtype_choice::f32;
+    if (text == "bfloat16" || text == "bf16") return weight_dtype_choice::bf16;
+    if (text == "float16" || text == "fp16" || text == "f16") return weight_dtype_choice::f16;
+    throw usage_error(std::string(option), "expected auto, float32, bfloat16 or float16");
+}
+
+std::string_view weight_dtype_choice_name(weight_dtype_choice c) {
+    switch (c) {
+    case weight_dtype_choice::keep_stored:
+        return "auto";
+    case weight_dtype_choice::f32:
+        return "float32";
+    case weight_dtype_choice::bf16:
+        return "bfloat16";
+    case weight_dtype_choice::f16:
+        return "float16";
+    }
+    return "auto";
 }
 
 std::uint64_t model_weights::parameter_bytes() const {
-    std::uint64_t n = std::uint64_t(final_norm.numel());
-    n += std::uint64_t(lm_head.numel()); // the embedding reads one row per token: not counted
+    std::uint64_t n = final_norm.bytes();
+    n += lm_head.bytes(); // the embedding reads one row per token: not counted
     for (const auto& L : layers) {
-        n += std::uint64_t(L.input_norm.numel() + L.post_attention_norm.numel());
+        n += L.input_norm.bytes() + L.post_attention_norm.bytes();
         for (const auto& lin : L.linear)
-            n += std::uint64_t(lin.weight.numel() + lin.bias.numel());
+            n += lin.weight.bytes() + lin.bias.bytes();
     }
-    return n * sizeof(float);
+    return n;
 }
 
 } // namespace lorafleet::serve

@@ -201,8 +201,7 @@ step_logits transformer::forward(kv_cache& cache, std::span<const sequence_step>
 
     // Embeddings and the RoPE angles of every token (angles computed in double, stored as float).
     for (int t = 0; t < n; ++t) {
-        const float* e = w.embed.data + std::size_t(layout.token[std::size_t(t)]) * d;
-        std::copy(e, e + d, m_x.data() + std::size_t(t) * d);
+        w.embed.row_to_f32(layout.token[std::size_t(t)], m_x.data() + std::size_t(t) * d);
         const double p = plan.position[std::size_t(t)];
         for (int i = 0; i < half; ++i) {
             const double angle = p * double(m_inv_freq[std::size_t(i)]);
@@ -218,7 +217,7 @@ step_logits transformer::forward(kv_cache& cache, std::span<const sequence_step>
         const layer_weights& L = w.layers[std::size_t(l)];
 
         // Attention block.
-        rms_norm(m_x.data(), L.input_norm.data, m_xn.data(), n, d, eps);
+        rms_norm(m_x.data(), L.input_norm.f32(), m_xn.data(), n, d, eps);
         project(L[module_kind::q_proj], l, module_kind::q_proj, m_xn.data(), m_q.data(), n, adapters, slots,
                 &m_pool);
         project(L[module_kind::k_proj], l, module_kind::k_proj, m_xn.data(), m_k.data(), n, adapters, slots,
@@ -247,7 +246,7 @@ step_logits transformer::forward(kv_cache& cache, std::span<const sequence_step>
             m_x[i] += m_tmp[i];
 
         // MLP block: down(silu(gate(x)) * up(x)).
-        rms_norm(m_x.data(), L.post_attention_norm.data, m_xn.data(), n, d, eps);
+        rms_norm(m_x.data(), L.post_attention_norm.f32(), m_xn.data(), n, d, eps);
         project(L[module_kind::gate_proj], l, module_kind::gate_proj, m_xn.data(), m_gate.data(), n, adapters,
                 slots, &m_pool);
         project(L[module_kind::up_proj], l, module_kind::up_proj, m_xn.data(), m_up.data(), n, adapters,
@@ -263,7 +262,7 @@ step_logits transformer::forward(kv_cache& cache, std::span<const sequence_step>
     // Final norm and lm_head, only on the rows whose logits are returned.
     const int rows = static_cast<int>(layout.out_rows.size());
     for (int r = 0; r < rows; ++r)
-        rms_norm(m_x.data() + std::size_t(layout.out_rows[std::size_t(r)]) * d, w.final_norm.data,
+        rms_norm(m_x.data() + std::size_t(layout.out_rows[std::size_t(r)]) * d, w.final_norm.f32(),
                  m_xn.data() + std::size_t(r) * d, 1, d, eps);
     result.values.resize(std::size_t(rows) * std::size_t(g.vocab_size));
     matmul_transposed(w.lm_head, m_xn.data(), result.values.data(), rows, &m_pool);

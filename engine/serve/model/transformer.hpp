@@ -1,12 +1,12 @@
-// The CPU forward pass of a Llama-family decoder (float32), batched over tokens for continuous batching:
-// one step takes any mix of sequences, each with some new tokens (a prefill chunk, or one decode token),
-// runs every projection as one GEMM over all the step's tokens, attends each token over its own
-// sequence's paged KV cache, and returns logits for the last new token of each sequence (or for all).
-// Invariants: a sequence's logits do not depend on what else is in the batch, bit for bit (each token only
-// attends to its own sequence, every other operation is per token, and the products are batch-invariant,
-// see gemm.hpp); a step refused for its shape or for cache capacity changes nothing. Not thread-safe: one
-// forward() at a time per transformer (it owns scratch buffers and a worker pool); the weights are shared and
-// immutable.
+// The CPU forward pass of a Llama-family decoder (float32 math; weights read in their stored dtype), batched
+// over tokens for continuous batching: one step takes any mix of sequences, each with some new tokens (a
+// prefill chunk, or one decode token), runs every projection as one GEMM over all the step's tokens, attends
+// each token over its own sequence's paged KV cache, and returns logits for the last new token of each
+// sequence (or for all). Invariants: a sequence's logits do not depend on what else is in the batch, bit for
+// bit (each token only attends to its own sequence, every other operation is per token, and the products are
+// batch-invariant, see gemm.hpp); a step refused for its shape or for cache capacity changes nothing. Not
+// thread-safe: one forward() at a time per transformer (it owns scratch buffers and a worker pool); the
+// weights are shared and immutable.
 #pragma once
 
 #include "engine/serve/adapters/adapter_delta.hpp"

@@ -8,9 +8,9 @@
 
 namespace lorafleet::serve {
 
-served_model load_served_model(const std::filesystem::path& model_dir) {
+served_model load_served_model(const std::filesystem::path& model_dir, const model_load_options& options) {
     served_model m;
-    m.weights = model_weights::load(model_dir);
+    m.weights = model_weights::load(model_dir, options);
     m.tokenizer = load_tokenizer(model_dir);
     const auto clean = model_dir.lexically_normal(); // "models/x/" names "x"
     m.name = (clean.has_filename() ? clean.filename() : clean.parent_path().filename()).string();
@@ -65,7 +65,7 @@ serving_session open_serving_session(const session_options& options) {
     };
     serving_session s;
     stage("Loading the model");
-    s.model = load_served_model(options.model_dir);
+    s.model = load_served_model(options.model_dir, options.load);
     stage("Loading the adapters");
     opened_adapters adapters = open_adapters(options.adapters, s.model.weights->geometry());
     s.skipped = std::move(adapters.skipped);

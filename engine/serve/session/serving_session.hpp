@@ -74,9 +74,11 @@ struct served_model {
     std::string name; // the model folder's name (the HTTP server's default base name)
 };
 
-// Reads config.json, the weights and the tokenizer of a HuggingFace model folder. io_error /
-// format_error / unsupported_error as model_weights::load and load_tokenizer throw them.
-served_model load_served_model(const std::filesystem::path& model_dir);
+// Reads config.json, the weights (in their stored dtype unless `options` asks for another) and the
+// tokenizer of a HuggingFace model folder. io_error / format_error / unsupported_error as
+// model_weights::load and load_tokenizer throw them.
+served_model load_served_model(const std::filesystem::path& model_dir,
+                               const model_load_options& options = {});
 
 // ---- stage 2: the adapters --------------------------------------------------------------------------------
 enum class adapter_source {
@@ -117,6 +119,7 @@ std::unique_ptr<serving_engine> start_engine(const served_model& model,
 // ----------------------------------------------------------------------------------------------
 struct session_options {
     std::filesystem::path model_dir;
+    model_load_options load; // the weights' dtype (default: as stored)
     adapter_options adapters;
     engine_options engine;
     // Called on the calling thread before each stage with a short label ("Loading the model", "Loading the
