@@ -1,7 +1,9 @@
 // The CUDA compression backend on a real device (label gpu): CudaLinalgOps' primitives against
 // HostLinalgOps, and the whole backend against the INDEPENDENT test::ReferenceBackend on planted fleets
 // (same checks as tests/engine/compress/test_compress_ops.cpp), every eigen strategy, both methods, subsets,
-// the registry's "cuda" / "auto" choice and the memory budget. Without a usable device main() prints
+// the registry's "cuda" / "auto" choice and the memory budget. The eigen paths are also checked against
+// an fp64 truth (double-precision principal angles), and the fleet run for the same partition AND the
+// same passes as the CPU, with and without the look-ahead upload. Without a usable device main() prints
 // the probe's reason and exits 77, which CTest reports as skipped (SKIP_RETURN_CODE 77).
 #include "engine/backend/compress_backends.hpp"
 #include "engine/backend/cuda/cuda_linalg_ops.hpp"
@@ -223,6 +225,18 @@ private slots:
         o.prefetch_modules = true;
         CpuBackend cpu(cpu_backend_options{2});
         const auto want = compress_fleet(*fleet.source, cpu, o);
+        QVERIFY(test::same_partition(want.assignment, fleet.labels));
+        {
+            // The device without the look-ahead first: if only the staged run below differs from the CPU,
+            // the staging (stage() / select()'s takeover) is at fault, not the device's numerics.
+            compress_options plain = o;
+            plain.prefetch_modules = false;
+            OpsBackend unstaged("cuda", std::make_unique<CudaLinalgOps>(std::size_t(256) << 20));
+            const auto first = compress_fleet(*fleet.source, unstaged, plain);
+            QVERIFY2(test::same_partition(first.assignment, want.assignment),
+                     "the device's partition differs from the CPU's even without the look-ahead");
+            QCOMPARE(first.timing.passes, want.timing.passes);
+        }
         OpsBackend cuda("cuda", std::make_unique<CudaLinalgOps>(std::size_t(256) << 20));
         const auto got = compress_fleet(*fleet.source, cuda, o);
         QVERIFY(test::same_partition(got.assignment, want.assignment));

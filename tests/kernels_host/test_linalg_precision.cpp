@@ -15,14 +15,17 @@
 // assert that the fp64 variants agree with the truth and with each other to ~eps32^2 * condition^2,
 // orders of magnitude inside the device test's 1e-6, and that HostLinalgOps itself (the production
 // code) now meets the truth there; the fp32 numbers are printed (qInfo) for the report. The fit-level
-// check runs the whole OpsBackend JD-Full over ops whose two eigen paths are these variants.
+// check runs the whole OpsBackend JD-Full over ops whose two eigen paths are these variants, the fleet
+// check the whole driver on stagedFleetCompressionMatchesCpu's planted fleet (same partition, passes).
 #include "engine/compress/cpu_backend.hpp"
 #include "engine/compress/eigen_floor.hpp"
+#include "engine/compress/fleet_compressor.hpp"
 #include "engine/compress/host_linalg_ops.hpp"
 #include "engine/compress/ops_backend.hpp"
 #include "engine/compress/random_matrix.hpp"
 #include "tests/engine/compress/test_compress_ops_compare.hpp"
 #include "tests/support/jd_reference.hpp"
+#include "tests/support/planted_fleet.hpp"
 
 #include <QtTest/QtTest>
 
@@ -463,6 +466,61 @@ private slots:
                   worst);
             QVERIFY(worst < 1e-5);
         }
+    }
+
+    // stagedFleetCompressionMatchesCpu's fleet and options through the whole driver, over ops whose eigen
+    // paths are the emulated variants: do the host and the emulated device reach the same partition in
+    // the same passes?
+    void fleetOverEmulatedEigenPaths() {
+        test::planted_fleet_options po;
+        po.modules = {{"layers.0.q_proj", 96, 80},
+                      {"layers.0.v_proj", 48, 80},
+                      {"layers.1.q_proj", 96, 80},
+                      {"layers.1.v_proj", 48, 80},
+                      {"layers.2.q_proj", 64, 80}};
+        po.adapter_ranks = {4, 6, 5};
+        po.noise = 0.05;
+        po.missing_probability = 0.2;
+        po.seed = 23;
+        compress_options o;
+        o.jd.rank = po.subspace_rank;
+        o.clusters = po.groups;
+        compression_result r[4];
+        int calls[4] = {};
+        for (const auto v : {variant::h32, variant::d32, variant::h64, variant::d64}) {
+            auto fleet = test::make_planted_fleet(po);
+            auto ops = std::make_unique<VariantOps>(v);
+            auto* raw = ops.get();
+            OpsBackend backend(name_of(v), std::move(ops));
+            r[int(v)] = compress_fleet(*fleet.source, backend, o);
+            calls[int(v)] = raw->small_calls + raw->large_calls;
+            qInfo("%s: %d passes, best pass %d, mean error %.9g, planted partition %s, eigen-path calls %d",
+                  name_of(v), r[int(v)].timing.passes, r[int(v)].cluster_iterations, r[int(v)].mean_error,
+                  test::same_partition(r[int(v)].assignment, fleet.labels) ? "yes" : "no", calls[int(v)]);
+        }
+        {
+            // The CPU half of stagedFleetCompressionMatchesCpu as it runs there (2 workers, prefetch on).
+            auto fleet = test::make_planted_fleet(po);
+            compress_options op = o;
+            op.prefetch_modules = true;
+            CpuBackend cpu(cpu_backend_options{2});
+            const auto want = compress_fleet(*fleet.source, cpu, op);
+            qInfo("CpuBackend(2) with prefetch: %d passes, best pass %d, mean error %.9g, planted partition "
+                  "%s, "
+                  "same as H64 %s",
+                  want.timing.passes, want.cluster_iterations, want.mean_error,
+                  test::same_partition(want.assignment, fleet.labels) ? "yes" : "no",
+                  test::same_partition(want.assignment, r[2].assignment) ? "yes" : "no");
+            QVERIFY(test::same_partition(want.assignment, fleet.labels));
+        }
+        qInfo("same partition H32-D32 %s, H64-D64 %s",
+              test::same_partition(r[0].assignment, r[1].assignment) ? "yes" : "no",
+              test::same_partition(r[2].assignment, r[3].assignment) ? "yes" : "no");
+        QVERIFY(calls[2] > 0 && calls[3] > 0); // the exact eigen paths did run
+        QVERIFY(test::same_partition(r[2].assignment, r[3].assignment));
+        QCOMPARE(r[3].timing.passes, r[2].timing.passes);
+        QCOMPARE(r[3].cluster_iterations, r[2].cluster_iterations);
+        QVERIFY(std::abs(r[3].mean_error - r[2].mean_error) < 1e-6);
     }
 };
 
