@@ -408,6 +408,50 @@ private slots:
         }
     }
 
+    // eigen_floor.hpp on its own: the floor, and a completion that is orthonormal, fixed (a function of
+    // the dimension and column only, continuous in the kept columns) and leaves the kept columns alone.
+    void eigenFloorCompletion() {
+        const std::vector<double> spectrum = {4.0, 1.0, 5e-10, 3e-10, -1e-15};
+        QCOMPARE(eigen_rank(spectrum), std::int64_t(3)); // floor 1e-10 * 4: 5e-10 above, 3e-10 below
+        QCOMPARE(eigen_rank(std::vector<double>{0.0, 0.0}), std::int64_t(0));
+        QCOMPARE(eigen_rank(std::vector<double>{}), std::int64_t(0));
+        random_stream g(5);
+        const std::int64_t d = 40, cols = 6, keep = 2;
+        dmatrix v = to_double(gaussian_matrix(d, cols, g));
+        const dmatrix kept = v;
+        dmatrix a = v, b = v;
+        complete_null_columns(a, keep, 0.5);
+        complete_null_columns(b, keep, 0.5);
+        QCOMPARE(a.data, b.data); // deterministic
+        for (std::int64_t j = 0; j < keep; ++j)
+            for (std::int64_t i = 0; i < d; ++i)
+                QCOMPARE(a(i, j), kept(i, j)); // untouched
+        const dmatrix ata = gemm(op::t, a.view(), op::n, a.view());
+        for (std::int64_t j = keep; j < cols; ++j) {
+            QVERIFY(std::abs(ata(j, j) - 0.25) < 1e-12); // norm 0.5
+            for (std::int64_t i = 0; i < cols; ++i)
+                if (i != j) QVERIFY(std::abs(ata(i, j)) < 1e-12); // orthogonal to the kept and to each other
+        }
+        // Continuity: kept columns moved by fp32 rounding move the completion by about as much.
+        dmatrix c = kept;
+        for (std::int64_t j = 0; j < keep; ++j)
+            for (std::int64_t i = 0; i < d; ++i)
+                c(i, j) = static_cast<float>(c(i, j) * (1.0 + 1e-7 * std::sin(double(i + 7 * j))));
+        complete_null_columns(c, keep, 0.5);
+        double worst = 0.0;
+        for (std::int64_t j = keep; j < cols; ++j)
+            for (std::int64_t i = 0; i < d; ++i)
+                worst = std::max(worst, std::abs(c(i, j) - a(i, j)));
+        QVERIFY2(worst < 1e-5, qPrintable(QString::number(worst)));
+        // A zero kept column (an all-zero X) is tolerated; the completion is still orthonormal.
+        dmatrix z(d, 3);
+        complete_null_columns(z, 1, 1.0);
+        const dmatrix ztz = gemm(op::t, z.view(), op::n, z.view());
+        QVERIFY(std::abs(ztz(1, 1) - 1.0) < 1e-12 && std::abs(ztz(2, 2) - 1.0) < 1e-12 &&
+                std::abs(ztz(1, 2)) < 1e-12);
+        QVERIFY_THROWS_EXCEPTION(shape_mismatch, complete_null_columns(z, 4, 1.0));
+    }
+
     // The whole JD-Full fit (backendMatchesCpu's batches and options) over ops whose eigen paths are the
     // emulated host / device variants: before (fp32) and now (fp64).
     void fitsOverEmulatedEigenPaths_data() {
