@@ -9,7 +9,9 @@
 //
 // usage: bench_compress [--adapters 100,1000] [--layers 1] [--clusters 1,25] [--methods jd-full,jd-diag]
 //                       [--rank 16] [--dense-adapters 16] [--threads N] [--backend cpu|cuda|auto|cpu,cuda]
-//                       [--gpu-memory-mb MB] [--in-memory]
+//                       [--gpu-memory-mb MB] [--in-memory] [--pass-log]
+// --pass-log prints (to stderr) every clustering pass: wall and CPU seconds, fit / residual / error split,
+// fits, sweeps, fits reused from the last pass, residual columns recomputed, objective and adapters moved.
 // --in-memory generates the whole fleet first, in parallel, and keeps it (1000 adapters x 96 modules:
 // ~38 GB): each of the driver's passes then costs what the backend does with the factors, not the
 // generation (a single thread makes ~2 s of factors per layer and pass, more than a GPU computes with them).
@@ -206,6 +208,22 @@ double dense_baseline_seconds(const module_batch& batch, int rank, int sweeps) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// --pass-log: where each pass's time went, how many sweeps its fits took and what the reassignment did.
+void print_pass_log(const compression_result& r) {
+    std::fprintf(stderr, "  pass log (%d passes; features %.1f s):\n", r.timing.passes, r.timing.feature_s);
+    std::fprintf(stderr,
+                 "  | pass | stage | wall s | CPU s | fit s | residual s | error s | load s | fits | "
+                 "sweeps (max, limit) | converged | reused fits | residual columns | objective | moved |\n");
+    int p = 0;
+    for (const auto& rec : r.timing.pass_log)
+        std::fprintf(stderr,
+                     "  | %d | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %d | %d (%d, %d) | %d | %d | "
+                     "%d | %.6f | %d |\n",
+                     ++p, rec.stage.c_str(), rec.seconds, rec.cpu_s, rec.fit_s, rec.residual_s, rec.error_s,
+                     rec.load_s, rec.fits, rec.sweeps, rec.max_sweeps, rec.sweep_limit, rec.converged,
+                     rec.reused, rec.residual_columns, rec.objective, rec.moved);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -213,11 +231,15 @@ int main(int argc, char** argv) {
     std::string backends = "cpu";
     int layers = 1, rank = 16, dense_n = 16, threads = 0;
     std::size_t gpu_memory_mb = 0;
-    bool in_memory = false;
+    bool in_memory = false, pass_log = false;
     for (int i = 1; i < argc; ++i) {
         const std::string k = argv[i];
         if (k == "--in-memory") {
             in_memory = true;
+            continue;
+        }
+        if (k == "--pass-log") {
+            pass_log = true;
             continue;
         }
         if (i + 1 >= argc) {
@@ -316,6 +338,7 @@ int main(int argc, char** argv) {
                                 r.timing.passes, r.mean_error, peak_rss_mb(), r.timing.fit_s,
                                 r.timing.residual_s, r.timing.error_s, r.timing.feature_s, r.timing.load_s);
                     std::fflush(stdout);
+                    if (pass_log) print_pass_log(r);
                 }
                 rows.push_back(std::move(rw));
             }

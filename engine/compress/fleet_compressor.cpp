@@ -6,8 +6,10 @@
 //    reproducible for a fixed backend thread count.
 #include "engine/compress/fleet_compressor.hpp"
 
+#include "engine/compress/jd_steps.hpp"
 #include "engine/compress/prefetching_module_source.hpp"
 #include "engine/compress/random_matrix.hpp"
+#include "engine/compress/reassignment.hpp"
 #include "engine/core/error.hpp"
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <time.h>
 
 namespace lorafleet::compress {
 
@@ -24,6 +27,14 @@ using steady = std::chrono::steady_clock;
 
 double seconds_since(steady::time_point t0) {
     return std::chrono::duration<double>(steady::now() - t0).count();
+}
+
+// CPU time of the whole process (every thread), for the pass log: on a loaded machine it says more about
+// the work done than the wall time.
+double process_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 constexpr double nan_v = std::numeric_limits<double>::quiet_NaN();
@@ -36,6 +47,8 @@ struct pass_state {
     std::vector<std::vector<matrix>> cores;   // [adapter][module]
     std::vector<std::vector<double>> errors;  // [adapter][module], relative
     dmatrix totals;                           // [adapter, cluster] sum over modules of relative residuals
+    std::vector<int> assignment;              // [adapter] what the pass fitted
+    std::vector<std::vector<char>> converged; // [cluster][module] the fit met a tolerance (or was reused)
 };
 
 void compute_aggregates(compression_result& r) {
@@ -98,10 +111,12 @@ private:
     void report(const std::string& stage, const std::string& module);
     void plan_at_least(double units) { m_expected = std::max(m_expected, m_done + units); }
 
-    // One pass over the fleet. `warm` (may be null): the previous pass's bases [cluster][module], used
-    // as warm starts for the fits of the same cluster.
+    // One pass over the fleet. `last` (may be null): the previous pass; its bases are the warm starts of
+    // the same clusters' fits, and a cluster whose members are the same as in `last` and whose fit there
+    // converged is not fitted again (its basis, cores and errors are taken over: a warm-started fit
+    // would stop after one sweep that moves the basis by less than the tolerance).
     pass_state run_pass(const std::vector<int>& assignment, int k, bool with_residuals,
-                        const std::string& stage, const std::vector<std::vector<jd_basis>>* warm = nullptr);
+                        const std::string& stage, const pass_state* last = nullptr, int sweep_limit = 0);
     compression_result cluster_k(int k, const compression_result* warm);
     compression_result finish(pass_state&& pass, const std::vector<int>& assignment, int k, int iterations);
 
@@ -110,11 +125,17 @@ private:
     std::vector<int> kmeans(const std::vector<std::size_t>& points, int k, std::uint64_t stream);
     std::vector<int> kmeans_init(int k);
     std::vector<int> warm_start(const compression_result& warm, int k);
-    void reseed_empty(std::vector<int>& assignment, const dmatrix& totals, int k);
     bool try_escape(std::vector<int>& assignment, const dmatrix& totals, int k);
     bool resplit_pair(std::vector<int>& assignment, const dmatrix& totals, int k, int worst);
     double feature_dist2(std::size_t i, const std::vector<double>& centroid) const;
     std::uint64_t fit_seed(int cluster, std::size_t module) const;
+    // Brings m_res[m] (relative residuals [position, cluster] of module m) up to date for `bases`:
+    // recomputes the columns whose basis moved more than residual_drift_tol since they were computed
+    // (`previous`: the bases the cached columns were last compared with), reuses the rest.
+    void update_residuals(const module_batch& batch, std::size_t m,
+                          const std::vector<std::vector<jd_basis>>& bases,
+                          const std::vector<std::vector<jd_basis>>* previous, int k);
+    std::vector<int> module_counts() const; // [adapter] modules it has (after the first pass)
 
     ModuleSource& m_src;
     CompressBackend& m_backend;
@@ -126,6 +147,9 @@ private:
     std::vector<module_shape> m_shapes;
     std::vector<std::vector<double>> m_norms; // [module][adapter], NaN = adapter lacks the module
     std::vector<bool> m_norms_known;          // [module]
+    std::vector<dmatrix> m_res;               // [module] cached relative residuals [position, cluster]
+    std::vector<std::vector<double>> m_drift; // [module][cluster] basis movement since computed
+    int m_residual_columns = 0;               // residual columns computed in the current pass
 
     std::vector<float> m_features; // [adapter][feature] row-major
     std::size_t m_feature_dim = 0;
@@ -195,60 +219,170 @@ std::uint64_t fleet_driver::fit_seed(int cluster, std::size_t module) const {
     return splitmix64(s);
 }
 
+void fleet_driver::update_residuals(const module_batch& batch, std::size_t m,
+                                    const std::vector<std::vector<jd_basis>>& bases,
+                                    const std::vector<std::vector<jd_basis>>* previous, int k) {
+    const auto kk = static_cast<std::size_t>(k);
+    const auto n = batch.size();
+    constexpr double never = std::numeric_limits<double>::infinity();
+    if (m_res[m].rows != static_cast<std::int64_t>(m_n) || m_res[m].cols != k) {
+        m_res[m] = dmatrix(static_cast<std::int64_t>(m_n), k);
+        m_drift[m].assign(kk, never);
+    }
+    dmatrix& cache = m_res[m];
+    std::vector<const jd_basis*> todo;
+    std::vector<std::int64_t> columns;
+    for (std::size_t c = 0; c < kk; ++c) {
+        const jd_basis& now = bases[c][m];
+        double& drift = m_drift[m][c];
+        const auto col = static_cast<std::int64_t>(c);
+        if (now.empty()) { // captures nothing: the residual is ||dW||^2, exactly
+            for (std::size_t p = 0; p < n; ++p)
+                cache(static_cast<std::int64_t>(batch.adapters[p].adapter), col) =
+                    batch.norms2[p] > 0.0 ? 1.0 : 0.0;
+            drift = never; // a later basis is compared with nothing: recomputed
+            continue;
+        }
+        const jd_basis* before = previous != nullptr && c < previous->size() ? &(*previous)[c][m] : nullptr;
+        if (m_opt.residual_drift_tol <= 0.0 || before == nullptr || before->empty() ||
+            now.method != jd_method::full || before->method != jd_method::full ||
+            before->rank() != now.rank())
+            drift = never;
+        else if (drift < never)
+            drift +=
+                detail::projector_distance(before->u, now.u) + detail::projector_distance(before->v, now.v);
+        if (drift > m_opt.residual_drift_tol) {
+            todo.push_back(&now);
+            columns.push_back(col);
+            drift = 0.0;
+        }
+    }
+    m_residual_columns += static_cast<int>(columns.size());
+    if (todo.empty()) return;
+    const auto all = all_positions(batch);
+    const dmatrix res = m_backend.residuals(batch, todo, all);
+    for (std::size_t j = 0; j < columns.size(); ++j)
+        for (std::size_t p = 0; p < n; ++p) {
+            const double n2 = batch.norms2[p];
+            cache(static_cast<std::int64_t>(batch.adapters[p].adapter), columns[j]) =
+                n2 > 0.0 ? res(static_cast<std::int64_t>(p), static_cast<std::int64_t>(j)) / n2 : 0.0;
+        }
+}
+
 pass_state fleet_driver::run_pass(const std::vector<int>& assignment, int k, bool with_residuals,
-                                  const std::string& stage, const std::vector<std::vector<jd_basis>>* warm) {
+                                  const std::string& stage, const pass_state* last, int sweep_limit) {
+    const std::vector<std::vector<jd_basis>>* warm = last != nullptr ? &last->bases : nullptr;
+    const auto kk = static_cast<std::size_t>(k);
+    // Clusters whose members are exactly those of the last pass.
+    std::vector<char> same(kk, last != nullptr && last->assignment.size() == m_n ? 1 : 0);
+    if (last != nullptr && last->assignment.size() == m_n)
+        for (std::size_t i = 0; i < m_n; ++i)
+            if (assignment[i] != last->assignment[i]) {
+                same[static_cast<std::size_t>(assignment[i])] = 0;
+                if (static_cast<std::size_t>(last->assignment[i]) < kk)
+                    same[static_cast<std::size_t>(last->assignment[i])] = 0;
+            }
     const auto nm = m_shapes.size();
     plan_at_least(static_cast<double>(nm));
+    const auto wall0 = steady::now();
+    const double cpu0 = process_cpu_seconds();
+    const compression_timing before = m_timing;
+    pass_record rec;
+    rec.stage = stage;
     pass_state st;
     st.bases.assign(static_cast<std::size_t>(k), std::vector<jd_basis>(nm));
     st.cores.assign(m_n, std::vector<matrix>(nm));
     st.errors.assign(m_n, std::vector<double>(nm, nan_v));
     if (with_residuals) st.totals = dmatrix(static_cast<std::int64_t>(m_n), k);
+    st.assignment = assignment;
+    st.converged.assign(kk, std::vector<char>(nm, 0));
+    jd_options o = m_opt.jd;
+    if (sweep_limit > 0) o.max_sweeps = std::min(o.max_sweeps, sweep_limit);
+    rec.sweep_limit = o.max_sweeps;
     for (std::size_t m = 0; m < nm; ++m) {
         const module_batch batch = load(m, stage);
         std::vector<std::vector<std::size_t>> members(static_cast<std::size_t>(k));
         for (std::size_t p = 0; p < batch.size(); ++p)
             members[static_cast<std::size_t>(assignment[batch.adapters[p].adapter])].push_back(p);
+        // Every cluster with members in this module, fitted in one backend call (a backend may batch them).
+        std::vector<int> fitted;
+        std::vector<std::vector<std::size_t>> groups;
+        std::vector<const jd_basis*> starts;
         for (int c = 0; c < k; ++c) {
-            const auto& mem = members[static_cast<std::size_t>(c)];
+            const auto cc = static_cast<std::size_t>(c);
+            auto& mem = members[cc];
             if (mem.empty()) continue;
-            jd_options o = m_opt.jd;
-            o.seed = fit_seed(c, m);
-            auto t0 = steady::now();
-            const jd_basis* start = nullptr;
-            if (warm != nullptr && static_cast<std::size_t>(c) < warm->size())
-                start = &(*warm)[static_cast<std::size_t>(c)][m];
-            jd_fit fit = m_backend.fit(batch, mem, o, start);
-            m_timing.fit_s += seconds_since(t0);
+            if (same[cc] != 0 && last->converged[cc][m] != 0 && !last->bases[cc][m].empty()) {
+                st.bases[cc][m] = last->bases[cc][m];
+                st.converged[cc][m] = 1;
+                for (const auto p : mem) {
+                    const auto a = batch.adapters[p].adapter;
+                    st.cores[a][m] = last->cores[a][m];
+                    st.errors[a][m] = last->errors[a][m];
+                }
+                ++rec.reused;
+                continue;
+            }
+            fitted.push_back(c);
+            groups.push_back(std::move(mem));
+            starts.push_back(warm != nullptr && static_cast<std::size_t>(c) < warm->size()
+                                 ? &(*warm)[static_cast<std::size_t>(c)][m]
+                                 : nullptr);
+        }
+        o.seed = fit_seed(0, m);
+        auto t0 = steady::now();
+        std::vector<jd_fit> fits = m_backend.fit_clusters(batch, groups, o, starts);
+        m_timing.fit_s += seconds_since(t0);
+        for (std::size_t j = 0; j < fitted.size(); ++j) {
+            const int c = fitted[j];
+            const auto& mem = groups[j];
+            jd_fit& fit = fits[j];
+            ++rec.fits;
+            rec.sweeps += fit.sweeps;
+            rec.max_sweeps = std::max(rec.max_sweeps, fit.sweeps);
+            rec.converged += fit.converged ? 1 : 0;
+            st.converged[static_cast<std::size_t>(c)][m] = fit.converged ? 1 : 0;
             t0 = steady::now();
             const auto err = m_backend.errors(batch, fit.basis, mem, fit.cores);
             m_timing.error_s += seconds_since(t0);
-            for (std::size_t j = 0; j < mem.size(); ++j) {
-                const auto a = batch.adapters[mem[j]].adapter;
-                const double n2 = batch.norms2[mem[j]];
-                st.cores[a][m] = std::move(fit.cores[j]);
-                st.errors[a][m] = n2 > 0.0 ? err[j] / n2 : 0.0; // a zero adapter is reproduced exactly
+            for (std::size_t q = 0; q < mem.size(); ++q) {
+                const auto a = batch.adapters[mem[q]].adapter;
+                const double n2 = batch.norms2[mem[q]];
+                st.cores[a][m] = std::move(fit.cores[q]);
+                st.errors[a][m] = n2 > 0.0 ? err[q] / n2 : 0.0; // a zero adapter is reproduced exactly
             }
             st.bases[static_cast<std::size_t>(c)][m] = std::move(fit.basis);
         }
         if (with_residuals) {
-            std::vector<const jd_basis*> ptrs;
-            for (int c = 0; c < k; ++c)
-                ptrs.push_back(&st.bases[static_cast<std::size_t>(c)][m]);
-            const auto all = all_positions(batch);
-            const auto t0 = steady::now();
-            const dmatrix res = m_backend.residuals(batch, ptrs, all);
+            t0 = steady::now();
+            update_residuals(batch, m, st.bases, warm, k);
             m_timing.residual_s += seconds_since(t0);
+            const dmatrix& res = m_res[m];
             for (std::size_t p = 0; p < batch.size(); ++p) {
-                const double n2 = batch.norms2[p];
-                if (n2 <= 0.0) continue;
+                if (batch.norms2[p] <= 0.0) continue;
                 const auto a = static_cast<std::int64_t>(batch.adapters[p].adapter);
                 for (int c = 0; c < k; ++c)
-                    st.totals(a, c) += res(static_cast<std::int64_t>(p), c) / n2;
+                    st.totals(a, c) += res(a, c);
             }
         }
     }
+    if (with_residuals) // an adapter's residual in its own cluster is its exact error
+        for (std::size_t i = 0; i < m_n; ++i) {
+            double own = 0.0;
+            for (std::size_t m = 0; m < nm; ++m)
+                if (!std::isnan(st.errors[i][m]) && m_norms[m][i] > 0.0) own += st.errors[i][m];
+            st.totals(static_cast<std::int64_t>(i), assignment[i]) = own;
+        }
     ++m_timing.passes;
+    rec.seconds = seconds_since(wall0);
+    rec.cpu_s = process_cpu_seconds() - cpu0;
+    rec.fit_s = m_timing.fit_s - before.fit_s;
+    rec.residual_s = m_timing.residual_s - before.residual_s;
+    rec.error_s = m_timing.error_s - before.error_s;
+    rec.load_s = m_timing.load_s - before.load_s;
+    rec.residual_columns = m_residual_columns;
+    m_residual_columns = 0;
+    m_timing.pass_log.push_back(std::move(rec));
     return st;
 }
 
@@ -311,29 +445,39 @@ void fleet_driver::ensure_features() {
         const module_batch batch = load(chosen[j], "features");
         matrix raw(block, static_cast<std::int64_t>(m_n)); // [block, n]
         if (batch.size() > 0) {
-            jd_options o = m_opt.jd;
-            o.method = jd_method::full;
-            o.norm = normalization::unit;
-            o.rank = rg;
-            o.seed = fit_seed(-1, chosen[j]);
-            o.max_sweeps = std::min(o.max_sweeps, 3); // a rough global basis is enough for features
-            const auto all = all_positions(batch);
-            const jd_fit fit = m_backend.fit_jd_full(batch, all, o);
-            // Sigma_i's sign and rotation inside a shared subspace are arbitrary (two adapters of one task
-            // family can have orthogonal cores), but its row and column Grams are not: adapters that share
-            // a subspace get overlapping PSD blocks, so k-means sees blobs rather than lines through 0.
+            // A two-sided random sketch Y_i = Om_out^T dW_i Om_in [rg, rg] of every adapter (Om seeded,
+            // orthonormal): one projection of the factors per side, ~2 d R rg flops. Features are the
+            // projectors onto the column and row spaces of Y_i (directions above 1e-3 of the largest
+            // singular value, equally weighted, normalized): adapters of one task family share a range
+            // whatever their cores, so k-means sees tight blobs; a shared basis of rank r holds a
+            // cluster exactly when its members' ranges coincide, which is what these distances measure.
+            auto g = random_stream::derive(m_opt.jd.seed, {0x5e7c4000ull + chosen[j]});
+            jd_basis sketch;
+            sketch.method = jd_method::full;
+            sketch.u = random_orthonormal(batch.d_out, rg, g);
+            sketch.v = random_orthonormal(batch.d_in, rg, g);
+            const auto ys = m_backend.project(batch, sketch, all_positions(batch));
+            const auto h = static_cast<float>(std::sqrt(0.5));
             for (std::size_t p = 0; p < batch.size(); ++p) {
-                matrix sg = fit.cores[p];
-                const double nrm = std::sqrt(frobenius2(sg));
-                if (nrm == 0.0) continue;
-                for (auto& x : sg.data)
-                    x = static_cast<float>(x / nrm);
-                const matrix sst = gemm(op::n, sg, op::t, sg), sts = gemm(op::t, sg, op::n, sg);
+                const matrix& y = ys[p];
                 float* col = raw.col(static_cast<std::int64_t>(batch.adapters[p].adapter));
-                const auto h = static_cast<float>(std::sqrt(0.5));
-                for (std::size_t q = 0; q < sst.data.size(); ++q) {
-                    col[q] = sst.data[q] * h;
-                    col[sst.data.size() + q] = sts.data[q] * h;
+                for (int side = 0; side < 2; ++side) {
+                    const matrix gram = side == 0 ? gemm(op::n, y, op::t, y) : gemm(op::t, y, op::n, y);
+                    const auto eig = top_eigenvectors(to_double(gram), rg);
+                    const double top = eig.values.empty() ? 0.0 : eig.values[0];
+                    if (!(top > 0.0)) continue; // a zero adapter: no feature
+                    std::int64_t keep = 0;
+                    while (keep < rg && eig.values[static_cast<std::size_t>(keep)] > 1e-6 * top)
+                        ++keep;
+                    const double scale = static_cast<double>(h) / std::sqrt(static_cast<double>(keep));
+                    float* out = col + static_cast<std::size_t>(side) * static_cast<std::size_t>(rg * rg);
+                    for (std::int64_t b = 0; b < rg; ++b)
+                        for (std::int64_t a = 0; a < rg; ++a) {
+                            double v = 0.0;
+                            for (std::int64_t q = 0; q < keep; ++q)
+                                v += eig.vectors(a, q) * eig.vectors(b, q);
+                            out[a + b * rg] = static_cast<float>(v * scale);
+                        }
                 }
             }
         }
@@ -378,29 +522,49 @@ std::vector<int> fleet_driver::kmeans(const std::vector<std::size_t>& points, in
     for (int restart = 0; restart < std::max(1, m_opt.kmeans_restarts); ++restart) {
         auto g =
             random_stream::derive(m_opt.jd.seed, {stream * 1000003ull + static_cast<std::uint64_t>(restart)});
-        // k-means++ seeding: D^2 sampling (uniform among the rest when all D^2 are 0).
+        // Greedy k-means++ seeding: each new centroid is the best of 2 + ln k candidates drawn by D^2
+        // sampling (the one that lowers the potential sum_p D^2 the most; uniform among the rest when all
+        // D^2 are 0). Plain D^2 sampling often leaves two of many well-separated blobs on one seed, which
+        // Lloyd then cannot undo.
         std::vector<std::vector<double>> centroids;
         std::vector<bool> taken(np, false);
         std::vector<double> d2(np, std::numeric_limits<double>::infinity());
+        const int trials = 2 + static_cast<int>(std::log(static_cast<double>(std::max(k, 1))));
         while (centroids.size() < kk) {
-            std::size_t pick = np;
             double sum = 0.0;
             for (std::size_t p = 0; p < np; ++p)
                 if (!taken[p] && !centroids.empty()) sum += d2[p];
-            if (sum > 0.0) {
-                double u = g.uniform() * sum;
-                for (std::size_t p = 0; p < np; ++p) {
-                    if (taken[p] || d2[p] <= 0.0) continue;
-                    pick = p;
-                    u -= d2[p];
-                    if (u < 0.0) break;
+            std::size_t pick = np;
+            double pick_potential = std::numeric_limits<double>::infinity();
+            for (int t = 0; t < (sum > 0.0 ? trials : 1); ++t) {
+                std::size_t cand = np;
+                if (sum > 0.0) {
+                    double u = g.uniform() * sum;
+                    for (std::size_t p = 0; p < np; ++p) {
+                        if (taken[p] || d2[p] <= 0.0) continue;
+                        cand = p;
+                        u -= d2[p];
+                        if (u < 0.0) break;
+                    }
                 }
-            }
-            if (pick == np) {
-                std::vector<std::size_t> free;
+                if (cand == np) {
+                    std::vector<std::size_t> free;
+                    for (std::size_t p = 0; p < np; ++p)
+                        if (!taken[p]) free.push_back(p);
+                    cand = free[static_cast<std::size_t>(g.below(free.size()))];
+                }
+                if (sum <= 0.0) {
+                    pick = cand;
+                    break;
+                }
+                const auto c = centroid_of(points[cand]);
+                double potential = 0.0;
                 for (std::size_t p = 0; p < np; ++p)
-                    if (!taken[p]) free.push_back(p);
-                pick = free[static_cast<std::size_t>(g.below(free.size()))];
+                    potential += std::min(d2[p], feature_dist2(points[p], c));
+                if (potential < pick_potential) {
+                    pick_potential = potential;
+                    pick = cand;
+                }
             }
             taken[pick] = true;
             centroids.push_back(centroid_of(points[pick]));
@@ -575,29 +739,6 @@ std::vector<int> fleet_driver::warm_start(const compression_result& warm, int k)
     return assign;
 }
 
-void fleet_driver::reseed_empty(std::vector<int>& assignment, const dmatrix& totals, int k) {
-    std::vector<int> size(static_cast<std::size_t>(k), 0);
-    for (const int c : assignment)
-        ++size[static_cast<std::size_t>(c)];
-    for (int c = 0; c < k; ++c) {
-        if (size[static_cast<std::size_t>(c)] > 0) continue;
-        std::size_t worst = m_n;
-        double we = -1.0;
-        for (std::size_t i = 0; i < m_n; ++i) {
-            if (size[static_cast<std::size_t>(assignment[i])] < 2) continue;
-            const double e = totals(static_cast<std::int64_t>(i), assignment[i]);
-            if (e > we) {
-                we = e;
-                worst = i;
-            }
-        }
-        if (worst == m_n) return;
-        --size[static_cast<std::size_t>(assignment[worst])];
-        assignment[worst] = c;
-        ++size[static_cast<std::size_t>(c)];
-    }
-}
-
 // ---- Clustering for one k, and the automatic search ---------------------------------------------
 
 compression_result fleet_driver::cluster_k(int k, const compression_result* warm) {
@@ -613,60 +754,89 @@ compression_result fleet_driver::cluster_k(int k, const compression_result* warm
 
     // Alternate (fit per cluster, reassign to the lowest total relative residual). Every pass fits the
     // assignment it was given, so any pass is a valid result: keep the best one (lowest total error).
-    // When the alternation stalls (no move, or no improvement) try an escape from the typical local
-    // minima of k-subspaces: (a) two clusters share one group while another holds two groups: dissolve
-    // the cheapest cluster and split the worst one in two (2-means on the features); (b) two clusters
-    // hold mixtures of the same groups: re-split their union by 2-means. Escapes are bounded and stop
-    // when one does not lead to a better pass.
-    // Last pass's bases (warm starts for the next pass): best.bases when that pass was the best, else
-    // `spare`; so at most two passes' worth of bases and one of cores are alive.
-    const std::vector<std::vector<jd_basis>>* previous = nullptr;
-    std::vector<std::vector<jd_basis>> spare;
+    // When the alternation stalls (no move, too little progress, or a return to an assignment already
+    // fitted) try an escape from the typical local minima of k-subspaces: (a) two clusters share one
+    // group while another holds two groups: dissolve the cheapest cluster and split the worst one in two
+    // (2-means on the features); (b) two clusters hold mixtures of the same groups: re-split their union
+    // by 2-means. Escapes are bounded and stop when one does not lead to a better pass.
+    // The last pass (warm starts and reused fits for the next one): `best` when that pass was the best,
+    // else `spare`; so at most two passes' worth of bases and cores are alive.
+    for (auto& d : m_drift) // the cached residuals belong to another k (or an earlier search step)
+        std::fill(d.begin(), d.end(), std::numeric_limits<double>::infinity());
+    const pass_state* previous = nullptr; // the last pass: `best` or `spare`
+    pass_state spare;
     pass_state best;
     std::vector<int> best_assign;
     double best_obj = std::numeric_limits<double>::infinity();
     int best_it = 0, escapes_left = std::max(2, k / 2);
     bool improved_since_escape = true;
+    bool best_limited = false; // the best pass ran with a sweep limit and some fit did not converge
+    std::vector<std::vector<int>> visited;
+    int limit = m_opt.moving_max_sweeps; // the first pass starts from the initial clustering: moving
+    std::vector<int> counts;             // [adapter] modules it has
+    double margin0 = 0.0;                // fp noise of a sum of all the adapters' per-module terms
     for (int it = 1; it <= m_opt.max_cluster_iterations; ++it) {
         pass_state pass =
-            run_pass(assign, k, true, "cluster " + tag + " iteration " + std::to_string(it), previous);
+            run_pass(assign, k, true, "cluster " + tag + " iteration " + std::to_string(it), previous, limit);
+        const auto& rec = m_timing.pass_log.back();
+        const bool limited = limit > 0 && rec.converged < rec.fits;
+        if (counts.empty()) { // every module has been loaded once now
+            counts = module_counts();
+            margin0 = 1e-5 * std::sqrt(static_cast<double>(std::accumulate(counts.begin(), counts.end(), 0)));
+        }
         double obj = 0.0;
         for (std::size_t i = 0; i < m_n; ++i)
             obj += pass.totals(static_cast<std::int64_t>(i), assign[i]);
-        const bool improved = obj < best_obj * (1.0 - 1e-6) - 1e-12 * static_cast<double>(m_n);
-        std::vector<int> next = assign;
-        for (std::size_t i = 0; i < m_n; ++i) {
-            const auto row = static_cast<std::int64_t>(i);
-            int arg = assign[i];
-            double bo = pass.totals(row, arg);
-            for (int c = 0; c < k; ++c) // clear improvement only, so near-ties keep the current cluster
-                if (pass.totals(row, c) < bo * (1.0 - 1e-6) - 1e-12) {
-                    bo = pass.totals(row, c);
-                    arg = c;
-                }
-            next[i] = arg;
-        }
-        reseed_empty(next, pass.totals, k);
+        const bool first = best_it == 0;
+        const double margin = 1e-6 * std::min(obj, best_obj) + margin0;
+        const bool better = first || obj < best_obj - margin;
+        const bool progress = first || obj < best_obj - std::max(margin, m_opt.cluster_tol * best_obj);
+        std::vector<int> next = reassign(assign, pass.totals, counts);
+        reseed_empty_clusters(next, pass.totals, counts);
+        int moved = 0;
+        for (std::size_t i = 0; i < m_n; ++i)
+            moved += next[i] != assign[i] ? 1 : 0;
+        m_timing.pass_log.back().objective = obj;
+        m_timing.pass_log.back().moved = moved;
+        visited.push_back(assign);
         const dmatrix totals = pass.totals;
-        if (obj < best_obj) {
+        if (better) {
             best_obj = obj;
             best = std::move(pass);
             best_assign = assign;
             best_it = it;
-            previous = &best.bases;
+            best_limited = limited;
+            previous = &best;
         } else {
-            spare = std::move(pass.bases);
+            spare = std::move(pass);
             previous = &spare;
         }
-        improved_since_escape = improved_since_escape || improved;
-        if (next == assign || !improved) {
+        // The next pass runs with the sweep limit only while many adapters move.
+        limit = 100 * moved > static_cast<int>(m_n) ? m_opt.moving_max_sweeps : 0;
+        improved_since_escape = improved_since_escape || progress;
+        const bool seen = std::find(visited.begin(), visited.end(), next) != visited.end();
+        if (moved == 0 && limited && better) continue; // converge the fits of this assignment first
+        if (moved == 0 || !progress || seen) {
             if (escapes_left == 0 || !improved_since_escape || !try_escape(next, totals, k)) break;
             --escapes_left;
             improved_since_escape = false;
+            limit = m_opt.moving_max_sweeps;
         }
         assign = std::move(next);
     }
+    if (best_limited) { // the best pass's fits stopped at the sweep limit: finish them from where they are
+        const pass_state start = std::move(best);
+        best = run_pass(best_assign, k, false, "cluster " + tag + " final", &start);
+    }
     return finish(std::move(best), best_assign, k, best_it);
+}
+
+std::vector<int> fleet_driver::module_counts() const {
+    std::vector<int> count(m_n, 0);
+    for (const auto& per_module : m_norms)
+        for (std::size_t i = 0; i < m_n; ++i)
+            count[i] += std::isnan(per_module[i]) ? 0 : 1;
+    return count;
 }
 
 bool fleet_driver::try_escape(std::vector<int>& assignment, const dmatrix& totals, int k) {
@@ -765,6 +935,8 @@ compression_result fleet_driver::run() {
     }
     m_norms.assign(nm, std::vector<double>(m_n, nan_v));
     m_norms_known.assign(nm, false);
+    m_res.assign(nm, dmatrix());
+    m_drift.assign(nm, {});
     const int cap = static_cast<int>(
         std::min<std::size_t>(static_cast<std::size_t>(std::max(1, m_opt.max_clusters)), m_n));
 

@@ -81,6 +81,16 @@ eigen_strategy choose_strategy(eigen_strategy requested, std::int64_t d, std::in
     return small <= large ? eigen_strategy::exact_small_gram : eigen_strategy::exact_large_gram;
 }
 
+double projector_distance(const matrix& a, const matrix& b) {
+    check_shape(a.rows == b.rows && a.cols == b.cols && a.cols > 0, "projector_distance",
+                "basis shapes differ");
+    const matrix m = gemm(op::t, a, op::n, b);
+    matrix e = b;
+    gemm(op::n, a, op::n, m, e.mut(), -1.0f, 1.0f);
+    const auto eig = top_eigenvectors(to_double(gemm(op::t, e, op::n, e)), 1);
+    return std::sqrt(std::max(0.0, eig.values.empty() ? 0.0 : eig.values[0]));
+}
+
 matrix full_core(const matrix& qb, const matrix& pa) {
     return gemm(op::t, qb, op::n, pa);
 }

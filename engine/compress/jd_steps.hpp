@@ -34,6 +34,12 @@ matrix make_factor(const matrix& p, double w);
 eigen_strategy choose_strategy(eigen_strategy requested, std::int64_t d, std::int64_t r,
                                std::int64_t sum_rank, std::int64_t sum_width, int iterations);
 
+// ||A A^T - B B^T||_2 for orthonormal A, B [d, r] (equal r): the sine of the largest principal angle
+// between their spans, as the norm of B - A (A^T B) (1 - sigma_min(A^T B)^2 would lose small angles to
+// rounding). The residual of any adapter under a JD-Full basis moves by at most the sum of this distance
+// for U and for V, relative to ||dW||^2 (fleet_compressor's residual reuse).
+double projector_distance(const matrix& a, const matrix& b);
+
 // JD-Full core (U^T B_i)(A_i V) = qb^T pa for qb = B_i^T U [r_i, r], pa = A_i V [r_i, r].
 matrix full_core(const matrix& qb, const matrix& pa);
 // JD-Diag right-hand side b_j = sum_k qb(k, j) pa(k, j) = diag(U^T dW V), in double.
