@@ -7,6 +7,8 @@
 #include "engine/core/error.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cmath>
 
 namespace lorafleet::compress {
@@ -307,6 +309,140 @@ dmatrix HostLinalgOps::block_core_norms(const matrix& xu, const matrix& xv,
 
 std::pair<matrix, matrix> HostLinalgOps::qr(matrix a) {
     return compress::qr(std::move(a));
+}
+
+void HostLinalgOps::select_validated(const module_batch& batch, std::span<const std::size_t> members) {
+    set_layout(batch, members);
+    m_batch = &batch;
+    m_members.assign(members.begin(), members.end());
+}
+
+void HostLinalgOps::select_groups(const module_batch& batch,
+                                  std::span<const std::vector<std::size_t>> groups) {
+    set_group_layouts(batch, groups); // validates
+    while (m_group_ops.size() < groups.size())
+        m_group_ops.push_back(std::make_unique<HostLinalgOps>(1));
+    for (std::size_t g = 0; g < groups.size(); ++g)
+        m_group_ops[g]->select_validated(batch, groups[g]);
+}
+
+template <class Out, class Fn>
+std::vector<Out> HostLinalgOps::run_groups(std::span<const std::size_t> active, double flops, const Fn& fn) {
+    std::vector<Out> out(active.size());
+    // Largest groups first (a static longest-processing-time order), pulled by whichever worker is free;
+    // every result lands in its own slot, so the schedule never changes a value.
+    std::vector<std::size_t> order(active.size());
+    for (std::size_t i = 0; i < order.size(); ++i)
+        order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return group_layout(active[a]).total > group_layout(active[b]).total;
+    });
+    std::atomic<std::size_t> next{0};
+    m_pool->parallel_for(
+        static_cast<std::size_t>(m_pool->size()),
+        [&](std::size_t, std::size_t, int) {
+            for (std::size_t j = next.fetch_add(1); j < order.size(); j = next.fetch_add(1))
+                out[order[j]] = fn(order[j], *m_group_ops[active[order[j]]]);
+        },
+        flops);
+    return out;
+}
+
+namespace {
+
+// Work estimates of the grouped calls: 2 d R_g c summed over the active groups.
+template <class Cols>
+double grouped_flops(const LinalgOps& ops, ops_side s, std::span<const std::size_t> active,
+                     const Cols& cols) {
+    double f = 0.0;
+    for (std::size_t i = 0; i < active.size(); ++i) {
+        const auto& l = ops.group_layout(active[i]);
+        f +=
+            2.0 * static_cast<double>(l.dim(s)) * static_cast<double>(l.total) * static_cast<double>(cols(i));
+    }
+    return f;
+}
+
+} // namespace
+
+std::vector<matrix> HostLinalgOps::project_groups(ops_side s, std::span<const std::size_t> active,
+                                                  std::span<const matrix> x) {
+    check_active(active, x.size(), "project_groups");
+    return run_groups<matrix>(active,
+                              grouped_flops(*this, s, active, [&](std::size_t i) { return x[i].cols; }),
+                              [&](std::size_t i, HostLinalgOps& g) { return g.project(s, x[i]); });
+}
+
+std::vector<matrix> HostLinalgOps::accumulate_groups(ops_side s, std::span<const std::size_t> active,
+                                                     std::span<const matrix> z) {
+    check_active(active, z.size(), "accumulate_groups");
+    return run_groups<matrix>(active,
+                              grouped_flops(*this, s, active, [&](std::size_t i) { return z[i].cols; }),
+                              [&](std::size_t i, HostLinalgOps& g) { return g.accumulate(s, z[i]); });
+}
+
+std::vector<matrix> HostLinalgOps::apply_blocks_groups(ops_side s, std::span<const std::size_t> active,
+                                                       std::span<const std::vector<matrix>> c,
+                                                       std::span<const matrix> q) {
+    check_active(active, c.size(), "apply_blocks_groups");
+    check_active(active, q.size(), "apply_blocks_groups");
+    return run_groups<matrix>(active,
+                              2.0 * grouped_flops(*this, s, active, [&](std::size_t i) { return q[i].cols; }),
+                              [&](std::size_t i, HostLinalgOps& g) { return g.apply_blocks(s, c[i], q[i]); });
+}
+
+std::vector<std::vector<matrix>> HostLinalgOps::block_grams_groups(ops_side s,
+                                                                   std::span<const std::size_t> active) {
+    check_active(active, active.size(), "block_grams_groups");
+    return run_groups<std::vector<matrix>>(active,
+                                           grouped_flops(*this, s, active, [](std::size_t) { return 8; }),
+                                           [&](std::size_t, HostLinalgOps& g) { return g.block_grams(s); });
+}
+
+std::vector<std::vector<dmatrix>>
+HostLinalgOps::block_grams_exact_groups(ops_side s, std::span<const std::size_t> active) {
+    check_active(active, active.size(), "block_grams_exact_groups");
+    return run_groups<std::vector<dmatrix>>(
+        active, grouped_flops(*this, s, active, [](std::size_t) { return 8; }),
+        [&](std::size_t, HostLinalgOps& g) { return g.block_grams_exact(s); });
+}
+
+std::vector<matrix> HostLinalgOps::top_small_gram_groups(ops_side s, std::span<const std::size_t> active,
+                                                         std::span<const std::vector<matrix>> factors,
+                                                         std::span<const std::int64_t> k) {
+    check_active(active, factors.size(), "top_small_gram_groups");
+    check_active(active, k.size(), "top_small_gram_groups");
+    return run_groups<matrix>(
+        active, grouped_flops(*this, s, active, [&](std::size_t i) { return 2 * k[i]; }),
+        [&](std::size_t i, HostLinalgOps& g) { return g.top_small_gram(s, factors[i], k[i]); });
+}
+
+std::vector<matrix> HostLinalgOps::top_large_gram_groups(ops_side s, std::span<const std::size_t> active,
+                                                         std::span<const std::vector<matrix>> factors,
+                                                         std::int64_t r) {
+    check_active(active, factors.size(), "top_large_gram_groups");
+    double flops = 0.0;
+    for (const auto g : active)
+        flops += 4.0 * std::pow(static_cast<double>(group_layout(g).dim(s)), 3);
+    return run_groups<matrix>(
+        active, flops, [&](std::size_t i, HostLinalgOps& g) { return g.top_large_gram(s, factors[i], r); });
+}
+
+std::vector<std::pair<matrix, matrix>> HostLinalgOps::qr_many(std::vector<matrix> a) {
+    std::vector<std::pair<matrix, matrix>> out(a.size());
+    double flops = 0.0;
+    for (const auto& m : a)
+        flops +=
+            4.0 * static_cast<double>(m.rows) * static_cast<double>(m.cols) * static_cast<double>(m.cols);
+    std::atomic<std::size_t> next{0};
+    m_pool->parallel_for(
+        static_cast<std::size_t>(m_pool->size()),
+        [&](std::size_t, std::size_t, int) {
+            for (std::size_t j = next.fetch_add(1); j < a.size(); j = next.fetch_add(1))
+                out[j] = compress::qr(std::move(a[j]));
+        },
+        flops);
+    return out;
 }
 
 } // namespace lorafleet::compress

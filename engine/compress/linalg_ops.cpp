@@ -7,7 +7,9 @@
 
 namespace lorafleet::compress {
 
-void LinalgOps::set_layout(const module_batch& batch, std::span<const std::size_t> members) {
+namespace {
+
+ops_layout make_layout(const module_batch& batch, std::span<const std::size_t> members) {
     ops_layout l;
     l.d_out = batch.d_out;
     l.d_in = batch.d_in;
@@ -19,7 +21,132 @@ void LinalgOps::set_layout(const module_batch& batch, std::span<const std::size_
         l.ranks.push_back(batch.adapters[p].rank);
         l.total += batch.adapters[p].rank;
     }
-    m_layout = std::move(l);
+    return l;
+}
+
+} // namespace
+
+void LinalgOps::set_layout(const module_batch& batch, std::span<const std::size_t> members) {
+    m_layout = make_layout(batch, members);
+}
+
+void LinalgOps::set_group_layouts(const module_batch& batch,
+                                  std::span<const std::vector<std::size_t>> groups) {
+    batch.validate();
+    std::vector<ops_layout> layouts;
+    layouts.reserve(groups.size());
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        if (groups[g].empty())
+            throw usage_error("select_groups",
+                              "group " + std::to_string(g) + " of " + batch.name + " is empty");
+        layouts.push_back(make_layout(batch, groups[g]));
+    }
+    m_group_layouts = std::move(layouts);
+    m_group_members.assign(groups.begin(), groups.end());
+    m_group_batch = &batch;
+}
+
+void LinalgOps::check_active(std::span<const std::size_t> active, std::size_t inputs,
+                             const char* what) const {
+    if (inputs != active.size())
+        throw usage_error(what, std::to_string(inputs) + " inputs for " + std::to_string(active.size()) +
+                                    " active groups");
+    std::vector<char> seen(m_group_layouts.size(), 0);
+    for (const auto g : active) {
+        if (g >= m_group_layouts.size())
+            throw usage_error(what,
+                              "group " + std::to_string(g) + " of " + std::to_string(m_group_layouts.size()));
+        if (seen[g]++ != 0) throw usage_error(what, "group " + std::to_string(g) + " listed twice");
+    }
+}
+
+void LinalgOps::select_groups(const module_batch& batch, std::span<const std::vector<std::size_t>> groups) {
+    set_group_layouts(batch, groups);
+}
+
+namespace {
+
+// The default grouped operations: select each active group and run the single operation.
+template <class Out, class Select, class Fn>
+std::vector<Out> each_group(std::span<const std::size_t> active, const Select& select_group, const Fn& fn) {
+    std::vector<Out> out;
+    out.reserve(active.size());
+    for (std::size_t i = 0; i < active.size(); ++i) {
+        select_group(active[i]);
+        out.push_back(fn(i));
+    }
+    return out;
+}
+
+} // namespace
+
+std::vector<matrix> LinalgOps::project_groups(ops_side s, std::span<const std::size_t> active,
+                                              std::span<const matrix> x) {
+    check_active(active, x.size(), "project_groups");
+    return each_group<matrix>(
+        active, [this](std::size_t g) { select(*group_batch(), group_members(g)); },
+        [&](std::size_t i) { return project(s, x[i]); });
+}
+
+std::vector<matrix> LinalgOps::accumulate_groups(ops_side s, std::span<const std::size_t> active,
+                                                 std::span<const matrix> z) {
+    check_active(active, z.size(), "accumulate_groups");
+    return each_group<matrix>(
+        active, [this](std::size_t g) { select(*group_batch(), group_members(g)); },
+        [&](std::size_t i) { return accumulate(s, z[i]); });
+}
+
+std::vector<matrix> LinalgOps::apply_blocks_groups(ops_side s, std::span<const std::size_t> active,
+                                                   std::span<const std::vector<matrix>> c,
+                                                   std::span<const matrix> q) {
+    check_active(active, c.size(), "apply_blocks_groups");
+    check_active(active, q.size(), "apply_blocks_groups");
+    return each_group<matrix>(
+        active, [this](std::size_t g) { select(*group_batch(), group_members(g)); },
+        [&](std::size_t i) { return apply_blocks(s, c[i], q[i]); });
+}
+
+std::vector<std::vector<matrix>> LinalgOps::block_grams_groups(ops_side s,
+                                                               std::span<const std::size_t> active) {
+    check_active(active, active.size(), "block_grams_groups");
+    return each_group<std::vector<matrix>>(
+        active, [this](std::size_t g) { select(*group_batch(), group_members(g)); },
+        [&](std::size_t) { return block_grams(s); });
+}
+
+std::vector<std::vector<dmatrix>> LinalgOps::block_grams_exact_groups(ops_side s,
+                                                                      std::span<const std::size_t> active) {
+    check_active(active, active.size(), "block_grams_exact_groups");
+    return each_group<std::vector<dmatrix>>(
+        active, [this](std::size_t g) { select(*group_batch(), group_members(g)); },
+        [&](std::size_t) { return block_grams_exact(s); });
+}
+
+std::vector<matrix> LinalgOps::top_small_gram_groups(ops_side s, std::span<const std::size_t> active,
+                                                     std::span<const std::vector<matrix>> factors,
+                                                     std::span<const std::int64_t> k) {
+    check_active(active, factors.size(), "top_small_gram_groups");
+    check_active(active, k.size(), "top_small_gram_groups");
+    return each_group<matrix>(
+        active, [this](std::size_t g) { select(*group_batch(), group_members(g)); },
+        [&](std::size_t i) { return top_small_gram(s, factors[i], k[i]); });
+}
+
+std::vector<matrix> LinalgOps::top_large_gram_groups(ops_side s, std::span<const std::size_t> active,
+                                                     std::span<const std::vector<matrix>> factors,
+                                                     std::int64_t r) {
+    check_active(active, factors.size(), "top_large_gram_groups");
+    return each_group<matrix>(
+        active, [this](std::size_t g) { select(*group_batch(), group_members(g)); },
+        [&](std::size_t i) { return top_large_gram(s, factors[i], r); });
+}
+
+std::vector<std::pair<matrix, matrix>> LinalgOps::qr_many(std::vector<matrix> a) {
+    std::vector<std::pair<matrix, matrix>> out;
+    out.reserve(a.size());
+    for (auto& m : a)
+        out.push_back(qr(std::move(m)));
+    return out;
 }
 
 std::vector<dmatrix> LinalgOps::block_grams_exact(ops_side s) {

@@ -78,12 +78,57 @@ public:
     // Thin Householder QR of a [d, c] (d >= c): {Q [d, c], R [c, c]}, LAPACK's sign convention.
     virtual std::pair<matrix, matrix> qr(matrix a) = 0;
 
+    // ---- Grouped working set (all clusters of a module at once, CompressBackend::fit_clusters) ----
+    // select_groups(batch, groups) makes every groups[g] (batch positions, non-empty) a working set of its
+    // own, group_layout(g), for the *_groups operations: each runs the single-working-set operation of the
+    // same name for every group listed in `active` (indices into groups, each at most once) with that
+    // group's own inputs, and returns one result per active group in that order: group g multiplies its
+    // own columns of T by its own X_g. Inputs are per active group too. A group's result must equal the
+    // single operation's on that working set up to fp rounding (HostLinalgOps: bit-identical to a
+    // 1-thread HostLinalgOps, whatever its own thread count). The defaults loop over the groups with
+    // select() + the single operation (so they leave some group selected as the plain working set);
+    // implementations override them to run the groups together (one task per group on the host; grouped
+    // GEMMs and batched eigen-solves on a device). `batch` must stay alive until the next select*().
+    virtual void select_groups(const module_batch& batch, std::span<const std::vector<std::size_t>> groups);
+    std::size_t group_count() const { return m_group_layouts.size(); }
+    const ops_layout& group_layout(std::size_t g) const { return m_group_layouts.at(g); }
+
+    virtual std::vector<matrix> project_groups(ops_side s, std::span<const std::size_t> active,
+                                               std::span<const matrix> x);
+    virtual std::vector<matrix> accumulate_groups(ops_side s, std::span<const std::size_t> active,
+                                                  std::span<const matrix> z);
+    virtual std::vector<matrix> apply_blocks_groups(ops_side s, std::span<const std::size_t> active,
+                                                    std::span<const std::vector<matrix>> c,
+                                                    std::span<const matrix> q);
+    virtual std::vector<std::vector<matrix>> block_grams_groups(ops_side s,
+                                                                std::span<const std::size_t> active);
+    virtual std::vector<std::vector<dmatrix>> block_grams_exact_groups(ops_side s,
+                                                                       std::span<const std::size_t> active);
+    virtual std::vector<matrix> top_small_gram_groups(ops_side s, std::span<const std::size_t> active,
+                                                      std::span<const std::vector<matrix>> factors,
+                                                      std::span<const std::int64_t> k);
+    virtual std::vector<matrix> top_large_gram_groups(ops_side s, std::span<const std::size_t> active,
+                                                      std::span<const std::vector<matrix>> factors,
+                                                      std::int64_t r);
+    // Independent QRs (no working set): qr() of each.
+    virtual std::vector<std::pair<matrix, matrix>> qr_many(std::vector<matrix> a);
+
 protected:
     // Fills layout() from the batch (throws shape_mismatch for a position outside it).
     void set_layout(const module_batch& batch, std::span<const std::size_t> members);
+    // Fills the group layouts (validates the batch and every position) and remembers batch and groups for
+    // the default *_groups loops.
+    void set_group_layouts(const module_batch& batch, std::span<const std::vector<std::size_t>> groups);
+    // Throws usage_error unless every active index names a group, at most once, and `inputs` matches.
+    void check_active(std::span<const std::size_t> active, std::size_t inputs, const char* what) const;
+    const module_batch* group_batch() const { return m_group_batch; }
+    const std::vector<std::size_t>& group_members(std::size_t g) const { return m_group_members.at(g); }
 
 private:
     ops_layout m_layout;
+    const module_batch* m_group_batch = nullptr;
+    std::vector<std::vector<std::size_t>> m_group_members;
+    std::vector<ops_layout> m_group_layouts;
 };
 
 // Splits a stacked [R, c] result into per-member [r_k, c] matrices, and back.

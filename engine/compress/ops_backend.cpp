@@ -103,16 +103,6 @@ matrix factor_from_gram(const matrix& g, double w) {
     return l;
 }
 
-// Appends random directions to `y` [d, k] up to r columns and orthonormalizes (the Householder QR runs
-// through the ops, so a device does the O(d r^2) part).
-matrix fill_and_orthonormalize(LinalgOps& ops, const matrix& y, std::int64_t r, random_stream& fill) {
-    matrix full(y.rows, r);
-    std::copy(y.data.begin(), y.data.end(), full.data.begin());
-    for (std::size_t i = y.data.size(); i < full.data.size(); ++i)
-        full.data[i] = static_cast<float>(fill.normal());
-    return ops.qr(std::move(full)).first;
-}
-
 dmatrix upper_inverse(const matrix& rr, std::int64_t r) {
     dmatrix inv(r, r);
     for (std::int64_t j = 0; j < r; ++j) {
@@ -159,273 +149,686 @@ std::vector<double> OpsBackend::norms2(const module_batch& batch) {
     return working_norms2(uncached, all);
 }
 
-matrix OpsBackend::top_subspace(ops_side s, const std::vector<matrix>& factors, std::int64_t r,
-                                eigen_strategy strategy, const matrix* warm, int iterations,
-                                random_stream& fill) {
-    const auto d = m_ops->layout().dim(s);
+namespace {
+
+// The products of one lock-step step for the clusters in `active` (indices into the working sets): in
+// `single` mode the one cluster is the plain selected working set (fit(): the ops may parallelize inside
+// it), otherwise the grouped working set of select_groups() (fit_clusters(): one grouped call for all).
+class step_ops {
+public:
+    step_ops(LinalgOps& ops, bool single) : m_ops(ops), m_single(single) {}
+
+    const ops_layout& layout(std::size_t g) const {
+        return m_single ? m_ops.layout() : m_ops.group_layout(g);
+    }
+
+    std::vector<matrix> project(ops_side s, std::span<const std::size_t> active,
+                                const std::vector<matrix>& x) {
+        if (active.empty()) return {};
+        if (m_single) return one<matrix>(active, [&] { return m_ops.project(s, x[0]); });
+        return m_ops.project_groups(s, active, x);
+    }
+    std::vector<matrix> accumulate(ops_side s, std::span<const std::size_t> active,
+                                   const std::vector<matrix>& z) {
+        if (active.empty()) return {};
+        if (m_single) return one<matrix>(active, [&] { return m_ops.accumulate(s, z[0]); });
+        return m_ops.accumulate_groups(s, active, z);
+    }
+    std::vector<matrix> apply_blocks(ops_side s, std::span<const std::size_t> active,
+                                     const std::vector<std::vector<matrix>>& c,
+                                     const std::vector<matrix>& q) {
+        if (active.empty()) return {};
+        if (m_single) return one<matrix>(active, [&] { return m_ops.apply_blocks(s, c[0], q[0]); });
+        return m_ops.apply_blocks_groups(s, active, c, q);
+    }
+    std::vector<std::vector<matrix>> block_grams(ops_side s, std::span<const std::size_t> active) {
+        if (active.empty()) return {};
+        if (m_single) return one<std::vector<matrix>>(active, [&] { return m_ops.block_grams(s); });
+        return m_ops.block_grams_groups(s, active);
+    }
+    std::vector<std::vector<dmatrix>> block_grams_exact(ops_side s, std::span<const std::size_t> active) {
+        if (active.empty()) return {};
+        if (m_single) return one<std::vector<dmatrix>>(active, [&] { return m_ops.block_grams_exact(s); });
+        return m_ops.block_grams_exact_groups(s, active);
+    }
+    std::vector<matrix> top_small_gram(ops_side s, std::span<const std::size_t> active,
+                                       const std::vector<std::vector<matrix>>& factors,
+                                       const std::vector<std::int64_t>& k) {
+        if (active.empty()) return {};
+        if (m_single) return one<matrix>(active, [&] { return m_ops.top_small_gram(s, factors[0], k[0]); });
+        return m_ops.top_small_gram_groups(s, active, factors, k);
+    }
+    std::vector<matrix> top_large_gram(ops_side s, std::span<const std::size_t> active,
+                                       const std::vector<std::vector<matrix>>& factors, std::int64_t r) {
+        if (active.empty()) return {};
+        if (m_single) return one<matrix>(active, [&] { return m_ops.top_large_gram(s, factors[0], r); });
+        return m_ops.top_large_gram_groups(s, active, factors, r);
+    }
+    std::vector<std::pair<matrix, matrix>> qr(std::vector<matrix> a) {
+        if (a.empty()) return {};
+        if (m_single && a.size() == 1) {
+            std::vector<std::pair<matrix, matrix>> out;
+            out.push_back(m_ops.qr(std::move(a[0])));
+            return out;
+        }
+        return m_ops.qr_many(std::move(a));
+    }
+
+private:
+    template <class Out, class Fn> std::vector<Out> one(std::span<const std::size_t> active, const Fn& fn) {
+        check_shape(active.size() == 1, "step_ops", "one cluster in single mode");
+        std::vector<Out> out;
+        out.push_back(fn());
+        return out;
+    }
+
+    LinalgOps& m_ops;
+    bool m_single;
+};
+
+// One cluster's JD-Full (HOOI) state between lock-step steps.
+struct full_run {
+    std::size_t group = 0;
+    std::span<const std::size_t> members;
+    const jd_basis* warm = nullptr;
+    std::vector<double> norms, w;
+    jd_fit fit;
+    eigen_strategy strat_u = eigen_strategy::automatic, strat_v = eigen_strategy::automatic;
+    eigen_strategy init_u = eigen_strategy::automatic, init_v = eigen_strategy::automatic;
+    random_stream fill{0};
+    matrix u, v;
+    std::vector<matrix> lu, lv, qb, pa;
+    double f = 0.0;
+    bool done = false;
+};
+
+// One cluster's JD-Diag (ALS) state.
+struct diag_run {
+    std::size_t group = 0;
+    std::span<const std::size_t> members;
+    const jd_basis* warm = nullptr;
+    std::vector<double> norms, w;
+    jd_fit fit;
+    matrix u, v;
+    std::vector<matrix> qb, pa;
+    std::vector<std::vector<double>> sigma;
+    double obj = 0.0;
+    bool done = false;
+};
+
+template <class Run> std::vector<std::size_t> groups_of(const std::vector<Run*>& runs) {
+    std::vector<std::size_t> g;
+    g.reserve(runs.size());
+    for (const Run* r : runs)
+        g.push_back(r->group);
+    return g;
+}
+
+// ||dW_k||^2 of every run's members: from batch.norms2 when cached, else tr((B^T B)(A A^T)) from the
+// exact block Grams (double on the host; see LinalgOps::block_grams_exact).
+template <class Run> void fill_norms(step_ops& so, const module_batch& batch, const std::vector<Run*>& runs) {
+    if (batch.norms2.size() == batch.size()) {
+        for (Run* run : runs) {
+            run->norms.resize(run->members.size());
+            for (std::size_t k = 0; k < run->members.size(); ++k)
+                run->norms[k] = batch.norms2[run->members[k]];
+        }
+        return;
+    }
+    const auto groups = groups_of(runs);
+    const auto gb = so.block_grams_exact(U, groups), ga = so.block_grams_exact(V, groups);
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+        auto& norms = runs[i]->norms;
+        norms.resize(runs[i]->members.size());
+        for (std::size_t k = 0; k < norms.size(); ++k)
+            norms[k] = std::max(0.0, dot(gb[i][k].view(), ga[i][k].view()));
+    }
+}
+
+// The top-r subspace of M = X X^T (X = [T_k L_k]) for every run, each by its own strategy (the runs of
+// one strategy share every grouped call). factors[i], strategy[i], warm[i] (may be null) per run.
+std::vector<matrix> top_subspaces(step_ops& so, const module_batch& batch, ops_side s,
+                                  const std::vector<full_run*>& runs,
+                                  const std::vector<std::vector<matrix>>& factors, std::int64_t r,
+                                  const std::vector<eigen_strategy>& strategy,
+                                  const std::vector<const matrix*>& warm, int iterations) {
+    const auto d = s == U ? batch.d_out : batch.d_in;
     check_shape(r >= 1 && r <= d, "top_subspace",
                 "rank " + std::to_string(r) + " for dimension " + std::to_string(d));
-    switch (strategy) {
-    case eigen_strategy::exact_small_gram: {
-        std::int64_t m = 0;
-        for (const auto& f : factors)
-            m += f.cols;
-        const auto k = std::min(r, m);
-        if (k == 0) return fill_and_orthonormalize(*m_ops, matrix(d, 0), r, fill);
-        return fill_and_orthonormalize(*m_ops, m_ops->top_small_gram(s, factors, k), r, fill);
-    }
-    case eigen_strategy::exact_large_gram:
-        return m_ops->top_large_gram(s, factors, r);
-    case eigen_strategy::subspace: {
-        std::vector<matrix> c(factors.size());
-        for (std::size_t k = 0; k < factors.size(); ++k)
-            if (factors[k].cols > 0) c[k] = gemm(op::n, factors[k], op::t, factors[k]);
-        matrix q = warm != nullptr ? *warm : random_orthonormal(d, r, fill);
-        check_shape(q.rows == d && q.cols == r, "top_subspace", "warm start has the wrong shape");
-        matrix mq = m_ops->apply_blocks(s, c, q);
-        for (int it = 0; it < std::max(1, iterations); ++it) {
-            matrix z(d, 2 * r);
-            std::copy(q.data.begin(), q.data.end(), z.data.begin());
-            std::copy(mq.data.begin(), mq.data.end(),
-                      z.data.begin() + static_cast<std::ptrdiff_t>(q.data.size()));
-            auto [sq, rr] = m_ops->qr(std::move(z));
-            const matrix r11inv = to_float(upper_inverse(rr, r));
-            matrix ms(d, 2 * r);
-            gemm(op::n, mq, op::n, r11inv, ms.mut().block_cols(0, r));
-            matrix s2(d, r);
-            std::copy(sq.col(r), sq.col(r) + d * r, s2.data.begin());
-            const matrix ms2 = m_ops->apply_blocks(s, c, s2);
-            std::copy(ms2.data.begin(), ms2.data.end(), ms.col(r));
-            dmatrix h = to_double(gemm(op::t, sq, op::n, ms));
-            for (std::int64_t j = 0; j < 2 * r; ++j)
-                for (std::int64_t i = j + 1; i < 2 * r; ++i)
-                    h(i, j) = h(j, i) = 0.5 * (h(i, j) + h(j, i));
-            const matrix e = to_float(top_eigenvectors(std::move(h), r).vectors);
-            q = gemm(op::n, sq, op::n, e);
-            mq = gemm(op::n, ms, op::n, e);
+    std::vector<matrix> out(runs.size());
+    auto pick = [&](eigen_strategy st) {
+        std::vector<std::size_t> idx;
+        for (std::size_t i = 0; i < runs.size(); ++i) {
+            if (strategy[i] == eigen_strategy::automatic)
+                throw usage_error("top_subspace", "strategy must be resolved before solving");
+            if (strategy[i] == st) idx.push_back(i);
         }
-        return q;
+        return idx;
+    };
+
+    // exact_small_gram: top-k of X^T X, then random fill to r columns and a QR.
+    if (const auto idx = pick(eigen_strategy::exact_small_gram); !idx.empty()) {
+        std::vector<std::size_t> g;
+        std::vector<std::vector<matrix>> f;
+        std::vector<std::int64_t> k;
+        std::vector<std::size_t> solved; // positions in idx with k > 0
+        for (std::size_t j = 0; j < idx.size(); ++j) {
+            std::int64_t m = 0;
+            for (const auto& x : factors[idx[j]])
+                m += x.cols;
+            if (std::min(r, m) == 0) continue;
+            g.push_back(runs[idx[j]]->group);
+            f.push_back(factors[idx[j]]);
+            k.push_back(std::min(r, m));
+            solved.push_back(j);
+        }
+        auto y = so.top_small_gram(s, g, f, k);
+        std::vector<matrix> full(idx.size());
+        for (std::size_t j = 0, next = 0; j < idx.size(); ++j) {
+            const matrix ys = next < solved.size() && solved[next] == j ? std::move(y[next++]) : matrix(d, 0);
+            // Appends random directions up to r columns (the run's own stream) before orthonormalizing.
+            full[j] = matrix(d, r);
+            std::copy(ys.data.begin(), ys.data.end(), full[j].data.begin());
+            auto& fill = runs[idx[j]]->fill;
+            for (std::size_t i = ys.data.size(); i < full[j].data.size(); ++i)
+                full[j].data[i] = static_cast<float>(fill.normal());
+        }
+        auto q = so.qr(std::move(full));
+        for (std::size_t j = 0; j < idx.size(); ++j)
+            out[idx[j]] = std::move(q[j].first);
     }
-    case eigen_strategy::automatic:
-        break;
+    // exact_large_gram: the top-r eigenvectors of X X^T.
+    if (const auto idx = pick(eigen_strategy::exact_large_gram); !idx.empty()) {
+        std::vector<std::size_t> g;
+        std::vector<std::vector<matrix>> f;
+        for (const auto i : idx) {
+            g.push_back(runs[i]->group);
+            f.push_back(factors[i]);
+        }
+        auto y = so.top_large_gram(s, g, f, r);
+        for (std::size_t j = 0; j < idx.size(); ++j)
+            out[idx[j]] = std::move(y[j]);
     }
-    throw usage_error("top_subspace", "strategy must be resolved before solving");
+    // subspace: block Krylov with Rayleigh-Ritz on [Q, M Q] (warm start, or a random orthonormal one).
+    if (const auto idx = pick(eigen_strategy::subspace); !idx.empty()) {
+        const auto n = idx.size();
+        std::vector<std::size_t> g(n);
+        std::vector<std::vector<matrix>> c(n);
+        std::vector<matrix> q(n);
+        for (std::size_t j = 0; j < n; ++j) {
+            const auto i = idx[j];
+            g[j] = runs[i]->group;
+            c[j].resize(factors[i].size());
+            for (std::size_t k = 0; k < factors[i].size(); ++k)
+                if (factors[i][k].cols > 0) c[j][k] = gemm(op::n, factors[i][k], op::t, factors[i][k]);
+            q[j] = warm[i] != nullptr ? *warm[i] : random_orthonormal(d, r, runs[i]->fill);
+            check_shape(q[j].rows == d && q[j].cols == r, "top_subspace", "warm start has the wrong shape");
+        }
+        auto mq = so.apply_blocks(s, g, c, q);
+        for (int it = 0; it < std::max(1, iterations); ++it) {
+            std::vector<matrix> z(n);
+            for (std::size_t j = 0; j < n; ++j) {
+                z[j] = matrix(d, 2 * r);
+                std::copy(q[j].data.begin(), q[j].data.end(), z[j].data.begin());
+                std::copy(mq[j].data.begin(), mq[j].data.end(),
+                          z[j].data.begin() + static_cast<std::ptrdiff_t>(q[j].data.size()));
+            }
+            auto qrs = so.qr(std::move(z));
+            std::vector<matrix> ms(n), s2(n);
+            for (std::size_t j = 0; j < n; ++j) {
+                const matrix r11inv = to_float(upper_inverse(qrs[j].second, r));
+                ms[j] = matrix(d, 2 * r);
+                gemm(op::n, mq[j], op::n, r11inv, ms[j].mut().block_cols(0, r));
+                s2[j] = matrix(d, r);
+                std::copy(qrs[j].first.col(r), qrs[j].first.col(r) + d * r, s2[j].data.begin());
+            }
+            const auto ms2 = so.apply_blocks(s, g, c, s2);
+            for (std::size_t j = 0; j < n; ++j) {
+                std::copy(ms2[j].data.begin(), ms2[j].data.end(), ms[j].col(r));
+                const matrix& sq = qrs[j].first;
+                dmatrix h = to_double(gemm(op::t, sq, op::n, ms[j]));
+                for (std::int64_t b = 0; b < 2 * r; ++b)
+                    for (std::int64_t a = b + 1; a < 2 * r; ++a)
+                        h(a, b) = h(b, a) = 0.5 * (h(a, b) + h(b, a));
+                const matrix e = to_float(top_eigenvectors(std::move(h), r).vectors);
+                q[j] = gemm(op::n, sq, op::n, e);
+                mq[j] = gemm(op::n, ms[j], op::n, e);
+            }
+        }
+        for (std::size_t j = 0; j < n; ++j)
+            out[idx[j]] = std::move(q[j]);
+    }
+    return out;
 }
+
+// Projections T^T X of every run's basis (side s), split into per-member blocks.
+template <class Run>
+std::vector<std::vector<matrix>> project_runs(step_ops& so, ops_side s, const std::vector<Run*>& runs) {
+    std::vector<matrix> x;
+    x.reserve(runs.size());
+    for (const Run* run : runs)
+        x.push_back(s == U ? run->u : run->v);
+    const auto p = so.project(s, groups_of(runs), x);
+    std::vector<std::vector<matrix>> out(runs.size());
+    for (std::size_t i = 0; i < runs.size(); ++i)
+        out[i] = split_rows(so.layout(runs[i]->group), p[i]);
+    return out;
+}
+
+// JD-Full (HOOI, method.md §3) of every run in lock-step: each step's products for all runs still
+// sweeping go through one grouped call; a run that met a tolerance stops exactly where fit() would.
+void run_full(step_ops& so, const module_batch& batch, const std::vector<full_run*>& runs,
+              const jd_options& options) {
+    const auto r = options.rank;
+    const int iters = std::max(1, options.subspace_iterations);
+    fill_norms(so, batch, runs);
+    for (full_run* run : runs) {
+        const auto n = run->members.size();
+        run->w = detail::fit_weights(options.norm, run->norms);
+        run->fit.basis.method = jd_method::full;
+        run->fit.members.assign(run->members.begin(), run->members.end());
+        for (std::size_t k = 0; k < n; ++k)
+            run->fit.weighted_energy += run->w[k] * run->norms[k];
+        std::int64_t sum_rank = 0, sum_width = 0;
+        for (const auto p : run->members) {
+            const auto ri = batch.adapters[p].rank;
+            sum_rank += ri;
+            sum_width += std::min(r, ri);
+        }
+        run->strat_u = detail::choose_strategy(options.eigen, batch.d_out, r, sum_rank, sum_width, iters);
+        run->strat_v = detail::choose_strategy(options.eigen, batch.d_in, r, sum_rank, sum_width, iters);
+        run->init_u = detail::choose_strategy(options.eigen, batch.d_out, r, sum_rank, sum_rank, 3 * iters);
+        run->init_v = detail::choose_strategy(options.eigen, batch.d_in, r, sum_rank, sum_rank, 3 * iters);
+        run->fit.eigen_used = run->strat_u;
+        run->fill = random_stream::derive(options.seed, {0xf111});
+        run->lu.assign(n, matrix());
+        run->lv.assign(n, matrix());
+    }
+
+    // Init: warm starts (orthonormalized: a JD-Diag basis is not orthonormal; a JD-Full one barely
+    // changes), HOSVD (U from sum_k w_k B_k (A_k A_k^T) B_k^T, V from sum_k w_k A_k^T (B_k^T B_k) A_k), or
+    // random.
+    std::vector<full_run*> warm, hosvd;
+    for (full_run* run : runs) {
+        if (run->warm != nullptr && !run->warm->empty()) {
+            warm.push_back(run);
+        } else if (options.init == jd_init::hosvd) {
+            hosvd.push_back(run);
+        } else {
+            auto g = random_stream::derive(options.seed, {1});
+            run->u = random_orthonormal(batch.d_out, r, g);
+            run->v = random_orthonormal(batch.d_in, r, g);
+        }
+    }
+    if (!warm.empty()) {
+        std::vector<matrix> wu, wv;
+        for (const full_run* run : warm) {
+            wu.push_back(run->warm->u);
+            wv.push_back(run->warm->v);
+        }
+        auto qu = so.qr(std::move(wu)), qv = so.qr(std::move(wv));
+        for (std::size_t i = 0; i < warm.size(); ++i) {
+            warm[i]->u = std::move(qu[i].first);
+            warm[i]->v = std::move(qv[i].first);
+        }
+    }
+    if (!hosvd.empty()) {
+        const auto groups = groups_of(hosvd);
+        const auto gb = so.block_grams(U, groups), ga = so.block_grams(V, groups);
+        std::vector<std::vector<matrix>> lu(hosvd.size()), lv(hosvd.size());
+        std::vector<eigen_strategy> su, sv;
+        for (std::size_t i = 0; i < hosvd.size(); ++i) {
+            for (std::size_t k = 0; k < hosvd[i]->members.size(); ++k) {
+                hosvd[i]->lu[k] = factor_from_gram(ga[i][k], hosvd[i]->w[k]);
+                hosvd[i]->lv[k] = factor_from_gram(gb[i][k], hosvd[i]->w[k]);
+            }
+            lu[i] = hosvd[i]->lu;
+            lv[i] = hosvd[i]->lv;
+            su.push_back(hosvd[i]->init_u);
+            sv.push_back(hosvd[i]->init_v);
+        }
+        const std::vector<const matrix*> none(hosvd.size(), nullptr);
+        auto u = top_subspaces(so, batch, U, hosvd, lu, r, su, none, 3 * iters);
+        auto v = top_subspaces(so, batch, V, hosvd, lv, r, sv, none, 3 * iters);
+        for (std::size_t i = 0; i < hosvd.size(); ++i) {
+            hosvd[i]->u = std::move(u[i]);
+            hosvd[i]->v = std::move(v[i]);
+        }
+    }
+    {
+        auto qb = project_runs(so, U, runs);
+        auto pa = project_runs(so, V, runs);
+        for (std::size_t i = 0; i < runs.size(); ++i) {
+            runs[i]->qb = std::move(qb[i]);
+            runs[i]->pa = std::move(pa[i]);
+            runs[i]->f = full_objective(runs[i]->qb, runs[i]->pa, runs[i]->w);
+            runs[i]->fit.objective.push_back(runs[i]->f);
+        }
+    }
+
+    for (int sweep = 0; sweep < options.max_sweeps; ++sweep) {
+        std::vector<full_run*> act;
+        for (full_run* run : runs)
+            if (!run->done) act.push_back(run);
+        if (act.empty()) break;
+        const auto n = act.size();
+        std::vector<std::vector<matrix>> lf(n);
+        std::vector<eigen_strategy> st(n);
+        std::vector<const matrix*> start(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            for (std::size_t k = 0; k < act[i]->members.size(); ++k)
+                act[i]->lu[k] = detail::make_factor(act[i]->pa[k], act[i]->w[k]);
+            lf[i] = act[i]->lu;
+            st[i] = act[i]->strat_u;
+            start[i] = &act[i]->u;
+        }
+        auto u_new = top_subspaces(so, batch, U, act, lf, r, st, start, iters);
+        std::vector<matrix> old_u(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            old_u[i] = std::move(act[i]->u);
+            act[i]->u = std::move(u_new[i]);
+        }
+        auto qb = project_runs(so, U, act);
+        for (std::size_t i = 0; i < n; ++i) {
+            act[i]->qb = std::move(qb[i]);
+            for (std::size_t k = 0; k < act[i]->members.size(); ++k)
+                act[i]->lv[k] = detail::make_factor(act[i]->qb[k], act[i]->w[k]);
+            lf[i] = act[i]->lv;
+            st[i] = act[i]->strat_v;
+            start[i] = &act[i]->v;
+        }
+        auto v_new = top_subspaces(so, batch, V, act, lf, r, st, start, iters);
+        std::vector<matrix> old_v(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            old_v[i] = std::move(act[i]->v);
+            act[i]->v = std::move(v_new[i]);
+        }
+        auto pa = project_runs(so, V, act);
+        for (std::size_t i = 0; i < n; ++i) {
+            full_run& run = *act[i];
+            run.pa = std::move(pa[i]);
+            const double f_new = full_objective(run.qb, run.pa, run.w);
+            const double change =
+                std::max(subspace_change(old_u[i], run.u), subspace_change(old_v[i], run.v));
+            run.fit.objective.push_back(f_new);
+            run.fit.sweeps = sweep + 1;
+            const double gain = f_new - run.f;
+            run.f = f_new;
+            if (change < options.tol || gain <= options.objective_tol * std::max(f_new, 1e-300)) {
+                run.fit.converged = true;
+                run.done = true;
+            }
+        }
+    }
+    for (full_run* run : runs) {
+        run->fit.cores.resize(run->members.size());
+        for (std::size_t k = 0; k < run->members.size(); ++k)
+            run->fit.cores[k] = detail::full_core(run->qb[k], run->pa[k]);
+        run->fit.basis.u = std::move(run->u);
+        run->fit.basis.v = std::move(run->v);
+    }
+}
+
+// JD-Diag's sigma-step (method.md §4): sigma_k = G^-1 diag(U^T dW_k V), G = (U^T U) o (V^T V); returns the
+// objective.
+double sigma_step(diag_run& run, std::int64_t r) {
+    const dmatrix g = hadamard(gram_d(run.u), gram_d(run.v));
+    const auto gf = detail::factor_spd(g);
+    double obj = 0.0;
+    for (std::size_t k = 0; k < run.members.size(); ++k) {
+        const auto b = detail::diag_rhs(run.qb[k], run.pa[k]);
+        run.sigma[k] = solve_vec(gf, b);
+        double sb = 0.0;
+        for (std::int64_t j = 0; j < r; ++j)
+            sb += run.sigma[k][static_cast<std::size_t>(j)] * b[static_cast<std::size_t>(j)];
+        obj += run.w[k] * (run.norms[k] - 2.0 * sb + quad(g, run.sigma[k]));
+    }
+    return obj;
+}
+
+// JD-Diag's U- (or V-) step for every run: X = (sum_k w_k T_k P_k diag(sigma_k)) H^-1 with
+// H = sum_k w_k (Y^T Y) o (sigma_k sigma_k^T), P = A_k V (or B_k^T U), Y the other factor; one grouped
+// accumulate for all runs. Sets each run's new factor and returns the objectives.
+std::vector<double> factor_steps(step_ops& so, ops_side side, const std::vector<diag_run*>& runs,
+                                 std::int64_t r) {
+    const auto n = runs.size();
+    std::vector<matrix> stacked(n);
+    std::vector<dmatrix> h(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        diag_run& run = *runs[i];
+        const auto& p = side == U ? run.pa : run.qb;
+        const dmatrix yy = gram_d(side == U ? run.v : run.u);
+        h[i] = dmatrix(r, r);
+        std::vector<matrix> z(run.members.size());
+        for (std::size_t k = 0; k < z.size(); ++k) {
+            z[k] = p[k];
+            for (std::int64_t j = 0; j < r; ++j) {
+                const double sj = run.sigma[k][static_cast<std::size_t>(j)];
+                const auto sc = static_cast<float>(run.w[k] * sj);
+                for (std::int64_t a = 0; a < z[k].rows; ++a)
+                    z[k](a, j) *= sc;
+                if (run.w[k] != 0.0)
+                    for (std::int64_t a = 0; a < r; ++a)
+                        h[i](a, j) += run.w[k] * yy(a, j) * run.sigma[k][static_cast<std::size_t>(a)] * sj;
+            }
+        }
+        stacked[i] = stack_rows(so.layout(run.group), z);
+    }
+    const auto rhs = so.accumulate(side, groups_of(runs), stacked);
+    std::vector<double> obj(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        diag_run& run = *runs[i];
+        const auto hf = detail::factor_spd(h[i]);
+        matrix x = solve_right(hf, rhs[i]);
+        obj[i] =
+            run.fit.weighted_energy - 2.0 * dot(x.view(), rhs[i].view()) + dot(gram_d(x).view(), h[i].view());
+        (side == U ? run.u : run.v) = std::move(x);
+    }
+    return obj;
+}
+
+// JD-Diag (ALS, method.md §4) of every run in lock-step, each initialized from a JD-Full fit with the same
+// options (run in lock-step too) or from its warm basis.
+void run_diag(step_ops& so, const module_batch& batch, const std::vector<diag_run*>& runs,
+              const jd_options& options) {
+    const auto r = options.rank;
+    std::vector<diag_run*> cold;
+    for (diag_run* run : runs) {
+        run->fit.basis.method = jd_method::diag;
+        run->fit.members.assign(run->members.begin(), run->members.end());
+        if (run->warm != nullptr && !run->warm->empty()) {
+            run->u = run->warm->u;
+            run->v = run->warm->v;
+        } else {
+            cold.push_back(run);
+        }
+    }
+    if (!cold.empty()) {
+        jd_options full_options = options;
+        full_options.method = jd_method::full;
+        std::vector<full_run> init(cold.size());
+        std::vector<full_run*> init_runs;
+        for (std::size_t i = 0; i < cold.size(); ++i) {
+            init[i].group = cold[i]->group;
+            init[i].members = cold[i]->members;
+            init_runs.push_back(&init[i]);
+        }
+        run_full(so, batch, init_runs, full_options);
+        for (std::size_t i = 0; i < cold.size(); ++i) {
+            cold[i]->fit.eigen_used = init[i].fit.eigen_used;
+            cold[i]->u = std::move(init[i].fit.basis.u);
+            cold[i]->v = std::move(init[i].fit.basis.v);
+        }
+    }
+    fill_norms(so, batch, runs);
+    for (diag_run* run : runs) {
+        run->w = detail::fit_weights(options.norm, run->norms);
+        for (std::size_t k = 0; k < run->members.size(); ++k)
+            run->fit.weighted_energy += run->w[k] * run->norms[k];
+        run->sigma.assign(run->members.size(), {});
+    }
+    {
+        auto qb = project_runs(so, U, runs);
+        auto pa = project_runs(so, V, runs);
+        for (std::size_t i = 0; i < runs.size(); ++i) {
+            runs[i]->qb = std::move(qb[i]);
+            runs[i]->pa = std::move(pa[i]);
+            runs[i]->obj = sigma_step(*runs[i], r);
+            runs[i]->fit.objective.push_back(runs[i]->obj);
+            runs[i]->fit.step_objective.push_back(runs[i]->obj);
+        }
+    }
+    for (int sweep = 0; sweep < options.diag_max_sweeps; ++sweep) {
+        std::vector<diag_run*> act;
+        for (diag_run* run : runs)
+            if (!run->done) act.push_back(run);
+        if (act.empty()) break;
+        if (sweep > 0)
+            for (diag_run* run : act)
+                run->fit.step_objective.push_back(sigma_step(*run, r));
+        const auto ou = factor_steps(so, U, act, r);
+        for (std::size_t i = 0; i < act.size(); ++i)
+            act[i]->fit.step_objective.push_back(ou[i]);
+        auto qb = project_runs(so, U, act);
+        for (std::size_t i = 0; i < act.size(); ++i)
+            act[i]->qb = std::move(qb[i]);
+        const auto ov = factor_steps(so, V, act, r);
+        for (std::size_t i = 0; i < act.size(); ++i)
+            act[i]->fit.step_objective.push_back(ov[i]);
+        auto pa = project_runs(so, V, act);
+        for (std::size_t i = 0; i < act.size(); ++i) {
+            diag_run& run = *act[i];
+            run.pa = std::move(pa[i]);
+            matrix& u = run.u;
+            matrix& v = run.v;
+            for (std::int64_t j = 0; j < r; ++j) { // gauge: unit-norm columns, magnitudes into sigma
+                const double a = std::sqrt(frobenius2(u.view().block_cols(j, 1)));
+                const double b = std::sqrt(frobenius2(v.view().block_cols(j, 1)));
+                if (a == 0.0 || b == 0.0) continue;
+                const auto ia = static_cast<float>(1.0 / a), ib = static_cast<float>(1.0 / b);
+                for (std::int64_t x = 0; x < u.rows; ++x)
+                    u(x, j) *= ia;
+                for (std::int64_t x = 0; x < v.rows; ++x)
+                    v(x, j) *= ib;
+                for (std::size_t k = 0; k < run.members.size(); ++k) {
+                    run.sigma[k][static_cast<std::size_t>(j)] *= a * b;
+                    for (std::int64_t x = 0; x < run.qb[k].rows; ++x)
+                        run.qb[k](x, j) *= ia;
+                    for (std::int64_t x = 0; x < run.pa[k].rows; ++x)
+                        run.pa[k](x, j) *= ib;
+                }
+            }
+            const double o = ov[i];
+            run.fit.objective.push_back(o);
+            run.fit.sweeps = sweep + 1;
+            const double prev = run.obj;
+            run.obj = o;
+            if (prev - o <= options.diag_tol * std::max(prev, 1e-300) ||
+                o <= 1e-12 * run.fit.weighted_energy) {
+                run.fit.converged = true;
+                run.done = true;
+            }
+        }
+    }
+    for (diag_run* run : runs) {
+        const double final_obj = sigma_step(*run, r);
+        run->fit.step_objective.push_back(final_obj);
+        run->fit.objective.back() = final_obj;
+        run->fit.cores.resize(run->members.size());
+        for (std::size_t k = 0; k < run->members.size(); ++k) {
+            run->fit.cores[k] = matrix(r, 1);
+            for (std::int64_t j = 0; j < r; ++j)
+                run->fit.cores[k](j, 0) = static_cast<float>(run->sigma[k][static_cast<std::size_t>(j)]);
+        }
+        run->fit.basis.u = std::move(run->u);
+        run->fit.basis.v = std::move(run->v);
+    }
+}
+
+// Fits `clusters` (already checked) with `so` set up over them: cluster c is working set c.
+std::vector<jd_fit> fit_runs(step_ops& so, const module_batch& batch,
+                             std::span<const std::vector<std::size_t>> clusters, const jd_options& options,
+                             std::span<const jd_basis* const> warm) {
+    std::vector<jd_fit> out(clusters.size());
+    if (options.method == jd_method::full) {
+        std::vector<full_run> runs(clusters.size());
+        std::vector<full_run*> ptr;
+        for (std::size_t c = 0; c < clusters.size(); ++c) {
+            runs[c].group = c;
+            runs[c].members = clusters[c];
+            runs[c].warm = warm.empty() ? nullptr : warm[c];
+            ptr.push_back(&runs[c]);
+        }
+        run_full(so, batch, ptr, options);
+        for (std::size_t c = 0; c < clusters.size(); ++c)
+            out[c] = std::move(runs[c].fit);
+    } else {
+        std::vector<diag_run> runs(clusters.size());
+        std::vector<diag_run*> ptr;
+        for (std::size_t c = 0; c < clusters.size(); ++c) {
+            runs[c].group = c;
+            runs[c].members = clusters[c];
+            runs[c].warm = warm.empty() ? nullptr : warm[c];
+            ptr.push_back(&runs[c]);
+        }
+        run_diag(so, batch, ptr, options);
+        for (std::size_t c = 0; c < clusters.size(); ++c)
+            out[c] = std::move(runs[c].fit);
+    }
+    return out;
+}
+
+// The checks fit() makes before any product: members, rank, and a warm basis that fits.
+void check_cluster(const module_batch& batch, std::span<const std::size_t> members, const jd_options& options,
+                   const jd_basis* warm, const char* what) {
+    detail::check_members(batch, members, what);
+    detail::check_rank(batch, options.rank);
+    if (warm != nullptr && !warm->empty()) check_warm(batch, *warm, options.rank);
+}
+
+} // namespace
 
 jd_fit OpsBackend::fit_jd_full(const module_batch& batch, std::span<const std::size_t> members,
                                const jd_options& options, const jd_basis* warm) {
     blas_threads_guard blas(1); // host-side products are r x r: threads only add overhead
     batch.validate();
-    detail::check_members(batch, members, "fit_jd_full");
-    detail::check_rank(batch, options.rank);
-    const auto r = options.rank;
-    const auto n = members.size();
+    check_cluster(batch, members, options, warm, "fit_jd_full");
     m_ops->select(batch, members);
-    const auto& lay = m_ops->layout();
-
-    const auto norms = working_norms2(batch, members);
-    const auto w = detail::fit_weights(options.norm, norms);
-    jd_fit fit;
-    fit.basis.method = jd_method::full;
-    fit.members.assign(members.begin(), members.end());
-    for (std::size_t k = 0; k < n; ++k)
-        fit.weighted_energy += w[k] * norms[k];
-
-    std::int64_t sum_rank = 0, sum_width = 0;
-    for (const auto p : members) {
-        const auto ri = batch.adapters[p].rank;
-        sum_rank += ri;
-        sum_width += std::min(r, ri);
-    }
-    const int iters = std::max(1, options.subspace_iterations);
-    const auto strat_u = detail::choose_strategy(options.eigen, batch.d_out, r, sum_rank, sum_width, iters);
-    const auto strat_v = detail::choose_strategy(options.eigen, batch.d_in, r, sum_rank, sum_width, iters);
-    fit.eigen_used = strat_u;
-    auto fill = random_stream::derive(options.seed, {0xf111});
-
-    matrix u, v;
-    std::vector<matrix> lu(n), lv(n);
-    if (warm != nullptr && !warm->empty()) {
-        check_warm(batch, *warm, r);
-        u = m_ops->qr(warm->u).first; // a JD-Diag basis is not orthonormal; a JD-Full one barely changes
-        v = m_ops->qr(warm->v).first;
-    } else if (options.init == jd_init::hosvd) {
-        // U from sum_k w_k B_k (A_k A_k^T) B_k^T, V from sum_k w_k A_k^T (B_k^T B_k) A_k.
-        const auto gb = m_ops->block_grams(U), ga = m_ops->block_grams(V);
-        for (std::size_t k = 0; k < n; ++k) {
-            lu[k] = factor_from_gram(ga[k], w[k]);
-            lv[k] = factor_from_gram(gb[k], w[k]);
-        }
-        const auto hu = detail::choose_strategy(options.eigen, batch.d_out, r, sum_rank, sum_rank, 3 * iters);
-        const auto hv = detail::choose_strategy(options.eigen, batch.d_in, r, sum_rank, sum_rank, 3 * iters);
-        u = top_subspace(U, lu, r, hu, nullptr, 3 * iters, fill);
-        v = top_subspace(V, lv, r, hv, nullptr, 3 * iters, fill);
-    } else {
-        auto g = random_stream::derive(options.seed, {1});
-        u = random_orthonormal(batch.d_out, r, g);
-        v = random_orthonormal(batch.d_in, r, g);
-    }
-    auto qb = split_rows(lay, m_ops->project(U, u));
-    auto pa = split_rows(lay, m_ops->project(V, v));
-    double f = full_objective(qb, pa, w);
-    fit.objective.push_back(f);
-
-    for (int sweep = 0; sweep < options.max_sweeps; ++sweep) {
-        for (std::size_t k = 0; k < n; ++k)
-            lu[k] = detail::make_factor(pa[k], w[k]);
-        matrix u_new = top_subspace(U, lu, r, strat_u, &u, iters, fill);
-        qb = split_rows(lay, m_ops->project(U, u_new));
-        for (std::size_t k = 0; k < n; ++k)
-            lv[k] = detail::make_factor(qb[k], w[k]);
-        matrix v_new = top_subspace(V, lv, r, strat_v, &v, iters, fill);
-        pa = split_rows(lay, m_ops->project(V, v_new));
-
-        const double f_new = full_objective(qb, pa, w);
-        const double change = std::max(subspace_change(u, u_new), subspace_change(v, v_new));
-        u = std::move(u_new);
-        v = std::move(v_new);
-        fit.objective.push_back(f_new);
-        fit.sweeps = sweep + 1;
-        const double gain = f_new - f;
-        f = f_new;
-        if (change < options.tol || gain <= options.objective_tol * std::max(f_new, 1e-300)) {
-            fit.converged = true;
-            break;
-        }
-    }
-    fit.cores.resize(n);
-    for (std::size_t k = 0; k < n; ++k)
-        fit.cores[k] = detail::full_core(qb[k], pa[k]);
-    fit.basis.u = std::move(u);
-    fit.basis.v = std::move(v);
-    return fit;
+    step_ops so(*m_ops, true);
+    jd_options o = options;
+    o.method = jd_method::full;
+    const std::vector<std::size_t> cluster(members.begin(), members.end());
+    return std::move(fit_runs(so, batch, std::span(&cluster, 1), o, std::span(&warm, 1)).front());
 }
 
 jd_fit OpsBackend::fit_jd_diag(const module_batch& batch, std::span<const std::size_t> members,
                                const jd_options& options, const jd_basis* warm) {
     blas_threads_guard blas(1); // host-side products are r x r: threads only add overhead
     batch.validate();
-    detail::check_members(batch, members, "fit_jd_diag");
-    detail::check_rank(batch, options.rank);
-    const auto r = options.rank;
-    const auto n = members.size();
-
-    jd_fit fit;
-    fit.basis.method = jd_method::diag;
-    fit.members.assign(members.begin(), members.end());
-    matrix u, v;
-    if (warm != nullptr && !warm->empty()) {
-        check_warm(batch, *warm, r);
-        u = warm->u;
-        v = warm->v;
-    } else {
-        jd_options full_options = options;
-        full_options.method = jd_method::full;
-        jd_fit init = fit_jd_full(batch, members, full_options, nullptr);
-        fit.eigen_used = init.eigen_used;
-        u = std::move(init.basis.u);
-        v = std::move(init.basis.v);
-    }
+    check_cluster(batch, members, options, warm, "fit_jd_diag");
     m_ops->select(batch, members);
-    const auto& lay = m_ops->layout();
-    const auto norms = working_norms2(batch, members);
-    const auto w = detail::fit_weights(options.norm, norms);
-    for (std::size_t k = 0; k < n; ++k)
-        fit.weighted_energy += w[k] * norms[k];
-    auto qb = split_rows(lay, m_ops->project(U, u));
-    auto pa = split_rows(lay, m_ops->project(V, v));
-    std::vector<std::vector<double>> sigma(n);
+    step_ops so(*m_ops, true);
+    jd_options o = options;
+    o.method = jd_method::diag;
+    const std::vector<std::size_t> cluster(members.begin(), members.end());
+    return std::move(fit_runs(so, batch, std::span(&cluster, 1), o, std::span(&warm, 1)).front());
+}
 
-    auto sigma_step = [&]() {
-        const dmatrix g = hadamard(gram_d(u), gram_d(v));
-        const auto gf = detail::factor_spd(g);
-        double obj = 0.0;
-        for (std::size_t k = 0; k < n; ++k) {
-            const auto b = detail::diag_rhs(qb[k], pa[k]);
-            sigma[k] = solve_vec(gf, b);
-            double sb = 0.0;
-            for (std::int64_t j = 0; j < r; ++j)
-                sb += sigma[k][static_cast<std::size_t>(j)] * b[static_cast<std::size_t>(j)];
-            obj += w[k] * (norms[k] - 2.0 * sb + quad(g, sigma[k]));
-        }
-        return obj;
-    };
-    auto factor_step = [&](ops_side side, const std::vector<matrix>& p, const matrix& other, matrix& x_out) {
-        const dmatrix yy = gram_d(other);
-        dmatrix h(r, r);
-        std::vector<matrix> z(n);
-        for (std::size_t k = 0; k < n; ++k) {
-            z[k] = p[k];
-            for (std::int64_t j = 0; j < r; ++j) {
-                const double sj = sigma[k][static_cast<std::size_t>(j)];
-                const auto sc = static_cast<float>(w[k] * sj);
-                for (std::int64_t i = 0; i < z[k].rows; ++i)
-                    z[k](i, j) *= sc;
-                if (w[k] != 0.0)
-                    for (std::int64_t i = 0; i < r; ++i)
-                        h(i, j) += w[k] * yy(i, j) * sigma[k][static_cast<std::size_t>(i)] * sj;
-            }
-        }
-        const matrix rhs = m_ops->accumulate(side, stack_rows(lay, z));
-        const auto hf = detail::factor_spd(h);
-        x_out = solve_right(hf, rhs);
-        return fit.weighted_energy - 2.0 * dot(x_out.view(), rhs.view()) +
-               dot(gram_d(x_out).view(), h.view());
-    };
-
-    double obj = sigma_step();
-    fit.objective.push_back(obj);
-    fit.step_objective.push_back(obj);
-    for (int sweep = 0; sweep < options.diag_max_sweeps; ++sweep) {
-        if (sweep > 0) fit.step_objective.push_back(sigma_step());
-        matrix u_new;
-        fit.step_objective.push_back(factor_step(U, pa, v, u_new));
-        u = std::move(u_new);
-        qb = split_rows(lay, m_ops->project(U, u));
-        matrix v_new;
-        const double o = factor_step(V, qb, u, v_new);
-        fit.step_objective.push_back(o);
-        v = std::move(v_new);
-        pa = split_rows(lay, m_ops->project(V, v));
-
-        for (std::int64_t j = 0; j < r; ++j) { // gauge: unit-norm columns, magnitudes into sigma
-            const double a = std::sqrt(frobenius2(u.view().block_cols(j, 1)));
-            const double b = std::sqrt(frobenius2(v.view().block_cols(j, 1)));
-            if (a == 0.0 || b == 0.0) continue;
-            const auto ia = static_cast<float>(1.0 / a), ib = static_cast<float>(1.0 / b);
-            for (std::int64_t i = 0; i < u.rows; ++i)
-                u(i, j) *= ia;
-            for (std::int64_t i = 0; i < v.rows; ++i)
-                v(i, j) *= ib;
-            for (std::size_t k = 0; k < n; ++k) {
-                sigma[k][static_cast<std::size_t>(j)] *= a * b;
-                for (std::int64_t i = 0; i < qb[k].rows; ++i)
-                    qb[k](i, j) *= ia;
-                for (std::int64_t i = 0; i < pa[k].rows; ++i)
-                    pa[k](i, j) *= ib;
-            }
-        }
-        fit.objective.push_back(o);
-        fit.sweeps = sweep + 1;
-        const double prev = obj;
-        obj = o;
-        if (prev - o <= options.diag_tol * std::max(prev, 1e-300) || o <= 1e-12 * fit.weighted_energy) {
-            fit.converged = true;
-            break;
-        }
-    }
-    const double final_obj = sigma_step();
-    fit.step_objective.push_back(final_obj);
-    fit.objective.back() = final_obj;
-    fit.cores.resize(n);
-    for (std::size_t k = 0; k < n; ++k) {
-        fit.cores[k] = matrix(r, 1);
-        for (std::int64_t j = 0; j < r; ++j)
-            fit.cores[k](j, 0) = static_cast<float>(sigma[k][static_cast<std::size_t>(j)]);
-    }
-    fit.basis.u = std::move(u);
-    fit.basis.v = std::move(v);
-    return fit;
+std::vector<jd_fit> OpsBackend::fit_clusters(const module_batch& batch,
+                                             std::span<const std::vector<std::size_t>> clusters,
+                                             const jd_options& options,
+                                             std::span<const jd_basis* const> warm) {
+    check_fit_clusters(batch, clusters, warm);
+    if (clusters.empty()) return {};
+    // One cluster: fit() itself (the ops may parallelize inside it).
+    if (clusters.size() == 1) return {fit(batch, clusters[0], options, warm.empty() ? nullptr : warm[0])};
+    blas_threads_guard blas(1); // host-side products are r x r: threads only add overhead
+    batch.validate();
+    for (std::size_t c = 0; c < clusters.size(); ++c)
+        check_cluster(batch, clusters[c], options, warm.empty() ? nullptr : warm[c], "fit_clusters");
+    m_ops->select_groups(batch, clusters);
+    step_ops so(*m_ops, false);
+    return fit_runs(so, batch, clusters, options, warm);
 }
 
 std::vector<matrix> OpsBackend::project(const module_batch& batch, const jd_basis& basis,

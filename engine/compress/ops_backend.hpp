@@ -38,6 +38,15 @@ public:
                        const jd_options& options, const jd_basis* warm) override;
     jd_fit fit_jd_diag(const module_batch& batch, std::span<const std::size_t> members,
                        const jd_options& options, const jd_basis* warm) override;
+    // All clusters in lock-step (two or more; one cluster is fit() itself): each HOOI / ALS step's
+    // products for every cluster still sweeping go through ONE grouped LinalgOps call (select_groups), the
+    // small eigen-solves and r x r algebra per cluster on this thread in double; a cluster that met a
+    // tolerance stops exactly where fit() stops. Every cluster's arithmetic is fit()'s: over HostLinalgOps
+    // the result is bit-identical to fit() on a 1-thread HostLinalgOps, for any thread count.
+    std::vector<jd_fit> fit_clusters(const module_batch& batch,
+                                     std::span<const std::vector<std::size_t>> clusters,
+                                     const jd_options& options,
+                                     std::span<const jd_basis* const> warm) override;
     std::vector<matrix> project(const module_batch& batch, const jd_basis& basis,
                                 std::span<const std::size_t> members) override;
     dmatrix residuals(const module_batch& batch, std::span<const jd_basis* const> bases,
@@ -49,8 +58,6 @@ private:
     // ||dW_k||^2 of the current working set `members` (from batch.norms2 when cached, else from the
     // block Grams: tr((B^T B)(A A^T))).
     std::vector<double> working_norms2(const module_batch& batch, std::span<const std::size_t> members);
-    matrix top_subspace(ops_side s, const std::vector<matrix>& factors, std::int64_t r,
-                        eigen_strategy strategy, const matrix* warm, int iterations, random_stream& fill);
 
     std::string m_name;
     std::unique_ptr<LinalgOps> m_ops;
