@@ -128,6 +128,10 @@ private:
     bool try_escape(std::vector<int>& assignment, const dmatrix& totals, int k);
     bool resplit_pair(std::vector<int>& assignment, const dmatrix& totals, int k, int worst);
     double feature_dist2(std::size_t i, const std::vector<double>& centroid) const;
+    // The fp noise margin of a value summed from the fleet's per-module residuals (see reassignment.hpp),
+    // and the lowest cluster index (other than `skip`) within it of row's minimum (-1: none).
+    double noise(double v) const { return 1e-6 * std::abs(v) + m_noise; }
+    int lowest_near_min(const dmatrix& totals, std::int64_t row, int k, int skip) const;
     std::uint64_t fit_seed(int cluster, std::size_t module) const;
     // Brings m_res[m] (relative residuals [position, cluster] of module m) up to date for `bases`:
     // recomputes the columns whose basis moved more than residual_drift_tol since they were computed
@@ -155,6 +159,7 @@ private:
     std::size_t m_feature_dim = 0;
     bool m_have_features = false;
     int m_escapes = 0;
+    double m_noise = 0.0; // 1e-5 sqrt(sum of the adapters' module counts), set by the first alternation pass
 
     compression_timing m_timing;
     steady::time_point m_t0 = steady::now();
@@ -639,16 +644,21 @@ std::vector<int> fleet_driver::kmeans_init(int k) {
     return kmeans(all, k, static_cast<std::uint64_t>(k));
 }
 
+int fleet_driver::lowest_near_min(const dmatrix& totals, std::int64_t row, int k, int skip) const {
+    double low = std::numeric_limits<double>::infinity();
+    for (int c = 0; c < k; ++c)
+        if (c != skip) low = std::min(low, totals(row, c));
+    for (int c = 0; c < k; ++c)
+        if (c != skip && totals(row, c) <= low + noise(low)) return c;
+    return -1;
+}
+
 bool fleet_driver::resplit_pair(std::vector<int>& assignment, const dmatrix& totals, int k, int worst) {
     // The partner of the worst cluster: the runner-up cluster of most of its members.
     std::vector<int> votes(static_cast<std::size_t>(k), 0);
     for (std::size_t i = 0; i < m_n; ++i) {
         if (assignment[i] != worst) continue;
-        int second = -1;
-        for (int c = 0; c < k; ++c)
-            if (c != worst && (second < 0 || totals(static_cast<std::int64_t>(i), c) <
-                                                 totals(static_cast<std::int64_t>(i), second)))
-                second = c;
+        const int second = lowest_near_min(totals, static_cast<std::int64_t>(i), k, worst);
         if (second >= 0) ++votes[static_cast<std::size_t>(second)];
     }
     const auto partner = static_cast<int>(std::max_element(votes.begin(), votes.end()) - votes.begin());
@@ -783,6 +793,7 @@ compression_result fleet_driver::cluster_k(int k, const compression_result* warm
         if (counts.empty()) { // every module has been loaded once now
             counts = module_counts();
             margin0 = 1e-5 * std::sqrt(static_cast<double>(std::accumulate(counts.begin(), counts.end(), 0)));
+            m_noise = margin0;
         }
         double obj = 0.0;
         for (std::size_t i = 0; i < m_n; ++i)
@@ -848,14 +859,20 @@ bool fleet_driver::try_escape(std::vector<int>& assignment, const dmatrix& total
         ++size[c];
         err[c] += totals(static_cast<std::int64_t>(i), assignment[i]);
     }
-    int worst = -1;
+    // Extremes are taken as the lowest index within the fp noise margin of the extreme value, so that
+    // backends whose residuals differ in the last bits choose the same clusters.
+    double max_err = -1.0;
     for (int c = 0; c < k; ++c)
+        if (size[static_cast<std::size_t>(c)] >= 2)
+            max_err = std::max(max_err, err[static_cast<std::size_t>(c)]);
+    if (max_err < 0.0) return false;
+    int worst = -1;
+    for (int c = 0; c < k && worst < 0; ++c)
         if (size[static_cast<std::size_t>(c)] >= 2 &&
-            (worst < 0 || err[static_cast<std::size_t>(c)] > err[static_cast<std::size_t>(worst)]))
+            err[static_cast<std::size_t>(c)] >= max_err - noise(max_err))
             worst = c;
-    if (worst < 0) return false;
     // Cost of dissolving cluster a: its members move to their best other cluster.
-    int dissolve = -1;
+    std::vector<double> costs(kk, std::numeric_limits<double>::infinity());
     double cheapest = std::numeric_limits<double>::infinity();
     for (int a = 0; a < k; ++a) {
         if (a == worst || size[static_cast<std::size_t>(a)] == 0) continue;
@@ -868,21 +885,19 @@ bool fleet_driver::try_escape(std::vector<int>& assignment, const dmatrix& total
                 if (c != a) other = std::min(other, totals(row, c));
             cost += other - totals(row, a);
         }
-        if (cost < cheapest) {
-            cheapest = cost;
-            dissolve = a;
-        }
+        costs[static_cast<std::size_t>(a)] = cost;
+        cheapest = std::min(cheapest, cost);
     }
+    int dissolve = -1;
+    for (int a = 0; a < k && dissolve < 0 && cheapest < std::numeric_limits<double>::infinity(); ++a)
+        if (costs[static_cast<std::size_t>(a)] <= cheapest + noise(cheapest)) dissolve = a;
     if (dissolve < 0 || !(cheapest < 0.5 * err[static_cast<std::size_t>(worst)]))
         return resplit_pair(assignment, totals, k, worst);
     std::vector<int> trial = assignment;
     for (std::size_t i = 0; i < m_n; ++i) {
         const auto row = static_cast<std::int64_t>(i);
         if (trial[i] != dissolve) continue;
-        int to = -1;
-        for (int c = 0; c < k; ++c)
-            if (c != dissolve && (to < 0 || totals(row, c) < totals(row, to))) to = c;
-        trial[i] = to;
+        trial[i] = lowest_near_min(totals, row, k, dissolve);
     }
     // Split the worst cluster in two by 2-means on the clustering features; the second half takes the
     // dissolved cluster's label. (A single seed adapter is not enough: a low-rank member spans only
