@@ -620,4 +620,9 @@ std::pair<matrix, matrix> CudaLinalgOps::qr(matrix a) {
     });
 }
 
+// For cuda_linalg_ops_batched.cpp (the batched operations' file).
+CudaLinalgOps::working_view CudaLinalgOps::working_set_view() {
+    return {&m->ctx, m->cur_u, m->cur_v};
+}
+
 } // namespace lorafleet::compress

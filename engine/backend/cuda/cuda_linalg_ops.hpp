@@ -17,6 +17,10 @@
 #include <cstddef>
 #include <memory>
 
+namespace lorafleet::kernels {
+class linalg_context;
+} // namespace lorafleet::kernels
+
 namespace lorafleet::compress {
 
 class CudaLinalgOps final : public LinalgOps {
@@ -54,6 +58,51 @@ public:
 
 private:
     std::unique_ptr<state> m;
+
+    // ---- Batched: all clusters of a module at once (issue 15 item 2). Defined in
+    // cuda_linalg_ops_batched.cpp, except working_set_view() (cuda_linalg_ops.cpp). ----
+public:
+    // select_groups() makes the batch resident and gathers the groups' columns into a group-ordered copy
+    // of T_u and T_v (group g contiguous); the grouped operations then run every active group's product
+    // in one grouped GEMM (kernels/linalg_batched.hpp) with one upload and one download, and
+    // top_small_gram_groups solves all eigenproblems in one batched fp64 syev (padded to a common size).
+    // top_large_gram_groups, block_grams_exact_groups and qr_many keep LinalgOps' loops.
+    void select_groups(const module_batch& batch, std::span<const std::vector<std::size_t>> groups) override;
+    std::vector<matrix> project_groups(ops_side s, std::span<const std::size_t> active,
+                                       std::span<const matrix> x) override;
+    std::vector<matrix> accumulate_groups(ops_side s, std::span<const std::size_t> active,
+                                          std::span<const matrix> z) override;
+    std::vector<matrix> apply_blocks_groups(ops_side s, std::span<const std::size_t> active,
+                                            std::span<const std::vector<matrix>> c,
+                                            std::span<const matrix> q) override;
+    std::vector<std::vector<matrix>> block_grams_groups(ops_side s,
+                                                        std::span<const std::size_t> active) override;
+    std::vector<matrix> top_small_gram_groups(ops_side s, std::span<const std::size_t> active,
+                                              std::span<const std::vector<matrix>> factors,
+                                              std::span<const std::int64_t> k) override;
+    // What the grouped operations enqueued since construction: calls, device launches (kernels and
+    // library calls) and host <-> device copies.
+    struct batched_stats {
+        std::size_t calls = 0;
+        std::size_t launches = 0;
+        std::size_t transfers = 0;
+    };
+    batched_stats batched_counters() const;
+    struct batched_state;
+    struct batched_state_deleter {
+        void operator()(batched_state* p) const noexcept;
+    };
+
+private:
+    // The context and the selected working set's device T_u / T_v (cuda_linalg_ops.cpp).
+    struct working_view {
+        kernels::linalg_context* ctx = nullptr;
+        const float* u = nullptr;
+        const float* v = nullptr;
+    };
+    working_view working_set_view();
+    std::unique_ptr<batched_state, batched_state_deleter> mb; // after m: destroyed before the context
+    // ---- end batched ----
 };
 
 } // namespace lorafleet::compress
