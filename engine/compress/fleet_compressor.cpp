@@ -760,7 +760,7 @@ compression_result fleet_driver::cluster_k(int k, const compression_result* warm
     std::vector<int> assign = warm != nullptr && warm->k < k ? warm_start(*warm, k) : kmeans_init(k);
     if (m_opt.max_cluster_iterations <= 0)
         return finish(run_pass(assign, k, false, "fit " + tag), assign, k, 0);
-    plan_at_least(3.0 * static_cast<double>(m_shapes.size()));
+    plan_at_least(2.0 * static_cast<double>(m_shapes.size())); // typical: one pass and one check
 
     // Alternate (fit per cluster, reassign to the lowest total relative residual). Every pass fits the
     // assignment it was given, so any pass is a valid result: keep the best one (lowest total error).
@@ -958,7 +958,7 @@ compression_result fleet_driver::run() {
     compression_result result;
     if (m_opt.clusters > 0) {
         const int k = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(m_opt.clusters), m_n));
-        plan_at_least(static_cast<double>(nm) * (k == 1 ? 1.0 : 3.5));
+        plan_at_least(static_cast<double>(nm) * (k == 1 ? 1.0 : 2.2)); // feature modules + 2 passes
         result = cluster_k(k, nullptr);
         result.target_met = result.mean_error <= m_opt.target_error;
     } else {
