@@ -1,5 +1,5 @@
 // bench_serve_gpu: device serving throughput against the number of adapters, the paper's protocol
-// (method.md §9) on random weights: Mistral-7B geometry (fp32 here), rank-16 adapters on q/k/v, requests
+// (method.md §9) on random weights: Mistral-7B geometry, rank-16 adapters on q/k/v, requests
 // with adapter ids drawn uniformly, short generations; three modes per fleet size N:
 //   base        the base model alone (no adapter work);
 //   compressed  a JD-Full bank resident on the device (clusters grow with N, up to 25; rank 16): per module
@@ -10,6 +10,11 @@
 // Requests run in waves of --batch sequences (prefill --prompt tokens, then --gen greedy tokens sampled on
 // the device); in raw mode a wave keeps only requests whose adapters are resident after prepare() and
 // defers the rest. Prints one table row per N. Without a usable CUDA device it says so and exits 0.
+// --precision bf16|fp16|fp32 (default bf16: weights, KV cache, bank bases and LoRA factors stored in
+// 16 bits, tensor-core GEMMs with fp32 accumulation); --graphs on|off (decode steps replayed from CUDA
+// graphs, default on). Per mode it prints the decode steps' launches per step (kernels + cuBLAS calls the
+// host issued) and the device's idle share (1 - stream time between the step's first and last work /
+// host wall time of the step, from device_step_stats).
 // Single-threaded; everything runs on the device transformer's stream.
 #include "kernels/device_probe.hpp"
 #include "kernels/serve_device_model.hpp"
@@ -37,6 +42,8 @@ struct options {
     int gen = 16;
     int rank = 16;
     std::vector<int> adapters = {1, 8, 64, 256, 1024};
+    device_precision precision = device_precision::bf16;
+    bool graphs = true;
 };
 
 [[noreturn]] void fail(const char* what, const serve_status& s) {
@@ -96,6 +103,10 @@ struct run_result {
     double seconds = 0;
     long long tokens = 0;
     long long deferred = 0; // raw: requests pushed to a later wave because their adapter did not fit
+    double decode_steps = 0, launches = 0, gpu_ms = 0, wall_ms = 0; // decode steps only
+
+    double launches_per_step() const { return decode_steps > 0 ? launches / decode_steps : 0; }
+    double idle_share() const { return wall_ms > 0 ? std::max(0.0, 1.0 - gpu_ms / wall_ms) : 0; }
 };
 
 // Runs every request in waves; `prepare` (raw mode) returns how many of the wave's distinct slots are
@@ -173,6 +184,7 @@ run_result serve(device_transformer& model, const options& o, const std::vector<
         check(model.forward_sample(st, adapters, greedy.data(), no_draw.data(), vocab, next.data()),
               "prefill");
         // Decode: one token per sequence per step.
+        const device_step_stats before = model.step_stats();
         for (int g = 1; g < o.gen; ++g) {
             tokens.assign(next.begin(), next.end());
             positions.assign(std::size_t(w), o.prompt + g - 1);
@@ -193,6 +205,11 @@ run_result serve(device_transformer& model, const options& o, const std::vector<
             check(model.forward_sample(st, adapters, greedy.data(), no_draw.data(), vocab, next.data()),
                   "decode");
         }
+        const device_step_stats& after = model.step_stats();
+        r.decode_steps += double(after.steps - before.steps);
+        r.launches += double(after.launches - before.launches);
+        r.gpu_ms += after.gpu_ms - before.gpu_ms;
+        r.wall_ms += after.wall_ms - before.wall_ms;
         r.tokens += (long long)w * o.gen;
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -237,10 +254,30 @@ int main(int argc, char** argv) {
             o.rank = std::atoi(value());
         else if (a == "--adapters")
             o.adapters = parse_list(value());
-        else {
+        else if (a == "--precision") {
+            const std::string p = value();
+            if (p == "bf16")
+                o.precision = device_precision::bf16;
+            else if (p == "fp16")
+                o.precision = device_precision::fp16;
+            else if (p == "fp32")
+                o.precision = device_precision::fp32;
+            else {
+                std::fprintf(stderr, "bench_serve_gpu: --precision must be bf16, fp16 or fp32\n");
+                return 2;
+            }
+        } else if (a == "--graphs") {
+            const std::string v = value();
+            if (v != "on" && v != "off") {
+                std::fprintf(stderr, "bench_serve_gpu: --graphs must be on or off\n");
+                return 2;
+            }
+            o.graphs = v == "on";
+        } else {
             std::fprintf(stderr,
                          "usage: bench_serve_gpu [--geometry mistral-7b|small] [--requests N] [--batch B] "
-                         "[--prompt P] [--gen G] [--rank R] [--adapters 1,8,64,256,1024]\n");
+                         "[--prompt P] [--gen G] [--rank R] [--adapters 1,8,64,256,1024] "
+                         "[--precision bf16|fp16|fp32] [--graphs on|off]\n");
             return 2;
         }
     }
@@ -257,12 +294,16 @@ int main(int argc, char** argv) {
     const device_model_geometry g = geometry_named(o.geometry);
     std::printf("device: %s (%lld MiB)\n", probe.devices.front().name.c_str(),
                 probe.devices.front().memory_mb);
-    std::printf("model: %s geometry, random fp32 weights; %d requests, waves of %d, prompt %d, %d generated "
+    std::printf("model: %s geometry, random %s weights; %d requests, waves of %d, prompt %d, %d generated "
                 "tokens each; adapters rank %d on q/k/v, ids uniform\n",
-                o.geometry.c_str(), o.requests, o.batch, o.prompt, o.gen, o.rank);
+                o.geometry.c_str(), precision_name(o.precision), o.requests, o.batch, o.prompt, o.gen,
+                o.rank);
+    std::printf("precision: %s (weights, KV cache, GEMM inputs, bank bases, LoRA factors); CUDA graphs: %s\n",
+                precision_name(o.precision), o.graphs ? "on" : "off");
 
     std::unique_ptr<device_transformer> model;
-    check(device_transformer::create(g, model), "create");
+    check(device_transformer::create(g, o.precision, model), "create");
+    model->set_graphs(o.graphs);
     check(model->randomize(1, 0.02f), "randomize");
     const int bs = 16;
     check(model->allocate_kv(o.batch * ((o.prompt + o.gen + bs - 1) / bs), bs), "allocate_kv");
@@ -304,6 +345,8 @@ int main(int argc, char** argv) {
             fill(raw[std::size_t(i)].b.back(), 90000 + i * 1000 + m, 0.01f);
             if (i == 0) adapter_bytes += (raw[0].a.back().size() + raw[0].b.back().size()) * sizeof(float);
         }
+    // What one adapter occupies on the device (its factors in the device precision).
+    const std::size_t stored_adapter_bytes = adapter_bytes / 4 * std::size_t(element_bytes(o.precision));
 
     auto requests_for = [&](int n) {
         std::vector<request> reqs(static_cast<std::size_t>(o.requests));
@@ -324,9 +367,12 @@ int main(int argc, char** argv) {
     }
     const run_result base = serve(*model, o, std::vector<request>(std::size_t(o.requests)), nullptr, nullptr);
     const double base_tps = double(base.tokens) / base.seconds;
-    std::printf("base: %.1f tokens/s (%.2f requests/s)\n\n", base_tps, double(o.requests) / base.seconds);
-    std::printf("%9s %9s %10s %10s %12s %8s %12s %8s %10s %9s\n", "adapters", "clusters", "bank MiB",
-                "raw pages", "compr tok/s", "x base", "raw tok/s", "x base", "raw misses", "deferred");
+    std::printf("base: %.1f tokens/s (%.2f requests/s); decode: %.1f launches/step, GPU idle %.1f%%\n\n",
+                base_tps, double(o.requests) / base.seconds, base.launches_per_step(),
+                100 * base.idle_share());
+    std::printf("%9s %9s %10s %10s %12s %8s %8s %6s %12s %8s %8s %6s %10s %9s\n", "adapters", "clusters",
+                "bank MiB", "raw pages", "compr tok/s", "x base", "launch/s", "idle%", "raw tok/s", "x base",
+                "launch/s", "idle%", "raw misses", "deferred");
 
     for (const int n : o.adapters) {
         const int k = std::clamp(int(std::lround(n / 40.0)), 1, std::min(max_clusters, n));
@@ -352,14 +398,15 @@ int main(int argc, char** argv) {
             sources.push_back(std::move(s));
         }
         std::unique_ptr<device_bank> bank;
-        check(device_bank::create(g.layers, r, k, true, slot_cluster, sources, bank), "device bank");
+        check(device_bank::create(g.layers, r, k, true, slot_cluster, sources, bank, o.precision),
+              "device bank");
         const std::size_t bank_bytes = bank->device_bytes();
         const auto reqs = requests_for(n);
         const run_result comp = serve(*model, o, reqs, bank.get(), nullptr);
         bank.reset();
 
         // Raw, memory-matched: as many one-adapter pages as the bank's bytes.
-        const int pages = std::max(1, int(bank_bytes / adapter_bytes));
+        const int pages = std::max(1, int(bank_bytes / stored_adapter_bytes));
         device_lora_cache::loader load = [&](int slot, std::vector<lora_module_source>& out) {
             const host_adapter& h = raw[std::size_t(slot % distinct_raw)];
             for (std::size_t m = 0; m < hm.size(); ++m)
@@ -367,12 +414,14 @@ int main(int argc, char** argv) {
             return serve_status{};
         };
         std::unique_ptr<device_lora_cache> cache;
-        check(device_lora_cache::create(g, adapter_bytes, pages, load, cache), "lora cache");
+        check(device_lora_cache::create(g, adapter_bytes, pages, load, cache, o.precision), "lora cache");
         const run_result rawr = serve(*model, o, reqs, cache.get(), cache.get());
         const double ctps = double(comp.tokens) / comp.seconds, rtps = double(rawr.tokens) / rawr.seconds;
-        std::printf("%9d %9d %10.1f %10d %12.1f %8.2f %12.1f %8.2f %10llu %9lld\n", n, k,
-                    double(bank_bytes) / double(1 << 20), pages, ctps, ctps / base_tps, rtps, rtps / base_tps,
-                    (unsigned long long)cache->misses(), rawr.deferred);
+        std::printf("%9d %9d %10.1f %10d %12.1f %8.2f %8.1f %6.1f %12.1f %8.2f %8.1f %6.1f %10llu %9lld\n", n,
+                    k, double(bank_bytes) / double(1 << 20), pages, ctps, ctps / base_tps,
+                    comp.launches_per_step(), 100 * comp.idle_share(), rtps, rtps / base_tps,
+                    rawr.launches_per_step(), 100 * rawr.idle_share(), (unsigned long long)cache->misses(),
+                    rawr.deferred);
         std::fflush(stdout);
     }
     return 0;

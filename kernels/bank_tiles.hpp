@@ -12,10 +12,12 @@
 // which costs less than a launch and a workspace round trip.
 // Every phase of a kernel between two __syncthreads() is a function of (block, thread) here, so the CPU
 // tests run these very bodies thread by thread and phase by phase (tests/kernels_host/test_bank_tiles.cpp)
-// and the kernels in serve_kernels.cu are thin loops over them. Row-major float32; sums in index order
-// within a chunk. Pure functions: any thread.
+// and the kernels in serve_kernels.cu are thin loops over them. Row-major; the bases U_c, V_cᵀ are stored
+// as E (float, or bf16_bits / fp16_bits: half_elements.hpp) and read into float; cores, x, y and every
+// sum are float (fp32 accumulation); sums in index order within a chunk. Pure functions: any thread.
 #pragma once
 
+#include "kernels/half_elements.hpp"
 #include "kernels/serve_hd.hpp"
 
 namespace lorafleet::kernels {
@@ -77,7 +79,8 @@ LORAFLEET_HD int bank_shrink_splits(int tiles, int d_in) {
 
 // Shrink phase 1: stage columns [k0, k0 + klen) of the tile's x rows and of V_cᵀ (zeros past klen).
 // `row` [m] maps an adapted token to its row of x [*, d_in]; vt is [clusters, rank, d_in].
-LORAFLEET_HD void bank_shrink_stage(const float* vt, const int* row, const float* x, int d_in, int rank,
+template <class E>
+LORAFLEET_HD void bank_shrink_stage(const E* vt, const int* row, const float* x, int d_in, int rank,
                                     bank_tile tile, int k0, int klen, float* xs, float* vs, int tid,
                                     int threads) {
     for (int e = tid; e < tile.count * bank_shrink_k; e += threads) {
@@ -85,10 +88,11 @@ LORAFLEET_HD void bank_shrink_stage(const float* vt, const int* row, const float
         xs[j * bank_shrink_stride + k] =
             k < klen ? x[static_cast<long long>(row[tile.first + j]) * d_in + k0 + k] : 0.0f;
     }
-    const float* v = vt + static_cast<long long>(tile.cluster) * rank * d_in;
+    const E* v = vt + static_cast<long long>(tile.cluster) * rank * d_in;
     for (int e = tid; e < rank * bank_shrink_k; e += threads) {
         const int p = e / bank_shrink_k, k = e % bank_shrink_k;
-        vs[p * bank_shrink_stride + k] = k < klen ? v[static_cast<long long>(p) * d_in + k0 + k] : 0.0f;
+        vs[p * bank_shrink_stride + k] =
+            k < klen ? to_float(v[static_cast<long long>(p) * d_in + k0 + k]) : 0.0f;
     }
 }
 
@@ -150,15 +154,16 @@ LORAFLEET_HD void bank_expand_stage(const float* cores, bool full, const int* sl
 
 // Expand phase 2: output column o of every token of the tile: y[row_j, o] += U_c[o, :] · w_j, with u
 // [clusters, d_out, rank] and y [*, d_out]. Columns o >= d_out do nothing.
-LORAFLEET_HD void bank_expand_column(const float* u, const int* row, const float* ws, int d_out, int rank,
+template <class E>
+LORAFLEET_HD void bank_expand_column(const E* u, const int* row, const float* ws, int d_out, int rank,
                                      bank_tile tile, int o, float* y) {
     if (o >= d_out) return;
-    const float* uo = u + (static_cast<long long>(tile.cluster) * d_out + o) * rank;
+    const E* uo = u + (static_cast<long long>(tile.cluster) * d_out + o) * rank;
     for (int j = 0; j < tile.count; ++j) {
         const float* wj = ws + j * rank;
         float s = 0.0f;
         for (int q = 0; q < rank; ++q)
-            s += uo[q] * wj[q];
+            s += to_float(uo[q]) * wj[q];
         y[static_cast<long long>(row[tile.first + j]) * d_out + o] += s;
     }
 }

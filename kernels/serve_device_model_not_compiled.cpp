@@ -14,7 +14,9 @@ serve_status not_compiled(const char* api) {
 
 } // namespace
 
-struct device_transformer::state {};
+struct device_transformer::state {
+    device_step_stats stats;
+};
 struct device_bank::state {};
 struct device_lora_cache::state {};
 
@@ -22,6 +24,24 @@ device_transformer::device_transformer(std::unique_ptr<state> s) : m(std::move(s
 device_transformer::~device_transformer() = default;
 serve_status device_transformer::create(const device_model_geometry&, std::unique_ptr<device_transformer>&) {
     return not_compiled("device_transformer");
+}
+serve_status device_transformer::create(const device_model_geometry&, device_precision,
+                                        std::unique_ptr<device_transformer>&) {
+    return not_compiled("device_transformer");
+}
+device_precision device_transformer::precision() const {
+    return device_precision::fp32;
+}
+void device_transformer::set_graphs(bool) {}
+bool device_transformer::graphs() const {
+    return false;
+}
+const device_step_stats& device_transformer::step_stats() const {
+    return m->stats;
+}
+void device_transformer::reset_step_stats() {}
+serve_status device_transformer::finish_step() {
+    return not_compiled("device_transformer::forward");
 }
 serve_status device_transformer::upload(const device_model_source&) {
     return not_compiled("device_transformer::upload");
@@ -58,11 +78,15 @@ void* device_transformer::stream() const {
 device_bank::device_bank(std::unique_ptr<state> s) : m(std::move(s)) {}
 device_bank::~device_bank() = default;
 serve_status device_bank::create(int, int, int, bool, const std::vector<int>&,
-                                 const std::vector<bank_module_source>&, std::unique_ptr<device_bank>&) {
+                                 const std::vector<bank_module_source>&, std::unique_ptr<device_bank>&,
+                                 device_precision) {
     return not_compiled("device_bank");
 }
 serve_status device_bank::begin_step(const int*, int, void*) {
     return not_compiled("device_bank::begin_step");
+}
+serve_status device_bank::begin_fixed_step(const int*, int, int, void*) {
+    return not_compiled("device_bank::begin_fixed_step");
 }
 serve_status device_bank::apply(int, int, const float*, float*, void*) {
     return not_compiled("device_bank::apply");
@@ -70,11 +94,14 @@ serve_status device_bank::apply(int, int, const float*, float*, void*) {
 std::size_t device_bank::device_bytes() const {
     return 0;
 }
+std::uint64_t device_bank::version() const {
+    return 0;
+}
 
 device_lora_cache::device_lora_cache(std::unique_ptr<state> s) : m(std::move(s)) {}
 device_lora_cache::~device_lora_cache() = default;
 serve_status device_lora_cache::create(const device_model_geometry&, std::size_t, int, loader,
-                                       std::unique_ptr<device_lora_cache>&) {
+                                       std::unique_ptr<device_lora_cache>&, device_precision) {
     return not_compiled("device_lora_cache");
 }
 serve_status device_lora_cache::prepare(const int*, int, int* resident, void*) {
@@ -84,10 +111,16 @@ serve_status device_lora_cache::prepare(const int*, int, int* resident, void*) {
 serve_status device_lora_cache::begin_step(const int*, int, void*) {
     return not_compiled("device_lora_cache::begin_step");
 }
+serve_status device_lora_cache::begin_fixed_step(const int*, int, int, void*) {
+    return not_compiled("device_lora_cache::begin_fixed_step");
+}
 serve_status device_lora_cache::apply(int, int, const float*, float*, void*) {
     return not_compiled("device_lora_cache::apply");
 }
 std::size_t device_lora_cache::device_bytes() const {
+    return 0;
+}
+std::uint64_t device_lora_cache::version() const {
     return 0;
 }
 std::uint64_t device_lora_cache::hits() const {

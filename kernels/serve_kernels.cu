@@ -12,11 +12,31 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
+
 namespace lorafleet::kernels {
 
 namespace {
 
 constexpr int threads_per_block = 256;
+
+std::atomic<unsigned long long> launches{0};
+
+// Runs `body` with E the element type of precision p (a generic lambda taking a type tag).
+template <class E> struct elem { using type = E; };
+template <class F> void with_element(device_precision p, F&& body) {
+    switch (p) {
+    case device_precision::bf16:
+        body(elem<bf16_bits>{});
+        break;
+    case device_precision::fp16:
+        body(elem<fp16_bits>{});
+        break;
+    default:
+        body(elem<float>{});
+        break;
+    }
+}
 
 cudaStream_t as_stream(void* s) {
     return static_cast<cudaStream_t>(s);
@@ -27,7 +47,8 @@ serve_status bad_argument(const char* api, const char* message) {
 }
 
 // Status of the launch just made (configuration errors show here; execution errors on a later sync).
-serve_status launched(const char* api) {
+serve_status launched(const char* api, int kernels = 1) {
+    launches.fetch_add(static_cast<unsigned long long>(kernels), std::memory_order_relaxed);
     const cudaError_t err = cudaGetLastError();
     if (err == cudaSuccess) return {};
     return {int(err), api, cudaGetErrorString(err)};
@@ -43,25 +64,26 @@ __device__ float warp_sum(float v) {
     return v;
 }
 
-// Dot product of a [n] and b [n] by one warp: lane i sums k = i, i + 32, ..., then a butterfly.
-__device__ float warp_dot(const float* a, const float* b, int n, int lane) {
+// Dot product of a [n] (elements E) and b [n] by one warp: lane i sums k = i, i + 32, ..., then a butterfly.
+template <class E> __device__ float warp_dot(const E* a, const float* b, int n, int lane) {
     float acc = 0.0f;
     for (int k = lane; k < n; k += 32)
-        acc += a[k] * b[k];
+        acc += to_float(a[k]) * b[k];
     return warp_sum(acc);
 }
 
 // ---- Kernels ------------------------------------------------------------------------------------------
-__global__ void embed_kernel(const float* table, const int* tokens, float* x, int n, int d) {
+template <class E> __global__ void embed_kernel(const E* table, const int* tokens, float* x, int n, int d) {
     const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= std::size_t(n) * std::size_t(d)) return;
     const std::size_t t = i / std::size_t(d), c = i % std::size_t(d);
-    x[i] = table[std::size_t(tokens[t]) * std::size_t(d) + c];
+    x[i] = to_float(table[std::size_t(tokens[t]) * std::size_t(d) + c]);
 }
 
 // One block per output row: strided double partial sums, a shared-memory tree, then the elementwise scale.
-__global__ void rms_norm_kernel(const float* x, const int* row_index, const float* weight, float* out, int d,
-                                float eps) {
+template <class E>
+__global__ void rms_norm_kernel(const float* x, const int* row_index, const float* weight, float* out,
+                                E* out_half, int d, float eps) {
     __shared__ double partial[threads_per_block];
     __shared__ float inv;
     const int r = blockIdx.x;
@@ -75,8 +97,12 @@ __global__ void rms_norm_kernel(const float* x, const int* row_index, const floa
     if (threadIdx.x == 0) inv = rms_norm_inv(partial[0], d, eps);
     __syncthreads();
     float* o = out + std::size_t(r) * std::size_t(d);
-    for (int i = int(threadIdx.x); i < d; i += int(blockDim.x))
-        o[i] = rms_norm_element(xr[i], weight[i], inv);
+    E* oh = out_half ? out_half + std::size_t(r) * std::size_t(d) : nullptr;
+    for (int i = int(threadIdx.x); i < d; i += int(blockDim.x)) {
+        const float v = rms_norm_element(xr[i], weight[i], inv);
+        o[i] = v;
+        if (oh) oh[i] = store_element<E>(v);
+    }
 }
 
 // One thread per (token, pair): the angle once, then every head's pair.
@@ -94,9 +120,9 @@ __global__ void rope_kernel(float* x, const int* positions, const float* inv_fre
 }
 
 // One thread per (token, kv head, element).
+template <class E>
 __global__ void kv_write_kernel(const float* k, const float* v, const int* positions, const int* tables,
-                                const int* table_offset, int n, paged_kv_layout L, float* keys,
-                                float* values) {
+                                const int* table_offset, int n, paged_kv_layout L, E* keys, E* values) {
     const std::size_t per_token = std::size_t(L.kv_heads) * std::size_t(L.head_dim);
     const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= std::size_t(n) * per_token) return;
@@ -105,8 +131,8 @@ __global__ void kv_write_kernel(const float* k, const float* v, const int* posit
     const int pos = positions[t];
     const int block = tables[table_offset[t] + pos / L.block_size];
     const std::size_t off = paged_kv_offset(L, block, h, pos % L.block_size) + std::size_t(e);
-    keys[off] = k[i];
-    values[off] = v[i];
+    kv_store(keys, off, k[i]);
+    kv_store(values, off, v[i]);
 }
 
 // One warp per (token, query head), lanes splitting the head's dims (paged_attention.hpp): per position a
@@ -114,10 +140,10 @@ __global__ void kv_write_kernel(const float* k, const float* v, const int* posit
 // its softmax state and its dims. Accumulators stay in registers; key and value rows load coalesced.
 constexpr int attention_warps_per_block = 4;
 
-__global__ void decode_attention_kernel(const float* q, const float* keys, const float* values,
-                                        const int* tables, const int* table_offset, const int* positions,
-                                        int n, int heads, int group, paged_kv_layout L, float scale,
-                                        float* out) {
+template <class E>
+__global__ void decode_attention_kernel(const float* q, const E* keys, const E* values, const int* tables,
+                                        const int* table_offset, const int* positions, int n, int heads,
+                                        int group, paged_kv_layout L, float scale, float* out, E* out_half) {
     const int lane = int(threadIdx.x) % attention_lanes;
     const int pair = int(blockIdx.x) * attention_warps_per_block + int(threadIdx.x) / attention_lanes;
     if (pair >= n * heads) return; // the whole warp
@@ -134,13 +160,23 @@ __global__ void decode_attention_kernel(const float* q, const float* keys, const
         const float s = warp_sum(attention_lane_dot(qh, keys + off, hd, lane)) * scale;
         attention_lane_push(st, acc, hd, lane, s, values + off);
     }
-    attention_lane_store(st, acc, hd, lane,
-                         out + (std::size_t(t) * heads + std::size_t(h)) * std::size_t(hd));
+    const std::size_t at = (std::size_t(t) * heads + std::size_t(h)) * std::size_t(hd);
+    attention_lane_store(st, acc, hd, lane, out + at);
+    if (out_half) // each lane re-reads only the dims it wrote
+        for (int d = 0; d < attention_lane_dims; ++d) {
+            const int i = lane + attention_lanes * d;
+            if (i < hd) out_half[at + std::size_t(i)] = store_element<E>(out[at + std::size_t(i)]);
+        }
 }
 
-__global__ void swiglu_kernel(const float* gate, const float* up, float* out, std::size_t count) {
+template <class E>
+__global__ void swiglu_kernel(const float* gate, const float* up, float* out, E* out_half,
+                              std::size_t count) {
     const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < count) out[i] = swiglu_element(gate[i], up[i]);
+    if (i >= count) return;
+    const float v = swiglu_element(gate[i], up[i]);
+    out[i] = v;
+    if (out_half) out_half[i] = store_element<E>(v);
 }
 
 __global__ void add_kernel(float* x, const float* y, std::size_t count) {
@@ -155,8 +191,10 @@ __global__ void add_bias_kernel(float* y, const float* bias, int rows, int cols)
 
 // Bank shrink, block (tile, split): x and V_cᵀ chunks staged in shared memory, each thread's (j, p)
 // pairs accumulated in registers over the split's chunks (bank_tiles.hpp).
-__global__ void bank_shrink_tiled_kernel(bank_module_view M, adapted_tokens T, const float* x, float* zpart,
-                                         int splits) {
+template <class E>
+__global__ void bank_shrink_tiled_kernel(bank_module_view M, const E* vt, adapted_tokens T, const float* x,
+                                         float* zpart, int splits) {
+    if (T.live && int(blockIdx.x) >= T.live[1]) return; // a tile this step does not have (graph capacity)
     extern __shared__ float shared[];
     float* xs = shared;
     float* vs = shared + bank_tile_tokens * bank_shrink_stride;
@@ -169,7 +207,7 @@ __global__ void bank_shrink_tiled_kernel(bank_module_view M, adapted_tokens T, c
         acc[i] = 0.0f;
     for (int k0 = begin; k0 < end; k0 += bank_shrink_k) {
         const int klen = end - k0 < bank_shrink_k ? end - k0 : bank_shrink_k;
-        bank_shrink_stage(M.vt, T.row, x, M.d_in, M.rank, tile, k0, klen, xs, vs, tid, threads);
+        bank_shrink_stage(vt, T.row, x, M.d_in, M.rank, tile, k0, klen, xs, vs, tid, threads);
         __syncthreads();
         bank_shrink_accumulate(xs, vs, tile, M.rank, klen, acc, tid, threads);
         __syncthreads();
@@ -179,17 +217,20 @@ __global__ void bank_shrink_tiled_kernel(bank_module_view M, adapted_tokens T, c
 
 // Bank expand, block (tile, column block): the tile's core products into shared memory, then one output
 // column per thread for every token of the tile.
-__global__ void bank_expand_tiled_kernel(bank_module_view M, adapted_tokens T, const float* zpart, int splits,
-                                         float* y) {
+template <class E>
+__global__ void bank_expand_tiled_kernel(bank_module_view M, const E* u, adapted_tokens T, const float* zpart,
+                                         int splits, float* y) {
+    if (T.live && int(blockIdx.x) >= T.live[1]) return;
     __shared__ float ws[bank_tile_tokens * bank_max_rank];
     const bank_tile tile = T.tiles[blockIdx.x];
     bank_expand_stage(M.cores, M.full, T.slot, zpart, splits, T.count, tile, M.rank, ws, int(threadIdx.x),
                       int(blockDim.x));
     __syncthreads();
-    bank_expand_column(M.u, T.row, ws, M.d_out, M.rank, tile, int(blockIdx.y * blockDim.x + threadIdx.x), y);
+    bank_expand_column(u, T.row, ws, M.d_out, M.rank, tile, int(blockIdx.y * blockDim.x + threadIdx.x), y);
 }
 
 // BGMV shrink: one warp per (token, p < max_rank).
+template <class E>
 __global__ void bgmv_shrink_kernel(const lora_factor_desc* desc, int n, int d_in, int max_rank,
                                    const float* x, float* t_buf) {
     const int warp = int((std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32), lane = threadIdx.x % 32;
@@ -197,11 +238,13 @@ __global__ void bgmv_shrink_kernel(const lora_factor_desc* desc, int n, int d_in
     const int t = warp / max_rank, p = warp % max_rank;
     const lora_factor_desc D = desc[t];
     if (D.a == nullptr || p >= D.rank) return;
-    const float s = warp_dot(D.a + std::size_t(p) * d_in, x + std::size_t(t) * d_in, d_in, lane);
+    const float s =
+        warp_dot(static_cast<const E*>(D.a) + std::size_t(p) * d_in, x + std::size_t(t) * d_in, d_in, lane);
     if (lane == 0) t_buf[std::size_t(t) * max_rank + p] = s;
 }
 
 // BGMV expand: one thread per (token, o).
+template <class E>
 __global__ void bgmv_expand_kernel(const lora_factor_desc* desc, int n, int d_out, int max_rank,
                                    const float* t_buf, float* y) {
     const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -209,7 +252,8 @@ __global__ void bgmv_expand_kernel(const lora_factor_desc* desc, int n, int d_ou
     const int t = int(i / std::size_t(d_out)), o = int(i % std::size_t(d_out));
     const lora_factor_desc D = desc[t];
     if (D.a == nullptr) return;
-    y[i] += bgmv_expand_element(D.b, t_buf + std::size_t(t) * max_rank, o, D.rank, D.scale);
+    y[i] += bgmv_expand_element(static_cast<const E*>(D.b), t_buf + std::size_t(t) * max_rank, o, D.rank,
+                                D.scale);
 }
 
 // One block per row (sampling_row.hpp): greedy rows by a block argmax (lowest id on ties); sampled rows
@@ -303,11 +347,12 @@ __device__ std::uint64_t splitmix64(std::uint64_t z) {
     return z ^ (z >> 31);
 }
 
-__global__ void fill_uniform_kernel(float* p, std::size_t count, std::uint64_t seed, float scale) {
+template <class E>
+__global__ void fill_uniform_kernel(E* p, std::size_t count, std::uint64_t seed, float scale) {
     const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= count) return;
     const double u = double(splitmix64(seed * 0x100000001b3ull + i) >> 11) * 0x1p-53; // [0, 1)
-    p[i] = float((2.0 * u - 1.0) * scale);
+    p[i] = store_element<E>(float((2.0 * u - 1.0) * scale));
 }
 
 } // namespace
@@ -316,20 +361,34 @@ bool serve_kernels_compiled() {
     return true;
 }
 
+unsigned long long serve_launch_count() {
+    return launches.load(std::memory_order_relaxed);
+}
+void count_serve_launches(int n) {
+    launches.fetch_add(static_cast<unsigned long long>(n), std::memory_order_relaxed);
+}
+
 // ---- Launchers ----------------------------------------------------------------------------------------
-serve_status launch_embed(const float* table, const int* tokens, float* x, int n, int d, void* stream) {
+serve_status launch_embed(const void* table, device_precision p, const int* tokens, float* x, int n, int d,
+                          void* stream) {
     if (n <= 0) return {};
-    embed_kernel<<<blocks_for(std::size_t(n) * d), threads_per_block, 0, as_stream(stream)>>>(table, tokens,
-                                                                                              x, n, d);
+    with_element(p, [&](auto tag) {
+        using E = typename decltype(tag)::type;
+        embed_kernel<<<blocks_for(std::size_t(n) * d), threads_per_block, 0, as_stream(stream)>>>(
+            static_cast<const E*>(table), tokens, x, n, d);
+    });
     return launched("launch_embed");
 }
 
-serve_status launch_rms_norm(const float* x, const int* row_index, const float* weight, float* out, int rows,
-                             int d, float eps, void* stream) {
+serve_status launch_rms_norm(const float* x, const int* row_index, const float* weight, float* out,
+                             void* out_half, device_precision p, int rows, int d, float eps, void* stream) {
     if (rows <= 0) return {};
     if (d <= 0) return bad_argument("launch_rms_norm", "d must be positive");
-    rms_norm_kernel<<<unsigned(rows), threads_per_block, 0, as_stream(stream)>>>(x, row_index, weight, out, d,
-                                                                                 eps);
+    with_element(p, [&](auto tag) {
+        using E = typename decltype(tag)::type;
+        rms_norm_kernel<E><<<unsigned(rows), threads_per_block, 0, as_stream(stream)>>>(
+            x, row_index, weight, out, static_cast<E*>(out_half), d, eps);
+    });
     return launched("launch_rms_norm");
 }
 
@@ -343,17 +402,22 @@ serve_status launch_rope(float* x, const int* positions, const float* inv_freq, 
 }
 
 serve_status launch_kv_write(const float* k, const float* v, const int* positions, const int* tables,
-                             const int* table_offset, int n, paged_kv_layout layout, float* keys,
-                             float* values, void* stream) {
+                             const int* table_offset, int n, paged_kv_layout layout, void* keys, void* values,
+                             device_precision p, void* stream) {
     if (n <= 0) return {};
-    kv_write_kernel<<<blocks_for(std::size_t(n) * layout.kv_heads * layout.head_dim), threads_per_block, 0,
-                      as_stream(stream)>>>(k, v, positions, tables, table_offset, n, layout, keys, values);
+    with_element(p, [&](auto tag) {
+        using E = typename decltype(tag)::type;
+        kv_write_kernel<<<blocks_for(std::size_t(n) * layout.kv_heads * layout.head_dim), threads_per_block,
+                          0, as_stream(stream)>>>(k, v, positions, tables, table_offset, n, layout,
+                                                  static_cast<E*>(keys), static_cast<E*>(values));
+    });
     return launched("launch_kv_write");
 }
 
-serve_status launch_decode_attention(const float* q, const float* keys, const float* values,
+serve_status launch_decode_attention(const float* q, const void* keys, const void* values, device_precision p,
                                      const int* tables, const int* table_offset, const int* positions, int n,
-                                     int heads, paged_kv_layout layout, float* out, void* stream) {
+                                     int heads, paged_kv_layout layout, float* out, void* out_half,
+                                     void* stream) {
     if (n <= 0) return {};
     if (layout.head_dim <= 0 || layout.head_dim > serve_max_head_dim)
         return bad_argument("launch_decode_attention", "head_dim must be in 1..256");
@@ -361,16 +425,25 @@ serve_status launch_decode_attention(const float* q, const float* keys, const fl
         return bad_argument("launch_decode_attention", "heads must be a multiple of kv_heads");
     const float scale = 1.0f / sqrtf(float(layout.head_dim));
     const std::size_t pairs = std::size_t(n) * std::size_t(heads);
-    decode_attention_kernel<<<unsigned((pairs + attention_warps_per_block - 1) / attention_warps_per_block),
-                              attention_warps_per_block * attention_lanes, 0, as_stream(stream)>>>(
-        q, keys, values, tables, table_offset, positions, n, heads, heads / layout.kv_heads, layout, scale,
-        out);
+    with_element(p, [&](auto tag) {
+        using E = typename decltype(tag)::type;
+        decode_attention_kernel<E>
+            <<<unsigned((pairs + attention_warps_per_block - 1) / attention_warps_per_block),
+               attention_warps_per_block * attention_lanes, 0, as_stream(stream)>>>(
+                q, static_cast<const E*>(keys), static_cast<const E*>(values), tables, table_offset,
+                positions, n, heads, heads / layout.kv_heads, layout, scale, out, static_cast<E*>(out_half));
+    });
     return launched("launch_decode_attention");
 }
 
-serve_status launch_swiglu(const float* gate, const float* up, float* out, std::size_t count, void* stream) {
+serve_status launch_swiglu(const float* gate, const float* up, float* out, void* out_half, device_precision p,
+                           std::size_t count, void* stream) {
     if (count == 0) return {};
-    swiglu_kernel<<<blocks_for(count), threads_per_block, 0, as_stream(stream)>>>(gate, up, out, count);
+    with_element(p, [&](auto tag) {
+        using E = typename decltype(tag)::type;
+        swiglu_kernel<E><<<blocks_for(count), threads_per_block, 0, as_stream(stream)>>>(
+            gate, up, out, static_cast<E*>(out_half), count);
+    });
     return launched("launch_swiglu");
 }
 
@@ -399,23 +472,36 @@ serve_status launch_bank_apply(const bank_module_view& module, const adapted_tok
     const cudaStream_t s = as_stream(stream);
     const int splits = bank_shrink_splits(tokens.tile_count, module.d_in);
     const std::size_t shrink_shared = std::size_t(bank_shrink_shared_floats(module.rank)) * sizeof(float);
-    bank_shrink_tiled_kernel<<<dim3(unsigned(tokens.tile_count), unsigned(splits)), bank_block_threads,
-                               shrink_shared, s>>>(module, tokens, x, z, splits);
-    bank_expand_tiled_kernel<<<dim3(unsigned(tokens.tile_count),
-                                    blocks_for(std::size_t(module.d_out), bank_block_threads)),
-                               bank_block_threads, 0, s>>>(module, tokens, z, splits, y);
-    return launched("launch_bank_apply");
+    if (module.precision != device_precision::fp32 && (!module.vt_half || !module.u_half))
+        return bad_argument("launch_bank_apply", "16-bit bases missing");
+    with_element(module.precision, [&](auto tag) {
+        using E = typename decltype(tag)::type;
+        const E* vt = module.precision == device_precision::fp32 ? reinterpret_cast<const E*>(module.vt)
+                                                                 : static_cast<const E*>(module.vt_half);
+        const E* u = module.precision == device_precision::fp32 ? reinterpret_cast<const E*>(module.u)
+                                                                : static_cast<const E*>(module.u_half);
+        bank_shrink_tiled_kernel<E>
+            <<<dim3(unsigned(tokens.tile_count), unsigned(splits)), bank_block_threads, shrink_shared, s>>>(
+                module, vt, tokens, x, z, splits);
+        bank_expand_tiled_kernel<E>
+            <<<dim3(unsigned(tokens.tile_count), blocks_for(std::size_t(module.d_out), bank_block_threads)),
+               bank_block_threads, 0, s>>>(module, u, tokens, z, splits, y);
+    });
+    return launched("launch_bank_apply", 2);
 }
 
-serve_status launch_bgmv_apply(const lora_factor_desc* desc, int n, int d_in, int d_out, int max_rank,
-                               const float* x, float* y, float* t_buf, void* stream) {
+serve_status launch_bgmv_apply(const lora_factor_desc* desc, device_precision p, int n, int d_in, int d_out,
+                               int max_rank, const float* x, float* y, float* t_buf, void* stream) {
     if (n <= 0 || max_rank <= 0) return {};
     const cudaStream_t s = as_stream(stream);
-    bgmv_shrink_kernel<<<blocks_for(std::size_t(n) * max_rank * 32), threads_per_block, 0, s>>>(
-        desc, n, d_in, max_rank, x, t_buf);
-    bgmv_expand_kernel<<<blocks_for(std::size_t(n) * d_out), threads_per_block, 0, s>>>(desc, n, d_out,
-                                                                                        max_rank, t_buf, y);
-    return launched("launch_bgmv_apply");
+    with_element(p, [&](auto tag) {
+        using E = typename decltype(tag)::type;
+        bgmv_shrink_kernel<E><<<blocks_for(std::size_t(n) * max_rank * 32), threads_per_block, 0, s>>>(
+            desc, n, d_in, max_rank, x, t_buf);
+        bgmv_expand_kernel<E><<<blocks_for(std::size_t(n) * d_out), threads_per_block, 0, s>>>(
+            desc, n, d_out, max_rank, t_buf, y);
+    });
+    return launched("launch_bgmv_apply", 2);
 }
 
 serve_status launch_sample_rows(const float* logits, int rows, int vocab, int stride,
@@ -429,10 +515,14 @@ serve_status launch_sample_rows(const float* logits, int rows, int vocab, int st
     return launched("launch_sample_rows");
 }
 
-serve_status launch_fill_uniform(float* p, std::size_t count, std::uint64_t seed, float scale, void* stream) {
+serve_status launch_fill_uniform(void* p, device_precision prec, std::size_t count, std::uint64_t seed,
+                                 float scale, void* stream) {
     if (count == 0) return {};
-    fill_uniform_kernel<<<blocks_for(count), threads_per_block, 0, as_stream(stream)>>>(p, count, seed,
-                                                                                        scale);
+    with_element(prec, [&](auto tag) {
+        using E = typename decltype(tag)::type;
+        fill_uniform_kernel<E><<<blocks_for(count), threads_per_block, 0, as_stream(stream)>>>(
+            static_cast<E*>(p), count, seed, scale);
+    });
     return launched("launch_fill_uniform");
 }
 

@@ -3,7 +3,9 @@
 // row's logits, token-by-token decoding through the paged cache, a continuous-batching step mixing
 // sequences at different positions with a rewind, the compressed bank (device_bank vs BankDelta, JD-Full
 // and JD-Diag, base tokens in the same step) and raw LoRA behind the device LRU cache (device_lora_cache
-// vs RawLoraDelta, with evictions). Exit code 77 (CTest: skipped) when no CUDA device is usable.
+// vs RawLoraDelta, with evictions), all in the device's fp32 mode; then greedy generation in fp32 (every
+// token the CPU's) and bf16 (>= 95% of positions), decode steps replayed from CUDA graphs against the same
+// steps run eagerly, with their launch counts. Exit code 77 (CTest: skipped) when no CUDA device is usable.
 #include "engine/backend/cuda/cuda_bank.hpp"
 #include "engine/backend/cuda/cuda_lora_cache.hpp"
 #include "engine/backend/cuda/cuda_transformer.hpp"
@@ -17,6 +19,7 @@
 #include "engine/serve/model/transformer.hpp"
 #include "engine/serve/scheduling/sampler.hpp"
 #include "kernels/device_probe.hpp"
+#include "tests/kernels_host/device_fixture_bank.hpp"
 #include "tests/support/peft_writer.hpp"
 #include "tests/support/test_paths.hpp"
 
@@ -31,6 +34,11 @@ using namespace lorafleet;
 using namespace lorafleet::serve;
 
 namespace {
+
+// The logit comparisons run the device in its exactness mode (fp32 storage, SGEMM); the greedy tests below
+// run bf16 too.
+constexpr auto fp32 = kernels::device_precision::fp32;
+constexpr auto bf16 = kernels::device_precision::bf16;
 
 std::shared_ptr<const model_weights> fixture_model() {
     static const auto w = model_weights::load(test::fixtures_dir() / "models/tinystories-656k");
@@ -62,56 +70,6 @@ std::vector<int> prompt(int n, std::uint64_t seed, int vocab) {
     return t;
 }
 
-// A random bank on every q/k/v/o module of the model: 3 clusters, rank 4, 5 adapters, adapter 4 lacking
-// o_proj in layer 1 and cluster 2 with no basis there. Large enough to move the logits visibly.
-bank::compressed_bank model_bank(const io::model_geometry& g, compress::jd_method kind) {
-    random_stream rng(11 + int(kind));
-    bank::compressed_bank b;
-    b.kind = kind;
-    b.rank = 4;
-    b.clusters = 3;
-    const int clusters[] = {0, 1, 2, 1, 2};
-    for (int i = 0; i < 5; ++i) {
-        bank::bank_adapter a;
-        a.name = "a" + std::to_string(i);
-        a.cluster = clusters[i];
-        b.adapters.push_back(a);
-    }
-    for (int l = 0; l < g.num_layers; ++l)
-        for (const char* name : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
-            const auto shape = *g.linear_shape(name);
-            b.modules.push_back(
-                {"model.layers." + std::to_string(l) + "." + name, l, name, shape.d_out, shape.d_in});
-        }
-    const std::size_t mods = b.modules.size();
-    b.bases.resize(mods);
-    b.cores.resize(mods);
-    for (std::size_t m = 0; m < mods; ++m) {
-        const bool last = m + 1 == mods; // layer 1 o_proj
-        for (int c = 0; c < 3; ++c) {
-            bank::cluster_basis basis;
-            if (!(last && c == 2)) {
-                basis.u.resize(std::size_t(b.modules[m].d_out * b.rank));
-                basis.vt.resize(std::size_t(b.rank * b.modules[m].d_in));
-                for (auto& x : basis.u)
-                    x = float(rng.normal() * 0.1);
-                for (auto& x : basis.vt)
-                    x = float(rng.normal() * 0.1);
-            }
-            b.bases[m].push_back(basis);
-        }
-        b.cores[m].assign(b.adapters.size() * std::size_t(b.core_size()), 0.0f);
-        for (std::size_t i = 0; i < b.adapters.size(); ++i) {
-            const bool has = !(last && i == 4);
-            b.adapters[i].errors.push_back(has ? 0.1 : std::nan(""));
-            if (has)
-                for (std::int64_t k = 0; k < b.core_size(); ++k)
-                    b.core(m, i)[k] = float(rng.normal());
-        }
-    }
-    return b;
-}
-
 } // namespace
 
 class TestServeDeviceForward : public QObject {
@@ -122,7 +80,7 @@ private slots:
     void prefillAndDecodeMatchTheCpu() {
         const auto w = fixture_model();
         transformer cpu(w, 1);
-        cuda_transformer gpu(w);
+        cuda_transformer gpu(w, fp32);
         const int vocab = w->geometry().vocab_size;
         const auto tokens = prompt(37, 3, vocab);
         kv_cache cc = cpu.make_cache(8u << 20), gc = gpu.make_cache(8u << 20);
@@ -151,7 +109,7 @@ private slots:
     void continuousBatchMatchesEachSequenceAlone() {
         const auto w = fixture_model();
         transformer cpu(w, 1);
-        cuda_transformer gpu(w);
+        cuda_transformer gpu(w, fp32);
         const int vocab = w->geometry().vocab_size;
         kv_cache cc = cpu.make_cache(8u << 20), gc = gpu.make_cache(8u << 20);
         std::vector<std::vector<int>> p;
@@ -187,11 +145,11 @@ private slots:
         QFETCH(int, kind);
         const auto w = fixture_model();
         const auto& g = w->geometry();
-        const auto bank = model_bank(g, compress::jd_method(kind));
+        const auto bank = test::device_fixture_bank(g, compress::jd_method(kind));
         BankDelta cpu_bank(bank, g, "bank");
-        const auto dev_bank = upload_bank(bank, g, "bank");
+        const auto dev_bank = upload_bank(bank, g, "bank", fp32);
         transformer cpu(w, 1);
-        cuda_transformer gpu(w);
+        cuda_transformer gpu(w, fp32);
         kv_cache cc = cpu.make_cache(8u << 20), gc = gpu.make_cache(8u << 20);
         const int slot_of_seq[] = {-1, 0, 1, 2, 3, 4};
         std::vector<std::vector<int>> p;
@@ -267,10 +225,10 @@ private slots:
             return kernels::serve_status{};
         };
         std::unique_ptr<kernels::device_lora_cache> cache;
-        throw_if_failed(kernels::device_lora_cache::create(device_geometry(g), largest, 2, load, cache),
+        throw_if_failed(kernels::device_lora_cache::create(device_geometry(g), largest, 2, load, cache, fp32),
                         "cache");
         transformer cpu(w, 1);
-        cuda_transformer gpu(w);
+        cuda_transformer gpu(w, fp32);
         for (const auto& pair : {std::vector<int>{0, 1}, std::vector<int>{2, 0}, std::vector<int>{1, 2}}) {
             int resident = 0;
             throw_if_failed(cache->prepare(pair.data(), 2, &resident, nullptr), "prepare");
@@ -304,7 +262,7 @@ private slots:
         const auto w = fixture_model();
         const auto& g = w->geometry();
         std::unique_ptr<kernels::device_transformer> dev;
-        throw_if_failed(kernels::device_transformer::create(device_geometry(g), dev), "create");
+        throw_if_failed(kernels::device_transformer::create(device_geometry(g), fp32, dev), "create");
         throw_if_failed(dev->upload(device_source(*w)), "upload");
         throw_if_failed(dev->allocate_kv(8, 16), "kv");
         const auto tokens = prompt(19, 90, g.vocab_size);
@@ -400,10 +358,10 @@ private slots:
             QCOMPARE(cpu_lora.add(dir, dir.filename().string()).slot, i);
             peft.push_back(std::make_shared<const io::peft_adapter>(io::load_peft_adapter(dir, options)));
         }
-        cuda_lora_cache gpu_lora(g, peft, 2 * CachedLoraDelta::resident_bytes_of(*peft[2]));
+        cuda_lora_cache gpu_lora(g, peft, 2 * CachedLoraDelta::resident_bytes_of(*peft[2]), fp32);
         QCOMPARE(gpu_lora.pages(), 2);
         transformer cpu(w, 1);
-        cuda_transformer gpu(w);
+        cuda_transformer gpu(w, fp32);
         for (const auto& pair : {std::vector<int>{2, 0}, std::vector<int>{1, 2}}) {
             QCOMPARE(cpu_lora.prepare(pair), std::size_t(2));
             QCOMPARE(gpu_lora.prepare(pair), std::size_t(2));
@@ -426,9 +384,107 @@ private slots:
         QCOMPARE(gpu_lora.misses(), std::uint64_t(3));
     }
 
+    // Greedy generation of 4 sequences x 40 tokens, each step one token per sequence (decode steps: the
+    // device replays its graphs), fed back from the CPU's own choice so positions stay comparable. fp32:
+    // every device token equals the CPU's; bf16 (weights exact in bf16 on this fixture, activations and
+    // the KV cache rounded to 8 bits): at least 95% of positions.
+    void greedyTokensMatchTheCpu_data() {
+        QTest::addColumn<int>("precision");
+        QTest::addColumn<double>("required");
+        QTest::newRow("fp32") << int(fp32) << 1.0;
+        QTest::newRow("bf16") << int(bf16) << 0.95;
+    }
+    void greedyTokensMatchTheCpu() {
+        QFETCH(int, precision);
+        QFETCH(double, required);
+        const auto w = fixture_model();
+        const int vocab = w->geometry().vocab_size;
+        transformer cpu(w, 1);
+        cuda_transformer gpu(w, kernels::device_precision(precision));
+        gpu.set_graphs(true); // whatever LORAFLEET_CUDA_GRAPHS says
+        QCOMPARE(int(gpu.precision()), precision);
+        kv_cache cc = cpu.make_cache(8u << 20), gc = gpu.make_cache(8u << 20);
+        const int seqs = 4, steps = 40;
+        std::vector<std::vector<int>> p;
+        for (int s = 0; s < seqs; ++s) {
+            p.push_back(prompt(6 + s, 100 + s, vocab));
+            cc.add_sequence(s);
+            gc.add_sequence(s);
+            const sequence_step pre{s, p.back(), {}, -1, false};
+            cpu.forward(cc, std::span(&pre, 1));
+            gpu.forward(gc, std::span(&pre, 1));
+        }
+        std::vector<int> next(seqs, 1);
+        int same = 0, total = 0;
+        for (int t = 0; t < steps; ++t) {
+            std::vector<sequence_step> step;
+            for (int s = 0; s < seqs; ++s)
+                step.push_back({s, std::span<const int>(&next[std::size_t(s)], 1), {}, -1, false});
+            const auto want = cpu.forward(cc, step);
+            const auto got = gpu.forward(gc, step);
+            for (int s = 0; s < seqs; ++s) {
+                const int a = greedy_token(want.last(s)), b = greedy_token(got.last(s));
+                same += a == b;
+                ++total;
+                next[std::size_t(s)] = a;
+            }
+        }
+        const double share = double(same) / double(total);
+        std::printf("greedy agreement (%s): %d / %d\n", kernels::precision_name(gpu.precision()), same,
+                    total);
+        QVERIFY2(share >= required, qPrintable(QString("%1 of positions agree").arg(share)));
+        QVERIFY(gpu.step_stats().graph_steps >= std::uint64_t(steps)); // the decode steps were replays
+    }
+
+    // The same decode steps with graphs on and off: the same logits (fp32), and a replayed step issues a
+    // handful of launches where the eager one issues hundreds; padding (3 sequences -> bucket 4) and a
+    // bank adapter in the step change nothing.
+    void graphReplayMatchesEagerSteps() {
+        const auto w = fixture_model();
+        const auto& g = w->geometry();
+        const auto bank = test::device_fixture_bank(g, compress::jd_method::full);
+        const auto dev_bank = upload_bank(bank, g, "bank", fp32);
+        cuda_transformer eager(w, fp32), graphed(w, fp32);
+        eager.set_graphs(false);
+        graphed.set_graphs(true);
+        kv_cache ec = eager.make_cache(8u << 20), gc = graphed.make_cache(8u << 20);
+        const int slot_of_seq[] = {-1, 2, 4};
+        std::vector<std::vector<int>> p;
+        for (int s = 0; s < 3; ++s) {
+            p.push_back(prompt(9 + 2 * s, 140 + s, g.vocab_size));
+            ec.add_sequence(s);
+            gc.add_sequence(s);
+            const sequence_step pre{s, p.back(), {}, slot_of_seq[s], false};
+            eager.forward(ec, std::span(&pre, 1), dev_bank.get());
+            graphed.forward(gc, std::span(&pre, 1), dev_bank.get());
+        }
+        const auto before_e = eager.step_stats(), before_g = graphed.step_stats();
+        for (int t = 0; t < 5; ++t) {
+            std::vector<sequence_step> step;
+            std::vector<int> tok = {3 + t, 40 + t, 90 + t};
+            for (int s = 0; s < 3; ++s)
+                step.push_back({s, std::span<const int>(&tok[std::size_t(s)], 1), {}, slot_of_seq[s], false});
+            const auto want = eager.forward(ec, step, dev_bank.get());
+            const auto got = graphed.forward(gc, step, dev_bank.get());
+            for (int s = 0; s < 3; ++s)
+                compare_logits(got.last(s), want.last(s), QString("graph step %1 seq %2").arg(t).arg(s));
+        }
+        const auto& e = eager.step_stats();
+        const auto& gr = graphed.step_stats();
+        QCOMPARE(e.graph_steps, before_e.graph_steps);
+        QCOMPARE(gr.graph_steps - before_g.graph_steps, std::uint64_t(5));
+        QCOMPARE(gr.captures, std::uint64_t(1)); // bucket 4, captured once, replayed 5 times
+        const double eager_launches = double(e.launches - before_e.launches) / 5;
+        const double graph_launches = double(gr.launches - before_g.launches) / 5;
+        std::printf("launches/step: eager %.1f, graph %.1f (device ran %.1f)\n", eager_launches,
+                    graph_launches, double(gr.device_launches - before_g.device_launches) / 5);
+        QCOMPARE(graph_launches, 1.0);
+        QVERIFY(eager_launches > 20 * g.num_layers);
+    }
+
     void errorsLeaveTheCacheUsable() {
         const auto w = fixture_model();
-        cuda_transformer gpu(w);
+        cuda_transformer gpu(w, fp32);
         kv_cache gc = gpu.make_cache(8u << 20);
         gc.add_sequence(0);
         const int bad = w->geometry().vocab_size;

@@ -5,7 +5,8 @@
 // evictions). On the device, adding or removing an adapter is refused with unsupported_error and changes
 // nothing. The CPU engine is the reference; the device computes to float rounding, so a greedy token could
 // in principle differ at a near tie (none at these sizes). Exit code 77 (CTest: skipped) when no CUDA
-// device is usable.
+// device is usable. The device runs its exactness mode (LORAFLEET_DEVICE_PRECISION=fp32, set before any
+// engine is made): bf16 serving is checked against the CPU in test_serve_device_forward.
 #include "engine/bank/compressed_bank.hpp"
 #include "engine/core/error.hpp"
 #include "engine/core/random.hpp"
@@ -189,6 +190,7 @@ int main(int argc, char** argv) {
         std::printf("SKIP: no usable CUDA device (%s)\n", probe.reason.c_str());
         return 77; // CTest SKIP_RETURN_CODE: reported as skipped, not passed or failed
     }
+    qputenv("LORAFLEET_DEVICE_PRECISION", "fp32");
     TestServeEngineCuda test;
     return QTest::qExec(&test, argc, argv);
 }

@@ -9,18 +9,25 @@
 namespace lorafleet::serve {
 
 std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& bank,
-                                                  const io::model_geometry& base, const std::string& where) {
+                                                  const io::model_geometry& base, const std::string& where,
+                                                  kernels::device_precision precision) {
     bank.validate(where);
     std::vector<int> slot_cluster;
     for (const bank::bank_adapter& a : bank.adapters)
         slot_cluster.push_back(a.cluster);
-    return upload_bank(bank, bank.cores, slot_cluster, base, where);
+    return upload_bank(bank, bank.cores, slot_cluster, base, where, precision);
+}
+
+std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& bank,
+                                                  const io::model_geometry& base, const std::string& where) {
+    return upload_bank(bank, base, where, serving_device_precision());
 }
 
 std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& shape,
                                                   const std::vector<std::vector<float>>& cores,
                                                   const std::vector<int>& slot_cluster,
-                                                  const io::model_geometry& base, const std::string& where) {
+                                                  const io::model_geometry& base, const std::string& where,
+                                                  kernels::device_precision precision) {
     if (cores.size() != shape.modules.size() || shape.bases.size() != shape.modules.size())
         throw shape_mismatch(where, "the bank's cores or bases do not match its modules");
     const std::size_t core_floats = slot_cluster.size() * std::size_t(shape.core_size());
@@ -52,7 +59,7 @@ std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& s
     std::unique_ptr<kernels::device_bank> out;
     throw_if_failed(kernels::device_bank::create(base.num_layers, shape.rank, shape.clusters,
                                                  shape.kind == compress::jd_method::full, slot_cluster,
-                                                 modules, out),
+                                                 modules, out, precision),
                     where);
     return out;
 }

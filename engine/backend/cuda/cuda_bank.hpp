@@ -15,6 +15,10 @@
 namespace lorafleet::serve {
 
 // Throws shape_mismatch for a bank that does not fit `base`, backend_unavailable when the device refuses.
+// The bases are stored in `precision` (bf16 unless LORAFLEET_DEVICE_PRECISION says otherwise), cores fp32.
+std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& bank,
+                                                  const io::model_geometry& base, const std::string& where,
+                                                  kernels::device_precision precision);
 std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& bank,
                                                   const io::model_geometry& base, const std::string& where);
 
@@ -24,6 +28,7 @@ std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& b
 std::unique_ptr<kernels::device_bank> upload_bank(const bank::compressed_bank& shape,
                                                   const std::vector<std::vector<float>>& cores,
                                                   const std::vector<int>& slot_cluster,
-                                                  const io::model_geometry& base, const std::string& where);
+                                                  const io::model_geometry& base, const std::string& where,
+                                                  kernels::device_precision precision);
 
 } // namespace lorafleet::serve

@@ -5,6 +5,7 @@
 
 #include "engine/backend/cuda/cuda_bank.hpp"
 #include "engine/backend/cuda/cuda_lora_cache.hpp"
+#include "engine/backend/cuda/cuda_transformer.hpp"
 #include "engine/core/error.hpp"
 #include "engine/io/fleet.hpp"
 
@@ -26,7 +27,7 @@ private:
 class lora_cache_twin final : public cuda_device_adapters {
 public:
     lora_cache_twin(const io::model_geometry& base, io::fleet adapters, std::uint64_t cache_bytes)
-        : m_cache(base, std::move(adapters), cache_bytes) {}
+        : m_cache(base, std::move(adapters), cache_bytes, serve::serving_device_precision()) {}
     std::size_t prepare(std::span<const int> slots) override { return m_cache.prepare(slots); }
     device_adapter_counters counters() const override {
         return {m_cache.page_bytes() * std::uint64_t(m_cache.pages()), m_cache.hits(), m_cache.misses()};
@@ -52,7 +53,8 @@ std::unique_ptr<device_adapters> upload_bank_adapters(const bank::compressed_ban
                                                       const std::vector<int>& slot_cluster,
                                                       const io::model_geometry& base,
                                                       const std::string& where) {
-    return std::make_unique<bank_twin>(serve::upload_bank(shape, cores, slot_cluster, base, where));
+    return std::make_unique<bank_twin>(
+        serve::upload_bank(shape, cores, slot_cluster, base, where, serve::serving_device_precision()));
 }
 
 std::unique_ptr<device_adapters> make_device_lora_cache(const io::model_geometry& base, io::fleet adapters,

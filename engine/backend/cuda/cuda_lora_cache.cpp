@@ -10,9 +10,8 @@
 
 namespace lorafleet::serve {
 
-cuda_lora_cache::cuda_lora_cache(const io::model_geometry& base,
-                                 io::fleet adapters,
-                                 std::uint64_t cache_bytes)
+cuda_lora_cache::cuda_lora_cache(const io::model_geometry& base, io::fleet adapters,
+                                 std::uint64_t cache_bytes, kernels::device_precision precision)
     : m_adapters(std::move(adapters)) {
     for (const auto& a : m_adapters) {
         if (!a) continue; // a removed slot
@@ -23,6 +22,9 @@ cuda_lora_cache::cuda_lora_cache(const io::model_geometry& base,
         m_page_bytes = std::max(m_page_bytes, CachedLoraDelta::resident_bytes_of(*a));
     }
     if (m_page_bytes == 0) m_page_bytes = sizeof(float);
+    // resident_bytes_of counts float32 factors; a 16-bit cache stores each page in half of that.
+    const std::uint64_t f32_page = m_page_bytes;
+    if (precision != kernels::device_precision::fp32) m_page_bytes = (f32_page + 1) / 2;
     m_pages = static_cast<int>(std::min<std::uint64_t>(cache_bytes / m_page_bytes, 1u << 20));
     if (m_pages < 1)
         throw validation_error("adapter cache", "the largest adapter needs " + std::to_string(m_page_bytes) +
@@ -39,9 +41,9 @@ cuda_lora_cache::cuda_lora_cache(const io::model_geometry& base,
                            m_loading[i].rank, 1.0f, m_loading[i].a.data(), m_loading[i].b.data()});
         return kernels::serve_status{};
     };
-    throw_if_failed(
-        kernels::device_lora_cache::create(device_geometry(base), m_page_bytes, m_pages, load, m_cache),
-        "adapter cache");
+    throw_if_failed(kernels::device_lora_cache::create(device_geometry(base), f32_page, m_pages, load,
+                                                       m_cache, precision),
+                    "adapter cache");
 }
 
 std::size_t cuda_lora_cache::prepare(std::span<const int> slots) {

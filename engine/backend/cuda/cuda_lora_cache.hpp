@@ -1,7 +1,8 @@
 // The raw multi-LoRA baseline on the device: PEFT adapters (memory-mapped, as CachedLoraDelta holds them)
 // served through kernels::device_lora_cache, a bounded LRU cache of device pages (one adapter per page,
-// page = the largest adapter's float32 factors), filled host -> device on a miss with A and s·B in float32
-// (peft_module::factors_f32, the same numbers CachedLoraDelta computes with). Slots are indices into the
+// page = the largest adapter's factors), filled host -> device on a miss with A and s·B computed in float32
+// (peft_module::factors_f32, the same numbers CachedLoraDelta computes with) and stored in the device
+// precision (bf16 by default: half a float32 page; fp32 keeps them exact). Slots are indices into the
 // adapter list, as CachedLoraDelta numbers its registrations. prepare() has CachedLoraDelta's contract
 // (a resident prefix of the asked slots, evicting least recently prepared pages the call does not need);
 // device() is what cuda_transformer::forward takes. Not thread-safe: one thread (the serving thread).
@@ -24,8 +25,8 @@ public:
     // `adapters` may hold nulls (slots removed before the cache was made: never prepared).
     // validation_error when not even one page fits `cache_bytes` or an adapter's module is not a decoder
     // linear of `base`; backend_unavailable when the device refuses.
-    cuda_lora_cache(const io::model_geometry& base,
-                    io::fleet adapters, std::uint64_t cache_bytes);
+    cuda_lora_cache(const io::model_geometry& base, io::fleet adapters, std::uint64_t cache_bytes,
+                    kernels::device_precision precision = kernels::device_precision::bf16);
     cuda_lora_cache(const cuda_lora_cache&) = delete;
     cuda_lora_cache& operator=(const cuda_lora_cache&) = delete;
 

@@ -7,6 +7,7 @@
 #include "engine/serve/model/step_layout.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace lorafleet::serve {
 
@@ -24,31 +25,67 @@ kernels::device_model_geometry device_geometry(const io::model_geometry& g) {
     return d;
 }
 
+// weights-helper: every tensor as stored (bf16/fp16/fp32 in the memory map; norms and biases float32): the
+// upload converts per tensor through a bounded staging buffer.
+namespace {
+kernels::weight_source device_tensor(const weight_tensor& t) {
+    kernels::weight_source s;
+    s.data = t.data;
+    switch (t.dtype) {
+    case weight_dtype::f32:
+        s.dtype = kernels::weight_f32;
+        break;
+    case weight_dtype::f16:
+        s.dtype = kernels::weight_f16;
+        break;
+    case weight_dtype::bf16:
+        s.dtype = kernels::weight_bf16;
+        break;
+    }
+    return s;
+}
+} // namespace
+
 kernels::device_model_source device_source(const model_weights& w) {
     kernels::device_model_source src;
-    src.embed = w.embed.data;
-    src.final_norm = w.final_norm.data;
-    src.lm_head = w.lm_head.data;
+    src.embed = device_tensor(w.embed);
+    src.final_norm = device_tensor(w.final_norm);
+    src.lm_head = device_tensor(w.lm_head);
+    src.keep_float32 = w.requested_dtype() == weight_dtype_choice::f32;
     for (const layer_weights& L : w.layers) {
         kernels::device_layer_source l;
-        l.input_norm = L.input_norm.data;
-        l.post_norm = L.post_attention_norm.data;
+        l.input_norm = device_tensor(L.input_norm);
+        l.post_norm = device_tensor(L.post_attention_norm);
         for (int m = 0; m < module_kind_count; ++m) {
-            l.weight[m] = L.linear[std::size_t(m)].weight.data;
-            l.bias[m] = L.linear[std::size_t(m)].bias.empty() ? nullptr : L.linear[std::size_t(m)].bias.data;
+            l.weight[m] = device_tensor(L.linear[std::size_t(m)].weight);
+            l.bias[m] = device_tensor(L.linear[std::size_t(m)].bias); // data null when absent
         }
         src.layers.push_back(l);
     }
     return src;
 }
 
-cuda_transformer::cuda_transformer(std::shared_ptr<const model_weights> weights)
+kernels::device_precision parse_device_precision(std::string_view text, const std::string& where) {
+    if (text == "bf16" || text == "bfloat16") return kernels::device_precision::bf16;
+    if (text == "fp16" || text == "float16") return kernels::device_precision::fp16;
+    if (text == "fp32" || text == "float32") return kernels::device_precision::fp32;
+    throw usage_error(where, "device precision must be bf16, fp16 or fp32");
+}
+
+kernels::device_precision serving_device_precision() {
+    const char* v = std::getenv("LORAFLEET_DEVICE_PRECISION");
+    if (!v || !*v) return kernels::device_precision::bf16;
+    return parse_device_precision(v, "LORAFLEET_DEVICE_PRECISION");
+}
+
+cuda_transformer::cuda_transformer(std::shared_ptr<const model_weights> weights,
+                                   kernels::device_precision precision)
     : m_weights(std::move(weights)) {
     const auto& g = geometry();
     const std::string where = "cuda forward (" + path_string(m_weights->folder()) + ")";
     if (g.head_dim % 2 != 0)
         throw unsupported_error(where, "RoPE needs an even head_dim, got " + std::to_string(g.head_dim));
-    throw_if_failed(kernels::device_transformer::create(device_geometry(g), m_device), where);
+    throw_if_failed(kernels::device_transformer::create(device_geometry(g), precision, m_device), where);
     throw_if_failed(m_device->upload(device_source(*m_weights)), where);
 }
 
