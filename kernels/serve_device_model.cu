@@ -609,6 +609,7 @@ serve_status device_transformer::allocate_kv(int total_blocks, int block_size) {
     m->values = raw;
     m->blocks = total_blocks;
     m->block_size = block_size;
+    ++m->scratch_version; // graphs baked the pools' layout in (a new pool may reuse the old address)
     return {};
 }
 
