@@ -39,4 +39,22 @@ cuda_probe_result probe_cuda_devices() {
     return r;
 }
 
+cuda_memory_info query_cuda_memory(int index) {
+    cuda_memory_info m;
+    auto failed = [&m](const char* what, cudaError_t err) {
+        m.reason = std::string(what) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
+        cudaGetLastError();
+        return m;
+    };
+    int previous = 0;
+    cudaError_t err = cudaGetDevice(&previous);
+    if (err != cudaSuccess) return failed("cudaGetDevice", err);
+    if (index != previous && (err = cudaSetDevice(index)) != cudaSuccess) return failed("cudaSetDevice", err);
+    err = cudaMemGetInfo(&m.free_bytes, &m.total_bytes);
+    if (index != previous) cudaSetDevice(previous);
+    if (err != cudaSuccess) return failed("cudaMemGetInfo", err);
+    m.ok = true;
+    return m;
+}
+
 } // namespace lorafleet::kernels

@@ -2,6 +2,7 @@
 // (no driver, insufficient driver, no device) means "no GPU" with the reason; it never aborts.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -24,5 +25,16 @@ struct cuda_probe_result {
 };
 
 cuda_probe_result probe_cuda_devices();
+
+// Free and total memory of device `index` right now (cudaMemGetInfo). Creates the device's primary context
+// in this process on first use; the calling thread's current device is left as it was. ok is false, with
+// the reason, on any runtime error (never aborts).
+struct cuda_memory_info {
+    bool ok = false;
+    std::size_t free_bytes = 0;
+    std::size_t total_bytes = 0;
+    std::string reason; // why not ok
+};
+cuda_memory_info query_cuda_memory(int index);
 
 } // namespace lorafleet::kernels

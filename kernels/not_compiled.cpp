@@ -9,4 +9,10 @@ cuda_probe_result probe_cuda_devices() {
     return r;
 }
 
+cuda_memory_info query_cuda_memory(int) {
+    cuda_memory_info m;
+    m.reason = "this build has no CUDA backend";
+    return m;
+}
+
 } // namespace lorafleet::kernels

@@ -137,6 +137,7 @@ void metrics_recorder::set_memory(const memory_split& fixed, const adapter_memor
     m.kv_cache_reserved = fixed.kv_cache_reserved;
     m.kv_cache_used = fixed.kv_cache_used;
     m.adapters = adapters.resident_bytes;
+    m.adapters_capacity = adapters.capacity_bytes;
     if (m.rss == 0 || now - m_last_rss >= std::chrono::milliseconds(50)) {
         m.rss = process_rss_bytes();
         m_last_rss = now;
@@ -148,6 +149,28 @@ void metrics_recorder::set_memory(const memory_split& fixed, const adapter_memor
     m_counters.adapter_cache_misses = adapters.misses;
     m_counters.adapter_cache_evictions = adapters.evictions;
     m_counters.adapters_loaded = adapters_loaded;
+}
+
+void metrics_recorder::set_device_memory(std::optional<device_memory_split> device) {
+    if (device) {
+        const std::uint64_t parts = device->weights + device->kv_cache + device->adapters;
+        const std::uint64_t used = device->total > device->free ? device->total - device->free : 0;
+        device->used_other = used > parts ? used - parts : 0;
+    }
+    std::lock_guard lock(m_mutex);
+    m_counters.device_memory = std::move(device);
+}
+
+void metrics_recorder::sample_device_memory(
+    const std::function<std::optional<device_memory_split>()>& query) {
+    const auto now = clock::now();
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_last_device != clock::time_point{} && now - m_last_device < std::chrono::milliseconds(50))
+            return;
+        m_last_device = now;
+    }
+    set_device_memory(query());
 }
 
 metrics_snapshot metrics_recorder::snapshot() const {

@@ -1,7 +1,7 @@
 // metrics_recorder: what the serving engine writes down as it runs (steps, admissions, completions) and
 // turns into a metrics_snapshot on request: rolling-window rates and latency percentiles over the last
 // `window_seconds`, counters since start, per-adapter traffic, and the memory split with the process RSS
-// read from /proc/self/statm.
+// read from /proc/self/statm, and the device's memory while the forward pass runs on one.
 // Invariants: counters only grow; window samples older than the window are dropped on every write and
 // ignored by snapshot(); percentiles are nearest-rank over the window's samples (0 with no sample).
 // Threading: every method takes the recorder's own mutex for a short, allocation-light critical section,
@@ -15,8 +15,10 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +53,12 @@ public:
     // The engine's view of memory and the adapter cache, refreshed between steps (the provider may only be
     // asked on the engine thread). RSS is sampled here too, at most every 50 ms, and its peak kept.
     void set_memory(const memory_split& fixed, const adapter_memory_stats& adapters, int adapters_loaded);
+    // The device's memory (nullopt: not on a device). used_other is derived here as total - free - weights
+    // - kv_cache - adapters (0 when the parts do not fit); the other fields are kept as given.
+    void set_device_memory(std::optional<device_memory_split> device);
+    // set_device_memory(query()), with `query` (ForwardPass::device_memory: a runtime call) run on the
+    // calling thread outside the lock, at most every 50 ms; in between the last answer stays.
+    void sample_device_memory(const std::function<std::optional<device_memory_split>()>& query);
 
     metrics_snapshot snapshot() const;
 
@@ -80,6 +88,7 @@ private:
 
     metrics_snapshot m_counters; // counters, "now" values and memory; rates/percentiles filled in snapshot()
     clock::time_point m_last_rss{};
+    clock::time_point m_last_device{}; // the last sample_device_memory query (epoch: never)
 };
 
 } // namespace lorafleet::serve

@@ -14,6 +14,7 @@
 
 #include "engine/backend/device_choice.hpp"
 #include "engine/serve/adapters/adapter_provider.hpp"
+#include "engine/serve/metrics/metrics.hpp"
 #include "engine/serve/model/forward_step.hpp"
 #include "engine/serve/model/kv_cache.hpp"
 #include "engine/serve/model/model_weights.hpp"
@@ -50,6 +51,8 @@ public:
     virtual std::vector<int> forward_tokens(kv_cache& cache, std::span<const sequence_step> batch,
                                             AdapterProvider* adapters, std::span<const token_choice> choices,
                                             int vocab_limit);
+    // The device's memory (weights, KV pools, adapters, free, total) while on a device; nullopt on the CPU.
+    virtual std::optional<device_memory_split> device_memory() const { return std::nullopt; }
 };
 
 struct forward_pass_choice {

@@ -298,6 +298,7 @@ struct serving_engine::impl {
             loaded = static_cast<int>(adapter_list_size());
         }
         recorder.set_memory(fixed, stats, loaded);
+        recorder.sample_device_memory([this] { return model.device_memory(); }); // nullopt on the CPU
     }
     std::size_t adapter_list_size() const {
         std::lock_guard lock(mutex);
