@@ -3,7 +3,7 @@
 
 #include "engine/analysis/compress_estimate.hpp"
 #include "engine/backend/compress_backends.hpp"
-#include "engine/backend/device_registry.hpp"
+#include "ui/common/device_combo.hpp"
 #include "ui/common/engine_host.hpp"
 #include "ui/common/text_format.hpp"
 #include "ui/fleet/fleet_store.hpp"
@@ -26,7 +26,6 @@
 #include <QRegularExpressionValidator>
 #include <QSettings>
 #include <QSpinBox>
-#include <QStandardItemModel>
 #include <QVBoxLayout>
 
 #include <cmath>
@@ -35,25 +34,6 @@
 namespace lorafleet::ui {
 
 namespace {
-
-bool gpuAvailable() {
-    const auto& cuda = backend::devices();
-    return cuda.available && !cuda.devices.empty();
-}
-
-QString deviceDescription() {
-    const auto& cuda = backend::devices();
-    if (cuda.available && !cuda.devices.empty()) {
-        const auto& d = cuda.devices.front();
-        return QStringLiteral("GPU: %1, %2 MiB (compute %3.%4)")
-            .arg(QString::fromStdString(d.name))
-            .arg(d.memory_mb)
-            .arg(d.cc_major)
-            .arg(d.cc_minor);
-    }
-    if (!cuda.compiled) return QStringLiteral("GPU unavailable: this build has no CUDA backend");
-    return QStringLiteral("GPU unavailable: %1").arg(QString::fromStdString(cuda.reason));
-}
 
 // A progress line that takes no room while empty.
 void setLine(QLabel* label, const QString& text) {
@@ -115,17 +95,9 @@ CompressPanel::CompressPanel(Session* session, QWidget* parent) : QWidget(parent
     m_normalize->addItem(QStringLiteral("None: adapters weigh by their norm"));
     form->addRow(QStringLiteral("&Normalization:"), m_normalize);
 
-    m_device = new QComboBox;
-    m_device->addItem(QStringLiteral("Automatic"), QStringLiteral("auto"));
-    m_device->addItem(QStringLiteral("CPU"), QStringLiteral("cpu"));
-    m_device->addItem(QStringLiteral("GPU (CUDA)"), QStringLiteral("cuda"));
-    form->addRow(QStringLiteral("&Device:"), m_device);
-    if (!gpuAvailable()) {
-        // Still selectable from a workspace saved on a GPU machine; a run then fails saying why.
-        if (auto* items = qobject_cast<QStandardItemModel*>(m_device->model()))
-            items->item(2)->setEnabled(false);
-    }
-    m_deviceInfo = new QLabel(deviceDescription());
+    auto* device = new DeviceCombo; // auto / CPU / GPU with its name, or disabled saying why none
+    form->addRow(QStringLiteral("&Device:"), m_device = device);
+    m_deviceInfo = new QLabel(device->description());
     m_deviceInfo->setWordWrap(true);
     m_deviceInfo->setTextInteractionFlags(Qt::TextSelectableByMouse);
     form->addRow(QString(), m_deviceInfo);

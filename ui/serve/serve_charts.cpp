@@ -12,18 +12,33 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace lorafleet::ui {
 
 namespace {
 
 constexpr double kMinSpanSeconds = 5.0; // the time axis spans at least this much
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Tableau 10: the palette the other tabs use.
 const QColor kBlue(0x4e, 0x79, 0xa7), kOrange(0xf2, 0x8e, 0x2b), kRed(0xe1, 0x57, 0x59),
     kTeal(0x76, 0xb7, 0xb2), kGreen(0x59, 0xa1, 0x4f), kPurple(0xb0, 0x7a, 0xa1), kGrey(0xba, 0xb0, 0xac);
 
+// The memory chart's stacked layers. On the host the last two are the server's runtime and the rest of
+// the process (a hatched band, not to scale); on a device they are other used and free.
 enum MemoryLayer { kWeights, kAdapters, kKv, kRuntime, kRest, kLayers };
+const QColor kLayerColors[kLayers] = {kBlue, kGreen, kOrange, kPurple, kGrey};
+constexpr double kGibThresholdMiB = 8 * 1024.0; // a device larger than this is drawn in GiB
+
+QBrush layerBrush(int layer, bool device) {
+    if (layer == kRest)
+        return device ? QBrush(QColor(0xe9, 0xe6, 0xe4))
+                      : QBrush(kLayerColors[layer].darker(130), Qt::BDiagPattern);
+    QColor fill = kLayerColors[layer];
+    fill.setAlpha(170);
+    return QBrush(fill);
+}
 
 QCPGraph* addLine(QCustomPlot* plot, const QString& name, const QColor& color, QCPAxis* keyAxis,
                   QCPAxis* valueAxis, Qt::PenStyle style = Qt::SolidLine) {
@@ -117,15 +132,13 @@ void ServeCharts::setupPlots() {
     addLine(m_latency, tr("e2e p99"), kPurple, m_latency->xAxis, m_latency->yAxis, Qt::DashLine);
 
     addTitle(m_memory, tr("Server memory (stacked, MiB)"));
+    m_memoryTitle = qobject_cast<QCPTextElement*>(m_memory->plotLayout()->element(0, 0));
     styleAxis(m_memory->yAxis, tr("MiB"), -1, -1);
-    const QColor colors[kLayers] = {kBlue, kGreen, kOrange, kPurple, kGrey};
     QCPGraph* below = nullptr;
     for (int layer = 0; layer < kLayers; ++layer) {
         QCPGraph* g = m_memory->addGraph();
-        g->setPen(QPen(colors[layer].darker(120), 1));
-        QColor fill = colors[layer];
-        fill.setAlpha(170);
-        g->setBrush(layer == kRest ? QBrush(colors[layer].darker(130), Qt::BDiagPattern) : QBrush(fill));
+        g->setPen(QPen(kLayerColors[layer].darker(120), 1));
+        g->setBrush(layerBrush(layer, false));
         if (below) g->setChannelFillGraph(below);
         below = g;
     }
@@ -172,6 +185,21 @@ void ServeCharts::setCacheShown(bool shown) {
     m_adapters->replot(QCustomPlot::rpQueuedReplot);
 }
 
+QString ServeCharts::memoryTitle() const {
+    return m_memoryTitle ? m_memoryTitle->text() : QString();
+}
+
+void ServeCharts::setDeviceMemoryShown(bool device, const QString& deviceName, bool gib) {
+    const QString unit = gib ? tr("GiB") : tr("MiB");
+    if (m_memoryTitle)
+        m_memoryTitle->setText(device ? tr("Device memory: %1 (stacked, %2)").arg(deviceName, unit)
+                                      : tr("Server memory (stacked, MiB)"));
+    m_memory->yAxis->setLabel(device ? unit : tr("MiB"));
+    if (device == m_deviceMemory) return;
+    m_deviceMemory = device;
+    m_memory->graph(kRest)->setBrush(layerBrush(kRest, device));
+}
+
 void ServeCharts::resizeEvent(QResizeEvent* event) {
     QWidget::resizeEvent(event);
     fitLegends();
@@ -195,12 +223,29 @@ void ServeCharts::rebuild(const ServeHistory& h) {
         const ServeSample& s = samples[std::size_t(i)];
         ownTop = std::max(ownTop, s.weightsMiB + s.adaptersMiB + s.kvMiB + s.runtimeMiB);
     }
-    const double memUpper = ownTop > 0 ? ownTop * (1.15 + kBandFraction) : 1.0;
+    // On a device (the newest sample says so) the chart is the device's memory, to scale, up to its total.
+    const bool device = n > 0 && samples.back().onDevice;
+    double deviceTotal = 0;
+    for (const ServeSample& s : samples)
+        if (s.onDevice) deviceTotal = std::max(deviceTotal, s.devTotalMiB);
+    const bool gib = device && deviceTotal > kGibThresholdMiB;
+    const double scale = gib ? 1.0 / 1024.0 : 1.0; // MiB -> the axis unit
+    const double memUpper = device       ? std::max(deviceTotal * scale, 1e-9) * 1.05
+                            : ownTop > 0 ? ownTop * (1.15 + kBandFraction)
+                                         : 1.0;
     const double band = kBandFraction * memUpper;
     for (int i = 0; i < n; ++i) {
         const ServeSample& s = samples[std::size_t(i)];
         t[i] = s.t;
-        const double w = s.weightsMiB, a = w + s.adaptersMiB, k = a + s.kvMiB, r = k + s.runtimeMiB;
+        double w = s.weightsMiB, a = w + s.adaptersMiB, k = a + s.kvMiB, r = k + s.runtimeMiB;
+        double top = r + (s.otherMiB > 0 ? band : 0.0);
+        if (device) { // weights, adapters, KV pools, other used, free: up to the device's total
+            w = s.onDevice ? s.devWeightsMiB * scale : kNaN;
+            a = w + s.devAdaptersMiB * scale;
+            k = a + s.devKvMiB * scale;
+            r = k + s.devOtherMiB * scale;
+            top = r + s.devFreeMiB * scale;
+        }
         const double values[kSeries] = {s.tokensPerS,
                                         s.promptTokensPerS,
                                         s.requestsPerS,
@@ -212,7 +257,7 @@ void ServeCharts::rebuild(const ServeHistory& h) {
                                         a,
                                         k,
                                         r,
-                                        r + (s.otherMiB > 0 ? band : 0.0),
+                                        top,
                                         double(s.activeAdapters),
                                         s.hitRate * 100.0};
         for (int j = 0; j < kSeries; ++j)
@@ -233,12 +278,25 @@ void ServeCharts::rebuild(const ServeHistory& h) {
     // The stacked layers are hard to read off the axis: their sizes, with units, go in the legend.
     const ServeSample none;
     const ServeSample& s = n ? samples.back() : none;
-    m_memory->graph(kWeights)->setName(tr("weights %1").arg(layerSize(s.weightsMiB)));
-    m_memory->graph(kAdapters)->setName(tr("adapters %1").arg(layerSize(s.adaptersMiB)));
-    m_memory->graph(kKv)->setName(
-        tr("KV in use %1 of %2").arg(layerSize(s.kvMiB), layerSize(s.kvReservedMiB)));
-    m_memory->graph(kRuntime)->setName(tr("runtime %1").arg(layerSize(s.runtimeMiB)));
-    m_memory->graph(kRest)->setName(tr("rest of process %1 (not to scale)").arg(layerSize(s.otherMiB)));
+    setDeviceMemoryShown(device, QString::fromStdString(s.deviceName), gib);
+    if (device) {
+        m_memory->graph(kWeights)->setName(tr("weights %1").arg(layerSize(s.devWeightsMiB)));
+        m_memory->graph(kAdapters)->setName(tr("adapters %1").arg(layerSize(s.devAdaptersMiB)));
+        // The device's pools mirror the engine's KV blocks: the host split says how many are in use.
+        const double inUse = s.kvReservedMiB > 0 ? 100.0 * s.kvMiB / s.kvReservedMiB : 0.0;
+        m_memory->graph(kKv)->setName(
+            tr("KV cache %1 (%2% in use)").arg(layerSize(s.devKvMiB), QLocale().toString(inUse, 'f', 0)));
+        m_memory->graph(kRuntime)->setName(tr("other used %1").arg(layerSize(s.devOtherMiB)));
+        m_memory->graph(kRest)->setName(
+            tr("free %1 of %2").arg(layerSize(s.devFreeMiB), layerSize(s.devTotalMiB)));
+    } else {
+        m_memory->graph(kWeights)->setName(tr("weights %1").arg(layerSize(s.weightsMiB)));
+        m_memory->graph(kAdapters)->setName(tr("adapters %1").arg(layerSize(s.adaptersMiB)));
+        m_memory->graph(kKv)->setName(
+            tr("KV in use %1 of %2").arg(layerSize(s.kvMiB), layerSize(s.kvReservedMiB)));
+        m_memory->graph(kRuntime)->setName(tr("runtime %1").arg(layerSize(s.runtimeMiB)));
+        m_memory->graph(kRest)->setName(tr("rest of process %1 (not to scale)").arg(layerSize(s.otherMiB)));
+    }
 
     const double last = n ? t.back() : 0;
     const double first = std::max(0.0, last - h.windowSeconds());

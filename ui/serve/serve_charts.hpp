@@ -9,6 +9,10 @@
 //               fill the chart); the axis fits the server's own parts. Every layer's current size, with
 //               its unit, is in the legend in the app's one size format (formatBytes: "adapters
 //               2.0 MiB", "KV in use 192.0 MiB of 256.0 MiB", "adapters 798.7 KiB");
+//               while the newest sample has device memory (the engine serves on a GPU) the same chart
+//               shows the device instead, to scale: weights, adapters, KV cache (its pools, with the
+//               share in use), other used (CUDA context, workspaces, other processes) and free, which
+//               add up to the device's total (GiB when the device holds more than 8 GiB);
 //   adapters:   active adapters (last 2 s) and, only where a cache exists (raw folders, or a hybrid
 //               bank's raw-served adapters), the cache hit rate in % on the right axis (gaps where
 //               nothing was looked up).
@@ -20,6 +24,7 @@
 #include <QWidget>
 
 class QCPAxisRect;
+class QCPTextElement;
 class QCustomPlot;
 
 namespace lorafleet::ui {
@@ -44,6 +49,8 @@ public:
     QCustomPlot* memoryPlot() const { return m_memory; }
     QCustomPlot* adaptersPlot() const { return m_adapters; }
     QCPAxisRect* requestsRect() const { return m_requestsRect; } // the throughput chart's lower strip
+    bool showsDeviceMemory() const { return m_deviceMemory; }    // the memory chart shows the device
+    QString memoryTitle() const;
 
 protected:
     void resizeEvent(QResizeEvent* event) override;
@@ -51,13 +58,16 @@ protected:
 private:
     void setupPlots();
     void fitLegends();
+    void setDeviceMemoryShown(bool device, const QString& deviceName, bool gib);
 
     QCustomPlot* m_throughput = nullptr;
     QCustomPlot* m_latency = nullptr;
     QCustomPlot* m_memory = nullptr;
     QCustomPlot* m_adapters = nullptr;
     QCPAxisRect* m_requestsRect = nullptr;
+    QCPTextElement* m_memoryTitle = nullptr;
     bool m_cacheShown = true;
+    bool m_deviceMemory = false;
 };
 
 } // namespace lorafleet::ui

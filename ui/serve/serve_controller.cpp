@@ -3,6 +3,7 @@
 
 #include "engine/api/chat_template.hpp"
 #include "engine/api/http_server.hpp"
+#include "engine/backend/device_choice.hpp"
 #include "engine/core/error.hpp"
 #include "engine/serve/scheduling/serving_engine.hpp"
 #include "engine/serve/session/serving_session.hpp"
@@ -35,7 +36,8 @@ struct ServeController::Runtime {
     std::vector<std::vector<int>> prompts; // tokenized sonnets
     QString promptError;                   // why there are no prompts
     int port = 0;
-    QString mode, modelName;
+    QString mode, modelName, device, deviceNote;
+    bool apiKey = false;
     QStringList adapters;
     QList<SkippedAdapter> skipped; // filled by the setup: adapters left out, with reasons
 
@@ -97,6 +99,12 @@ void ServeController::start(const ServeConfig& config) {
         if (!QFileInfo::exists(modelDir + QStringLiteral("/config.json")))
             throw io_error(modelDir.toStdString(), "not a HuggingFace model folder (no config.json)");
         if (config.port < 0 || config.port > 65535) throw usage_error("serve", "the port must be 0..65535");
+        if (config.threads < 0) throw usage_error("serve", "threads must be >= 0 (0 = all)");
+        const std::string key = config.apiKey.toStdString();
+        for (char c : key)
+            if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+                throw usage_error("serve",
+                                  "the API key must be one token without spaces or control characters");
         const fs::path model = modelDir.toStdString();
         auto rt = std::make_shared<Runtime>();
         serve::session_options setup;
@@ -122,6 +130,7 @@ void ServeController::start(const ServeConfig& config) {
         }
         setup.engine.kv_cache_bytes = std::uint64_t(std::max(1, config.kvCacheMiB)) << 20;
         setup.engine.threads = config.threads;
+        setup.engine.device = backend::parse_device_choice(config.device.toStdString(), "device");
         setup.engine.metrics_window_s = kEngineMetricsWindowS;
         setup.on_stage = [&ctx](std::string_view stage) { // between stages: report, and honour Cancel
             ctx.throwIfCancelled();
@@ -138,6 +147,8 @@ void ServeController::start(const ServeConfig& config) {
         rt->adapters.sort();
         rt->mode = QString::fromLatin1(rt->engine->adapter_mode().data(),
                                        qsizetype(rt->engine->adapter_mode().size()));
+        rt->device = QString::fromLatin1(rt->engine->device().data(), qsizetype(rt->engine->device().size()));
+        rt->deviceNote = QString::fromStdString(rt->engine->device_note());
 
         ctx.setStage(QStringLiteral("Reading the prompts"));
         try {
@@ -157,6 +168,8 @@ void ServeController::start(const ServeConfig& config) {
         httpOptions.host = "127.0.0.1";
         httpOptions.port = config.port;
         httpOptions.http_threads = 8;
+        httpOptions.api_key = key;
+        rt->apiKey = !key.empty();
         rt->http = std::make_unique<api::http_server>(*rt->engine, api::chat_template::from_model_dir(model),
                                                       httpOptions);
         rt->port = rt->http->bind();
@@ -249,6 +262,15 @@ QStringList ServeController::adapterNames() const {
 }
 QString ServeController::modelName() const {
     return m_runtime ? m_runtime->modelName : QString();
+}
+QString ServeController::device() const {
+    return m_runtime ? m_runtime->device : QString();
+}
+QString ServeController::deviceNote() const {
+    return m_runtime ? m_runtime->deviceNote : QString();
+}
+bool ServeController::requiresApiKey() const {
+    return m_runtime && m_runtime->apiKey;
 }
 serve::serving_engine* ServeController::engine() const {
     return m_runtime ? m_runtime->engine.get() : nullptr;

@@ -1,13 +1,17 @@
 // ServeController: the Serve tab's engine side, without widgets. start() loads the model and the adapters
 // (the session's compressed bank, raw PEFT folders, or none) and starts a continuous-batching
 // serving_engine plus the OpenAI-compatible HTTP server on 127.0.0.1 (port 0 = a free one) in a
-// background EngineJob; stop() tears both down in another job (in-flight requests are cancelled, the
-// listening socket is closed before stopped() is emitted). A built-in LoadGenerator submits requests
-// straight to the engine. While running, a timer polls serving_engine::metrics() (a copy taken under
-// the engine's short lock) about four times a second into a ServeHistory and emits sampled().
-// States: Stopped -> Starting -> Running -> Stopping -> Stopped (Starting -> Stopped on failure, with
-// failed(reason)). Thread affinity: GUI thread; the engine, the HTTP server's threads and the load
-// generator's thread only ever touch the runtime they share by shared_ptr, never this object.
+// background EngineJob, on the device of ServeConfig::device (the engine's "auto" / "cpu" / "cuda"; cuda
+// without a usable GPU fails with the engine's backend_unavailable reason) and, when ServeConfig::apiKey is
+// set, with every route but /health requiring "Authorization: Bearer KEY" (the key lives in memory only,
+// in the config and the HTTP server; it is never logged); stop() tears both down in another job (in-flight
+// requests are cancelled, the listening socket is closed before stopped() is emitted). A built-in
+// LoadGenerator submits requests straight to the engine. While running, a timer polls
+// serving_engine::metrics() (a copy taken under the engine's short lock) about four times a second into a
+// ServeHistory and emits sampled(). States: Stopped -> Starting -> Running -> Stopping -> Stopped (Starting
+// -> Stopped on failure, with failed(reason)). Thread affinity: GUI thread; the engine, the HTTP server's
+// threads and the load generator's thread only ever touch the runtime they share by shared_ptr, never this
+// object.
 #pragma once
 
 #include "engine/bank/compressed_bank.hpp"
@@ -47,9 +51,11 @@ struct ServeConfig {
     QStringList adapterFolders;                        // Source::RawFolders: adapters or folders of them
     int port = 0;                                      // 0 = any free port
     int kvCacheMiB = 64;
-    int adapterCacheMiB = 256; // raw mode's LRU cache
-    int threads = 0;           // transformer threads, 0 = all
-    QString promptsFile;       // "" = the bundled sonnets
+    int adapterCacheMiB = 256;              // raw mode's LRU cache
+    int threads = 0;                        // transformer threads, 0 = all
+    QString device = QStringLiteral("cpu"); // "auto", "cpu" or "cuda" (backend/device_choice.hpp)
+    QString apiKey;      // "" = no key; else one token without spaces or control characters (as the CLI's)
+    QString promptsFile; // "" = the bundled sonnets
 };
 
 class ServeController : public QObject {
@@ -78,6 +84,9 @@ public:
     bool hasAdapterCache() const;     // raw or hybrid: adapters (some) behind the LRU cache
     QStringList adapterNames() const; // sorted
     QString modelName() const;        // the base model's served name (its folder name)
+    QString device() const;           // where the forward pass runs: "cpu" or "cuda" ("" unless Running)
+    QString deviceNote() const;       // how it was chosen, e.g. "cpu (auto: no usable CUDA device: ...)"
+    bool requiresApiKey() const;      // the running server checks an API key
     QString lastError() const { return m_lastError; }
     // What the last successful start skipped (empty before, and for a bank or the base model).
     QList<SkippedAdapter> skippedAdapters() const { return m_skipped; }

@@ -40,6 +40,17 @@ bool ServeHistory::add(const serve::metrics_snapshot& m, bool hasCache) {
     s.runtimeMiB = double(beyond - other) / kMiB;
     s.otherMiB = double(other) / kMiB;
     s.rssMiB = double(m.memory.rss) / kMiB;
+    if (m.device_memory) {
+        const serve::device_memory_split& d = *m.device_memory;
+        s.onDevice = true;
+        s.devWeightsMiB = double(d.weights) / kMiB;
+        s.devKvMiB = double(d.kv_cache) / kMiB;
+        s.devAdaptersMiB = double(d.adapters) / kMiB;
+        s.devOtherMiB = double(d.used_other) / kMiB;
+        s.devFreeMiB = double(d.free) / kMiB;
+        s.devTotalMiB = double(d.total) / kMiB;
+        s.deviceName = d.device;
+    }
     s.running = m.running;
     s.queued = m.queue_depth;
     s.submitted = m.requests_submitted;

@@ -10,7 +10,10 @@
 //                    "runtime": what the process grew by since the server was started (the RSS baseline
 //                    taken before loading) beyond those parts (threads, scratch buffers, the HTTP server,
 //                    the allocator), and "other": the rest of the process (the console itself, libraries),
-//                    i.e. rss = weights + adapters + kv in use + runtime + other, each >= 0.
+//                    i.e. rss = weights + adapters + kv in use + runtime + other, each >= 0;
+//   device memory:   only when the snapshot has it (the forward pass runs on a device): the engine's
+//                    device split as it is (weights, KV pools, adapters, other used, free; they add up to
+//                    the device's total), onDevice set.
 // Units: times in seconds since the engine started (snapshot uptime), latencies in ms, memory in MiB.
 // Invariants: sample times are strictly increasing (a snapshot not newer than the last one is ignored);
 // every sample's values come from exactly one snapshot (and the counters of earlier ones in the window).
@@ -33,6 +36,10 @@ struct ServeSample {
     double ttftP50Ms = 0, ttftP99Ms = 0, e2eP50Ms = 0, e2eP99Ms = 0;
     double weightsMiB = 0, kvMiB = 0, kvReservedMiB = 0, adaptersMiB = 0, runtimeMiB = 0, otherMiB = 0,
            rssMiB = 0;
+    bool onDevice = false; // the snapshot had device memory; the dev* fields are set only then
+    double devWeightsMiB = 0, devKvMiB = 0, devAdaptersMiB = 0, devOtherMiB = 0, devFreeMiB = 0,
+           devTotalMiB = 0;
+    std::string deviceName; // "NVIDIA H200" ("" on the CPU)
     int activeAdapters = 0;
     double hitRate = 0; // 0..1, or NaN: no cache, or no lookup in the interval
     int running = 0, queued = 0;

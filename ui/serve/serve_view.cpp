@@ -1,6 +1,9 @@
 // ServeView (see serve_view.hpp).
 #include "ui/serve/serve_view.hpp"
 
+#include "engine/backend/device_registry.hpp"
+#include "ui/common/device_combo.hpp"
+#include "ui/common/elided_label.hpp"
 #include "ui/common/text_format.hpp"
 #include "ui/fleet/fleet_store.hpp"
 #include "ui/serve/serve_charts.hpp"
@@ -25,6 +28,9 @@
 #include <QLineEdit>
 #include <QPlainTextEdit>
 #include <QPushButton>
+#include <QRandomGenerator>
+#include <QRegularExpressionValidator>
+#include <QSettings>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QTableWidget>
@@ -43,6 +49,22 @@ constexpr int kCoalesceMs = 40;
 constexpr double kLiveDataSeconds = 3.0; // liveDataReady once the charts hold this much loaded time
 constexpr double kMiB = 1024.0 * 1024.0;
 constexpr int kMaxLoadAdapters = 1 << 20;
+constexpr int kMaxThreads = 1024;
+constexpr int kDefaultKvMiB = 64;
+constexpr int kDefaultAdapterCacheMiB = 256;
+// QSettings keys of the remembered server settings (never the API key).
+const QString kDeviceKey = QStringLiteral("serve/device");
+const QString kThreadsKey = QStringLiteral("serve/threads");
+const QString kKvKey = QStringLiteral("serve/kvCacheMiB");
+const QString kAdapterCacheKey = QStringLiteral("serve/adapterCacheMiB");
+
+// 32 random bytes from the system's generator, base64url without padding (43 characters).
+QString randomApiKey() {
+    QByteArray bytes(32, Qt::Uninitialized);
+    QRandomGenerator::system()->fillRange(reinterpret_cast<quint32*>(bytes.data()), bytes.size() / 4);
+    return QString::fromLatin1(
+        bytes.toBase64(QByteArray::Base64UrlEncoding | QByteArray::OmitTrailingEquals));
+}
 
 QLabel* tile(QWidget* parent, QGridLayout* grid, int column, const QString& caption) {
     auto* frame = new QFrame(parent);
@@ -154,6 +176,7 @@ ServeView::ServeView(Session* session, QWidget* parent)
     }
 
     setModelDir(demoModelDir());
+    restoreSettings();
     refreshAdapterChoices();
     onStateChanged();
 }
@@ -213,20 +236,77 @@ QWidget* ServeView::buildServerBox() {
         updateButtons();
     });
 
+    m_device = new DeviceCombo(box);
+    m_device->setObjectName(QStringLiteral("serveDevice"));
+    form->addRow(tr("Device"), m_device);
+    m_deviceInfo = new ElidedLabel(Qt::ElideRight, box);
+    m_deviceInfo->setObjectName(QStringLiteral("serveDeviceInfo"));
+    m_deviceInfo->setStyleSheet(QStringLiteral("color: #5b6b7b;"));
+    m_deviceInfo->setElidedText(m_device->description());
+    form->addRow(QString(), m_deviceInfo);
+
     m_port = new QSpinBox(box);
     m_port->setRange(0, 65535);
     m_port->setSpecialValueText(tr("any free port"));
     m_port->setValue(0);
-    m_kv = new QSpinBox(box);
-    m_kv->setRange(1, 1 << 16);
-    m_kv->setValue(64);
-    m_kv->setSuffix(tr(" MiB"));
-    m_kv->setToolTip(tr("KV cache budget of the running batch"));
+    m_port->setToolTip(tr("TCP port on 127.0.0.1 (only this machine can connect)"));
+    m_threads = new QSpinBox(box);
+    m_threads->setObjectName(QStringLiteral("serveThreads"));
+    m_threads->setRange(0, kMaxThreads);
+    m_threads->setSpecialValueText(tr("all"));
+    m_threads->setToolTip(tr("Transformer threads on the CPU (all = one per hardware thread); "
+                             "the GPU does not use them"));
     auto* portRow = new QHBoxLayout;
     portRow->addWidget(m_port, 1);
-    portRow->addWidget(new QLabel(tr("KV"), box));
-    portRow->addWidget(m_kv, 1);
+    portRow->addWidget(new QLabel(tr("Threads"), box));
+    portRow->addWidget(m_threads, 1);
     form->addRow(tr("Port"), portRow);
+
+    m_kv = new QSpinBox(box);
+    m_kv->setObjectName(QStringLiteral("serveKvCache"));
+    m_kv->setRange(1, 1 << 20);
+    m_kv->setValue(kDefaultKvMiB);
+    m_kv->setSuffix(tr(" MiB"));
+    m_kv->setToolTip(tr("KV cache budget of the running batch (on the GPU when serving there)"));
+    m_adapterCache = new QSpinBox(box);
+    m_adapterCache->setObjectName(QStringLiteral("serveAdapterCache"));
+    m_adapterCache->setRange(1, 1 << 24);
+    m_adapterCache->setValue(kDefaultAdapterCacheMiB);
+    m_adapterCache->setSuffix(tr(" MiB"));
+    m_adapterCache->setToolTip(tr("Raw PEFT adapters: MiB of adapter weights kept resident (least recently "
+                                  "used ones are dropped and reloaded on demand); a bank needs no cache"));
+    auto* cacheRow = new QHBoxLayout;
+    cacheRow->addWidget(m_kv, 1);
+    cacheRow->addWidget(new QLabel(tr("Adapter cache"), box));
+    cacheRow->addWidget(m_adapterCache, 1);
+    form->addRow(tr("KV cache"), cacheRow);
+
+    m_apiKey = new QLineEdit(box);
+    m_apiKey->setObjectName(QStringLiteral("serveApiKey"));
+    m_apiKey->setEchoMode(QLineEdit::Password);
+    m_apiKey->setPlaceholderText(tr("none"));
+    m_apiKey->setValidator(
+        new QRegularExpressionValidator(QRegularExpression(QStringLiteral("[\\x21-\\x7e]*")), m_apiKey));
+    m_apiKey->setToolTip(tr("Optional: when set, every request but /health needs the header "
+                            "'Authorization: Bearer KEY' (401 otherwise). Kept in memory only: never saved "
+                            "with the workspace or the settings."));
+    m_copyKey = new QPushButton(tr("Copy"), box);
+    m_copyKey->setToolTip(tr("Copy the API key to the clipboard"));
+    connect(m_copyKey, &QPushButton::clicked, this,
+            [this] { QApplication::clipboard()->setText(m_apiKey->text()); });
+    m_newKey = new QPushButton(tr("New"), box);
+    m_newKey->setToolTip(tr("Make a new random API key (256 bits)"));
+    connect(m_newKey, &QPushButton::clicked, this, [this] { setApiKey(randomApiKey()); });
+    connect(m_apiKey, &QLineEdit::textChanged, this, &ServeView::updateButtons);
+    auto* keyRow = new QHBoxLayout;
+    keyRow->addWidget(m_apiKey, 1);
+    keyRow->addWidget(m_copyKey);
+    keyRow->addWidget(m_newKey);
+    form->addRow(tr("API key"), keyRow);
+
+    for (QSpinBox* spin : {m_threads, m_kv, m_adapterCache})
+        connect(spin, &QSpinBox::valueChanged, this, &ServeView::saveSettings);
+    connect(m_device, &QComboBox::currentIndexChanged, this, &ServeView::saveSettings);
 
     m_start = new QPushButton(tr("Start server"), box);
     m_stop = new QPushButton(tr("Stop"), box);
@@ -408,6 +488,74 @@ void ServeView::setSelectionProvider(std::function<QStringList()> provider) {
 void ServeView::setPort(int port) {
     m_port->setValue(port);
 }
+void ServeView::setDevice(const QString& device) {
+    m_device->setDevice(device);
+}
+QString ServeView::device() const {
+    return m_device->device();
+}
+void ServeView::setThreads(int threads) {
+    m_threads->setValue(threads);
+}
+int ServeView::threads() const {
+    return m_threads->value();
+}
+void ServeView::setKvCacheMiB(int mib) {
+    m_kv->setValue(mib);
+}
+int ServeView::kvCacheMiB() const {
+    return m_kv->value();
+}
+void ServeView::setAdapterCacheMiB(int mib) {
+    m_adapterCache->setValue(mib);
+}
+int ServeView::adapterCacheMiB() const {
+    return m_adapterCache->value();
+}
+void ServeView::setApiKey(const QString& key) {
+    m_apiKey->setText(key);
+}
+QString ServeView::apiKey() const {
+    return m_apiKey->text();
+}
+QString ServeView::deviceText() const {
+    return m_deviceInfo->text();
+}
+
+void ServeView::restoreSettings() {
+    const QSettings settings;
+    m_restoring = true;
+    m_device->setDevice(settings.value(kDeviceKey, QStringLiteral("auto")).toString());
+    m_threads->setValue(settings.value(kThreadsKey, 0).toInt());
+    m_kv->setValue(settings.value(kKvKey, kDefaultKvMiB).toInt());
+    m_adapterCache->setValue(settings.value(kAdapterCacheKey, kDefaultAdapterCacheMiB).toInt());
+    m_restoring = false;
+}
+
+void ServeView::saveSettings() const {
+    if (m_restoring) return;
+    QSettings settings;
+    settings.setValue(kDeviceKey, m_device->device());
+    settings.setValue(kThreadsKey, m_threads->value());
+    settings.setValue(kKvKey, m_kv->value());
+    settings.setValue(kAdapterCacheKey, m_adapterCache->value());
+}
+
+// The engine's device note in the tab's words: "cpu" -> "CPU", "cpu (auto: no usable CUDA device: ...)" ->
+// "CPU (no usable CUDA device: ...)", "cuda" / "cuda (auto)" -> "GPU (NVIDIA H200)".
+QString ServeView::deviceStatus() const {
+    QString why = m_controller->deviceNote();
+    const int open = why.indexOf(QLatin1Char('('));
+    why = open < 0 ? QString() : why.mid(open + 1).chopped(why.endsWith(QLatin1Char(')')) ? 1 : 0);
+    if (why.startsWith(QLatin1String("auto: "))) why = why.mid(6);
+    if (m_controller->device() == QLatin1String("cuda")) {
+        const auto& report = backend::devices();
+        return report.devices.empty()
+                   ? tr("GPU")
+                   : tr("GPU (%1)").arg(QString::fromStdString(report.devices.front().name));
+    }
+    return why.isEmpty() ? tr("CPU") : tr("CPU (%1)").arg(oneLine(why, 200));
+}
 QString ServeView::statusText() const {
     return m_status->text();
 }
@@ -487,6 +635,10 @@ void ServeView::setStatus(const QString& text, bool error) {
 void ServeView::showEvent(QShowEvent* event) {
     QWidget::showEvent(event);
     refreshAdapterChoices(); // the Fleet selection may have changed while another tab was shown
+    // The GPU's free memory now (this creates the CUDA context in the console on a GPU machine: the tab
+    // that serves on it is being looked at; a no-op without a usable GPU).
+    m_device->refresh(DeviceCombo::FreeMemory::AskFree);
+    m_deviceInfo->setElidedText(m_device->description());
 }
 
 void ServeView::refreshAdapterChoices() {
@@ -538,6 +690,10 @@ void ServeView::startServer() {
     config.modelDir = m_model->text().trimmed();
     config.port = m_port->value();
     config.kvCacheMiB = m_kv->value();
+    config.adapterCacheMiB = m_adapterCache->value();
+    config.threads = m_threads->value();
+    config.device = m_device->device();
+    config.apiKey = m_apiKey->text();
     const auto bank = m_session ? m_session->bank() : nullptr;
     const AdapterChoice choice = currentChoice();
     const bool everything = choice.subset == AdapterChoice::Subset::All;
@@ -644,10 +800,13 @@ void ServeView::updateButtons() {
     m_stop->setEnabled(running);
     m_startAction->setEnabled(stopped);
     m_stopAction->setEnabled(running);
-    for (QWidget* w : std::initializer_list<QWidget*>{m_model, m_source, m_port, m_kv})
+    for (QWidget* w : std::initializer_list<QWidget*>{m_model, m_source, m_device, m_port, m_threads, m_kv,
+                                                      m_apiKey, m_newKey})
         w->setEnabled(stopped);
+    m_copyKey->setEnabled(!m_apiKey->text().isEmpty());
     const Source src = source();
     const bool typed = src == Source::RawFolders;
+    m_adapterCache->setEnabled(stopped && (typed || src == Source::WorkspaceAdapters));
     m_folders->setEnabled(stopped && typed);
     m_addFolder->setEnabled(stopped && typed);
     m_subset->setEnabled(stopped && (src == Source::Bank || src == Source::WorkspaceAdapters));
@@ -671,17 +830,25 @@ void ServeView::onStateChanged() {
     case State::Running: {
         const int port = m_controller->port();
         const QStringList names = m_controller->adapterNames();
-        setStatus(tr("Serving %1 with %2 (%3 mode).")
+        setStatus(tr("Serving %1 with %2 (%3 mode) on %4.%5")
                       .arg(m_controller->modelName(), plural(names.size(), tr("adapter"), tr("adapters")),
-                           m_controller->adapterMode()));
+                           m_controller->adapterMode(), deviceStatus(),
+                           m_controller->requiresApiKey() ? tr(" Requests need the API key.") : QString()));
         const QString url = QStringLiteral("http://127.0.0.1:%1").arg(port);
         m_endpoint->setText(QStringLiteral("<a href=\"%1/health\">%1</a>").arg(url));
         m_endpoint->setOpenExternalLinks(true);
         const QString model = names.isEmpty() ? m_controller->modelName() : names.first();
-        m_curl->setPlainText(QStringLiteral("curl %1/v1/completions -H 'Content-Type: application/json' "
+        // The key never appears in clear: the example reads it from the environment.
+        const QString auth = m_controller->requiresApiKey()
+                                 ? QStringLiteral("-H \"Authorization: Bearer $LORAFLEET_API_KEY\" ")
+                                 : QString();
+        m_curl->setPlainText(QStringLiteral("curl %1/v1/completions %3-H 'Content-Type: application/json' "
                                             "-d '{\"model\": \"%2\", \"prompt\": \"Once upon a time\", "
                                             "\"max_tokens\": 32}'")
-                                 .arg(url, model));
+                                 .arg(url, model, auth));
+        m_curl->setToolTip(m_controller->requiresApiKey()
+                               ? tr("Set LORAFLEET_API_KEY to the server's API key first (its Copy button)")
+                               : QString());
         break;
     }
     case State::Stopping:

@@ -1,17 +1,22 @@
 // ServeView: the console's Serve tab. Left: the server (model folder, defaulting to the bundled demo
 // model; adapters: the workspace's compressed bank, the workspace's imported adapters as raw PEFT folders,
 // other PEFT folders typed or browsed, or none; which of the workspace's adapters: all, the Fleet
-// table's selection or one cluster of the bank; port, 0 = a free one; KV budget; Start/Stop; the
-// adapters the start skipped, with reasons; the endpoint and a copyable curl example for
-// /v1/completions) and the built-in load generator (rate, adapters — at most the ones served, the
-// box says how many —, duration, max tokens; its tally explains dropped arrivals), then the per-adapter
-// traffic table (requests, tokens, end-to-end p50/p99). Right: headline number tiles (shown while the
-// server runs, "–" otherwise) and the live charts (ServeCharts) over the controller's rolling window.
-// Actions: startAction() (F5) and stopAction() (Shift+F5), for a menu and the shortcuts page.
-// Redraws never stall the GUI: each controller sample only marks the view dirty; a 40 ms single-shot
-// timer coalesces them into one rebuild of the series from the history (already plain numbers copied
-// out of the engine's snapshot) and a queued replot (QCustomPlot::rpQueuedReplot).
-// Thread affinity: GUI thread.
+// table's selection or one cluster of the bank; the device: Automatic / CPU / GPU with its name and free
+// memory, or disabled with why there is none (DeviceCombo); port, 0 = a free one; transformer threads,
+// 0 = all; KV cache and raw-adapter cache budgets; an optional API key; Start/Stop; the adapters the start
+// skipped, with reasons; the endpoint and a copyable curl example for /v1/completions) and the built-in load
+// generator (rate, adapters — at most the ones served, the box says how many —, duration, max tokens; its
+// tally explains dropped arrivals), then the per-adapter traffic table (requests, tokens, end-to-end
+// p50/p99). Right: headline number tiles (shown while the server runs, "–" otherwise) and the live charts
+// (ServeCharts) over the controller's rolling window. Actions: startAction() (F5) and stopAction()
+// (Shift+F5), for a menu and the shortcuts page. Redraws never stall the GUI: each controller sample only
+// marks the view dirty; a 40 ms single-shot timer coalesces them into one rebuild of the series from the
+// history (already plain numbers copied out of the engine's snapshot) and a queued replot
+// (QCustomPlot::rpQueuedReplot). Settings: device, threads and the two cache budgets are kept in QSettings
+// ("serve/...") and restored by the next view. The API key is never stored (not in QSettings, not in the
+// workspace file) nor logged: it lives in the masked field and, while serving, in the HTTP server; "Copy"
+// puts it on the clipboard, "New" makes a random one. The curl example names it as $LORAFLEET_API_KEY, never
+// in clear. Thread affinity: GUI thread.
 #pragma once
 
 #include "ui/serve/adapter_choice.hpp"
@@ -35,6 +40,8 @@ class QTableWidget;
 
 namespace lorafleet::ui {
 
+class DeviceCombo;
+class ElidedLabel;
 class ServeCharts;
 class ServeController;
 class Session;
@@ -67,6 +74,21 @@ public:
     // The Fleet table's selection (adapter names), asked for when the choice is "selection".
     void setSelectionProvider(std::function<QStringList()> provider);
     void setPort(int port);
+    // The device ("auto", "cpu", "cuda"; anything else = auto), threads (0 = all), KV cache and adapter
+    // cache budgets (MiB) and the API key ("" = none) the next start uses. Setters clamp to the boxes'
+    // ranges; the first four are remembered in QSettings.
+    void setDevice(const QString& device);
+    QString device() const;
+    void setThreads(int threads);
+    int threads() const;
+    void setKvCacheMiB(int mib);
+    int kvCacheMiB() const;
+    void setAdapterCacheMiB(int mib);
+    int adapterCacheMiB() const;
+    void setApiKey(const QString& key);
+    QString apiKey() const;
+    DeviceCombo* deviceCombo() const { return m_device; }
+    QString deviceText() const;                         // the line under the device choice
     void setLoadSettings(const LoadSettings& settings); // adapters clamped to the served ones while running
     LoadSettings loadSettings() const;
     QString statusText() const; // the one-line server status (the error after a failed start)
@@ -119,6 +141,9 @@ private:
     void showSkipped();
     void setStatus(const QString& text, bool error = false);
     AdapterChoice currentChoice() const;
+    void restoreSettings();
+    void saveSettings() const;
+    QString deviceStatus() const; // "CPU (no usable CUDA device: ...)" or "GPU NVIDIA H200" while running
 
     Session* m_session;
     ServeController* m_controller;
@@ -135,8 +160,16 @@ private:
     QComboBox* m_subset = nullptr;
     QLineEdit* m_folders = nullptr;
     QPushButton* m_addFolder = nullptr;
+    DeviceCombo* m_device = nullptr;
+    ElidedLabel* m_deviceInfo = nullptr;
     QSpinBox* m_port = nullptr;
+    QSpinBox* m_threads = nullptr;
     QSpinBox* m_kv = nullptr;
+    QSpinBox* m_adapterCache = nullptr;
+    QLineEdit* m_apiKey = nullptr;
+    QPushButton* m_copyKey = nullptr;
+    QPushButton* m_newKey = nullptr;
+    bool m_restoring = false; // restoreSettings() is filling the boxes: nothing to save
     QPushButton* m_start = nullptr;
     QPushButton* m_stop = nullptr;
     QAction* m_startAction = nullptr;
