@@ -575,9 +575,4 @@ linalg_native_handles native_handles(linalg_context& ctx) {
     return {s.stream, s.blas, s.solver};
 }
 
-linalg_native_handles native_handles(linalg_context& ctx) {
-    auto& s = ctx.state();
-    return {s.stream, s.blas, s.solver};
-}
-
 } // namespace lorafleet::kernels

@@ -192,13 +192,4 @@ struct linalg_native_handles {
 };
 linalg_native_handles native_handles(linalg_context& ctx);
 
-// The context's stream and library handles (cudaStream_t, cublasHandle_t, cusolverDnHandle_t) as opaque
-// pointers, for sibling implementation files that enqueue on the same stream (linalg_batched.cu).
-struct linalg_native_handles {
-    void* stream = nullptr;
-    void* blas = nullptr;
-    void* solver = nullptr;
-};
-linalg_native_handles native_handles(linalg_context& ctx);
-
 } // namespace lorafleet::kernels

@@ -140,8 +140,4 @@ linalg_native_handles native_handles(linalg_context&) {
     not_compiled("native_handles");
 }
 
-linalg_native_handles native_handles(linalg_context&) {
-    not_compiled("native_handles");
-}
-
 } // namespace lorafleet::kernels

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cmath>
 
 namespace lorafleet::compress {
 
