@@ -623,6 +623,14 @@ void* device_transformer::stream() const {
     return m->stream;
 }
 
+std::size_t device_transformer::weight_bytes() const {
+    return m->matrix_elements * m->elem() + m->vector_floats * sizeof(float);
+}
+
+std::size_t device_transformer::kv_pool_bytes() const {
+    return m->keys ? m->kv_bytes() : 0;
+}
+
 std::size_t device_transformer::device_bytes() const {
     return m->matrix_elements * m->elem() + m->vector_floats * sizeof(float) + (m->keys ? m->kv_bytes() : 0) +
            m->scratch_bytes() + blas_workspace_bytes;

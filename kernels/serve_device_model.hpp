@@ -234,7 +234,9 @@ public:
                                 const sampling_row_params* params, const double* u, int vocab_limit,
                                 int* tokens);
 
-    std::size_t device_bytes() const; // weights + KV pools + scratch
+    std::size_t device_bytes() const;  // weights + KV pools + scratch
+    std::size_t weight_bytes() const;  // the base model's tensors as stored on the device
+    std::size_t kv_pool_bytes() const; // the KV pools (0 before allocate_kv)
     void* stream() const;             // the cudaStream_t everything runs on
 
     struct state;

@@ -71,6 +71,12 @@ serve_status device_transformer::run(const device_step&, device_adapters*) {
 std::size_t device_transformer::device_bytes() const {
     return 0;
 }
+std::size_t device_transformer::weight_bytes() const {
+    return 0;
+}
+std::size_t device_transformer::kv_pool_bytes() const {
+    return 0;
+}
 void* device_transformer::stream() const {
     return nullptr;
 }

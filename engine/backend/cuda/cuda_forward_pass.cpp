@@ -2,6 +2,7 @@
 // cuda_transformer to the seam, handing it the provider's device twin in the kernels' view.
 #include "engine/backend/cuda/cuda_device_adapters.hpp"
 #include "engine/backend/cuda/cuda_transformer.hpp"
+#include "engine/backend/device_registry.hpp"
 #include "engine/core/error.hpp"
 #include "engine/serve/model/forward_pass.hpp"
 
@@ -31,6 +32,23 @@ public:
         if (adapters != m_provider)
             throw usage_error("cuda forward", "the adapter provider is not the one this pass was made for");
         return m_model.forward_tokens(cache, batch, adapters ? m_twin : nullptr, choices, vocab_limit);
+    }
+
+    // The device's memory as the console's chart shows it: the weights and KV pools this pass allocated,
+    // the provider's device twin, and the runtime's free / total (the rest is derived by the recorder).
+    std::optional<device_memory_split> device_memory() const override {
+        const auto& registry = backend::devices();
+        if (registry.devices.empty()) return std::nullopt;
+        const auto mem = backend::device_memory_now(registry.devices.front().index);
+        if (!mem) return std::nullopt;
+        device_memory_split d;
+        d.device = registry.devices.front().name;
+        d.weights = m_model.weight_bytes();
+        d.kv_cache = m_model.kv_pool_bytes();
+        d.adapters = m_twin ? m_twin->device_bytes() : 0;
+        d.free = mem->free_bytes;
+        d.total = mem->total_bytes;
+        return d;
     }
 
 private:

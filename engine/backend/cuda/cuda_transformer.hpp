@@ -74,6 +74,8 @@ public:
                                     int vocab_limit);
 
     std::size_t device_bytes() const { return m_device->device_bytes(); }
+    std::size_t weight_bytes() const { return m_device->weight_bytes(); }
+    std::size_t kv_pool_bytes() const { return m_device->kv_pool_bytes(); }
     kernels::device_precision precision() const { return m_device->precision(); }
     // Launches, graph replays and device busy time of the steps so far (device_step_stats).
     const kernels::device_step_stats& step_stats() const { return m_device->step_stats(); }
