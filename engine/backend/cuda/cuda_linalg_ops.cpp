@@ -4,6 +4,7 @@
 #include "engine/backend/cuda/cuda_linalg_ops.hpp"
 
 #include "engine/backend/cuda/cuda_status.hpp"
+#include "engine/backend/cuda/resident_modules.hpp"
 #include "engine/compress/eigen_floor.hpp"
 #include "engine/core/error.hpp"
 #include "kernels/linalg_device.hpp"
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <tuple>
 
 namespace lorafleet::compress {
@@ -59,6 +61,8 @@ struct resident_batch {
     std::vector<adapter_key> keys; // empty while (re)filling: never matches a batch then
     std::vector<std::int64_t> offsets;
     kd::device_buffer u, v;
+    // The pointer-free key (resident_modules.hpp) when the module may enter the resident cache.
+    std::optional<backend::resident_key> rkey;
 
     bool holds(const module_batch& b, const std::vector<adapter_key>& k) const {
         return !keys.empty() && name == b.name && d_out == b.d_out && d_in == b.d_in && keys == k;
@@ -108,6 +112,7 @@ void fill(resident_batch& r, const module_batch& batch, std::vector<adapter_key>
     r.d_out = batch.d_out;
     r.d_in = batch.d_in;
     r.keys = std::move(keys);
+    r.rkey.reset();
 }
 
 // The look-ahead upload (stage()): one module filled on the uploader's stream by the staging thread.
@@ -139,13 +144,55 @@ struct CudaLinalgOps::state {
     // fp64 scratch of the eigenproblems (top_small_gram / top_large_gram).
     kd::device_buffer xd, gram_d, evals_d, vec_d, out_d;
     staging_area staged;
+    // Modules uploaded earlier and not selected now, kept across passes while they fit (LRU; see
+    // resident_modules.hpp). Budget: 60% of the context's, the rest for the selected module, the staged
+    // one and the scratch; reserve_bytes() evicts further when an allocation does not fit.
+    std::mutex cache_mutex; // the cache: select() / reserve_bytes() on the compute thread, stage() beside
+    backend::resident_lru<resident_batch> cache;
 
-    state(std::size_t budget, int device) : ctx(budget, device) {}
+    state(std::size_t budget, int device) : ctx(budget, device), cache(ctx.budget_bytes() / 10 * 6) {}
+
+    // The batch's pointer-free key when its copy could be cached at all (hashing every value costs a
+    // read of the module: skipped for a module that is streamed anyway).
+    // The last key computed, with the spans it was computed from: stage(m + 1) and select(m + 1) see the
+    // same read of a module, which is hashed once (the same-addresses rule as the residency check).
+    std::vector<adapter_key> hashed_spans;
+    std::optional<backend::resident_key> hashed_key;
+    std::optional<backend::resident_key> cache_key(const module_batch& batch,
+                                                   const std::vector<adapter_key>& keys) {
+        if (!cache.cacheable(backend::resident_bytes_of(batch))) return std::nullopt;
+        {
+            std::lock_guard lk(cache_mutex);
+            if (hashed_key && hashed_key->name == batch.name && hashed_spans == keys) return hashed_key;
+        }
+        auto k = backend::resident_key_of(batch);
+        std::lock_guard lk(cache_mutex);
+        hashed_spans = keys;
+        hashed_key = k;
+        return k;
+    }
+    bool evict_cached() {
+        std::optional<resident_batch> gone;
+        {
+            std::lock_guard lk(cache_mutex);
+            gone = cache.evict_one();
+        }
+        return gone.has_value(); // freed here (cudaFree waits for the work that may still read it)
+    }
 
     const float* t(ops_side s) const { return s == ops_side::u ? cur_u : cur_v; }
     // Grows `b`; when the budget is exhausted, frees the staged module (the look-ahead must never make a
     // compression fail that fits without it) and tries again.
     void reserve_bytes(kd::device_buffer& b, std::size_t bytes) {
+        for (;;) { // streaming: least recently used cached modules go first
+            try {
+                b.reserve(ctx, bytes);
+                return;
+            } catch (const kd::linalg_error& e) {
+                if (!is_budget(e)) throw;
+                if (!evict_cached()) break;
+            }
+        }
         try {
             b.reserve(ctx, bytes);
             return;
@@ -226,12 +273,22 @@ std::size_t CudaLinalgOps::stage_hits() const {
     std::lock_guard lk(m->staged.mutex);
     return m->staged.hits;
 }
+CudaLinalgOps::resident_stats CudaLinalgOps::resident_counters() const {
+    std::lock_guard lk(m->cache_mutex);
+    const auto& c = m->cache;
+    return {c.hits(), c.misses(), c.evictions(), c.size(), c.used_bytes(), c.budget_bytes()};
+}
 
 void CudaLinalgOps::stage(const module_batch& batch) noexcept {
     auto& st = m->staged;
     try {
         batch.validate();
         auto keys = keys_of(batch);
+        auto rkey = m->cache_key(batch, keys);
+        if (rkey) {
+            std::lock_guard lk(m->cache_mutex);
+            if (m->cache.contains(*rkey)) return; // resident from an earlier pass: nothing to upload
+        }
         {
             std::lock_guard lk(st.mutex);
             // A ready module not selected yet is kept: the caller is about to take it.
@@ -245,6 +302,7 @@ void CudaLinalgOps::stage(const module_batch& batch) noexcept {
         try {
             uploader_path up{*st.uploader};
             fill(st.batch, batch, std::move(keys), st.raw, st.meta, up);
+            st.batch.rkey = std::move(rkey);
             st.uploader->finish();
             ok = true;
         } catch (...) {
@@ -267,11 +325,31 @@ void CudaLinalgOps::select(const module_batch& batch, std::span<const std::size_
         auto& s = *m;
         auto keys = keys_of(batch);
         if (!s.current.holds(batch, keys)) {
+            auto rkey = s.cache_key(batch, keys);
             bool taken = false;
+            std::vector<resident_batch> evicted; // freed after the lock
+            {
+                // The module selected so far stays resident (when cacheable); the new one may be too.
+                std::lock_guard lk(s.cache_mutex);
+                if (s.current.rkey && !s.current.keys.empty()) {
+                    auto k = *s.current.rkey;
+                    const auto bytes = s.current.u.bytes() + s.current.v.bytes();
+                    evicted = s.cache.put(std::move(k), bytes, std::move(s.current));
+                    s.current = resident_batch{};
+                }
+                if (rkey) {
+                    if (auto hit = s.cache.take(*rkey)) {
+                        s.current = std::move(*hit);
+                        s.current.keys = keys; // this read's spans: the fast check of later calls
+                        taken = true;
+                    }
+                }
+            }
+            evicted.clear();
             {
                 std::lock_guard lk(s.staged.mutex);
                 if (s.staged.phase == stage_phase::ready) {
-                    if (s.staged.batch.holds(batch, keys)) {
+                    if (!taken && s.staged.batch.holds(batch, keys)) {
                         std::swap(s.current, s.staged.batch);
                         s.staged.uploader->context_waits();
                         ++s.staged.hits;
@@ -285,6 +363,7 @@ void CudaLinalgOps::select(const module_batch& batch, std::span<const std::size_
                 fill(s.current, batch, std::move(keys), s.x, s.meta, up);
                 s.ctx.synchronize();
             }
+            s.current.rkey = std::move(rkey);
         }
         bool whole = members.size() == batch.size();
         for (std::size_t k = 0; whole && k < members.size(); ++k)

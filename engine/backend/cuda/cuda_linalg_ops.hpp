@@ -5,8 +5,14 @@
 // row-major lora_B. A working set that is a subset of the batch is gathered device-to-device. Only thin
 // [d, c] / [R, c] matrices cross PCIe per call. Per-member products run as strided-batched GEMMs over
 // runs of consecutive members with equal shapes (one call per run; one run for a uniform-rank fleet).
-// Residency key: the batch's name, shape, span pointers and a few sampled values; a source must not
-// hand out different data at the same addresses under the same module name.
+// Residency: the selected module is checked by the batch's name, shape, span pointers and a few sampled
+// values (a source must not hand out different data at the same addresses under the same module name).
+// Modules selected before stay on the device across passes in an LRU cache (resident_modules.hpp; 60% of
+// the budget) keyed WITHOUT pointers (name, shapes, ranks, a hash of every factor value), so a module
+// source that re-reads a module each pass finds it resident; when the budget runs out the least recently
+// used ones are freed and those modules are uploaded again on their next use (streaming). A module larger
+// than the cache's budget is never cached and is hashed not at all. Factors are stored in fp32 (fp16/bf16
+// storage is not done).
 // Device errors (including an exhausted --gpu-memory-mb budget) surface as backend::device_error("cuda",
 // ...) (a backend_unavailable) with the CUDA / cuBLAS / cuSOLVER code and message. Thread affinity: one
 // thread at a time, except stage(), which may run on another thread beside the other calls.
@@ -53,6 +59,13 @@ public:
     std::size_t used_bytes() const;
     // How many select() calls found their module already staged (tests, logs).
     std::size_t stage_hits() const;
+    // The resident cache's counters: hits / misses of select() looking a module up (a module larger than
+    // the cache's budget is not looked up), LRU evictions (budget or memory pressure), the cached modules
+    // (not counting the selected one) and their device bytes.
+    struct resident_stats {
+        std::size_t hits = 0, misses = 0, evictions = 0, modules = 0, bytes = 0, budget = 0;
+    };
+    resident_stats resident_counters() const;
 
     struct state;
 

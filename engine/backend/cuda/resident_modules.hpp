@@ -1,0 +1,214 @@
+// The host side of the CUDA ops' multi-module resident cache (issue 15 item 2): which uploaded modules
+// stay on the device across passes. Plain C++ (no CUDA), tested on the CPU.
+//  - resident_key: a module's identity that does NOT depend on host pointers (the module source re-reads
+//    a module on every pass, so its spans move): name, shapes, adapter ranks and a 64-bit fingerprint of
+//    every factor value (a changed value changes the key; a re-read with equal content keeps it).
+//  - resident_lru<V>: entries V (a module's device buffers) by key under a byte budget, least recently
+//    used evicted first. put() never caches an entry larger than the budget (the caller frees it: that
+//    module is streamed, uploaded on every use); take() moves an entry out (the selected module lives
+//    outside the cache while in use and is put back when another module is selected).
+// Not thread-safe: the owner serializes calls.
+#pragma once
+
+#include "engine/compress/module_batch.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
+#include <list>
+#include <optional>
+#include <span>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace lorafleet::backend {
+
+// 64-bit streaming hash over bytes: four independent multiply-rotate lanes over 8-byte words (fast
+// enough to fingerprint a module's factors at memory speed), folded with the length. Not cryptographic.
+class content_hash {
+public:
+    void add(const void* data, std::size_t bytes) {
+        const auto* p = static_cast<const unsigned char*>(data);
+        std::size_t i = 0;
+        for (; i + 32 <= bytes; i += 32)
+            for (int l = 0; l < 4; ++l)
+                m_lane[l] = round(m_lane[l], word(p + i + 8 * static_cast<std::size_t>(l)));
+        for (; i + 8 <= bytes; i += 8)
+            m_lane[0] = round(m_lane[0], word(p + i));
+        std::uint64_t tail = 0;
+        if (i < bytes) {
+            std::memcpy(&tail, p + i, bytes - i);
+            m_lane[1] = round(m_lane[1], tail ^ (bytes - i));
+        }
+        m_length += bytes;
+    }
+    void add_int(std::int64_t v) { add(&v, sizeof v); }
+    std::uint64_t value() const {
+        std::uint64_t h = m_length * prime5;
+        for (auto l : m_lane)
+            h = (h ^ round(0, l)) * prime1 + prime4;
+        h ^= h >> 33;
+        h *= prime2;
+        h ^= h >> 29;
+        h *= prime3;
+        return h ^ (h >> 32);
+    }
+
+private:
+    static constexpr std::uint64_t prime1 = 0x9E3779B185EBCA87ull, prime2 = 0xC2B2AE3D27D4EB4Full,
+                                   prime3 = 0x165667B19E3779F9ull, prime4 = 0x85EBCA77C2B2AE63ull,
+                                   prime5 = 0x27D4EB2F165667C5ull;
+    static std::uint64_t word(const unsigned char* p) {
+        std::uint64_t w;
+        std::memcpy(&w, p, sizeof w);
+        return w;
+    }
+    static std::uint64_t round(std::uint64_t acc, std::uint64_t w) {
+        acc += w * prime2;
+        acc = (acc << 31) | (acc >> 33);
+        return acc * prime1;
+    }
+    std::uint64_t m_lane[4] = {prime1 + prime2, prime2, 0, 0 - prime1};
+    std::uint64_t m_length = 0;
+};
+
+struct resident_key {
+    std::string name;
+    std::int64_t d_out = -1, d_in = -1;
+    std::vector<std::int64_t> ranks;
+    std::uint64_t fingerprint = 0;
+
+    bool operator==(const resident_key& o) const {
+        return std::tie(fingerprint, d_out, d_in, name, ranks) ==
+               std::tie(o.fingerprint, o.d_out, o.d_in, o.name, o.ranks);
+    }
+};
+
+// The key of a batch: every value of every adapter's lora_A and lora_B is hashed, in batch order.
+inline resident_key resident_key_of(const compress::module_batch& batch) {
+    resident_key k{batch.name, batch.d_out, batch.d_in, {}, 0};
+    k.ranks.reserve(batch.size());
+    content_hash h;
+    h.add(batch.name.data(), batch.name.size());
+    h.add_int(batch.d_out);
+    h.add_int(batch.d_in);
+    for (const auto& f : batch.adapters) {
+        k.ranks.push_back(f.rank);
+        h.add_int(f.rank);
+        h.add(f.a.data(), f.a.size_bytes());
+        h.add(f.b.data(), f.b.size_bytes());
+    }
+    k.fingerprint = h.value();
+    return k;
+}
+
+// Device bytes of a batch's resident copy (T_u and T_v in fp32).
+inline std::size_t resident_bytes_of(const compress::module_batch& batch) {
+    std::int64_t total = 0;
+    for (const auto& f : batch.adapters)
+        total += f.rank;
+    return static_cast<std::size_t>((batch.d_out + batch.d_in) * total) * sizeof(float);
+}
+
+template <class V> class resident_lru {
+public:
+    explicit resident_lru(std::size_t budget_bytes = 0) : m_budget(budget_bytes) {}
+
+    std::size_t budget_bytes() const { return m_budget; }
+    std::size_t used_bytes() const { return m_used; }
+    std::size_t size() const { return m_entries.size(); }
+    std::size_t hits() const { return m_hits; }
+    std::size_t misses() const { return m_misses; }
+    std::size_t evictions() const { return m_evictions; }
+    // Whether an entry of `bytes` could be cached at all.
+    bool cacheable(std::size_t bytes) const { return bytes <= m_budget; }
+    bool contains(const resident_key& k) const { return find(k) != m_entries.end(); }
+    // Keys from most to least recently used (tests, logs).
+    std::vector<resident_key> order() const {
+        std::vector<resident_key> keys;
+        for (const auto& e : m_entries)
+            keys.push_back(e.key);
+        return keys;
+    }
+
+    // Moves the entry with key `k` out of the cache (a hit) or returns nullopt (a miss).
+    std::optional<V> take(const resident_key& k) {
+        auto it = find(k);
+        if (it == m_entries.end()) {
+            ++m_misses;
+            return std::nullopt;
+        }
+        ++m_hits;
+        V v = std::move(it->value);
+        m_used -= it->bytes;
+        m_entries.erase(it);
+        return v;
+    }
+
+    // Caches `v` as the most recently used entry, evicting least recently used ones until it fits.
+    // Returns the evicted values (and `v` itself when it is larger than the whole budget) for the caller
+    // to free in its own order; an entry already cached under `k` is replaced (returned too).
+    std::vector<V> put(resident_key k, std::size_t bytes, V v) {
+        std::vector<V> out;
+        if (auto it = find(k); it != m_entries.end()) {
+            m_used -= it->bytes;
+            out.push_back(std::move(it->value));
+            m_entries.erase(it);
+        }
+        if (!cacheable(bytes)) {
+            out.push_back(std::move(v));
+            return out;
+        }
+        while (m_used + bytes > m_budget && !m_entries.empty())
+            out.push_back(*evict_one_value());
+        m_entries.push_front({std::move(k), bytes, std::move(v)});
+        m_used += bytes;
+        return out;
+    }
+
+    // Evicts the least recently used entry (device memory pressure); nullopt when empty.
+    std::optional<V> evict_one() {
+        if (m_entries.empty()) return std::nullopt;
+        return evict_one_value();
+    }
+
+    void clear() {
+        m_entries.clear();
+        m_used = 0;
+    }
+
+private:
+    struct entry {
+        resident_key key;
+        std::size_t bytes = 0;
+        V value;
+    };
+    std::optional<V> evict_one_value() {
+        auto last = std::prev(m_entries.end());
+        V v = std::move(last->value);
+        m_used -= last->bytes;
+        m_entries.erase(last);
+        ++m_evictions;
+        return v;
+    }
+    typename std::list<entry>::const_iterator find(const resident_key& k) const {
+        for (auto it = m_entries.begin(); it != m_entries.end(); ++it)
+            if (it->key == k) return it;
+        return m_entries.end();
+    }
+    typename std::list<entry>::iterator find(const resident_key& k) {
+        for (auto it = m_entries.begin(); it != m_entries.end(); ++it)
+            if (it->key == k) return it;
+        return m_entries.end();
+    }
+
+    std::size_t m_budget = 0;
+    std::size_t m_used = 0;
+    std::size_t m_hits = 0, m_misses = 0, m_evictions = 0;
+    std::list<entry> m_entries; // front: most recently used
+};
+
+} // namespace lorafleet::backend
