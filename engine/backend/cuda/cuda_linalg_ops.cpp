@@ -160,9 +160,9 @@ struct CudaLinalgOps::state {
     std::optional<backend::resident_key> hashed_key;
     std::optional<backend::resident_key> cache_key(const module_batch& batch,
                                                    const std::vector<adapter_key>& keys) {
-        if (!cache.cacheable(backend::resident_bytes_of(batch))) return std::nullopt;
         {
             std::lock_guard lk(cache_mutex);
+            if (!cache.cacheable(backend::resident_bytes_of(batch))) return std::nullopt;
             if (hashed_key && hashed_key->name == batch.name && hashed_spans == keys) return hashed_key;
         }
         auto k = backend::resident_key_of(batch);
@@ -277,6 +277,15 @@ CudaLinalgOps::resident_stats CudaLinalgOps::resident_counters() const {
     std::lock_guard lk(m->cache_mutex);
     const auto& c = m->cache;
     return {c.hits(), c.misses(), c.evictions(), c.size(), c.used_bytes(), c.budget_bytes()};
+}
+void CudaLinalgOps::set_resident_budget(std::size_t bytes) {
+    guarded([&] {
+        std::vector<resident_batch> evicted;
+        {
+            std::lock_guard lk(m->cache_mutex);
+            evicted = m->cache.set_budget(bytes);
+        }
+    });
 }
 
 void CudaLinalgOps::stage(const module_batch& batch) noexcept {

@@ -66,6 +66,9 @@ public:
         std::size_t hits = 0, misses = 0, evictions = 0, modules = 0, bytes = 0, budget = 0;
     };
     resident_stats resident_counters() const;
+    // The resident cache's byte budget (default 60% of budget_bytes(); 0: every module is streamed);
+    // cached modules beyond it are freed now.
+    void set_resident_budget(std::size_t bytes);
 
     struct state;
 

@@ -169,6 +169,15 @@ public:
         return out;
     }
 
+    // A new budget; least recently used entries beyond it are evicted and returned.
+    std::vector<V> set_budget(std::size_t budget_bytes) {
+        m_budget = budget_bytes;
+        std::vector<V> out;
+        while (m_used > m_budget)
+            out.push_back(*evict_one_value());
+        return out;
+    }
+
     // Evicts the least recently used entry (device memory pressure); nullopt when empty.
     std::optional<V> evict_one() {
         if (m_entries.empty()) return std::nullopt;

@@ -90,6 +90,18 @@ private slots:
         QCOMPARE(c.misses(), std::size_t(1));
     }
 
+    void shrinkingTheBudgetEvictsOldestFirst() {
+        resident_lru<int> c(100);
+        c.put(key("a"), 30, 1);
+        c.put(key("b"), 30, 2);
+        c.put(key("c"), 30, 3);
+        QCOMPARE(c.set_budget(50), (std::vector<int>{1, 2}));
+        QCOMPARE(names(c), std::vector<std::string>{"c"});
+        QVERIFY(!c.cacheable(51));
+        QCOMPARE(c.set_budget(0), std::vector<int>{3});
+        QCOMPARE(c.used_bytes(), std::size_t(0));
+    }
+
     void putUnderAnExistingKeyReplacesIt() {
         resident_lru<int> c(100);
         c.put(key("a"), 30, 1);
