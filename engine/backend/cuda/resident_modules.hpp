@@ -12,6 +12,7 @@
 
 #include "engine/compress/module_batch.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -87,19 +89,50 @@ struct resident_key {
     }
 };
 
-// The key of a batch: every value of every adapter's lora_A and lora_B is hashed, in batch order.
-inline resident_key resident_key_of(const compress::module_batch& batch) {
+// The key of a batch: every value of every adapter's lora_A and lora_B is hashed (one hash per adapter,
+// then the module's hash over the name, shapes, ranks and those in batch order, so the key does not
+// depend on `threads`). threads = 0: up to 8 hardware threads for a module of 16 MB or more (one thread
+// hashes ~6 GB/s: a 1000-adapter Mistral q module, 0.5 GB, ~85 ms alone), else 1. Fork-join only.
+inline resident_key resident_key_of(const compress::module_batch& batch, unsigned threads = 0) {
     resident_key k{batch.name, batch.d_out, batch.d_in, {}, 0};
-    k.ranks.reserve(batch.size());
+    const std::size_t n = batch.size();
+    std::size_t bytes = 0;
+    for (const auto& f : batch.adapters)
+        bytes += f.a.size_bytes() + f.b.size_bytes();
+    if (threads == 0)
+        threads =
+            bytes < (std::size_t(16) << 20) ? 1u : std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+    threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(n, 1)));
+    std::vector<std::uint64_t> per_adapter(n);
+    const auto hash_range = [&](std::size_t from, std::size_t to) {
+        for (std::size_t p = from; p < to; ++p) {
+            content_hash h;
+            h.add(batch.adapters[p].a.data(), batch.adapters[p].a.size_bytes());
+            h.add(batch.adapters[p].b.data(), batch.adapters[p].b.size_bytes());
+            per_adapter[p] = h.value();
+        }
+    };
+    if (threads <= 1) {
+        hash_range(0, n);
+    } else {
+        std::vector<std::thread> pool;
+        pool.reserve(threads - 1);
+        const auto cut = [&](unsigned t) { return n * t / threads; };
+        for (unsigned t = 1; t < threads; ++t)
+            pool.emplace_back(hash_range, cut(t), cut(t + 1));
+        hash_range(0, cut(1));
+        for (auto& th : pool)
+            th.join();
+    }
     content_hash h;
     h.add(batch.name.data(), batch.name.size());
     h.add_int(batch.d_out);
     h.add_int(batch.d_in);
-    for (const auto& f : batch.adapters) {
-        k.ranks.push_back(f.rank);
-        h.add_int(f.rank);
-        h.add(f.a.data(), f.a.size_bytes());
-        h.add(f.b.data(), f.b.size_bytes());
+    k.ranks.reserve(n);
+    for (std::size_t p = 0; p < n; ++p) {
+        k.ranks.push_back(batch.adapters[p].rank);
+        h.add_int(batch.adapters[p].rank);
+        h.add(&per_adapter[p], sizeof per_adapter[p]);
     }
     k.fingerprint = h.value();
     return k;

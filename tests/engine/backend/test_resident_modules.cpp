@@ -5,9 +5,11 @@
 // and the byte accounting matches the modules' fp32 sizes.
 #include "engine/backend/cuda/resident_modules.hpp"
 #include "engine/compress/module_batch.hpp"
+#include "tests/support/watchdog.hpp"
 
 #include <QTest>
 
+#include <chrono>
 #include <cmath>
 #include <random>
 #include <string>
@@ -169,6 +171,17 @@ private slots:
         QVERIFY(!(resident_key_of(split) == k));
         QVERIFY(c.contains(k));
         QVERIFY(c.take(k).has_value());
+    }
+
+    // The fork-join hashing: any thread count gives the same key (repeated under a watchdog).
+    void keyDoesNotDependOnThreads() {
+        test::watchdog dog("resident_key_of with threads", std::chrono::seconds(60));
+        const auto m = read_module("layers.3.v_proj", 40, 32, {3, 1, 4, 1, 5, 2, 6}, 8);
+        const auto one = resident_key_of(m, 1);
+        QVERIFY(one == resident_key_of(m)); // small: hashed on the calling thread
+        for (long i = 0; i < test::stress_iterations(200); ++i)
+            for (unsigned t : {2u, 3u, 7u, 16u})
+                QVERIFY(resident_key_of(m, t) == one);
     }
 
     void bytesAreTheFp32Factors() {
