@@ -20,7 +20,7 @@ fixtures=${GPU_KIT_FIXTURES:-$root/../shared/fixtures}
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLORAFLEET_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES=90 -DLORAFLEET_BENCH=ON -DLORAFLEET_GUI=OFF >/dev/null
-tests=(kernels_test_compress_cuda kernels_test_serve_device_forward kernels_test_serve_engine_cuda kernels_test_batched_cuda kernels_test_resident_cuda)
+tests=(kernels_test_compress_cuda kernels_test_serve_device_forward kernels_test_serve_engine_cuda kernels_test_batched_cuda kernels_test_resident_cuda kernels_test_qr_many_cuda)
 programs=(lorafleet-cli bench_compress bench_serve_gpu)
 cmake --build "$build" --target "${tests[@]}" "${programs[@]}"
 

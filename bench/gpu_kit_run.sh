@@ -46,7 +46,7 @@ run_tests() {
     header tests
     local log rc
     log=$(mktemp)
-    for t in kernels_test_compress_cuda kernels_test_serve_device_forward kernels_test_serve_engine_cuda kernels_test_batched_cuda kernels_test_resident_cuda; do
+    for t in kernels_test_compress_cuda kernels_test_serve_device_forward kernels_test_serve_engine_cuda kernels_test_batched_cuda kernels_test_resident_cuda kernels_test_qr_many_cuda; do
         timeout 240 "$bin/$t" >"$log" 2>&1
         rc=$?
         grep -E "^(PASS|FAIL|SKIP|XFAIL|QWARN|QINFO|Totals)|Loc:|Actual|Expected" "$log"

@@ -71,4 +71,19 @@ std::size_t take_top_columns_f64(linalg_context& ctx, const double* vecs, std::i
                                  const std::int64_t* rows, const std::int64_t* k, const std::int64_t* dst_off,
                                  std::int64_t max_rows, std::int64_t max_k, double* dst);
 
+// Thin QRs of several matrices enqueued back to back (the loop of qr_thin without its per-matrix syncs,
+// allocations and copies): item j's a [m, n] (m >= n, leading dimension lda) becomes Q, its R [n, n]
+// (upper, zeros below, leading dimension n) goes to r when not null. The same cuSOLVER calls as qr_thin
+// (Sgeqrf, Sorgqr), so Q and R as qr_thin gives them (LAPACK's sign convention; the shared workspace
+// may be larger than one matrix needs). One workspace, tau and
+// info array in `work` (grown as needed); waits once at the end for the info flags and throws
+// linalg_error naming the first failing item. Items with n = 0 are skipped.
+struct qr_item {
+    std::int64_t m = 0, n = 0;
+    float* a = nullptr;
+    std::int64_t lda = 1;
+    float* r = nullptr;
+};
+std::size_t qr_thin_many(linalg_context& ctx, const qr_item* items, std::size_t count, device_buffer& work);
+
 } // namespace lorafleet::kernels

@@ -37,4 +37,9 @@ LORAFLEET_HD inline std::int64_t gathered_column_source(std::int64_t row, std::i
     return source_column * d + row;
 }
 
+// R's entry (i, j) from geqrf's output value v at (i, j): the upper triangle, zeros below (qr_thin_many).
+LORAFLEET_HD inline float upper_triangle_entry(std::int64_t i, std::int64_t j, float v) {
+    return i <= j ? v : 0.0f;
+}
+
 } // namespace lorafleet::kernels

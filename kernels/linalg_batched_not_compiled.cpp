@@ -32,6 +32,9 @@ std::size_t gather_columns(linalg_context&, const float*, float*, std::int64_t, 
                            const std::int64_t*) {
     not_compiled("gather_columns");
 }
+std::size_t qr_thin_many(linalg_context&, const qr_item*, std::size_t, device_buffer&) {
+    not_compiled("qr_thin_many");
+}
 std::size_t take_top_columns_f64(linalg_context&, const double*, std::int64_t, std::int64_t,
                                  const std::int64_t*, const std::int64_t*, const std::int64_t*, std::int64_t,
                                  std::int64_t, double*) {

@@ -708,6 +708,10 @@ std::pair<matrix, matrix> CudaLinalgOps::qr(matrix a) {
     });
 }
 
+void CudaLinalgOps::reserve_evicting(kd::device_buffer& b, std::size_t bytes) {
+    m->reserve_bytes(b, bytes);
+}
+
 // For cuda_linalg_ops_batched.cpp (the batched operations' file).
 CudaLinalgOps::working_view CudaLinalgOps::working_set_view() {
     return {&m->ctx, m->cur_u, m->cur_v};

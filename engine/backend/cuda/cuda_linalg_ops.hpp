@@ -25,6 +25,7 @@
 
 namespace lorafleet::kernels {
 class linalg_context;
+class device_buffer;
 } // namespace lorafleet::kernels
 
 namespace lorafleet::compress {
@@ -82,7 +83,7 @@ public:
     // of T_u and T_v (group g contiguous); the grouped operations then run every active group's product
     // in one grouped GEMM (kernels/linalg_batched.hpp) with one upload and one download, and
     // top_small_gram_groups solves all eigenproblems in one batched fp64 syev (padded to a common size).
-    // top_large_gram_groups, block_grams_exact_groups and qr_many keep LinalgOps' loops.
+    // top_large_gram_groups and block_grams_exact_groups keep LinalgOps' loops.
     void select_groups(const module_batch& batch, std::span<const std::vector<std::size_t>> groups) override;
     std::vector<matrix> project_groups(ops_side s, std::span<const std::size_t> active,
                                        std::span<const matrix> x) override;
@@ -96,6 +97,10 @@ public:
     std::vector<matrix> top_small_gram_groups(ops_side s, std::span<const std::size_t> active,
                                               std::span<const std::vector<matrix>> factors,
                                               std::span<const std::int64_t> k) override;
+    // All matrices uploaded in one copy, their QRs enqueued back to back (kernels::qr_thin_many: the same
+    // cuSOLVER calls as qr(), so Q and R as qr() gives them, LAPACK's signs) with one wait, Q and R
+    // downloaded in one copy each.
+    std::vector<std::pair<matrix, matrix>> qr_many(std::vector<matrix> a) override;
     // What the grouped operations enqueued since construction: calls, device launches (kernels and
     // library calls) and host <-> device copies.
     struct batched_stats {
@@ -117,6 +122,10 @@ private:
         const float* v = nullptr;
     };
     working_view working_set_view();
+    // Grows `b` to `bytes`; on an exhausted budget frees resident cached modules (least recently used
+    // first), then the staged one, before giving up (cuda_linalg_ops.cpp).
+    void reserve_evicting(kernels::device_buffer& b, std::size_t bytes);
+    friend struct batched_access;
     std::unique_ptr<batched_state, batched_state_deleter> mb; // after m: destroyed before the context
     // ---- end batched ----
 };

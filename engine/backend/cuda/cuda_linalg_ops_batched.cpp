@@ -37,11 +37,6 @@ template <class Fn> auto guarded(Fn&& f) -> decltype(f()) {
     return backend::translate_linalg("cuda", std::forward<Fn>(f));
 }
 
-template <class T> T* grow(kd::linalg_context& ctx, kd::device_buffer& b, std::int64_t count) {
-    b.reserve(ctx, static_cast<std::size_t>(std::max<std::int64_t>(count, 1)) * sizeof(T));
-    return static_cast<T*>(b.data());
-}
-
 // Packs matrices column-major one after another; offsets in elements.
 std::vector<float> pack(std::span<const matrix> m, std::vector<std::int64_t>& offsets) {
     std::vector<float> out;
@@ -54,6 +49,15 @@ std::vector<float> pack(std::span<const matrix> m, std::vector<std::int64_t>& of
 }
 
 } // namespace
+
+// Device buffers of the grouped operations grow through the ops' budget handling: cached resident
+// modules are freed before an allocation fails (cuda_linalg_ops.cpp, reserve_evicting).
+struct batched_access {
+    template <class T> static T* grow(CudaLinalgOps& ops, kd::device_buffer& b, std::int64_t count) {
+        ops.reserve_evicting(b, static_cast<std::size_t>(std::max<std::int64_t>(count, 1)) * sizeof(T));
+        return static_cast<T*>(b.data());
+    }
+};
 
 CudaLinalgOps::batched_stats CudaLinalgOps::batched_counters() const {
     return mb ? mb->stats : batched_stats{};
@@ -83,10 +87,10 @@ void CudaLinalgOps::select_groups(const module_batch& batch,
                     index.push_back(batch_off[p] + j);
         }
         const auto cols = static_cast<std::int64_t>(index.size());
-        auto* di = grow<std::int64_t>(*view.ctx, b.meta, cols);
+        auto* di = batched_access::grow<std::int64_t>(*this, b.meta, cols);
         kd::upload(*view.ctx, index.data(), di, index.size() * sizeof(std::int64_t));
-        float* gu = grow<float>(*view.ctx, b.gu, batch.d_out * cols);
-        float* gv = grow<float>(*view.ctx, b.gv, batch.d_in * cols);
+        float* gu = batched_access::grow<float>(*this, b.gu, batch.d_out * cols);
+        float* gv = batched_access::grow<float>(*this, b.gv, batch.d_in * cols);
         b.stats.launches += kd::gather_columns(*view.ctx, view.u, gu, batch.d_out, cols, di);
         b.stats.launches += kd::gather_columns(*view.ctx, view.v, gv, batch.d_in, cols, di);
         ++b.stats.transfers;
@@ -112,9 +116,9 @@ std::vector<matrix> CudaLinalgOps::project_groups(ops_side s, std::span<const st
             ooff[i] = total;
             total += group_layout(active[i]).total * x[i].cols;
         }
-        float* dx = grow<float>(ctx, b.in, static_cast<std::int64_t>(packed.size()));
+        float* dx = batched_access::grow<float>(*this, b.in, static_cast<std::int64_t>(packed.size()));
         if (!packed.empty()) kd::upload(ctx, packed.data(), dx, packed.size() * F);
-        float* o = grow<float>(ctx, b.out, total);
+        float* o = batched_access::grow<float>(*this, b.out, total);
         std::vector<kd::gemm_item> items(active.size());
         for (std::size_t i = 0; i < active.size(); ++i) {
             const auto& l = group_layout(active[i]);
@@ -155,9 +159,9 @@ std::vector<matrix> CudaLinalgOps::accumulate_groups(ops_side s, std::span<const
             ooff[i] = total;
             total += d * z[i].cols;
         }
-        float* dz = grow<float>(ctx, b.in, static_cast<std::int64_t>(packed.size()));
+        float* dz = batched_access::grow<float>(*this, b.in, static_cast<std::int64_t>(packed.size()));
         if (!packed.empty()) kd::upload(ctx, packed.data(), dz, packed.size() * F);
-        float* o = grow<float>(ctx, b.out, total);
+        float* o = batched_access::grow<float>(*this, b.out, total);
         std::vector<kd::gemm_item> items(active.size());
         for (std::size_t i = 0; i < active.size(); ++i) {
             const auto& l = group_layout(active[i]);
@@ -214,13 +218,13 @@ std::vector<matrix> CudaLinalgOps::apply_blocks_groups(ops_side s, std::span<con
                 packed_c.insert(packed_c.end(), c[i][k].data.begin(), c[i][k].data.end());
             }
         }
-        float* dq = grow<float>(ctx, b.in, static_cast<std::int64_t>(packed_q.size()));
+        float* dq = batched_access::grow<float>(*this, b.in, static_cast<std::int64_t>(packed_q.size()));
         if (!packed_q.empty()) kd::upload(ctx, packed_q.data(), dq, packed_q.size() * F);
-        float* dc = grow<float>(ctx, b.blocks, static_cast<std::int64_t>(packed_c.size()));
+        float* dc = batched_access::grow<float>(*this, b.blocks, static_cast<std::int64_t>(packed_c.size()));
         if (!packed_c.empty()) kd::upload(ctx, packed_c.data(), dc, packed_c.size() * F);
-        float* p = grow<float>(ctx, b.p, ptotal);
-        float* p2 = grow<float>(ctx, b.p2, ptotal);
-        float* o = grow<float>(ctx, b.out, ototal);
+        float* p = batched_access::grow<float>(*this, b.p, ptotal);
+        float* p2 = batched_access::grow<float>(*this, b.p2, ptotal);
+        float* o = batched_access::grow<float>(*this, b.out, ototal);
         // P_g = T_g^T Q_g; P2_g = blkdiag(C_k) P_g (an empty block leaves zeros); out_g = T_g P2_g.
         std::vector<kd::gemm_item> items(active.size());
         for (std::size_t i = 0; i < active.size(); ++i) {
@@ -284,7 +288,7 @@ std::vector<std::vector<matrix>> CudaLinalgOps::block_grams_groups(ops_side s,
                 total += l.ranks[k] * l.ranks[k];
             }
         }
-        float* g = grow<float>(ctx, b.out, total);
+        float* g = batched_access::grow<float>(*this, b.out, total);
         for (std::size_t i = 0; i < active.size(); ++i) {
             const auto& l = group_layout(active[i]);
             for (std::size_t k = 0; k < l.size(); ++k) {
@@ -377,11 +381,11 @@ std::vector<matrix> CudaLinalgOps::top_small_gram_groups(ops_side s, std::span<c
             meta[solve.size() + j] = k[solve[j]];
             meta[2 * solve.size() + j] = eoff[j];
         }
-        auto* dmeta = grow<std::int64_t>(ctx, b.meta, 3 * ns);
+        auto* dmeta = batched_access::grow<std::int64_t>(*this, b.meta, 3 * ns);
         kd::upload(ctx, meta.data(), dmeta, meta.size() * sizeof(std::int64_t));
-        float* dl = grow<float>(ctx, b.blocks, static_cast<std::int64_t>(packed_l.size()));
+        float* dl = batched_access::grow<float>(*this, b.blocks, static_cast<std::int64_t>(packed_l.size()));
         if (!packed_l.empty()) kd::upload(ctx, packed_l.data(), dl, packed_l.size() * F);
-        float* x = grow<float>(ctx, b.x, xtotal);
+        float* x = batched_access::grow<float>(*this, b.x, xtotal);
         std::vector<kd::gemm_item> build;
         for (std::size_t j = 0; j < solve.size(); ++j) {
             const auto i = solve[j];
@@ -397,9 +401,9 @@ std::vector<matrix> CudaLinalgOps::top_small_gram_groups(ops_side s, std::span<c
         }
         b.stats.launches += kd::gemm_grouped(ctx, kd::mat_op::n, kd::mat_op::n, 1.0f, 0.0f, build.data(),
                                              build.size(), b.scratch);
-        double* xd = grow<double>(ctx, b.xd, xtotal);
+        double* xd = batched_access::grow<double>(*this, b.xd, xtotal);
         kd::widen_to_f64(ctx, x, xd, xtotal);
-        double* g = grow<double>(ctx, b.gram, mmax * mmax * ns);
+        double* g = batched_access::grow<double>(*this, b.gram, mmax * mmax * ns);
         kd::fill_zero(ctx, g, static_cast<std::size_t>(mmax * mmax * ns) * sizeof(double));
         std::vector<kd::gemm_item_f64> grams(solve.size());
         for (std::size_t j = 0; j < solve.size(); ++j) {
@@ -412,12 +416,12 @@ std::vector<matrix> CudaLinalgOps::top_small_gram_groups(ops_side s, std::span<c
         b.stats.launches += kd::gemm_grouped_f64(ctx, kd::mat_op::t, kd::mat_op::n, 1.0, 0.0, grams.data(),
                                                  grams.size(), b.scratch);
         b.stats.launches += kd::pad_identity_f64(ctx, g, mmax, dmeta, ns, -1.0);
-        double* w = grow<double>(ctx, b.evals, mmax * ns);
+        double* w = batched_access::grow<double>(*this, b.evals, mmax * ns);
         b.stats.launches += kd::syev_batched_f64(ctx, mmax, g, w, ns, b.work);
-        double* e = grow<double>(ctx, b.evec, etotal);
+        double* e = batched_access::grow<double>(*this, b.evec, etotal);
         b.stats.launches +=
             kd::take_top_columns_f64(ctx, g, mmax, ns, dmeta, dmeta + ns, dmeta + 2 * ns, mmax, kmax, e);
-        double* yd = grow<double>(ctx, b.yd, ytotal);
+        double* yd = batched_access::grow<double>(*this, b.yd, ytotal);
         std::vector<kd::gemm_item_f64> ys(solve.size());
         for (std::size_t j = 0; j < solve.size(); ++j) {
             const auto i = solve[j];
@@ -425,7 +429,7 @@ std::vector<matrix> CudaLinalgOps::top_small_gram_groups(ops_side s, std::span<c
         }
         b.stats.launches += kd::gemm_grouped_f64(ctx, kd::mat_op::n, kd::mat_op::n, 1.0, 0.0, ys.data(),
                                                  ys.size(), b.scratch);
-        float* y = grow<float>(ctx, b.out, ytotal);
+        float* y = batched_access::grow<float>(*this, b.out, ytotal);
         kd::narrow_to_f32(ctx, yd, y, ytotal);
         ++b.stats.launches;
         std::vector<float> host(static_cast<std::size_t>(ytotal));
@@ -436,6 +440,45 @@ std::vector<matrix> CudaLinalgOps::top_small_gram_groups(ops_side s, std::span<c
             const auto i = solve[j];
             out[i] = matrix(d, k[i]);
             std::copy_n(host.begin() + yoff[j], out[i].data.size(), out[i].data.begin());
+        }
+        return out;
+    });
+}
+
+std::vector<std::pair<matrix, matrix>> CudaLinalgOps::qr_many(std::vector<matrix> a) {
+    for (const auto& x : a)
+        check_shape(x.rows >= x.cols, "ops.qr", "needs rows >= cols");
+    if (a.empty()) return {};
+    if (!mb) mb.reset(new batched_state);
+    auto& b = *mb;
+    return guarded([&] {
+        auto& ctx = *working_set_view().ctx;
+        std::vector<std::int64_t> aoff, roff(a.size(), 0);
+        const auto packed = pack(a, aoff);
+        std::int64_t rtotal = 0;
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            roff[i] = rtotal;
+            rtotal += a[i].cols * a[i].cols;
+        }
+        float* da = batched_access::grow<float>(*this, b.in, static_cast<std::int64_t>(packed.size()));
+        float* dr = batched_access::grow<float>(*this, b.out, rtotal);
+        if (!packed.empty()) kd::upload(ctx, packed.data(), da, packed.size() * F);
+        std::vector<kd::qr_item> items(a.size());
+        for (std::size_t i = 0; i < a.size(); ++i)
+            items[i] = {a[i].rows, a[i].cols, da + aoff[i], std::max<std::int64_t>(a[i].rows, 1),
+                        dr + roff[i]};
+        b.stats.launches += kd::qr_thin_many(ctx, items.data(), items.size(), b.work);
+        std::vector<float> q(packed.size()), r(static_cast<std::size_t>(rtotal));
+        if (!q.empty()) kd::download(ctx, da, q.data(), q.size() * F);
+        if (!r.empty()) kd::download(ctx, dr, r.data(), r.size() * F);
+        b.stats.transfers += 3;
+        ++b.stats.calls;
+        std::vector<std::pair<matrix, matrix>> out(a.size());
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            out[i].first = matrix(a[i].rows, a[i].cols);
+            std::copy_n(q.begin() + aoff[i], out[i].first.data.size(), out[i].first.data.begin());
+            out[i].second = matrix(a[i].cols, a[i].cols);
+            std::copy_n(r.begin() + roff[i], out[i].second.data.size(), out[i].second.data.begin());
         }
         return out;
     });
