@@ -131,7 +131,8 @@ private slots:
     }
 
     // Hybrid serving end to end: a planted fleet plus two adapters from unrelated rank-6 subspaces,
-    // compressed at rank 3 (each cluster holds its group's 2 dimensions and one to spare): compress --model
+    // compressed at rank 3 = the members' rank into 4 clusters (the 3 groups, and the outliers together in
+    // one that fits them only partly: the clustering's optimum whatever the driver's start): compress --model
     // --keep-raw-below-agreement picks exactly the two; the bank is format 2; generate serves them raw (the
     // text equals generate --adapters on their folders) and the others compressed (equal to a plain bank's).
     void keepRawBelowAgreementAndHybridGenerate() {
@@ -146,9 +147,9 @@ private slots:
                                 "--modules",
                                 "q_proj,v_proj,o_proj,down_proj",
                                 "--rank",
-                                "2",
+                                "3",
                                 "--alpha",
-                                "256",
+                                "384",
                                 "--clusters",
                                 "3",
                                 "--noise",
@@ -188,7 +189,7 @@ private slots:
         fs::rename((root + "/other/adapter-0002").toStdString(), fleet / "outlier-b");
         const QString bank = root + "/bank";
         r = test::run_cli({"compress", QString::fromStdString(fleet.string()), "--rank", "3", "--clusters",
-                           "3", "--dtype", "f32", "--out", bank, "--model", model_path(), "--prompt-count",
+                           "4", "--dtype", "f32", "--out", bank, "--model", model_path(), "--prompt-count",
                            "6", "--max-tokens", "16", "--keep-raw-below-agreement", "0.9", "--json"});
         QVERIFY2(r.exit_code == 0, qPrintable(r.err));
         const json j = json::parse(r.out.toStdString());
@@ -213,7 +214,7 @@ private slots:
         // The plain bank (format 1 copy without the raw list) serves outlier-a compressed: another text.
         const QString plain = root + "/plain";
         r = test::run_cli({"compress", QString::fromStdString(fleet.string()), "--rank", "3", "--clusters",
-                           "3", "--dtype", "f32", "--out", plain});
+                           "4", "--dtype", "f32", "--out", plain});
         QVERIFY2(r.exit_code == 0, qPrintable(r.err));
         QCOMPARE(manifest(plain)["version"].get<int>(), 1);
         QVERIFY(gen({"--bank", plain}, "outlier-a") != raw_a);
