@@ -5,6 +5,7 @@
 #include "kernels/cuda_libraries.hpp"
 #include "kernels/linalg_batched.hpp"
 #include "kernels/linalg_batched_elementwise.hpp"
+#include "kernels/linalg_status.cuh"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -21,22 +22,9 @@ namespace lorafleet::kernels {
 
 namespace {
 
-void check_cuda(cudaError_t e, const char* api) {
-    if (e == cudaSuccess) return;
-    cudaGetLastError(); // clear a non-sticky error
-    throw linalg_error(api, static_cast<long long>(e),
-                       std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")");
-}
-
-void check_cublas(cublasStatus_t s, const char* api) {
-    if (s == CUBLAS_STATUS_SUCCESS) return;
-    throw linalg_error(api, static_cast<long long>(s), cublasGetStatusString(s));
-}
-
-void check_cusolver(cusolverStatus_t s, const char* api) {
-    if (s == CUSOLVER_STATUS_SUCCESS) return;
-    throw linalg_error(api, static_cast<long long>(s), "cuSOLVER status " + std::to_string(int(s)));
-}
+using detail::check_cublas;
+using detail::check_cuda;
+using detail::check_cusolver;
 
 int as_int(std::int64_t v, const char* what) {
     if (v < 0 || v > 0x7fffffff)

@@ -3,6 +3,7 @@
 // kStagingBytes, each guarded by an event, so packing the next chunk overlaps the previous DMA.
 #include "kernels/linalg_device.hpp"
 #include "kernels/linalg_elementwise.hpp"
+#include "kernels/linalg_status.cuh"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -19,22 +20,9 @@ namespace {
 
 constexpr std::size_t kStagingBytes = std::size_t(8) << 20;
 
-void check_cuda(cudaError_t e, const char* api) {
-    if (e == cudaSuccess) return;
-    cudaGetLastError(); // clear a non-sticky error
-    throw linalg_error(api, static_cast<long long>(e),
-                       std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")");
-}
-
-void check_cublas(cublasStatus_t s, const char* api) {
-    if (s == CUBLAS_STATUS_SUCCESS) return;
-    throw linalg_error(api, static_cast<long long>(s), cublasGetStatusString(s));
-}
-
-void check_cusolver(cusolverStatus_t s, const char* api) {
-    if (s == CUSOLVER_STATUS_SUCCESS) return;
-    throw linalg_error(api, static_cast<long long>(s), "cuSOLVER status " + std::to_string(int(s)));
-}
+using detail::check_cublas;
+using detail::check_cuda;
+using detail::check_cusolver;
 
 cublasOperation_t to_cublas(mat_op o) {
     return o == mat_op::n ? CUBLAS_OP_N : CUBLAS_OP_T;
