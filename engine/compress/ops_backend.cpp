@@ -415,6 +415,48 @@ std::vector<std::vector<matrix>> project_runs(step_ops& so, ops_side s, const st
     return out;
 }
 
+// What half a HOOI sweep of one side reads and writes in a full_run: the factors it builds from the
+// other side's projections, its eigen strategy, its basis and the projections it produces.
+struct full_side {
+    ops_side side;
+    std::vector<matrix> full_run::*factors;
+    std::vector<matrix> full_run::*from;
+    eigen_strategy full_run::*strategy;
+    matrix full_run::*basis;
+    std::vector<matrix> full_run::*projected;
+};
+constexpr full_side side_u{U, &full_run::lu, &full_run::pa, &full_run::strat_u, &full_run::u, &full_run::qb};
+constexpr full_side side_v{V, &full_run::lv, &full_run::qb, &full_run::strat_v, &full_run::v, &full_run::pa};
+
+// Half a sweep for every active run: the side's factors from the other side's projections, its new
+// basis (warm-started from the current one), its projections. Returns the previous bases.
+std::vector<matrix> half_sweep(step_ops& so, const module_batch& batch, const full_side& s,
+                               const std::vector<full_run*>& act, std::int64_t r, int iters) {
+    const auto n = act.size();
+    std::vector<std::vector<matrix>> lf(n);
+    std::vector<eigen_strategy> st(n);
+    std::vector<const matrix*> start(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        full_run& run = *act[i];
+        auto& factors = run.*s.factors;
+        for (std::size_t k = 0; k < run.members.size(); ++k)
+            factors[k] = detail::make_factor((run.*s.from)[k], run.w[k]);
+        lf[i] = factors;
+        st[i] = run.*s.strategy;
+        start[i] = &(run.*s.basis);
+    }
+    auto fresh = top_subspaces(so, batch, s.side, act, lf, r, st, start, iters);
+    std::vector<matrix> old(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        old[i] = std::move(act[i]->*s.basis);
+        act[i]->*s.basis = std::move(fresh[i]);
+    }
+    auto projected = project_runs(so, s.side, act);
+    for (std::size_t i = 0; i < n; ++i)
+        act[i]->*s.projected = std::move(projected[i]);
+    return old;
+}
+
 // JD-Full (HOOI, method.md §3) of every run in lock-step: each step's products for all runs still
 // sweeping go through one grouped call; a run that met a tolerance stops exactly where fit() would.
 void run_full(step_ops& so, const module_batch& batch, const std::vector<full_run*>& runs,
@@ -512,41 +554,10 @@ void run_full(step_ops& so, const module_batch& batch, const std::vector<full_ru
             if (!run->done) act.push_back(run);
         if (act.empty()) break;
         const auto n = act.size();
-        std::vector<std::vector<matrix>> lf(n);
-        std::vector<eigen_strategy> st(n);
-        std::vector<const matrix*> start(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            for (std::size_t k = 0; k < act[i]->members.size(); ++k)
-                act[i]->lu[k] = detail::make_factor(act[i]->pa[k], act[i]->w[k]);
-            lf[i] = act[i]->lu;
-            st[i] = act[i]->strat_u;
-            start[i] = &act[i]->u;
-        }
-        auto u_new = top_subspaces(so, batch, U, act, lf, r, st, start, iters);
-        std::vector<matrix> old_u(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            old_u[i] = std::move(act[i]->u);
-            act[i]->u = std::move(u_new[i]);
-        }
-        auto qb = project_runs(so, U, act);
-        for (std::size_t i = 0; i < n; ++i) {
-            act[i]->qb = std::move(qb[i]);
-            for (std::size_t k = 0; k < act[i]->members.size(); ++k)
-                act[i]->lv[k] = detail::make_factor(act[i]->qb[k], act[i]->w[k]);
-            lf[i] = act[i]->lv;
-            st[i] = act[i]->strat_v;
-            start[i] = &act[i]->v;
-        }
-        auto v_new = top_subspaces(so, batch, V, act, lf, r, st, start, iters);
-        std::vector<matrix> old_v(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            old_v[i] = std::move(act[i]->v);
-            act[i]->v = std::move(v_new[i]);
-        }
-        auto pa = project_runs(so, V, act);
+        const auto old_u = half_sweep(so, batch, side_u, act, r, iters);
+        const auto old_v = half_sweep(so, batch, side_v, act, r, iters);
         for (std::size_t i = 0; i < n; ++i) {
             full_run& run = *act[i];
-            run.pa = std::move(pa[i]);
             const double f_new = full_objective(run.qb, run.pa, run.w);
             const double change =
                 std::max(subspace_change(old_u[i], run.u), subspace_change(old_v[i], run.v));
