@@ -8,6 +8,7 @@
 #include "engine/compress/random_matrix.hpp"
 #include "engine/core/error.hpp"
 #include "tests/engine/compress/test_compress_ops_compare.hpp"
+#include "tests/support/group_step_inputs.hpp"
 
 #include <QtTest/QtTest>
 
@@ -41,25 +42,10 @@ void expect_groups_equal_single(HostLinalgOps& ops, bool base_default, const mod
     const std::vector<std::size_t> active = {3, 0, 2}; // a subset, out of order
     for (const ops_side s : {ops_side::u, ops_side::v}) {
         const auto d = s == ops_side::u ? batch.d_out : batch.d_in;
-        std::vector<matrix> x, z, q;
-        std::vector<std::vector<matrix>> c, f;
-        std::vector<std::int64_t> k;
-        for (const auto a : active) {
-            const auto& l = ops.group_layout(a);
-            x.push_back(gaussian_matrix(d, 5, g));
-            z.push_back(gaussian_matrix(l.total, 3, g));
-            q.push_back(gaussian_matrix(d, 4, g));
-            std::vector<matrix> blocks, factors;
-            std::int64_t width = 0;
-            for (std::size_t m = 0; m < l.size(); ++m) {
-                blocks.push_back(m % 3 == 1 ? matrix() : gaussian_matrix(l.ranks[m], l.ranks[m], g));
-                factors.push_back(gaussian_matrix(l.ranks[m], m % 4 == 2 ? 0 : 2, g));
-                width += factors.back().cols;
-            }
-            c.push_back(std::move(blocks));
-            f.push_back(std::move(factors));
-            k.push_back(std::min<std::int64_t>(3, width));
-        }
+        const auto in = test::random_group_step_inputs(ops, active, d, 5, g);
+        const auto &x = in.x, &z = in.z, &q = in.q;
+        const auto &c = in.c, &f = in.f;
+        const auto& k = in.k;
         const auto pr =
             base_default ? ops.LinalgOps::project_groups(s, active, x) : ops.project_groups(s, active, x);
         const auto ac = base_default ? ops.LinalgOps::accumulate_groups(s, active, z)
