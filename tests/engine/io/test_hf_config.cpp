@@ -3,6 +3,7 @@
 // resolve_geometry's three forms. Expected numbers are the published model configs, written out here.
 #include "engine/core/error.hpp"
 #include "engine/io/hf_config.hpp"
+#include "tests/support/expect_throw.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <QTemporaryDir>
@@ -16,19 +17,10 @@ using namespace lorafleet::io;
 
 namespace {
 
+using lorafleet::test::expect_throw;
+
 const char* minimal_llama = R"({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 3,
     "num_attention_heads": 4, "intermediate_size": 160, "vocab_size": 500})";
-
-template <class E, class F> QString expect_throw(F&& f) {
-    try {
-        f();
-    } catch (const E& e) {
-        return QString::fromStdString(e.what());
-    } catch (const std::exception& e) {
-        return QStringLiteral("WRONG EXCEPTION TYPE: ") + e.what();
-    }
-    return QStringLiteral("NO EXCEPTION");
-}
 
 void write_file(const std::filesystem::path& p, const std::string& text) {
     std::ofstream out(p, std::ios::binary);

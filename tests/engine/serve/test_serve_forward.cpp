@@ -12,6 +12,7 @@
 #include "engine/serve/model/transformer.hpp"
 #include "engine/serve/scheduling/generate.hpp"
 #include "engine/serve/tokenizer/tokenizer.hpp"
+#include "tests/support/expect_throw.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <QTemporaryDir>
@@ -28,6 +29,8 @@ using namespace lorafleet::serve;
 namespace fs = std::filesystem;
 
 namespace {
+
+using lorafleet::test::expect_throw;
 
 // ---- Fixtures ---------------------------------------------------------------------------------------------
 fs::path model_dir() {
@@ -136,17 +139,6 @@ std::vector<float> prefill_logits(transformer& model, std::span<const int> token
     cache.add_sequence(0);
     const sequence_step step{0, tokens, {}, slot, true};
     return model.forward(cache, std::span(&step, 1), adapters).values;
-}
-
-template <class E, class F> QString expect_throw(F&& f) {
-    try {
-        f();
-    } catch (const E& e) {
-        return QString::fromStdString(e.what());
-    } catch (const std::exception& e) {
-        return QStringLiteral("WRONG EXCEPTION TYPE: ") + e.what();
-    }
-    return QStringLiteral("NO EXCEPTION");
 }
 
 // Random LoRA factors for every module of every layer, scaled so the update is visible but moderate.

@@ -9,6 +9,7 @@
 #include "engine/serve/tokenizer/decode_stream.hpp"
 #include "engine/serve/tokenizer/tokenizer.hpp"
 #include "engine/serve/tokenizer/utf8.hpp"
+#include "tests/support/expect_throw.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <QTemporaryDir>
@@ -24,6 +25,8 @@ using namespace lorafleet::serve;
 namespace fs = std::filesystem;
 
 namespace {
+
+using lorafleet::test::expect_throw;
 
 fs::path model_dir() {
     return test::fixtures_dir() / "models/tinystories-656k";
@@ -48,17 +51,6 @@ std::string stream_all(const Tokenizer& tok, const std::vector<int>& ids, bool a
         out += piece;
     }
     return out + s.finish();
-}
-
-template <class E, class F> QString expect_throw(F&& f) {
-    try {
-        f();
-    } catch (const E& e) {
-        return QString::fromStdString(e.what());
-    } catch (const std::exception& e) {
-        return QStringLiteral("WRONG EXCEPTION TYPE: ") + e.what();
-    }
-    return QStringLiteral("NO EXCEPTION");
 }
 
 // A tiny Llama-style tokenizer.json (Metaspace pre-tokenizer, byte fallback with all 256 byte pieces) for

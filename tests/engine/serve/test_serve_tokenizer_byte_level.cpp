@@ -11,6 +11,7 @@
 #include "engine/serve/tokenizer/tokenizer.hpp"
 #include "engine/serve/tokenizer/unicode_text.hpp"
 #include "engine/serve/tokenizer/utf8.hpp"
+#include "tests/support/expect_throw.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <QtTest/QtTest>
@@ -25,6 +26,8 @@ using namespace lorafleet::serve;
 namespace fs = std::filesystem;
 
 namespace {
+
+using lorafleet::test::expect_throw;
 
 fs::path data_dir() {
     return test::source_dir() / "tests/data/tokenizers";
@@ -59,17 +62,6 @@ std::string stream_all(const Tokenizer& tok, const std::vector<int>& ids, bool s
         out += piece;
     }
     return out + s.finish();
-}
-
-template <class E, class F> QString expect_throw(F&& f) {
-    try {
-        f();
-    } catch (const E& e) {
-        return QString::fromStdString(e.what());
-    } catch (const std::exception& e) {
-        return QStringLiteral("WRONG EXCEPTION TYPE: ") + e.what();
-    }
-    return QStringLiteral("NO EXCEPTION");
 }
 
 QByteArray row_name(const std::string& prefix, std::size_t i, const std::string& text) {

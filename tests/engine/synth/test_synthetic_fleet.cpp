@@ -8,6 +8,8 @@
 #include "engine/io/hf_config.hpp"
 #include "engine/io/safetensors.hpp"
 #include "engine/synth/synthetic_fleet.hpp"
+#include "tests/support/expect_throw.hpp"
+#include "tests/support/file_bytes.hpp"
 #include "tests/support/test_paths.hpp"
 
 #include <QTemporaryDir>
@@ -28,23 +30,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-template <class E, class F> QString expect_throw(F&& f) {
-    try {
-        f();
-    } catch (const E& e) {
-        return QString::fromStdString(e.what());
-    } catch (const std::exception& e) {
-        return QStringLiteral("WRONG EXCEPTION TYPE: ") + e.what();
-    }
-    return QStringLiteral("NO EXCEPTION");
-}
-
-std::string read_bytes(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
+using lorafleet::test::expect_throw;
+using lorafleet::test::read_bytes;
 
 io::model_geometry tinystories() {
     return *io::geometry_preset("tinystories-656k");

@@ -14,6 +14,8 @@
 #include "engine/serve/tokenizer/tokenizer.hpp"
 #include "engine/synth/synthetic_model.hpp"
 #include "engine/synth/synthetic_tokenizer.hpp"
+#include "tests/support/expect_throw.hpp"
+#include "tests/support/file_bytes.hpp"
 
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
@@ -31,23 +33,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-template <class E, class F> QString expect_throw(F&& f) {
-    try {
-        f();
-    } catch (const E& e) {
-        return QString::fromStdString(e.what());
-    } catch (const std::exception& e) {
-        return QStringLiteral("WRONG EXCEPTION TYPE: ") + e.what();
-    }
-    return QStringLiteral("NO EXCEPTION");
-}
-
-std::string read_bytes(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
+using lorafleet::test::expect_throw;
+using lorafleet::test::read_bytes;
 
 // Every file of a folder by name, with its bytes.
 std::map<std::string, std::string> snapshot(const fs::path& dir) {
