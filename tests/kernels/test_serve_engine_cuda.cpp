@@ -17,6 +17,7 @@
 #include "engine/serve/scheduling/serving_engine.hpp"
 #include "engine/serve/tokenizer/tokenizer.hpp"
 #include "kernels/device_probe.hpp"
+#include "tests/support/greedy_requests.hpp"
 #include "tests/support/peft_writer.hpp"
 #include "tests/support/random_bank.hpp"
 #include "tests/support/test_paths.hpp"
@@ -52,27 +53,10 @@ bank::compressed_bank random_bank(compress::jd_method kind) {
                                                          .seed = 17 + std::uint64_t(kind)});
 }
 
-using request_list = std::vector<std::pair<std::string, std::string>>; // adapter, prompt
+using test::request_list;
 
 std::vector<std::vector<int>> serve_all(serving_engine& engine, const request_list& requests) {
-    std::vector<std::promise<completion_result>> done(requests.size());
-    for (std::size_t i = 0; i < requests.size(); ++i) {
-        completion_request r;
-        r.adapter = requests[i].first;
-        r.prompt = tokenizer()->encode(requests[i].second, true);
-        r.params.max_tokens = 16;
-        r.params.stop_at_eos = false;
-        r.on_done = [&done, i](const completion_result& res) { done[i].set_value(res); };
-        engine.submit(std::move(r));
-    }
-    std::vector<std::vector<int>> tokens;
-    for (auto& d : done) {
-        const completion_result res = d.get_future().get();
-        if (res.status != completion_status::finished)
-            throw std::runtime_error("request failed: " + res.error);
-        tokens.push_back(res.tokens);
-    }
-    return tokens;
+    return test::serve_all(engine, *tokenizer(), requests, 16);
 }
 
 engine_options options(device_choice d) {

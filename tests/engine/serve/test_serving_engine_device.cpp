@@ -14,6 +14,7 @@
 #include "engine/serve/model/model_weights.hpp"
 #include "engine/serve/scheduling/serving_engine.hpp"
 #include "engine/serve/tokenizer/tokenizer.hpp"
+#include "tests/support/greedy_requests.hpp"
 #include "tests/support/peft_writer.hpp"
 #include "tests/support/random_bank.hpp"
 #include "tests/support/test_paths.hpp"
@@ -54,24 +55,7 @@ std::unique_ptr<AdapterProvider> bank_provider() {
 // Greedy tokens of each (adapter, prompt) request, all submitted at once.
 std::vector<std::vector<int>> serve_all(serving_engine& engine,
                                         const std::vector<std::pair<std::string, std::string>>& requests) {
-    std::vector<std::promise<completion_result>> done(requests.size());
-    for (std::size_t i = 0; i < requests.size(); ++i) {
-        completion_request r;
-        r.adapter = requests[i].first;
-        r.prompt = tokenizer()->encode(requests[i].second, true);
-        r.params.max_tokens = 12;
-        r.params.stop_at_eos = false;
-        r.on_done = [&done, i](const completion_result& res) { done[i].set_value(res); };
-        engine.submit(std::move(r));
-    }
-    std::vector<std::vector<int>> tokens;
-    for (auto& d : done) {
-        const completion_result res = d.get_future().get();
-        if (res.status != completion_status::finished)
-            throw std::runtime_error("request failed: " + res.error);
-        tokens.push_back(res.tokens);
-    }
-    return tokens;
+    return test::serve_all(engine, *tokenizer(), requests, 12);
 }
 
 const std::vector<std::pair<std::string, std::string>> requests = {
