@@ -94,15 +94,6 @@ __global__ void gather_columns_kernel(const float* src, float* dst, std::int64_t
     }
 }
 
-__global__ void upper_triangle_kernel(const float* a, std::int64_t lda, float* r, std::int64_t n) {
-    const std::int64_t total = n * n;
-    for (std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; idx < total;
-         idx += std::int64_t(gridDim.x) * blockDim.x) {
-        const std::int64_t i = idx % n, j = idx / n;
-        r[idx] = upper_triangle_entry(i, j, a[i + j * lda]);
-    }
-}
-
 __global__ void take_top_columns_kernel(const double* vecs, std::int64_t n, std::int64_t batch,
                                         const std::int64_t* rows, const std::int64_t* k,
                                         const std::int64_t* dst_off, std::int64_t max_rows,
@@ -275,63 +266,6 @@ std::size_t gather_columns(linalg_context& ctx, const float* src, float* dst, st
     gather_columns_kernel<<<blocks_for(d * cols, 256), 256, 0, stream_of(ctx)>>>(src, dst, d, cols, index);
     check_cuda(cudaGetLastError(), "gather_columns_kernel");
     return 1;
-}
-
-std::size_t qr_thin_many(linalg_context& ctx, const qr_item* items, std::size_t count, device_buffer& work) {
-    int lwork = 1, max_n = 1;
-    for (std::size_t j = 0; j < count; ++j) {
-        const auto& it = items[j];
-        if (it.m < it.n) throw linalg_error("qr_thin_many", 0, "needs rows >= cols");
-        if (it.n == 0) continue;
-        const int mm = as_int(it.m, "qr"), nn = as_int(it.n, "qr"),
-                  ld = as_int(std::max<std::int64_t>(it.lda, 1), "qr");
-        int l1 = 0, l2 = 0; // (a size query: `tau` below is any device pointer, not read)
-        check_cusolver(cusolverDnSgeqrf_bufferSize(solver_of(ctx), mm, nn, it.a, ld, &l1),
-                       "cusolverDnSgeqrf_bufferSize");
-        check_cusolver(cusolverDnSorgqr_bufferSize(solver_of(ctx), mm, nn, nn, it.a, ld, it.a, &l2),
-                       "cusolverDnSorgqr_bufferSize");
-        lwork = std::max({lwork, l1, l2});
-        max_n = std::max(max_n, nn);
-    }
-    // [workspace lwork floats | tau max_n floats | info 2 count ints], each part 256-byte aligned.
-    const auto align = [](std::size_t b) { return (b + 255) / 256 * 256; };
-    const std::size_t tau_at = align(static_cast<std::size_t>(lwork) * sizeof(float));
-    const std::size_t info_at = tau_at + align(static_cast<std::size_t>(max_n) * sizeof(float));
-    const std::size_t info_count = 2 * std::max<std::size_t>(count, 1);
-    work.reserve(ctx, info_at + info_count * sizeof(int));
-    auto* base = static_cast<char*>(work.data());
-    float* w = reinterpret_cast<float*>(base);
-    float* tau = reinterpret_cast<float*>(base + tau_at);
-    int* info = reinterpret_cast<int*>(base + info_at);
-    check_cuda(cudaMemsetAsync(info, 0, info_count * sizeof(int), stream_of(ctx)), "cudaMemsetAsync");
-    std::size_t launches = 1;
-    for (std::size_t j = 0; j < count; ++j) {
-        const auto& it = items[j];
-        if (it.n == 0) continue;
-        const int mm = as_int(it.m, "qr"), nn = as_int(it.n, "qr"),
-                  ld = as_int(std::max<std::int64_t>(it.lda, 1), "qr");
-        // Stream-ordered on the context's stream: the shared workspace and tau are reused safely.
-        check_cusolver(cusolverDnSgeqrf(solver_of(ctx), mm, nn, it.a, ld, tau, w, lwork, info + 2 * j),
-                       "cusolverDnSgeqrf");
-        if (it.r != nullptr) {
-            upper_triangle_kernel<<<blocks_for(it.n * it.n, 256), 256, 0, stream_of(ctx)>>>(it.a, it.lda,
-                                                                                            it.r, it.n);
-            check_cuda(cudaGetLastError(), "upper_triangle_kernel");
-            ++launches;
-        }
-        check_cusolver(
-            cusolverDnSorgqr(solver_of(ctx), mm, nn, nn, it.a, ld, tau, w, lwork, info + 2 * j + 1),
-            "cusolverDnSorgqr");
-        launches += 2;
-    }
-    std::vector<int> infos(info_count);
-    download(ctx, info, infos.data(), infos.size() * sizeof(int)); // waits
-    for (std::size_t j = 0; j < infos.size(); ++j)
-        if (infos[j] != 0)
-            throw linalg_error(j % 2 == 0 ? "cusolverDnSgeqrf" : "cusolverDnSorgqr", infos[j],
-                               "matrix " + std::to_string(j / 2) + " of " + std::to_string(count) +
-                                   " of qr_thin_many");
-    return launches;
 }
 
 std::size_t take_top_columns_f64(linalg_context& ctx, const double* vecs, std::int64_t n, std::int64_t batch,

@@ -1,7 +1,8 @@
 // Batched device linear algebra for the compression's lock-step fits (all clusters of a module at once,
 // CompressBackend::fit_clusters): grouped GEMMs (every item its own shape and operands, as few library
-// calls as the toolkit allows), batched symmetric eigen-solves in double, and the few element-wise
-// kernels around them (their per-element logic is in linalg_batched_elementwise.hpp, tested on the CPU).
+// calls as the toolkit allows), batched symmetric eigen-solves in double, batched thin QRs (one kernel for
+// all matrices: qr_batched.cu over householder_qr.hpp), and the few element-wise kernels around them
+// (their per-element logic is in linalg_batched_elementwise.hpp, tested on the CPU).
 // Everything enqueues on the context's stream (linalg_device.hpp) and returns the number of kernel /
 // library launches it enqueued, so a caller can count launches per pass. Column-major, BLAS conventions;
 // nothing here knows engine types. A build without CUDA links linalg_batched_not_compiled.cpp, where
@@ -71,19 +72,25 @@ std::size_t take_top_columns_f64(linalg_context& ctx, const double* vecs, std::i
                                  const std::int64_t* rows, const std::int64_t* k, const std::int64_t* dst_off,
                                  std::int64_t max_rows, std::int64_t max_k, double* dst);
 
-// Thin QRs of several matrices enqueued back to back (the loop of qr_thin without its per-matrix syncs,
-// allocations and copies): item j's a [m, n] (m >= n, leading dimension lda) becomes Q, its R [n, n]
-// (upper, zeros below, leading dimension n) goes to r when not null. The same cuSOLVER calls as qr_thin
-// (Sgeqrf, Sorgqr), so Q and R as qr_thin gives them (LAPACK's sign convention; the shared workspace
-// may be larger than one matrix needs). One workspace, tau and
-// info array in `work` (grown as needed); waits once at the end for the info flags and throws
-// linalg_error naming the first failing item. Items with n = 0 are skipped.
+// Thin QRs of several matrices in ONE kernel launch (qr_batched.cu: one thread block per matrix, the
+// Householder QR of householder_qr.hpp — LAPACK's dgeqr2 + dorg2r in double on a double working copy,
+// rounded to fp32 at the end; the CPU tests run the same functions through qr_householder_host and get
+// the same bits for the same block size). Item j's a [m, n] (m >= n, leading dimension lda >= m) becomes
+// Q, its R [n, n] (upper, zeros below, leading dimension n) goes to r when not null; items' shapes may
+// differ. R's diagonal signs are LAPACK's (dlarfg's convention, as sgeqrf / sorgqr and qr_thin give);
+// rank-deficient and zero columns still give an orthonormal Q. The item table, status flags, reflector
+// scalars and the double working copies live in `work` (grown as needed; qr_thin_many_work_bytes says
+// how much, so a caller can reserve it first). Uploads the table once, waits once at the end for the
+// status flags, and throws linalg_error (code: householder_qr.hpp's status bits) naming the first matrix
+// with NaN / Inf input or an R that overflows fp32. Items with n = 0 are skipped. At most 4094 columns
+// per matrix (block-shared scratch). Returns the launches enqueued: 1 (0 when every item is empty).
 struct qr_item {
     std::int64_t m = 0, n = 0;
     float* a = nullptr;
     std::int64_t lda = 1;
     float* r = nullptr;
 };
+std::size_t qr_thin_many_work_bytes(const qr_item* items, std::size_t count);
 std::size_t qr_thin_many(linalg_context& ctx, const qr_item* items, std::size_t count, device_buffer& work);
 
 } // namespace lorafleet::kernels

@@ -32,6 +32,9 @@ std::size_t gather_columns(linalg_context&, const float*, float*, std::int64_t, 
                            const std::int64_t*) {
     not_compiled("gather_columns");
 }
+std::size_t qr_thin_many_work_bytes(const qr_item*, std::size_t) {
+    not_compiled("qr_thin_many_work_bytes");
+}
 std::size_t qr_thin_many(linalg_context&, const qr_item*, std::size_t, device_buffer&) {
     not_compiled("qr_thin_many");
 }

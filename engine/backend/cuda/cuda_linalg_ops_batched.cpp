@@ -2,7 +2,9 @@
 // product in ONE grouped GEMM over a group-ordered device copy of T_u / T_v, inputs packed into one upload
 // and results into one download; top_small_gram_groups' eigenproblems in one batched fp64 syev. The
 // arithmetic per group is the single operation's (fp32 products; fp64 Gram, eigensolver and X E), so a
-// group's result equals CudaLinalgOps' single operation on that working set up to fp rounding.
+// group's result equals CudaLinalgOps' single operation on that working set up to fp rounding. qr_many
+// factors every matrix in one kernel (kernels::qr_thin_many: Householder in double, one block per matrix),
+// so its Q and R are the fp32 roundings of a double QR — closer to exact than qr()'s fp32 cuSOLVER ones.
 #include "engine/backend/cuda/cuda_linalg_ops.hpp"
 
 #include "engine/backend/cuda/cuda_status.hpp"
@@ -467,11 +469,16 @@ std::vector<std::pair<matrix, matrix>> CudaLinalgOps::qr_many(std::vector<matrix
         for (std::size_t i = 0; i < a.size(); ++i)
             items[i] = {a[i].rows, a[i].cols, da + aoff[i], std::max<std::int64_t>(a[i].rows, 1),
                         dr + roff[i]};
+        // The double working copies may be large (8 m n bytes a matrix): reserved through the ops' budget
+        // handling (evicting cached modules) before the kernel's own reserve, which then keeps it.
+        batched_access::grow<char>(
+            *this, b.work,
+            static_cast<std::int64_t>(kd::qr_thin_many_work_bytes(items.data(), items.size())));
         b.stats.launches += kd::qr_thin_many(ctx, items.data(), items.size(), b.work);
         std::vector<float> q(packed.size()), r(static_cast<std::size_t>(rtotal));
         if (!q.empty()) kd::download(ctx, da, q.data(), q.size() * F);
         if (!r.empty()) kd::download(ctx, dr, r.data(), r.size() * F);
-        b.stats.transfers += 3;
+        b.stats.transfers += 5; // the matrices, the item table, the status flags, Q, R
         ++b.stats.calls;
         std::vector<std::pair<matrix, matrix>> out(a.size());
         for (std::size_t i = 0; i < a.size(); ++i) {
