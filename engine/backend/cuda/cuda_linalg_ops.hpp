@@ -97,9 +97,10 @@ public:
     std::vector<matrix> top_small_gram_groups(ops_side s, std::span<const std::size_t> active,
                                               std::span<const std::vector<matrix>> factors,
                                               std::span<const std::int64_t> k) override;
-    // All matrices uploaded in one copy, their QRs enqueued back to back (kernels::qr_thin_many: the same
-    // cuSOLVER calls as qr(), so Q and R as qr() gives them, LAPACK's signs) with one wait, Q and R
-    // downloaded in one copy each.
+    // All matrices uploaded in one copy and factored by ONE kernel launch (kernels::qr_thin_many: one
+    // thread block per matrix, LAPACK's Householder dgeqr2 + dorg2r in double, rounded to fp32; LAPACK's
+    // R diagonal signs, so qr()'s up to fp32 rounding), one wait, Q and R downloaded in one copy each.
+    // NaN / Inf input throws (as the CPU's qr() does).
     std::vector<std::pair<matrix, matrix>> qr_many(std::vector<matrix> a) override;
     // What the grouped operations enqueued since construction: calls, device launches (kernels and
     // library calls) and host <-> device copies.
