@@ -129,6 +129,31 @@ template <class E> LORAFLEET_HD float round_through(float x) {
     return to_float(store_element<E>(x));
 }
 
+// Whether a store of x in the format gives x back bit for bit (the exact storage tests of the compression
+// cache, engine/backend/cuda/resident_modules.hpp): integer bit tests, equal to
+// `round_through<E>(x) == x` with -0 kept, for every finite float. Non-finite values (inf, NaN) are never
+// exact here: a factor holding one stays in fp32.
+//   bf16: the 16 low bits of the float are zero (bf16 is float's top half).
+//   fp16: |x| in [2^-14, 65504] with the 13 low mantissa bits zero (normals), or |x| < 2^-14 a multiple
+//         of 2^-24 (zero and subnormals).
+LORAFLEET_HD bool bf16_exact(float x) {
+    const unsigned u = float_bits(x);
+    return ((u & 0xffffu) == 0u) & ((u & 0x7f800000u) != 0x7f800000u);
+}
+
+LORAFLEET_HD bool fp16_exact(float x) {
+    const unsigned a = float_bits(x) & 0x7fffffffu;
+    // Normal range [2^-14, 65504]: the 13 low mantissa bits zero.
+    const unsigned normal =
+        unsigned(a - 0x38800000u <= 0x477fe000u - 0x38800000u) & unsigned((a & 0x1fffu) == 0u);
+    // Below 2^-14 (zero, subnormals): |x| 2^24 an integer (at most 1024, so exact in float).
+    const unsigned below = unsigned(a < 0x38800000u);
+    const float scaled = bits_float(a & (0u - below)) * 16777216.0f;
+    const unsigned on_grid = unsigned(scaled == float(int(scaled)));
+    // Bitwise, no branch: a loop over these tests vectorizes.
+    return ((below & on_grid) | ((below ^ 1u) & normal)) != 0u;
+}
+
 // Unit roundoff of a store in precision p (normal range): |fl(x) - x| <= u |x|.
 inline double unit_roundoff(device_precision p) {
     return p == device_precision::bf16 ? 0x1p-8 : p == device_precision::fp16 ? 0x1p-11 : 0x1p-24;

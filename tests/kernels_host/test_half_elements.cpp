@@ -4,6 +4,9 @@
 //  - conversions: every one of the 65536 fp16 patterns decodes to the value its fields define; stores
 //    round to the NEAREST representable value (ties to even), checked against a reference that rounds in
 //    double with nearbyint on the format's grid; NaN / inf / overflow / subnormals; bf16 likewise.
+//  - exact tests (bf16_exact / fp16_exact, the compression cache's lossless-storage check): equal to "a
+//    store then a load gives the same bits, and the value is finite" on every bf16 / fp16 value and its
+//    float neighbours, on a sweep over all float bit patterns (NaNs included) and on the probe values.
 //  - rows: the error bounds are derived from the unit roundoffs (u = 2^-24 for float arithmetic, u_s for
 //    the storage), not fitted to the results; each derivation is next to its check.
 #include "kernels/adapter_rows.hpp"
@@ -229,6 +232,50 @@ private slots:
         QVERIFY(std::isnan(k::round_through<k::bf16_bits>(NAN)));
         QVERIFY(std::isnan(k::round_through<k::fp16_bits>(NAN)));
         QVERIFY(std::isinf(k::round_through<k::fp16_bits>(INFINITY)));
+    }
+
+    void exactTestsMatchTheRoundTrip() {
+        const auto bits_of = [](float x) {
+            std::uint32_t u;
+            std::memcpy(&u, &x, 4);
+            return u;
+        };
+        std::size_t checked = 0, exact_b = 0, exact_f = 0, wrong = 0;
+        QString first_wrong;
+        const auto check = [&](float x) {
+            const bool want_b = std::isfinite(x) && bits_of(k::round_through<k::bf16_bits>(x)) == bits_of(x);
+            const bool want_f = std::isfinite(x) && bits_of(k::round_through<k::fp16_bits>(x)) == bits_of(x);
+            if ((k::bf16_exact(x) != want_b || k::fp16_exact(x) != want_f) && wrong++ == 0)
+                first_wrong = QString("bits %1: bf16_exact %2 (round trip %3), fp16_exact %4 (round trip %5)")
+                                  .arg(bits_of(x), 8, 16, QChar('0'))
+                                  .arg(k::bf16_exact(x))
+                                  .arg(want_b)
+                                  .arg(k::fp16_exact(x))
+                                  .arg(want_f);
+            ++checked;
+            exact_b += want_b;
+            exact_f += want_f;
+        };
+        for (unsigned h = 0; h < 65536; ++h)
+            for (const float x : {k::to_float(k::bf16_bits{static_cast<unsigned short>(h)}),
+                                  k::to_float(k::fp16_bits{static_cast<unsigned short>(h)})}) {
+                check(x);
+                check(std::nextafter(x, INFINITY));
+                check(std::nextafter(x, -INFINITY));
+            }
+        for (std::uint64_t u = 0; u < (std::uint64_t(1) << 32); u += 4093) { // NaNs and inf among them
+            float x;
+            const auto b = std::uint32_t(u);
+            std::memcpy(&x, &b, 4);
+            check(x);
+        }
+        for (const float x : probe_floats())
+            check(x);
+        QVERIFY2(wrong == 0, qPrintable(QString("%1 wrong, first: %2").arg(wrong).arg(first_wrong)));
+        QVERIFY(checked > 1000000);
+        // Every finite bf16 / fp16 value is exact in its own format (a third of the checks at least).
+        QVERIFY(exact_b >= 65536 - 2 * 256);
+        QVERIFY(exact_f >= 65536 - 2 * 1024);
     }
 
     void attentionOverBf16Cache() { check_attention<k::bf16_bits>(0x1p-8); }

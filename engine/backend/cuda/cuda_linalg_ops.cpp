@@ -8,10 +8,13 @@
 #include "engine/compress/eigen_floor.hpp"
 #include "engine/core/error.hpp"
 #include "kernels/linalg_device.hpp"
+#include "kernels/resident_storage.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <numeric>
@@ -54,15 +57,27 @@ bool is_budget(const kd::linalg_error& e) {
     return e.api() == "budget";
 }
 
-// One module's factors on the device: u = T_u [d_out, R_all], v = T_v [d_in, R_all] in batch order.
+// One module's factors on the device: u = T_u [d_out, R_all], v = T_v [d_in, R_all] in batch order,
+// stored as `storage`: fp32 while selected or staged; bf16 / fp16 only inside the resident cache (a module
+// whose key says that format is exact; widened back to fp32 when taken out).
 struct resident_batch {
     std::string name;
     std::int64_t d_out = -1, d_in = -1;
+    std::int64_t total = 0;        // R_all
     std::vector<adapter_key> keys; // empty while (re)filling: never matches a batch then
     std::vector<std::int64_t> offsets;
     kd::device_buffer u, v;
+    kd::device_precision storage = kd::device_precision::fp32;
     // The pointer-free key (resident_modules.hpp) when the module may enter the resident cache.
     std::optional<backend::resident_key> rkey;
+
+    // Bytes of T_u and T_v in fp32 (what the cache would hold without compaction).
+    std::size_t fp32_bytes() const {
+        const auto floats = [](std::int64_t n) {
+            return static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * F;
+        };
+        return floats(d_out * total) + floats(d_in * total);
+    }
 
     bool holds(const module_batch& b, const std::vector<adapter_key>& k) const {
         return !keys.empty() && name == b.name && d_out == b.d_out && d_in == b.d_in && keys == k;
@@ -76,6 +91,7 @@ template <class Up>
 void fill(resident_batch& r, const module_batch& batch, std::vector<adapter_key> keys, kd::device_buffer& raw,
           kd::device_buffer& meta_buffer, Up& up) {
     r.keys.clear();
+    r.storage = kd::device_precision::fp32;
     r.offsets.assign(batch.size(), 0);
     std::int64_t total = 0;
     for (std::size_t p = 0; p < batch.size(); ++p) {
@@ -111,6 +127,7 @@ void fill(resident_batch& r, const module_batch& batch, std::vector<adapter_key>
     r.name = batch.name;
     r.d_out = batch.d_out;
     r.d_in = batch.d_in;
+    r.total = total;
     r.keys = std::move(keys);
     r.rkey.reset();
 }
@@ -149,8 +166,17 @@ struct CudaLinalgOps::state {
     // one and the scratch; reserve_bytes() evicts further when an allocation does not fit.
     std::mutex cache_mutex; // the cache: select() / reserve_bytes() on the compute thread, stage() beside
     backend::resident_lru<resident_batch> cache;
+    // Cached modules exact in 16 bits are stored narrowed (set_resident_compact; read by stage() too).
+    std::atomic<bool> compact_on{compact_from_environment()};
+    std::atomic<std::size_t> compactions{0};
 
     state(std::size_t budget, int device) : ctx(budget, device), cache(ctx.budget_bytes() / 10 * 6) {}
+
+    // LORAFLEET_RESIDENT_COMPACT=0 turns the 16-bit cache storage off (tests, comparisons).
+    static bool compact_from_environment() {
+        const char* v = std::getenv("LORAFLEET_RESIDENT_COMPACT");
+        return v == nullptr || std::strcmp(v, "0") != 0;
+    }
 
     // The batch's pointer-free key when its copy could be cached at all (hashing every value costs a
     // read of the module: skipped for a module that is streamed anyway).
@@ -162,7 +188,9 @@ struct CudaLinalgOps::state {
                                                    const std::vector<adapter_key>& keys) {
         {
             std::lock_guard lk(cache_mutex);
-            if (!cache.cacheable(backend::resident_bytes_of(batch))) return std::nullopt;
+            // The smallest copy it could be cached as (its exact storage is known only once hashed).
+            const auto smallest = compact_on ? kd::device_precision::bf16 : kd::device_precision::fp32;
+            if (!cache.cacheable(backend::resident_bytes_of(batch, smallest))) return std::nullopt;
             if (hashed_key && hashed_key->name == batch.name && hashed_spans == keys) return hashed_key;
         }
         auto k = backend::resident_key_of(batch);
@@ -178,6 +206,62 @@ struct CudaLinalgOps::state {
             gone = cache.evict_one();
         }
         return gone.has_value(); // freed here (cudaFree waits for the work that may still read it)
+    }
+
+    // Grows `b`, evicting cached modules (least recently used first) while the budget is exhausted, but
+    // never the staged one; false when it does not fit even with the cache empty.
+    bool reserve_evicting_cached(kd::device_buffer& b, std::size_t bytes) {
+        for (;;) {
+            try {
+                b.reserve(ctx, bytes);
+                return true;
+            } catch (const kd::linalg_error& e) {
+                if (!is_budget(e)) throw;
+                if (!evict_cached()) return false;
+            }
+        }
+    }
+
+    // Narrows r's T_u / T_v to 16 bits when compaction is on and r's key says a 16-bit format holds every
+    // value exactly (the lossless case only); the fp32 buffers are freed (after the stream has read them:
+    // device_buffer waits for it). r stays fp32 when the 16-bit buffers do not fit (streaming rules apply).
+    void compact(resident_batch& r) {
+        if (!compact_on || !r.rkey || r.storage != kd::device_precision::fp32) return;
+        const auto to = r.rkey->exact_storage;
+        if (to == kd::device_precision::fp32) return;
+        const auto nu = r.d_out * r.total, nv = r.d_in * r.total;
+        const auto bytes = [&](std::int64_t n) {
+            return static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) *
+                   static_cast<std::size_t>(kd::element_bytes(to));
+        };
+        kd::device_buffer u16, v16;
+        if (!reserve_evicting_cached(u16, bytes(nu)) || !reserve_evicting_cached(v16, bytes(nv))) return;
+        kd::narrow_f32(ctx, r.u.f32(), to, u16.data(), nu);
+        kd::narrow_f32(ctx, r.v.f32(), to, v16.data(), nv);
+        r.u = std::move(u16);
+        r.v = std::move(v16);
+        r.storage = to;
+        ++compactions;
+    }
+
+    // Widens a cached 16-bit module back to fp32 (exact) for the working set. On failure r is emptied
+    // (never left half converted) and the error propagates.
+    void widen(resident_batch& r) {
+        if (r.storage == kd::device_precision::fp32) return;
+        try {
+            const auto nu = r.d_out * r.total, nv = r.d_in * r.total;
+            kd::device_buffer u32, v32;
+            reserve(u32, nu);
+            reserve(v32, nv);
+            kd::widen_to_f32(ctx, r.u.data(), r.storage, u32.f32(), nu);
+            kd::widen_to_f32(ctx, r.v.data(), r.storage, v32.f32(), nv);
+            r.u = std::move(u32);
+            r.v = std::move(v32);
+            r.storage = kd::device_precision::fp32;
+        } catch (...) {
+            r = resident_batch{};
+            throw;
+        }
     }
 
     const float* t(ops_side s) const { return s == ops_side::u ? cur_u : cur_v; }
@@ -276,7 +360,20 @@ std::size_t CudaLinalgOps::stage_hits() const {
 CudaLinalgOps::resident_stats CudaLinalgOps::resident_counters() const {
     std::lock_guard lk(m->cache_mutex);
     const auto& c = m->cache;
-    return {c.hits(), c.misses(), c.evictions(), c.size(), c.used_bytes(), c.budget_bytes()};
+    resident_stats out{c.hits(), c.misses(), c.evictions(), c.size(), c.used_bytes(), c.budget_bytes()};
+    c.for_each([&](const backend::resident_key&, std::size_t bytes, const resident_batch& r) {
+        if (r.storage == kd::device_precision::fp32) return;
+        ++out.compact_modules;
+        out.compact_saved_bytes += r.fp32_bytes() - std::min(bytes, r.fp32_bytes());
+    });
+    out.compactions = m->compactions;
+    return out;
+}
+void CudaLinalgOps::set_resident_compact(bool on) {
+    m->compact_on = on;
+}
+bool CudaLinalgOps::resident_compact() const {
+    return m->compact_on;
 }
 void CudaLinalgOps::set_resident_budget(std::size_t bytes) {
     guarded([&] {
@@ -337,24 +434,40 @@ void CudaLinalgOps::select(const module_batch& batch, std::span<const std::size_
             auto rkey = s.cache_key(batch, keys);
             bool taken = false;
             std::vector<resident_batch> evicted; // freed after the lock
-            {
-                // The module selected so far stays resident (when cacheable); the new one may be too.
+            std::optional<resident_batch> hit;
+            // The module selected so far stays resident (when cacheable); the new one may be too.
+            const bool outgoing = s.current.rkey && !s.current.keys.empty();
+            const auto put_current = [&] {
+                auto k = *s.current.rkey;
+                const auto bytes = s.current.u.bytes() + s.current.v.bytes();
+                evicted = s.cache.put(std::move(k), bytes, std::move(s.current));
+                s.current = resident_batch{};
+            };
+            if (outgoing && rkey && *rkey == *s.current.rkey) {
+                // The same content re-read at other addresses: straight back out of the cache, as is.
                 std::lock_guard lk(s.cache_mutex);
-                if (s.current.rkey && !s.current.keys.empty()) {
-                    auto k = *s.current.rkey;
-                    const auto bytes = s.current.u.bytes() + s.current.v.bytes();
-                    evicted = s.cache.put(std::move(k), bytes, std::move(s.current));
-                    s.current = resident_batch{};
-                }
+                put_current();
+                hit = s.cache.take(*rkey);
+            } else {
                 if (rkey) {
-                    if (auto hit = s.cache.take(*rkey)) {
-                        s.current = std::move(*hit);
-                        s.current.keys = keys; // this read's spans: the fast check of later calls
-                        taken = true;
-                    }
+                    std::lock_guard lk(s.cache_mutex);
+                    hit = s.cache.take(*rkey);
+                }
+                if (outgoing) {
+                    // Narrowed first when that is exact (may evict older cached modules for its buffers;
+                    // the hit above is out of the cache already).
+                    s.compact(s.current);
+                    std::lock_guard lk(s.cache_mutex);
+                    put_current();
                 }
             }
             evicted.clear();
+            if (hit) {
+                s.current = std::move(*hit);
+                s.current.keys = keys; // this read's spans: the fast check of later calls
+                s.widen(s.current);    // 16-bit in the cache: fp32 again for the working set
+                taken = true;
+            }
             {
                 std::lock_guard lk(s.staged.mutex);
                 if (s.staged.phase == stage_phase::ready) {

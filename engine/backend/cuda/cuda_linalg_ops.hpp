@@ -11,9 +11,16 @@
 // the budget) keyed WITHOUT pointers (name, shapes, ranks, a hash of every factor value), so a module
 // source that re-reads a module each pass finds it resident; when the budget runs out the least recently
 // used ones are freed and those modules are uploaded again on their next use (streaming). A module larger
-// than the cache's budget is never cached and is hashed not at all. Factors are stored in fp32 (fp16/bf16
-// storage is not done).
-// Device errors (including an exhausted --gpu-memory-mb budget) surface as backend::device_error("cuda",
+// than the cache's budget even in 16 bits (in fp32 with compaction off) is never cached and is hashed not
+// at all; one that is not exact in 16 bits and larger in fp32 is hashed, then streamed.
+// The selected module's factors are fp32 on the device; a cached module whose every factor value is
+// exactly representable in bf16 (else fp16) — factors read from bf16 / fp16 PEFT files are — is stored
+// narrowed to 16 bits (half the bytes, so about twice as many modules stay resident under the same
+// budget) and widened back to fp32 when selected again: lossless both ways, so the results do not change.
+// Modules with any other value stay fp32 in the cache (no lossy rounding). set_resident_compact(false), or
+// LORAFLEET_RESIDENT_COMPACT=0 in the environment when the ops are created, keeps every cached module in
+// fp32. Device errors (including an exhausted --gpu-memory-mb budget) surface as
+// backend::device_error("cuda",
 // ...) (a backend_unavailable) with the CUDA / cuBLAS / cuSOLVER code and message. Thread affinity: one
 // thread at a time, except stage(), which may run on another thread beside the other calls.
 #pragma once
@@ -62,14 +69,22 @@ public:
     std::size_t stage_hits() const;
     // The resident cache's counters: hits / misses of select() looking a module up (a module larger than
     // the cache's budget is not looked up), LRU evictions (budget or memory pressure), the cached modules
-    // (not counting the selected one) and their device bytes.
+    // (not counting the selected one) and their device bytes; of those, the modules stored in 16 bits
+    // (compact_modules) and the bytes that saves against fp32 (compact_saved_bytes); how many times a
+    // module was narrowed into the cache so far (compactions).
     struct resident_stats {
         std::size_t hits = 0, misses = 0, evictions = 0, modules = 0, bytes = 0, budget = 0;
+        std::size_t compact_modules = 0, compact_saved_bytes = 0, compactions = 0;
     };
     resident_stats resident_counters() const;
     // The resident cache's byte budget (default 60% of budget_bytes(); 0: every module is streamed);
     // cached modules beyond it are freed now.
     void set_resident_budget(std::size_t bytes);
+    // Whether cached modules whose values are exact in 16 bits are stored narrowed (default true, or
+    // false when LORAFLEET_RESIDENT_COMPACT=0 was set when the ops were created). Applies to modules
+    // cached from now on.
+    void set_resident_compact(bool on);
+    bool resident_compact() const;
 
     struct state;
 

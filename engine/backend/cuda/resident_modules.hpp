@@ -2,7 +2,11 @@
 // stay on the device across passes. Plain C++ (no CUDA), tested on the CPU.
 //  - resident_key: a module's identity that does NOT depend on host pointers (the module source re-reads
 //    a module on every pass, so its spans move): name, shapes, adapter ranks and a 64-bit fingerprint of
-//    every factor value (a changed value changes the key; a re-read with equal content keeps it).
+//    every factor value (a changed value changes the key; a re-read with equal content keeps it). While
+//    hashing, the values are also tested for the narrowest storage that holds EVERY one of them exactly
+//    (bf16, else fp16, else fp32; all_exact over kernels/half_elements.hpp's bit tests), carried in the
+//    key as a non-identity field: a module of bf16 / fp16 PEFT factors can be cached in 16 bits with no
+//    rounding at all (the GPU then still computes on the very values the CPU does).
 //  - resident_lru<V>: entries V (a module's device buffers) by key under a byte budget, least recently
 //    used evicted first. put() never caches an entry larger than the budget (the caller frees it: that
 //    module is streamed, uploaded on every use); take() moves an entry out (the selected module lives
@@ -11,8 +15,10 @@
 #pragma once
 
 #include "engine/compress/module_batch.hpp"
+#include "kernels/half_elements.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -23,6 +29,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -77,11 +84,61 @@ private:
     std::uint64_t m_length = 0;
 };
 
+// Whether every one of n floats is exact in storage E (kernels::bf16_bits or kernels::fp16_bits): the
+// bit tests of kernels/half_elements.hpp over blocks of 4096 values (branch-free inside a block, so the
+// compiler vectorizes it), stopping after the first block with a value that is not.
+template <class E> bool exact_element(float x) {
+    if constexpr (std::is_same_v<E, kernels::bf16_bits>)
+        return kernels::bf16_exact(x);
+    else
+        return kernels::fp16_exact(x);
+}
+
+template <class E> bool all_exact(const float* p, std::size_t n) {
+    constexpr std::size_t block = 4096;
+    std::size_t i = 0;
+    for (; i + block <= n; i += block) {
+        const float* q = p + i;
+        unsigned bad = 0;
+        for (std::size_t j = 0; j < block; ++j) // a fixed trip count: vectorized at -O2
+            bad |= unsigned(!exact_element<E>(q[j]));
+        if (bad != 0) return false;
+    }
+    unsigned bad = 0;
+    for (; i < n; ++i)
+        bad |= unsigned(!exact_element<E>(p[i]));
+    return bad == 0;
+}
+
+template <class E> bool all_exact(const compress::adapter_factors& f) {
+    return all_exact<E>(f.a.data(), f.a.size()) && all_exact<E>(f.b.data(), f.b.size());
+}
+
+// Runs fn(from, to) over [0, n) split into `threads` contiguous ranges (the calling thread takes the
+// first). Fork-join.
+template <class Fn> void for_ranges(std::size_t n, unsigned threads, Fn&& fn) {
+    if (threads <= 1) {
+        fn(std::size_t(0), n);
+        return;
+    }
+    std::vector<std::thread> pool;
+    pool.reserve(threads - 1);
+    const auto cut = [&](unsigned t) { return n * t / threads; };
+    for (unsigned t = 1; t < threads; ++t)
+        pool.emplace_back([&fn, from = cut(t), to = cut(t + 1)] { fn(from, to); });
+    fn(0, cut(1));
+    for (auto& th : pool)
+        th.join();
+}
+
 struct resident_key {
     std::string name;
     std::int64_t d_out = -1, d_in = -1;
     std::vector<std::int64_t> ranks;
     std::uint64_t fingerprint = 0;
+    // Not part of the identity (a function of the hashed values): the narrowest storage that represents
+    // every factor value of the module exactly.
+    kernels::device_precision exact_storage = kernels::device_precision::fp32;
 
     bool operator==(const resident_key& o) const {
         return std::tie(fingerprint, d_out, d_in, name, ranks) ==
@@ -93,8 +150,12 @@ struct resident_key {
 // then the module's hash over the name, shapes, ranks and those in batch order, so the key does not
 // depend on `threads`). threads = 0: up to 8 hardware threads for a module of 16 MB or more (one thread
 // hashes ~6 GB/s: a 1000-adapter Mistral q module, 0.5 GB, ~85 ms alone), else 1. Fork-join only.
+// exact_storage, in two phases: each adapter's bf16 test runs beside its hash (one cheap bit test per value,
+// on the values the hash is reading); only when some adapter is not all bf16 does a second pass test fp16
+// (over the same thread split, every range stopping once any value failed). The answer is a function of
+// the values alone: the same for any `threads`.
 inline resident_key resident_key_of(const compress::module_batch& batch, unsigned threads = 0) {
-    resident_key k{batch.name, batch.d_out, batch.d_in, {}, 0};
+    resident_key k{batch.name, batch.d_out, batch.d_in, {}, 0, kernels::device_precision::fp32};
     const std::size_t n = batch.size();
     std::size_t bytes = 0;
     for (const auto& f : batch.adapters)
@@ -104,26 +165,17 @@ inline resident_key resident_key_of(const compress::module_batch& batch, unsigne
             bytes < (std::size_t(16) << 20) ? 1u : std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
     threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(n, 1)));
     std::vector<std::uint64_t> per_adapter(n);
-    const auto hash_range = [&](std::size_t from, std::size_t to) {
+    std::vector<unsigned char> bf16(n, 0);
+    for_ranges(n, threads, [&](std::size_t from, std::size_t to) {
         for (std::size_t p = from; p < to; ++p) {
+            const auto& f = batch.adapters[p];
             content_hash h;
-            h.add(batch.adapters[p].a.data(), batch.adapters[p].a.size_bytes());
-            h.add(batch.adapters[p].b.data(), batch.adapters[p].b.size_bytes());
+            h.add(f.a.data(), f.a.size_bytes());
+            h.add(f.b.data(), f.b.size_bytes());
             per_adapter[p] = h.value();
+            bf16[p] = all_exact<kernels::bf16_bits>(f) ? 1 : 0;
         }
-    };
-    if (threads <= 1) {
-        hash_range(0, n);
-    } else {
-        std::vector<std::thread> pool;
-        pool.reserve(threads - 1);
-        const auto cut = [&](unsigned t) { return n * t / threads; };
-        for (unsigned t = 1; t < threads; ++t)
-            pool.emplace_back(hash_range, cut(t), cut(t + 1));
-        hash_range(0, cut(1));
-        for (auto& th : pool)
-            th.join();
-    }
+    });
     content_hash h;
     h.add(batch.name.data(), batch.name.size());
     h.add_int(batch.d_out);
@@ -135,15 +187,28 @@ inline resident_key resident_key_of(const compress::module_batch& batch, unsigne
         h.add(&per_adapter[p], sizeof per_adapter[p]);
     }
     k.fingerprint = h.value();
+    if (std::all_of(bf16.begin(), bf16.end(), [](unsigned char b) { return b != 0; })) {
+        k.exact_storage = kernels::device_precision::bf16;
+    } else {
+        std::atomic<bool> fp16{true};
+        for_ranges(n, threads, [&](std::size_t from, std::size_t to) {
+            for (std::size_t p = from; p < to && fp16.load(std::memory_order_relaxed); ++p)
+                if (!all_exact<kernels::fp16_bits>(batch.adapters[p])) fp16 = false;
+        });
+        if (fp16) k.exact_storage = kernels::device_precision::fp16;
+    }
     return k;
 }
 
-// Device bytes of a batch's resident copy (T_u and T_v in fp32).
-inline std::size_t resident_bytes_of(const compress::module_batch& batch) {
+// Device bytes of a batch's resident copy: T_u and T_v stored in `storage` (fp32: as computed on; bf16 /
+// fp16: half that, for a cached module whose key says the format is exact).
+inline std::size_t resident_bytes_of(const compress::module_batch& batch,
+                                     kernels::device_precision storage = kernels::device_precision::fp32) {
     std::int64_t total = 0;
     for (const auto& f : batch.adapters)
         total += f.rank;
-    return static_cast<std::size_t>((batch.d_out + batch.d_in) * total) * sizeof(float);
+    return static_cast<std::size_t>((batch.d_out + batch.d_in) * total) *
+           static_cast<std::size_t>(kernels::element_bytes(storage));
 }
 
 template <class V> class resident_lru {
@@ -165,6 +230,11 @@ public:
         for (const auto& e : m_entries)
             keys.push_back(e.key);
         return keys;
+    }
+    // fn(key, bytes, value) for every entry, most recently used first (counters).
+    template <class Fn> void for_each(Fn&& fn) const {
+        for (const auto& e : m_entries)
+            fn(e.key, e.bytes, e.value);
     }
 
     // Moves the entry with key `k` out of the cache (a hit) or returns nullopt (a miss).
