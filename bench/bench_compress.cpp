@@ -9,18 +9,27 @@
 //
 // usage: bench_compress [--adapters 100,1000] [--layers 1] [--clusters 1,25] [--methods jd-full,jd-diag]
 //                       [--rank 16] [--dense-adapters 16] [--threads N] [--backend cpu|cuda|auto|cpu,cuda]
-//                       [--gpu-memory-mb MB] [--in-memory] [--pass-log]
+//                       [--gpu-memory-mb MB] [--in-memory] [--pass-log] [--factor-dtype f32|bf16|fp16]
 // --pass-log prints (to stderr) every clustering pass: wall and CPU seconds, fit / residual / error split,
 // fits, sweeps, fits reused from the last pass, residual columns recomputed, objective and adapters moved.
 // --in-memory generates the whole fleet first, in parallel, and keeps it (1000 adapters x 96 modules:
 // ~38 GB): each of the driver's passes then costs what the backend does with the factors, not the
 // generation (a single thread makes ~2 s of factors per layer and pass, more than a GPU computes with them).
+// --factor-dtype rounds every generated factor value to bf16 / fp16 and back to fp32 (round to nearest
+// even, engine/core/float16.hpp: what reading a bf16 / fp16 PEFT file gives); default f32 = unrounded.
+// For the cuda backend a second table gives the resident module cache's counters per run: hits, misses,
+// evictions, compactions (modules narrowed into the cache: exact 16-bit storage, e.g. with --factor-dtype
+// bf16), and at the end of the run the cached modules, how many of them are 16-bit, their MB and the MB
+// that saves against fp32.
 // "wall s" is the whole compress_fleet call; "s/module" leaves out the time spent waiting for loads.
 // With two backends (e.g. --backend cuda,cpu) every configuration runs on each and a final table gives
 // the time ratio of the first backend to each other one.
 #include "engine/backend/compress_backends.hpp"
+#include "engine/backend/cuda/cuda_linalg_ops.hpp"
 #include "engine/compress/fleet_compressor.hpp"
+#include "engine/compress/ops_backend.hpp"
 #include "engine/compress/parallel.hpp"
+#include "engine/core/float16.hpp"
 #include "engine/core/random.hpp"
 
 #include <cblas.h>
@@ -42,13 +51,16 @@ using namespace lorafleet::backend;
 
 namespace {
 
+enum class factor_dtype { f32, bf16, fp16 };
+
 // Planted fleet: adapter i belongs to group i % groups; per module and group, factors live in random
-// rank-r input/output subspaces; noise_rel of relative Frobenius noise per adapter.
+// rank-r input/output subspaces; noise_rel of relative Frobenius noise per adapter; every value rounded
+// to `dtype` storage (f32: as generated).
 class PlantedStreamSource final : public ModuleSource {
 public:
     PlantedStreamSource(std::size_t adapters, int groups, int layers, int rank, double noise,
-                        std::uint64_t seed)
-        : m_n(adapters), m_groups(groups), m_rank(rank), m_noise(noise), m_seed(seed) {
+                        std::uint64_t seed, factor_dtype dtype = factor_dtype::f32)
+        : m_n(adapters), m_groups(groups), m_rank(rank), m_noise(noise), m_seed(seed), m_dtype(dtype) {
         for (int l = 0; l < layers; ++l) {
             const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
             m_shapes.push_back({p + "q_proj", 4096, 4096});
@@ -128,6 +140,8 @@ private:
                         d.data(), r, 0.0f, f.b.data(), r);
             add_noise(f.a, rs);
             add_noise(f.b, rs);
+            round_to_dtype(f.a);
+            round_to_dtype(f.b);
         }
         return make_owned_module_batch(s.name, s.d_out, s.d_in, std::move(factors));
     }
@@ -140,10 +154,20 @@ private:
         for (auto& v : x)
             v += float(sigma * rs.normal());
     }
+    // A bf16 / fp16 PEFT file's values, as read into fp32.
+    void round_to_dtype(std::vector<float>& x) const {
+        if (m_dtype == factor_dtype::bf16)
+            for (auto& v : x)
+                v = bf16_to_f32(f32_to_bf16(v));
+        else if (m_dtype == factor_dtype::fp16)
+            for (auto& v : x)
+                v = f16_to_f32(f32_to_f16(v));
+    }
     std::size_t m_n;
     int m_groups, m_rank;
     double m_noise;
     std::uint64_t m_seed;
+    factor_dtype m_dtype;
     std::vector<module_shape> m_shapes;
     std::vector<module_batch> m_cache; // --in-memory
 };
@@ -224,6 +248,12 @@ void print_pass_log(const compression_result& r) {
                      rec.reused, rec.residual_columns, rec.objective, rec.moved);
 }
 
+// The CUDA ops behind a backend, or null (the CPU backend).
+CudaLinalgOps* cuda_ops_of(CompressBackend& backend) {
+    auto* ops = dynamic_cast<OpsBackend*>(&backend);
+    return ops ? dynamic_cast<CudaLinalgOps*>(&ops->ops()) : nullptr;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -232,6 +262,7 @@ int main(int argc, char** argv) {
     int layers = 1, rank = 16, dense_n = 16, threads = 0;
     std::size_t gpu_memory_mb = 0;
     bool in_memory = false, pass_log = false;
+    std::string dtype_name = "f32";
     for (int i = 1; i < argc; ++i) {
         const std::string k = argv[i];
         if (k == "--in-memory") {
@@ -265,11 +296,20 @@ int main(int argc, char** argv) {
             backends = v;
         else if (k == "--gpu-memory-mb")
             gpu_memory_mb = std::stoul(v);
+        else if (k == "--factor-dtype")
+            dtype_name = v;
         else {
             std::fprintf(stderr, "unknown option %s\n", k.c_str());
             return 2;
         }
     }
+    if (dtype_name != "f32" && dtype_name != "bf16" && dtype_name != "fp16") {
+        std::fprintf(stderr, "--factor-dtype must be f32, bf16 or fp16\n");
+        return 2;
+    }
+    const factor_dtype dtype = dtype_name == "bf16"   ? factor_dtype::bf16
+                               : dtype_name == "fp16" ? factor_dtype::fp16
+                                                      : factor_dtype::f32;
     std::vector<std::unique_ptr<CompressBackend>> engines;
     try {
         for (const auto& b : split(backends))
@@ -286,8 +326,9 @@ int main(int argc, char** argv) {
     const int modules = 3 * layers;
     std::printf(
         "Mistral-7B geometry (q 4096x4096, k/v 1024x4096), rank-16 adapters in 25 planted groups + 5%% "
-        "noise, %d layer(s) = %d modules measured, backend(s) %s\n\n",
-        layers, modules, backends.c_str());
+        "noise, %d layer(s) = %d modules measured, backend(s) %s%s\n\n",
+        layers, modules, backends.c_str(),
+        dtype == factor_dtype::f32 ? "" : (", factors rounded to " + dtype_name).c_str());
     std::printf(
         "| backend | adapters | method  | clusters | s/module | CPU s/module (incl. generation) | est. 32 "
         "layers (96 modules) | wall s | passes | mean error | "
@@ -298,6 +339,7 @@ int main(int argc, char** argv) {
         std::vector<double> seconds; // per backend
     };
     std::vector<row> rows;
+    std::vector<std::string> resident_rows; // cuda runs: the resident cache's counters
     for (const auto& n_text : split(adapters))
         for (const auto& method : split(methods))
             for (const auto& k_text : split(clusters)) {
@@ -305,7 +347,7 @@ int main(int argc, char** argv) {
                 for (auto& engine : engines) {
                     const std::size_t n = std::stoul(n_text);
                     const int k = std::stoi(k_text);
-                    PlantedStreamSource source(n, 25, layers, 16, 0.05, 7);
+                    PlantedStreamSource source(n, 25, layers, 16, 0.05, 7, dtype);
                     if (in_memory) {
                         const auto g0 = std::chrono::steady_clock::now();
                         const int gen_threads =
@@ -323,6 +365,9 @@ int main(int argc, char** argv) {
                     opt.jd.method = method == "jd-diag" ? jd_method::diag : jd_method::full;
                     opt.jd.rank = rank;
                     opt.clusters = k;
+                    auto* cuda_ops = cuda_ops_of(*engine);
+                    const auto rc0 =
+                        cuda_ops ? cuda_ops->resident_counters() : CudaLinalgOps::resident_stats{};
                     const double cpu0 = cpu_seconds();
                     const auto t0 = std::chrono::steady_clock::now();
                     const auto r = compress_fleet(source, *engine, opt);
@@ -339,9 +384,31 @@ int main(int argc, char** argv) {
                                 r.timing.residual_s, r.timing.error_s, r.timing.feature_s, r.timing.load_s);
                     std::fflush(stdout);
                     if (pass_log) print_pass_log(r);
+                    if (cuda_ops) {
+                        const auto rc = cuda_ops->resident_counters();
+                        char line[512];
+                        std::snprintf(
+                            line, sizeof line,
+                            "| %s | %zu | %s | %d | %zu | %zu | %zu | %zu | %zu (%zu 16-bit) | %.0f | "
+                            "%.0f | %.0f |",
+                            engine->name().c_str(), n, method.c_str(), r.k, rc.hits - rc0.hits,
+                            rc.misses - rc0.misses, rc.evictions - rc0.evictions,
+                            rc.compactions - rc0.compactions, rc.modules, rc.compact_modules,
+                            double(rc.bytes) / 1e6, double(rc.compact_saved_bytes) / 1e6,
+                            double(rc.budget) / 1e6);
+                        resident_rows.emplace_back(line);
+                    }
                 }
                 rows.push_back(std::move(rw));
             }
+    if (!resident_rows.empty()) {
+        std::printf("\nResident module cache (cuda; counts of this run, cache contents at its end):\n");
+        std::printf("| backend | adapters | method | clusters | hits | misses | evictions | compactions | "
+                    "cached modules | resident MB | saved by 16-bit MB | budget MB |\n");
+        std::printf("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (const auto& line : resident_rows)
+            std::printf("%s\n", line.c_str());
+    }
     if (engines.size() > 1) {
         std::printf("\nTime ratio (compute seconds, %s / other):\n", engines.front()->name().c_str());
         for (const auto& rw : rows)
