@@ -2,7 +2,9 @@
 # Runs on a GPU machine, from the repository root, with .gpu-kit carried (bench/gpu_kit.sh made it):
 #   bash bench/gpu_kit_run.sh tests      the `gpu` tests (CUDA against the CPU on the same inputs)
 #   bash bench/gpu_kit_run.sh compress   bench_compress: 1000 Mistral-7B-geometry adapters, 32 layers,
-#                                        25 clusters, r 16 on cuda (target < 60 s), and cuda vs cpu on 1 layer
+#                                        25 clusters, r 16, bf16 factors (as PEFT files hold them: the resident
+#                                        cache keeps them in 16 bits) on cuda (target < 60 s), and cuda vs
+#                                        cpu on 1 layer
 #   bash bench/gpu_kit_run.sh serve      bench_serve_gpu: base / compressed / raw at 1..1024 adapters
 #   bash bench/gpu_kit_run.sh all        the three, in that order
 # Each part fits one device call (10 minutes). Logs go to $OUT (or gpu-results/): one file per part.
@@ -61,7 +63,7 @@ run_compress() {
     # --in-memory: the fleet (~38 GB for 32 layers) is generated once on all cores, so the GPU run is not
     # timed against the single-thread generation of every module on every pass.
     timeout 360 "$bin/bench_compress" --backend cuda --adapters 1000 --layers 32 --clusters 25 \
-        --methods jd-full --rank 16 --dense-adapters 0 --in-memory 2>&1 || status=1
+        --methods jd-full --rank 16 --dense-adapters 0 --in-memory --factor-dtype bf16 2>&1 || status=1
     timeout 200 "$bin/bench_compress" --backend cuda,cpu --adapters 1000 --layers 1 --clusters 25 \
         --methods jd-full --rank 16 --dense-adapters 0 --in-memory 2>&1 || status=1
 }
