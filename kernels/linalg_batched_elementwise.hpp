@@ -1,5 +1,5 @@
 // The per-element logic of the batched linear-algebra kernels (linalg_batched.cu) as __host__ __device__
-// functions, so the CPU unit tests (tests/kernels_host/test_linalg_batched_elementwise.cpp) run exactly
+// functions, so the CPU unit tests (tests/kernels_host/test_batched_elementwise.cpp) run exactly
 // the code the GPU runs. Pure functions of their arguments; no state, any thread. C++17.
 #pragma once
 
@@ -35,11 +35,6 @@ LORAFLEET_HD inline std::int64_t top_column_dest(std::int64_t row, std::int64_t 
 LORAFLEET_HD inline std::int64_t gathered_column_source(std::int64_t row, std::int64_t source_column,
                                                         std::int64_t d) {
     return source_column * d + row;
-}
-
-// R's entry (i, j) from geqrf's output value v at (i, j): the upper triangle, zeros below (qr_thin_many).
-LORAFLEET_HD inline float upper_triangle_entry(std::int64_t i, std::int64_t j, float v) {
-    return i <= j ? v : 0.0f;
 }
 
 } // namespace lorafleet::kernels
