@@ -33,6 +33,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
+adapter_info info(std::string name, int slot) {
+    adapter_info a;
+    a.name = std::move(name);
+    a.slot = slot;
+    return a;
+}
+
 using lorafleet::test::watchdog; // tests/support/watchdog.hpp: a hang fails the test
 
 struct model_fixture {
@@ -96,7 +103,7 @@ public:
     std::vector<adapter_info> list() const override {
         std::vector<adapter_info> out;
         for (std::size_t s = 0; s < m_slots.size(); ++s)
-            if (!m_slots[s].empty()) out.push_back({m_slots[s], int(s)});
+            if (!m_slots[s].empty()) out.push_back(info(m_slots[s], int(s)));
         return out;
     }
     std::size_t prepare(std::span<const int> wanted) override { return wanted.size(); }
@@ -124,7 +131,7 @@ public:
             ++s;
         if (s == m_slots.size()) m_slots.emplace_back();
         m_slots[s] = p->name;
-        return {p->name, int(s)};
+        return info(p->name, int(s));
     }
     bool remove(std::string_view name) override {
         const int s = find(name);
