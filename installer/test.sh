@@ -17,7 +17,7 @@ ctest --test-dir "$build_dir" --output-on-failure -j 2 -LE fuzz
 # TSan (it is not instrumented) reports as races inside dscal/dgemm; our threads around it are still checked.
 cmake -S . -B build-tsan -G Ninja -DLORAFLEET_SANITIZE=thread -DLORAFLEET_GUI=OFF -DLORAFLEET_CUDA=OFF \
     -DLORAFLEET_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-tsan_tests='worker_pool|thread_pool|serving_engine|serving_session|device_layer|hybrid_serving|bank_add|http|server|serve_gemm_fused|compress_prefetch|compress_ops|batched_fit_clusters|batched_linalg|fleet_passes|synthetic_model|device_memory|cli_serve|cli_generate|crash|hostile'
+tsan_tests='worker_pool|thread_pool|serving_engine|serving_session|device_layer|hybrid_serving|bank_add|http|server|serve_gemm_fused|compress_prefetch|compress_ops|batched_fit_clusters|batched_linalg|fleet_passes|synthetic_model|device_memory|resident_modules|cli_serve|cli_generate|crash|hostile'
 cmake --build build-tsan -j "$(nproc)" --target lorafleet-cli $(ninja -C build-tsan -t targets all |
     grep -oE '^(engine|cli)_[a-z_]*test_[a-z_]+:' | tr -d ':' | grep -E "$tsan_tests")
 LORAFLEET_STRESS_SCALE=0.05 OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 exitcode=66 die_after_fork=0 suppressions=$PWD/tests/tsan.supp" \
