@@ -52,7 +52,12 @@ module_batch PeftModuleSource::load(std::size_t m) {
         pool.parallel_for(entry.members.size(), [&](std::size_t begin, std::size_t end, int) {
             for (std::size_t j = begin; j < end; ++j) {
                 const auto [adapter, module] = entry.members[j];
-                (*storage)[j] = m_adapters[adapter]->modules[module].factors_f32();
+                const auto& a = *m_adapters[adapter];
+                (*storage)[j] = a.modules[module].factors_f32();
+                if (a.file) { // converted: the mapped bytes need not stay in memory
+                    a.file->release_pages(a.modules[module].a);
+                    a.file->release_pages(a.modules[module].b);
+                }
             }
         });
     }

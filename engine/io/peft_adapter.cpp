@@ -494,6 +494,9 @@ peft_adapter load_peft_adapter(const fs::path& dir, const peft_load_options& opt
         ad.warnings.push_back(
             "modules not selected by target_modules (PEFT would not apply them; loaded anyway): " +
             join_limited(untargeted));
+    // Validation read every value: leave those pages to the page cache rather than this process's
+    // resident set (a fleet of thousands would otherwise count all its files there).
+    ad.file->release_pages();
     return ad;
 }
 

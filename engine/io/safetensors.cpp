@@ -17,6 +17,7 @@
 #include <array>
 #include <bit>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -611,6 +612,29 @@ std::shared_ptr<const safetensors_file> safetensors_file::open(const std::filesy
         f->m_tensors.push_back({&t, {base + f->m_header.data_start + t.begin, t.end - t.begin}});
     }
     return f;
+}
+
+namespace {
+
+void release_mapped_pages(const std::byte* data, std::size_t size) noexcept {
+    if (size == 0) return;
+    static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto first = reinterpret_cast<std::uintptr_t>(data) / page * page;
+    const auto last = reinterpret_cast<std::uintptr_t>(data + size);
+    ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+} // namespace
+
+void safetensors_file::release_pages() const noexcept {
+    release_mapped_pages(static_cast<const std::byte*>(m_map), m_size);
+}
+
+void safetensors_file::release_pages(const tensor_view& t) const noexcept {
+    const auto base = reinterpret_cast<std::uintptr_t>(m_map);
+    const auto at = reinterpret_cast<std::uintptr_t>(t.bytes.data());
+    if (at < base || at - base > m_size || t.bytes.size() > m_size - (at - base)) return;
+    release_mapped_pages(t.bytes.data(), t.bytes.size());
 }
 
 safetensors_file::~safetensors_file() {

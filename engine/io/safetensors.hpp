@@ -79,6 +79,15 @@ public:
     const tensor_view* find(std::string_view name) const; // nullptr when absent
     const tensor_view& at(std::string_view name) const;   // format_error when absent
     std::uint64_t file_bytes() const { return m_size; }
+    // Tells the kernel that this process no longer needs the mapped pages of the whole file, or of the
+    // pages tensor `t` spans (madvise MADV_DONTNEED, widened to whole pages; a view that does not lie in
+    // this file's mapping is ignored). The mapping stays valid: a later read faults the same bytes in again
+    // from the page cache or the file (PROT_READ + MAP_PRIVATE: no page holds a private change). Readers
+    // that stream through a large fleet call it after converting what they read, so the resident set holds
+    // what is in use rather than every file touched (1000 Mistral q/k/v adapters map 19 GB). Any thread;
+    // a failure is ignored (it only costs memory).
+    void release_pages() const noexcept;
+    void release_pages(const tensor_view& t) const noexcept;
 
 private:
     safetensors_file() = default;
