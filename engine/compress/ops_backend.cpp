@@ -756,37 +756,34 @@ void run_diag(step_ops& so, const module_batch& batch, const std::vector<diag_ru
     }
 }
 
+// One run per cluster (cluster c is working set c, warm-started from warm[c] when given), advanced
+// together by `drive` (run_full or run_diag); their fits in cluster order.
+template <class Run, class Drive>
+std::vector<jd_fit> fit_all(step_ops& so, const module_batch& batch,
+                            std::span<const std::vector<std::size_t>> clusters, const jd_options& options,
+                            std::span<const jd_basis* const> warm, Drive drive) {
+    std::vector<Run> runs(clusters.size());
+    std::vector<Run*> ptr;
+    for (std::size_t c = 0; c < clusters.size(); ++c) {
+        runs[c].group = c;
+        runs[c].members = clusters[c];
+        runs[c].warm = warm.empty() ? nullptr : warm[c];
+        ptr.push_back(&runs[c]);
+    }
+    drive(so, batch, ptr, options);
+    std::vector<jd_fit> out(clusters.size());
+    for (std::size_t c = 0; c < clusters.size(); ++c)
+        out[c] = std::move(runs[c].fit);
+    return out;
+}
+
 // Fits `clusters` (already checked) with `so` set up over them: cluster c is working set c.
 std::vector<jd_fit> fit_runs(step_ops& so, const module_batch& batch,
                              std::span<const std::vector<std::size_t>> clusters, const jd_options& options,
                              std::span<const jd_basis* const> warm) {
-    std::vector<jd_fit> out(clusters.size());
-    if (options.method == jd_method::full) {
-        std::vector<full_run> runs(clusters.size());
-        std::vector<full_run*> ptr;
-        for (std::size_t c = 0; c < clusters.size(); ++c) {
-            runs[c].group = c;
-            runs[c].members = clusters[c];
-            runs[c].warm = warm.empty() ? nullptr : warm[c];
-            ptr.push_back(&runs[c]);
-        }
-        run_full(so, batch, ptr, options);
-        for (std::size_t c = 0; c < clusters.size(); ++c)
-            out[c] = std::move(runs[c].fit);
-    } else {
-        std::vector<diag_run> runs(clusters.size());
-        std::vector<diag_run*> ptr;
-        for (std::size_t c = 0; c < clusters.size(); ++c) {
-            runs[c].group = c;
-            runs[c].members = clusters[c];
-            runs[c].warm = warm.empty() ? nullptr : warm[c];
-            ptr.push_back(&runs[c]);
-        }
-        run_diag(so, batch, ptr, options);
-        for (std::size_t c = 0; c < clusters.size(); ++c)
-            out[c] = std::move(runs[c].fit);
-    }
-    return out;
+    if (options.method == jd_method::full)
+        return fit_all<full_run>(so, batch, clusters, options, warm, run_full);
+    return fit_all<diag_run>(so, batch, clusters, options, warm, run_diag);
 }
 
 // The checks fit() makes before any product: members, rank, and a warm basis that fits.
