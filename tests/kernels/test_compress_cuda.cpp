@@ -208,16 +208,8 @@ private slots:
     // The whole driver with the look-ahead: each next module is uploaded on the second stream by the
     // prefetch thread, the compute stream takes it over, and the results equal the CPU backend's.
     void stagedFleetCompressionMatchesCpu() {
-        test::planted_fleet_options po;
-        po.modules = {{"layers.0.q_proj", 96, 80},
-                      {"layers.0.v_proj", 48, 80},
-                      {"layers.1.q_proj", 96, 80},
-                      {"layers.1.v_proj", 48, 80},
-                      {"layers.2.q_proj", 64, 80}};
-        po.adapter_ranks = {4, 6, 5};
-        po.noise = 0.05;
+        auto po = test::three_shape_fleet_options(23);
         po.missing_probability = 0.2;
-        po.seed = 23;
         auto fleet = test::make_planted_fleet(po);
         compress_options o;
         o.jd.rank = po.subspace_rank;

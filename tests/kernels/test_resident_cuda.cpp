@@ -14,6 +14,7 @@
 #include "kernels/device_probe.hpp"
 #include "kernels/half_elements.hpp"
 #include "tests/support/planted_fleet.hpp"
+#include "tests/support/same_bits.hpp"
 
 #include <QtTest/QtTest>
 
@@ -27,17 +28,10 @@ using namespace lorafleet::compress;
 
 namespace {
 
+using test::same_bits;
+
 test::planted_fleet_options fleet_options() {
-    test::planted_fleet_options po;
-    po.modules = {{"layers.0.q_proj", 96, 80},
-                  {"layers.0.v_proj", 48, 80},
-                  {"layers.1.q_proj", 96, 80},
-                  {"layers.1.v_proj", 48, 80},
-                  {"layers.2.q_proj", 64, 80}};
-    po.adapter_ranks = {4, 6, 5};
-    po.noise = 0.05;
-    po.seed = 29;
-    return po;
+    return test::three_shape_fleet_options(29);
 }
 
 compress_options options(const test::planted_fleet_options& po) {
@@ -64,11 +58,6 @@ std::unique_ptr<InMemoryModuleSource> rounded_to_bf16(ModuleSource& source) {
         }
     }
     return out;
-}
-
-bool same_bits(const matrix& a, const matrix& b) {
-    return a.rows == b.rows && a.cols == b.cols &&
-           std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(float)) == 0;
 }
 
 } // namespace

@@ -516,16 +516,8 @@ private slots:
     // paths are the emulated variants: do the host and the emulated device reach the same partition in
     // the same passes?
     void fleetOverEmulatedEigenPaths() {
-        test::planted_fleet_options po;
-        po.modules = {{"layers.0.q_proj", 96, 80},
-                      {"layers.0.v_proj", 48, 80},
-                      {"layers.1.q_proj", 96, 80},
-                      {"layers.1.v_proj", 48, 80},
-                      {"layers.2.q_proj", 64, 80}};
-        po.adapter_ranks = {4, 6, 5};
-        po.noise = 0.05;
+        auto po = test::three_shape_fleet_options(23);
         po.missing_probability = 0.2;
-        po.seed = 23;
         compress_options o;
         o.jd.rank = po.subspace_rank;
         o.clusters = po.groups;

@@ -188,4 +188,17 @@ bool same_partition(const std::vector<int>& a, const std::vector<int>& b) {
     return true;
 }
 
+planted_fleet_options three_shape_fleet_options(std::uint64_t seed) {
+    planted_fleet_options po;
+    po.modules = {{"layers.0.q_proj", 96, 80},
+                  {"layers.0.v_proj", 48, 80},
+                  {"layers.1.q_proj", 96, 80},
+                  {"layers.1.v_proj", 48, 80},
+                  {"layers.2.q_proj", 64, 80}};
+    po.adapter_ranks = {4, 6, 5};
+    po.noise = 0.05;
+    po.seed = seed;
+    return po;
+}
+
 } // namespace lorafleet::test

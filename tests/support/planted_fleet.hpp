@@ -50,6 +50,11 @@ struct planted_fleet {
 
 planted_fleet make_planted_fleet(const planted_fleet_options& options);
 
+// Five modules of three shapes over three layers (q-like 96 x 80, v-like 48 x 80, a 64 x 80 third
+// layer), adapter ranks 4, 6, 5, 5% noise: the fleet the driver-level CUDA-vs-CPU tests share. Callers
+// set what they vary (seed, missing modules) on the result.
+planted_fleet_options three_shape_fleet_options(std::uint64_t seed);
+
 // Factors of a NEW adapter of `group` on module m (fresh random cores, rank R), for §6 tests.
 compress::owned_factors planted_adapter(const planted_fleet& fleet, std::size_t m, int group,
                                         std::size_t adapter, random_stream& g);

@@ -10,6 +10,7 @@
 #include "engine/compress/parallel.hpp"
 #include "engine/core/error.hpp"
 #include "tests/engine/compress/test_compress_ops_compare.hpp"
+#include "tests/support/same_bits.hpp"
 
 #include <QtTest/QtTest>
 
@@ -22,14 +23,7 @@ namespace oc = lorafleet::test::ops_compare;
 
 namespace {
 
-bool same_bits(const matrix& a, const matrix& b) {
-    return a.rows == b.rows && a.cols == b.cols &&
-           std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(float)) == 0;
-}
-
-bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
-}
+using test::same_bits;
 
 // Everything fit() reports, compared bit for bit (QVERIFY2 names the first field that differs).
 void expect_identical(const jd_fit& want, const jd_fit& got, std::size_t cluster) {

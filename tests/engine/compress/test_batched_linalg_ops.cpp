@@ -9,6 +9,7 @@
 #include "engine/core/error.hpp"
 #include "tests/engine/compress/test_compress_ops_compare.hpp"
 #include "tests/support/group_step_inputs.hpp"
+#include "tests/support/same_bits.hpp"
 
 #include <QtTest/QtTest>
 
@@ -20,14 +21,7 @@ namespace oc = lorafleet::test::ops_compare;
 
 namespace {
 
-bool same_bits(const matrix& a, const matrix& b) {
-    return a.rows == b.rows && a.cols == b.cols &&
-           std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(float)) == 0;
-}
-bool same_bits(const dmatrix& a, const dmatrix& b) {
-    return a.rows == b.rows && a.cols == b.cols &&
-           std::memcmp(a.data.data(), b.data.data(), a.data.size() * sizeof(double)) == 0;
-}
+using test::same_bits;
 
 // The grouped calls of `ops` (through `grouped`, which is either the virtual call or the base default)
 // against `single` selecting each group in turn.

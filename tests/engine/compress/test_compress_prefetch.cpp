@@ -9,6 +9,7 @@
 #include "engine/compress/prefetching_module_source.hpp"
 #include "engine/core/error.hpp"
 #include "tests/support/planted_fleet.hpp"
+#include "tests/support/same_bits.hpp"
 
 #include <QtTest/QtTest>
 
@@ -27,6 +28,8 @@ using lorafleet::test::planted_fleet_options;
 using lorafleet::test::same_partition;
 
 namespace {
+
+using test::same_bits;
 
 // A thread-safe log of what happened, in order.
 struct event_log {
@@ -139,11 +142,6 @@ bool same_batch(const module_batch& x, const module_batch& y) {
         if (std::memcmp(a.b.data(), b.b.data(), a.b.size_bytes()) != 0) return false;
     }
     return true;
-}
-
-bool same_bits(const matrix& x, const matrix& y) {
-    return x.rows == y.rows && x.cols == y.cols &&
-           std::memcmp(x.data.data(), y.data.data(), x.data.size() * sizeof(float)) == 0;
 }
 
 planted_fleet_options ragged_fleet() {
